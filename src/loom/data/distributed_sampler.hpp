@@ -17,6 +17,15 @@ class DistributedSampler {
   void set_epoch(uint64_t epoch);
   size_t num_samples() const;         // per rank, equal on every rank
   std::vector<size_t> indices() const;  // this rank's num_samples() indices for the epoch
+
+ private:
+  size_t dataset_size_;
+  int num_replicas_;
+  int rank_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+  uint64_t epoch_ = 0;
 };
 
 }  // namespace loom

@@ -1,0 +1,42 @@
+#pragma once
+// Collective algorithms written once over the point-to-point Transport, one family per file:
+//   ring.cpp   reduce-scatter + all-gather around a ring; pipelined chain broadcast.
+//              Bandwidth-optimal (each rank sends 2(n-1)/n of the data); n-1 latency steps.
+//   tree.cpp   binary tree rooted at rank 0: reduce up, broadcast down, chunked so the levels
+//              work on different chunks at once. log2(n) latency steps; the root's links carry
+//              twice the data, so it wins for small messages and loses for large ones.
+//   naive.cpp  everyone sends to the root, the root reduces and sends back (a parameter
+//              server): the root's link carries (n-1) times the data. The reference baseline.
+// Each entry runs any Collective (see types.hpp); all ranks of the group call it with the same
+// arguments.
+#include "loom/comm/transport.hpp"
+#include "loom/comm/types.hpp"
+
+namespace loom::comm::algorithms {
+
+void ring(Transport& t, const Collective& c);
+void tree(Transport& t, const Collective& c);
+void naive(Transport& t, const Collective& c);
+
+// Dissemination barrier: ceil(log2 n) rounds of one-byte messages.
+void barrier(Transport& t);
+
+// Pieces shared by the families (naive.cpp): the root receives every block of an all-gather
+// layout / sends every rank its block.
+void gather_blocks_to_root(Transport& t, const Collective& c, int root);
+void scatter_blocks_from_root(Transport& t, const Collective& c, int root);
+
+// Helpers over a Collective's buffer.
+std::byte* element_ptr(const Collective& c, size_t index);
+std::span<const std::byte> element_span(const Collective& c, size_t index, size_t count);
+Sink reduce_sink(const Collective& c, size_t first_element);
+Sink copy_sink_at(const Collective& c, size_t first_element);
+// Applies ReduceOp::Avg (divide by the group size) to `count` elements from `first`; no-op for
+// Sum.
+void finish_reduction(const Collective& c, size_t first, size_t count, int group_size);
+
+// Large messages are cut into chunks of this many bytes so that consecutive hops of the tree and
+// the broadcast chain work on different chunks at the same time.
+constexpr size_t kPipelineChunkBytes = 256 * 1024;
+
+}  // namespace loom::comm::algorithms

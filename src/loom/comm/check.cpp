@@ -1,0 +1,173 @@
+#include "loom/comm/check.hpp"
+
+#include <cstring>
+
+#include "loom/comm/reduce.hpp"
+
+namespace loom::comm {
+namespace {
+
+// Rank r's input element i: an integer in [-5, 5], different per rank, element and case.
+float input(int rank, size_t i, int salt) {
+  return static_cast<float>(static_cast<int>((rank * 7 + i * 3 + static_cast<size_t>(salt)) % 11) - 5);
+}
+
+constexpr float kGarbage = -12345.0f;  // fills what a rank does not contribute
+
+// Element values as they are stored in a buffer of `dtype`.
+struct Buffer {
+  DType dtype;
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  Buffer(DType t, size_t n) : dtype(t), f32(t == DType::F32 ? n : 0), bf16(t == DType::BF16 ? n : 0) {}
+  void* data() { return dtype == DType::F32 ? static_cast<void*>(f32.data()) : bf16.data(); }
+  void set(size_t i, float v) {
+    if (dtype == DType::F32)
+      f32[i] = v;
+    else
+      bf16[i] = float_to_bf16(v);
+  }
+  float get(size_t i) const { return dtype == DType::F32 ? f32[i] : bf16_to_float(bf16[i]); }
+};
+
+// The expected result for element i, computed the way the contract defines it: an exact sum,
+// then (for Avg) one multiplication by 1/n rounded to the element type.
+float reduced(int n, size_t i, int salt, const Collective& c) {
+  float sum = 0;
+  for (int r = 0; r < n; ++r) sum += input(r, i, salt);
+  if (c.op == ReduceOp::Sum || n == 1) return sum;
+  const float avg = sum * (1.0f / static_cast<float>(n));
+  return c.dtype == DType::F32 ? avg : bf16_to_float(float_to_bf16(avg));
+}
+
+std::string check_one(Communicator& comm, Collective c, Algo algo, int salt) {
+  const int n = comm.size(), me = comm.rank();
+  Buffer buf(c.dtype, c.count);
+  const Block mine = block_of(c.count, n, me);
+  for (size_t i = 0; i < c.count; ++i) {
+    bool contributes = true;
+    if (c.kind == OpKind::AllGather) contributes = i >= mine.offset && i < mine.offset + mine.count;
+    if (c.kind == OpKind::Broadcast) contributes = me == c.root;
+    buf.set(i, contributes ? input(me, i, salt) : kGarbage);
+  }
+  c.data = buf.data();
+  comm.run(c, algo);
+  size_t first = 0, last = c.count;
+  if (c.kind == OpKind::ReduceScatter) first = mine.offset, last = mine.offset + mine.count;
+  for (size_t i = first; i < last; ++i) {
+    float want = 0;
+    switch (c.kind) {
+      case OpKind::AllReduce:
+      case OpKind::ReduceScatter: want = reduced(n, i, salt, c); break;
+      case OpKind::AllGather: {
+        int owner = 0;
+        while (i >= block_of(c.count, n, owner).offset + block_of(c.count, n, owner).count) ++owner;
+        want = input(owner, i, salt);
+        break;
+      }
+      case OpKind::Broadcast: want = input(c.root, i, salt); break;
+    }
+    if (buf.get(i) != want)
+      return detail::concat(name(c.kind), " ", name(algo), " ", name(c.dtype), " ", name(c.op),
+                            " count ", c.count, " root ", c.root, ": element ", i, " is ",
+                            buf.get(i), ", expected ", want);
+  }
+  return {};
+}
+
+void record(CheckResult& res, const std::string& failure) {
+  ++res.cases;
+  if (!failure.empty()) res.failures.push_back(failure);
+}
+
+// Every collective on every dtype/op/root that applies, for one algorithm.
+void check_algo(Communicator& comm, const CheckOptions& opts, Algo algo, CheckResult& res) {
+  int salt = 0;
+  for (OpKind kind : opts.ops)
+    for (size_t count : opts.counts) {
+      ++salt;
+      Collective c{kind, nullptr, count};
+      switch (kind) {
+        case OpKind::AllReduce:
+          for (DType t : {DType::F32, DType::BF16})
+            for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
+              if (t == DType::BF16 && algo == Algo::Native) continue;  // no MPI bf16 reduction
+              c.dtype = t;
+              c.op = op;
+              record(res, check_one(comm, c, algo, salt));
+            }
+          break;
+        case OpKind::ReduceScatter:
+          for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
+            c.op = op;
+            record(res, check_one(comm, c, algo, salt));
+          }
+          break;
+        case OpKind::AllGather: record(res, check_one(comm, c, algo, salt)); break;
+        case OpKind::Broadcast:
+          for (int root : {0, comm.size() - 1}) {
+            c.root = root;
+            record(res, check_one(comm, c, algo, salt));
+          }
+          break;
+      }
+    }
+}
+
+// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring.
+void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res) {
+  const int n = comm.size(), me = comm.rank();
+  auto sub = comm.split(me % 2, n - me, "parity");
+  // In the sub-group the ranks are ordered by key n - me, i.e. reversed.
+  int expect_rank = 0;
+  for (int r = n - 1; r > me; --r) expect_rank += (r % 2 == me % 2);
+  if (sub->rank() != expect_rank)
+    res.failures.push_back(detail::concat("split: rank ", me, " got group rank ", sub->rank(),
+                                          ", expected ", expect_rank));
+  for (Algo algo : opts.algos) check_algo(*sub, {{OpKind::AllReduce}, {}, {1, 1001}}, algo, res);
+
+  const size_t count = 100003;
+  std::vector<float> a(count), b(count);
+  for (size_t i = 0; i < count; ++i) a[i] = input(me, i, 1), b[i] = input(me, i, 2);
+  auto wa = comm.allreduce_async(a.data(), count, ReduceOp::Sum);
+  auto wb = comm.allreduce_async(b.data(), count, ReduceOp::Avg);
+  wa->wait();
+  wb->wait();
+  Collective sum{OpKind::AllReduce, nullptr, count}, avg = sum;
+  avg.op = ReduceOp::Avg;
+  std::string failure;
+  for (size_t i = 0; i < count && failure.empty(); ++i)
+    if (a[i] != reduced(n, i, 1, sum) || b[i] != reduced(n, i, 2, avg))
+      failure = detail::concat("allreduce_async: element ", i, " wrong");
+  record(res, failure);
+
+  if (n > 1) {
+    std::vector<int32_t> out(5 + me), in(5 + (me + n - 1) % n);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = me * 1000 + static_cast<int>(i);
+    const int next = (me + 1) % n, prev = (me + n - 1) % n;
+    // Even ranks send first so the blocking pairs never wait on each other in a cycle.
+    if (me % 2 == 0) {
+      comm.send(out.data(), out.size() * 4, next);
+      comm.recv(in.data(), in.size() * 4, prev);
+    } else {
+      comm.recv(in.data(), in.size() * 4, prev);
+      comm.send(out.data(), out.size() * 4, next);
+    }
+    failure.clear();
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i] != prev * 1000 + static_cast<int>(i)) failure = "send/recv: wrong payload";
+    record(res, failure);
+  }
+  comm.barrier();
+}
+
+}  // namespace
+
+CheckResult run_check(Communicator& comm, const CheckOptions& opts) {
+  CheckResult res;
+  for (Algo algo : opts.algos) check_algo(comm, opts, algo, res);
+  if (opts.subgroups) check_extras(comm, opts, res);
+  return res;
+}
+
+}  // namespace loom::comm

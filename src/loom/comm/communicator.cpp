@@ -1,0 +1,246 @@
+#include "loom/comm/communicator.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "loom/comm/algorithms/algorithms.hpp"
+
+namespace loom::comm {
+
+// One worker thread per communicator runs the non-blocking calls in the order they were made.
+class Communicator::AsyncQueue {
+ public:
+  ~AsyncQueue() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  std::shared_future<void> push(std::function<void()> task) {
+    std::packaged_task<void()> pt(std::move(task));
+    std::shared_future<void> f = pt.get_future().share();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!worker_.joinable()) worker_ = std::thread([this] { loop(); });
+      tasks_.push_back(std::move(pt));
+      last_ = f;
+    }
+    cv_.notify_one();
+    return f;
+  }
+
+  // Waits until every task pushed so far has finished (errors stay with their Work).
+  void drain() {
+    std::shared_future<void> last;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = last_;
+    }
+    if (last.valid()) last.wait();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::packaged_task<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<void()>> tasks_;
+  std::shared_future<void> last_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+Work::~Work() {
+  if (!waited_ && f_.valid()) f_.wait();
+}
+
+void Work::wait() {
+  waited_ = true;
+  f_.get();
+}
+
+bool Work::done() const {
+  return f_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+Communicator::Communicator(std::unique_ptr<Backend> backend, const CommOptions& opts,
+                           std::string group_name)
+    : backend_(std::move(backend)),
+      name_(std::move(group_name)),
+      algo_(opts.algo),
+      timeout_s_(opts.timeout_s),
+      next_context_(std::make_shared<int>(1)),
+      async_(std::make_unique<AsyncQueue>()) {
+  LOOM_CHECK(timeout_s_ > 0, "communicator timeout must be positive, got ", timeout_s_);
+}
+
+Communicator::~Communicator() {
+  async_.reset();  // joins the worker before the backend goes
+}
+
+std::string Communicator::describe_group() const {
+  std::string s = "'" + name_ + "' [ranks";
+  const auto& m = members();
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (i == 8 && m.size() > 9) {
+      s += " ... " + std::to_string(m.back());
+      break;
+    }
+    s += (i ? "," : " ") + std::to_string(m[i]);
+  }
+  return s + "]";
+}
+
+template <typename Body>
+void Communicator::guarded(const std::string& what, const Body& body) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LOOM_CHECK(broken_.empty(), what, " in group ", describe_group(),
+             ": communicator unusable after an earlier failure: ", broken_);
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(timeout_s_));
+  transport().set_deadline(deadline);
+  try {
+    body(deadline);
+  } catch (const std::exception& e) {
+    broken_ = e.what();
+    LOOM_FAIL(what, " in group ", describe_group(), ": ", e.what(), " (timeout ", timeout_s_,
+              " s)");
+  }
+}
+
+void Communicator::wait_for_async() { async_->drain(); }
+
+void Communicator::run_now(const Collective& c, Algo algo) {
+  LOOM_CHECK(c.data != nullptr || c.count == 0, name(c.kind), ": null buffer");
+  LOOM_CHECK(c.root >= 0 && c.root < size(), name(c.kind), ": root ", c.root,
+             " outside the group of ", size());
+  LOOM_CHECK(algo != Algo::Native || backend_->has_native(), "backend ", backend_->name(),
+             " has no native collectives (use --algo ring, tree or naive)");
+  const std::string what = detail::concat(name(c.kind), " (", name(algo), ", ", c.count, " x ",
+                                          name(c.dtype), ")");
+  guarded(what, [&](Clock::time_point deadline) {
+    switch (algo) {
+      case Algo::Ring: algorithms::ring(transport(), c); break;
+      case Algo::Tree: algorithms::tree(transport(), c); break;
+      case Algo::Naive: algorithms::naive(transport(), c); break;
+      case Algo::Native: backend_->native(c, deadline); break;
+    }
+  });
+}
+
+void Communicator::run(const Collective& c, std::optional<Algo> algo) {
+  wait_for_async();
+  run_now(c, algo.value_or(algo_));
+}
+
+std::unique_ptr<Work> Communicator::run_async(const Collective& c, std::optional<Algo> algo) {
+  const Algo a = algo.value_or(algo_);
+  return std::make_unique<Work>(async_->push([this, c, a] { run_now(c, a); }));
+}
+
+void Communicator::allreduce(float* data, size_t count, ReduceOp op, std::optional<Algo> algo) {
+  run({OpKind::AllReduce, data, count, DType::F32, op, 0}, algo);
+}
+
+void Communicator::allreduce_bf16(uint16_t* data, size_t count, ReduceOp op,
+                                  std::optional<Algo> algo) {
+  run({OpKind::AllReduce, data, count, DType::BF16, op, 0}, algo);
+}
+
+std::unique_ptr<Work> Communicator::allreduce_async(float* data, size_t count, ReduceOp op,
+                                                    std::optional<Algo> algo) {
+  return run_async({OpKind::AllReduce, data, count, DType::F32, op, 0}, algo);
+}
+
+void Communicator::reduce_scatter(float* data, size_t count, ReduceOp op,
+                                  std::optional<Algo> algo) {
+  run({OpKind::ReduceScatter, data, count, DType::F32, op, 0}, algo);
+}
+
+void Communicator::allgather(float* data, size_t count, std::optional<Algo> algo) {
+  run({OpKind::AllGather, data, count, DType::F32, ReduceOp::Sum, 0}, algo);
+}
+
+void Communicator::broadcast(float* data, size_t count, int root, std::optional<Algo> algo) {
+  run({OpKind::Broadcast, data, count, DType::F32, ReduceOp::Sum, root}, algo);
+}
+
+void Communicator::barrier() {
+  wait_for_async();
+  const bool native = algo_ == Algo::Native && backend_->has_native();
+  guarded("barrier", [&](Clock::time_point deadline) {
+    if (native)
+      backend_->native_barrier(deadline);
+    else
+      algorithms::barrier(transport());
+  });
+}
+
+void Communicator::send(const void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+  wait_for_async();
+  guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
+          [&](Clock::time_point) {
+            transport().send(peer, {static_cast<const std::byte*>(data), bytes});
+          });
+}
+
+void Communicator::recv(void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
+  wait_for_async();
+  guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
+          [&](Clock::time_point) { transport().recv_into(peer, data, bytes); });
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
+  wait_for_async();
+  // Everyone learns everyone's (color, key, next free context); the new group's context is the
+  // largest next-free one among the parent's members, so it is unused by every member.
+  const int n = size();
+  std::vector<int32_t> info(3 * static_cast<size_t>(n));
+  info[3 * rank()] = color;
+  info[3 * rank() + 1] = key;
+  info[3 * rank() + 2] = *next_context_;
+  // All-gather moves bytes without arithmetic, so ints travel safely as "f32" elements.
+  guarded("split (allgather of colors)", [&](Clock::time_point) {
+    algorithms::ring(transport(), {OpKind::AllGather, info.data(), info.size(), DType::F32});
+  });
+  std::vector<int> group;
+  int context = 0;
+  for (int r = 0; r < n; ++r) {
+    context = std::max(context, static_cast<int>(info[3 * r + 2]));
+    if (info[3 * r] == color) group.push_back(r);
+  }
+  std::stable_sort(group.begin(), group.end(),
+                   [&](int a, int b) { return info[3 * a + 1] < info[3 * b + 1]; });
+  *next_context_ = context + 1;
+  CommOptions opts;
+  opts.algo = algo_;
+  opts.timeout_s = timeout_s_;
+  auto child = std::make_unique<Communicator>(backend_->split(color, key, group, context), opts,
+                                              name);
+  child->next_context_ = next_context_;
+  return child;
+}
+
+}  // namespace loom::comm

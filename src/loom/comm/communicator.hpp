@@ -1,0 +1,115 @@
+#pragma once
+// The only way Loom's ranks talk. A Communicator is one group (the world, or a sub-group made by
+// split()) over one backend (shm, mpi, or solo for an unlaunched process). Every call:
+//   - is collective over the group unless it says otherwise (send/recv),
+//   - is bounded by timeout_s(): a peer that died or stopped answering makes it throw
+//     loom::Error naming the operation, the group and the missing rank, never hang,
+//   - runs in program order with every other call on this communicator, async ones included.
+// After a failure the communicator is unusable (its streams are out of step): later calls throw.
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loom/comm/backend.hpp"
+#include "loom/comm/types.hpp"
+
+namespace loom::comm {
+
+struct CommOptions {
+  std::string backend = "auto";  // auto (from the environment), shm, mpi
+  Algo algo = Algo::Ring;        // default algorithm; LOOM_COMM_ALGO overrides
+  double timeout_s = 300;        // per call; LOOM_COMM_TIMEOUT (seconds) overrides
+};
+
+// A pending non-blocking collective.
+class Work {
+ public:
+  explicit Work(std::shared_future<void> f) : f_(std::move(f)) {}
+  ~Work();  // waits (the buffer must outlive the operation), swallowing errors
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+  void wait();  // rethrows the operation's error
+  bool done() const;
+
+ private:
+  std::shared_future<void> f_;
+  bool waited_ = false;
+};
+
+class Communicator {
+ public:
+  Communicator(std::unique_ptr<Backend> backend, const CommOptions& opts, std::string group_name);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return transport().rank(); }
+  int size() const { return transport().size(); }
+  const std::string& group_name() const { return name_; }
+  const char* backend_name() const { return backend_->name(); }
+  // World ranks of the members, in group-rank order.
+  const std::vector<int>& members() const { return backend_->members(); }
+
+  Algo algo() const { return algo_; }
+  void set_algo(Algo a) { algo_ = a; }
+  double timeout_s() const { return timeout_s_; }
+  void set_timeout_s(double s) { timeout_s_ = s; }
+
+  // In place on `data`; see Collective in types.hpp for the exact semantics of each.
+  void allreduce(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
+                 std::optional<Algo> algo = {});
+  // bf16 (stored as uint16_t) for compressed gradients; summed in float per hop.
+  void allreduce_bf16(uint16_t* data, size_t count, ReduceOp op = ReduceOp::Sum,
+                      std::optional<Algo> algo = {});
+  std::unique_ptr<Work> allreduce_async(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
+                                        std::optional<Algo> algo = {});
+  // Rank r ends with the reduced block_of(count, size(), r) of `data`.
+  void reduce_scatter(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
+                      std::optional<Algo> algo = {});
+  // Rank r contributes block_of(count, size(), r) of `data`; all ranks end with every block.
+  void allgather(float* data, size_t count, std::optional<Algo> algo = {});
+  void broadcast(float* data, size_t count, int root, std::optional<Algo> algo = {});
+  void barrier();
+  // Point to point (group ranks); a message must be received with the size it was sent with.
+  void send(const void* data, size_t bytes, int peer);
+  void recv(void* data, size_t bytes, int peer);
+
+  // Any collective, any algorithm (the forms above are shorthands).
+  void run(const Collective& c, std::optional<Algo> algo = {});
+  std::unique_ptr<Work> run_async(const Collective& c, std::optional<Algo> algo = {});
+
+  // Sub-group, as MPI_Comm_split: collective over this group; the ranks passing the same color
+  // form a group, ordered by (key, rank). Every rank must create its groups in the same order.
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& name);
+
+ private:
+  Transport& transport() const { return backend_->transport(); }
+  void run_now(const Collective& c, Algo algo);
+  // Runs `body` with the deadline set; turns a failure into a loom::Error naming `what`.
+  template <typename Body>
+  void guarded(const std::string& what, const Body& body);
+  void wait_for_async();
+  std::string describe_group() const;
+
+  std::unique_ptr<Backend> backend_;
+  std::string name_;
+  Algo algo_;
+  double timeout_s_;
+  std::string broken_;  // first failure's message; non-empty = unusable
+  std::shared_ptr<int> next_context_;  // shared by a world and all its sub-groups
+  class AsyncQueue;
+  std::unique_ptr<AsyncQueue> async_;
+  std::mutex mu_;  // serialises calls from the caller's thread and the async worker
+};
+
+// The world communicator of this process: shm when started by `loom launch` (LOOM_* variables)
+// or torchrun-style on one host (RANK, WORLD_SIZE, MASTER_PORT), mpi under mpirun/srun, and a
+// single-rank one when not launched at all.
+std::unique_ptr<Communicator> communicator_from_env(const CommOptions& opts = {});
+
+}  // namespace loom::comm

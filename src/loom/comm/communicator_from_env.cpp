@@ -1,0 +1,70 @@
+// communicator_from_env(): picks the backend from how the process was started.
+#include <cstdlib>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/comm/shm/shm_backend.hpp"
+#include "loom/launch/environment.hpp"
+#ifdef LOOM_WITH_MPI
+#include "loom/comm/mpi/mpi_backend.hpp"
+#endif
+
+namespace loom::comm {
+namespace {
+
+CommOptions with_env_overrides(CommOptions opts) {
+  if (const char* t = std::getenv("LOOM_COMM_TIMEOUT")) {
+    opts.timeout_s = std::atof(t);
+    LOOM_CHECK(opts.timeout_s > 0, "LOOM_COMM_TIMEOUT='", t, "' is not a positive number");
+  }
+  if (const char* a = std::getenv("LOOM_COMM_ALGO")) opts.algo = parse_algo(a);
+  return opts;
+}
+
+std::unique_ptr<Backend> make_shm(const launch::RankEnvironment& env, double timeout_s) {
+  std::string segment = env.shm_name;
+  if (env.launcher == launch::Launcher::Torchrun) {
+    // No launcher made a segment: the ranks meet at a name derived from the rendezvous port,
+    // which only works when every rank runs on this host.
+    LOOM_CHECK(env.local_world_size == env.world_size,
+               "torchrun-style launch over ", env.world_size / env.local_world_size,
+               " hosts: the shm backend is single-host; use mpirun/srun (mpi backend)");
+    segment = "/loom-" + std::to_string(env.master_port);
+  }
+  LOOM_CHECK(!segment.empty(), "backend shm: not started by `loom launch` (no LOOM_SHM_NAME)");
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(timeout_s));
+  return shm::make_shm_backend(segment, env.rank, env.world_size, deadline);
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> communicator_from_env(const CommOptions& requested) {
+  const CommOptions opts = with_env_overrides(requested);
+  const launch::RankEnvironment env = launch::detect_environment();
+  std::string backend = opts.backend;
+  if (backend == "auto") {
+    switch (env.launcher) {
+      case launch::Launcher::None: backend = "solo"; break;
+      case launch::Launcher::Mpi: backend = "mpi"; break;
+      case launch::Launcher::Loom:
+      case launch::Launcher::Torchrun: backend = "shm"; break;
+    }
+  }
+  std::unique_ptr<Backend> b;
+  if (backend == "solo" || (backend == "shm" && env.launcher == launch::Launcher::None)) {
+    b = make_solo_backend();
+  } else if (backend == "shm") {
+    b = make_shm(env, opts.timeout_s);
+  } else if (backend == "mpi") {
+#ifdef LOOM_WITH_MPI
+    b = mpi::make_mpi_backend();
+#else
+    LOOM_FAIL("backend mpi: this loom was built without Open MPI (LOOM_WITH_MPI=OFF)");
+#endif
+  } else {
+    LOOM_FAIL("unknown backend '", backend, "' (expected auto, shm or mpi)");
+  }
+  return std::make_unique<Communicator>(std::move(b), opts, "world");
+}
+
+}  // namespace loom::comm

@@ -1,0 +1,35 @@
+#pragma once
+// Transport over the channels of one context of a shared-memory Segment.
+#include <memory>
+#include <vector>
+
+#include "loom/comm/shm/segment.hpp"
+#include "loom/comm/transport.hpp"
+
+namespace loom::comm::shm {
+
+class ShmTransport : public Transport {
+ public:
+  // members: the world ranks of the group, in group-rank order; `me` is this process's world rank.
+  ShmTransport(std::shared_ptr<Segment> seg, int context, std::vector<int> members, int me);
+  int rank() const override { return rank_; }
+  int size() const override { return static_cast<int>(members_.size()); }
+  void exchange(int to, std::span<const std::byte> send, int from, size_t recv_bytes,
+                const Sink& sink) override;
+
+ private:
+  void notify(int world_rank);
+  // Spins briefly, then sleeps on this rank's doorbell until `ready()` or a peer rings; throws
+  // PeerFailure when the deadline passes or a peer we wait for is gone.
+  template <typename Ready>
+  void wait(const Ready& ready, int to, int from);  // to/from: peers still pending, or -1
+  void check_peer(int group_rank);
+
+  std::shared_ptr<Segment> seg_;
+  int context_;
+  std::vector<int> members_;
+  int rank_;
+  int me_;
+};
+
+}  // namespace loom::comm::shm

@@ -1,0 +1,56 @@
+#pragma once
+// The point-to-point interface every collective algorithm is written over (algorithms/), and
+// that every backend implements (shm/, mpi/). Algorithm and transport never mix: an algorithm
+// only sees group ranks 0..size()-1 and byte streams between them.
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "loom/core/check.hpp"
+
+namespace loom::comm {
+
+using Clock = std::chrono::steady_clock;
+
+// Receives the bytes of a message in order, piece by piece as they arrive (`offset` is the
+// position of `data` in the message). A piece is a whole number of 4-byte words except possibly
+// the last one, so an element never straddles two pieces.
+using Sink = std::function<void(const std::byte* data, size_t offset, size_t len)>;
+
+// Thrown by a transport when a peer does not answer: it died, or the deadline passed while
+// waiting for it. The communicator adds the operation and the group to the message.
+struct PeerFailure : Error {
+  PeerFailure(int group_rank, const std::string& what) : Error(what), peer(group_rank) {}
+  int peer;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Sends `send` to group rank `to` while receiving `recv_bytes` from group rank `from`, handing
+  // them to `sink`; returns when both are complete. to/from = -1: no send/receive. Messages
+  // between two ranks arrive in the order they were sent and must be received with the size
+  // they were sent with. Waits end by the deadline (throwing PeerFailure).
+  virtual void exchange(int to, std::span<const std::byte> send, int from, size_t recv_bytes,
+                        const Sink& sink) = 0;
+
+  void set_deadline(Clock::time_point d) { deadline_ = d; }
+  Clock::time_point deadline() const { return deadline_; }
+
+  // Convenience forms of exchange().
+  void send(int to, std::span<const std::byte> data) { exchange(to, data, -1, 0, {}); }
+  void recv_into(int from, void* dst, size_t bytes);
+  void sendrecv_into(int to, std::span<const std::byte> send, int from, void* dst, size_t bytes);
+
+ protected:
+  Clock::time_point deadline_ = Clock::time_point::max();
+};
+
+Sink copy_sink(void* dst);
+
+}  // namespace loom::comm

@@ -1,0 +1,82 @@
+#include "loom/launch/environment.hpp"
+
+#include <cstdlib>
+
+#include "loom/core/check.hpp"
+
+namespace loom::launch {
+namespace {
+
+const char* get(const char* name) { return std::getenv(name); }
+
+int int_var(const char* name, int fallback) {
+  const char* v = get(name);
+  if (v == nullptr) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  LOOM_CHECK(end != v && *end == '\0' && x >= 0 && x < (1L << 30), "environment variable ", name,
+             "='", v, "' is not a non-negative integer");
+  return static_cast<int>(x);
+}
+
+void check_ranks(const RankEnvironment& e, const char* source) {
+  LOOM_CHECK(e.world_size >= 1 && e.rank < e.world_size, source, ": rank ", e.rank,
+             " is outside a world of ", e.world_size);
+  LOOM_CHECK(e.local_world_size >= 1 && e.local_rank < e.local_world_size, source,
+             ": local rank ", e.local_rank, " is outside ", e.local_world_size, " local ranks");
+}
+
+}  // namespace
+
+const char* name(Launcher l) {
+  switch (l) {
+    case Launcher::None: return "none";
+    case Launcher::Loom: return "loom launch";
+    case Launcher::Mpi: return "mpirun/srun";
+    case Launcher::Torchrun: return "torchrun-style";
+  }
+  return "?";
+}
+
+RankEnvironment detect_environment() {
+  RankEnvironment e;
+  if (get("LOOM_SHM_NAME") && get("LOOM_RANK") && get("LOOM_WORLD_SIZE")) {
+    e.launcher = Launcher::Loom;
+    e.shm_name = get("LOOM_SHM_NAME");
+    e.rank = int_var("LOOM_RANK", 0);
+    e.world_size = int_var("LOOM_WORLD_SIZE", 1);
+    e.local_rank = int_var("LOOM_LOCAL_RANK", e.rank);
+    e.local_world_size = int_var("LOOM_LOCAL_WORLD_SIZE", e.world_size);
+    e.restart_count = int_var("LOOM_RESTART_COUNT", 0);
+  } else if (get("OMPI_COMM_WORLD_SIZE")) {
+    e.launcher = Launcher::Mpi;
+    e.rank = int_var("OMPI_COMM_WORLD_RANK", 0);
+    e.world_size = int_var("OMPI_COMM_WORLD_SIZE", 1);
+    e.local_rank = int_var("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+    e.local_world_size = int_var("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+  } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
+    e.launcher = Launcher::Mpi;
+    e.rank = int_var("SLURM_PROCID", 0);
+    e.world_size = int_var("SLURM_NTASKS", 1);
+    e.local_rank = int_var("SLURM_LOCALID", 0);
+    e.local_world_size = int_var("SLURM_NTASKS_PER_NODE", e.local_rank + 1);
+  } else if (get("PMI_SIZE") || get("PMIX_RANK")) {
+    e.launcher = Launcher::Mpi;
+    e.rank = int_var("PMI_RANK", int_var("PMIX_RANK", 0));
+    e.world_size = int_var("PMI_SIZE", 1);
+    e.local_world_size = e.world_size;
+    e.local_rank = e.rank;
+  } else if (get("RANK") && get("WORLD_SIZE")) {
+    e.launcher = Launcher::Torchrun;
+    e.rank = int_var("RANK", 0);
+    e.world_size = int_var("WORLD_SIZE", 1);
+    e.local_rank = int_var("LOCAL_RANK", e.rank);
+    e.local_world_size = int_var("LOCAL_WORLD_SIZE", e.world_size);
+    e.master_addr = get("MASTER_ADDR") ? get("MASTER_ADDR") : "127.0.0.1";
+    e.master_port = int_var("MASTER_PORT", 29500);
+  }
+  check_ranks(e, name(e.launcher));
+  return e;
+}
+
+}  // namespace loom::launch

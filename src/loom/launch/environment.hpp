@@ -1,0 +1,27 @@
+#pragma once
+// Who started this process, and which rank it is. Checked in this order:
+//   loom launch  LOOM_RANK, LOOM_WORLD_SIZE, LOOM_LOCAL_RANK, LOOM_SHM_NAME, LOOM_RESTART_COUNT
+//   mpirun       OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE
+//   srun / PMI   SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; PMI_RANK, PMI_SIZE; PMIX_RANK
+//   torchrun     RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+//   none         a single rank
+#include <string>
+
+namespace loom::launch {
+
+enum class Launcher { None, Loom, Mpi, Torchrun };
+
+struct RankEnvironment {
+  Launcher launcher = Launcher::None;
+  int rank = 0, world_size = 1;
+  int local_rank = 0, local_world_size = 1;
+  std::string shm_name;  // loom launch: the job's shared-memory segment
+  int restart_count = 0;  // loom launch --max-restarts: how many times the job was restarted
+  std::string master_addr;
+  int master_port = 0;
+};
+
+RankEnvironment detect_environment();
+const char* name(Launcher l);
+
+}  // namespace loom::launch

@@ -1,0 +1,233 @@
+#include "loom/launch/launcher.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+
+#include "loom/core/check.hpp"
+#include "loom/core/log.hpp"
+#include "loom/launch/rank_process.hpp"
+
+namespace loom::launch {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+volatile sig_atomic_t g_interrupt = 0;  // SIGINT/SIGTERM received by the launcher
+void on_signal(int sig) { g_interrupt = sig; }
+
+// Installs the launcher's SIGINT/SIGTERM handlers for its lifetime (the ranks are stopped
+// cleanly instead of being orphaned), restoring the previous ones after.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_interrupt = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+struct Outcome {
+  int exit_code = 0;  // 0: every rank succeeded
+  bool interrupted = false;
+};
+
+std::string segment_name(int attempt) {
+  std::random_device rd;
+  return "/loom-" + std::to_string(getpid()) + "-" + std::to_string(attempt) + "-" +
+         std::to_string(rd() % 1000000);
+}
+
+class Job {
+ public:
+  Job(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts, int attempt)
+      : shm_name_(segment_name(attempt)), grace_(opts.grace_s) {
+    for (int r = 0; r < nproc; ++r) {
+      const std::map<std::string, std::string> env{
+          {"LOOM_RANK", std::to_string(r)},
+          {"LOOM_WORLD_SIZE", std::to_string(nproc)},
+          {"LOOM_LOCAL_RANK", std::to_string(r)},
+          {"LOOM_LOCAL_WORLD_SIZE", std::to_string(nproc)},
+          {"LOOM_SHM_NAME", shm_name_},
+          {"LOOM_RESTART_COUNT", std::to_string(attempt)}};
+      try {
+        ranks_.push_back(spawn_rank(r, opts.program, args, env));
+      } catch (...) {
+        stop_all(SIGKILL);
+        finish();
+        throw;
+      }
+    }
+  }
+  ~Job() { finish(); }
+
+  Outcome run() {
+    Outcome outcome;
+    Clock::time_point kill_at = Clock::time_point::max();
+    while (busy()) {
+      pump_output(50);
+      reap();
+      if (g_interrupt && !outcome.interrupted) {
+        outcome.interrupted = true;
+        outcome.exit_code = 128 + g_interrupt;
+        log("loom launch: interrupted by signal ", static_cast<int>(g_interrupt),
+            ", stopping the ranks");
+        stop_all(SIGTERM);
+        kill_at = Clock::now() + grace();
+      }
+      if (first_failure_ >= 0 && outcome.exit_code == 0) {
+        const RankProcess& p = ranks_[first_failure_];
+        outcome.exit_code = exit_code_of(p.status);
+        log("loom launch: rank ", p.rank, " (pid ", p.pid, ") ", describe_status(p.status),
+            "; stopping the other ranks");
+        stop_all(SIGTERM);
+        kill_at = Clock::now() + grace();
+      }
+      if (Clock::now() >= kill_at) {
+        stop_all(SIGKILL);
+        kill_at = Clock::time_point::max();
+      }
+    }
+    return outcome;
+  }
+
+ private:
+  Clock::duration grace() const {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_));
+  }
+
+  // Running ranks, or pipes still open. A pipe held open by a rank's own child after the rank
+  // ended is not waited for beyond a short drain.
+  bool busy() {
+    bool running = false, pipes = false;
+    for (const auto& p : ranks_) {
+      running |= p.running;
+      pipes |= p.out_fd >= 0 || p.err_fd >= 0;
+    }
+    if (running) return true;
+    if (!pipes) return false;
+    if (drain_until_ == Clock::time_point::max())
+      drain_until_ = Clock::now() + std::chrono::seconds(2);
+    if (Clock::now() < drain_until_) return true;
+    close_pipes();
+    return false;
+  }
+
+  void pump_output(int timeout_ms) {
+    std::vector<pollfd> fds;
+    std::vector<std::pair<size_t, bool>> who;  // (rank index, is stderr)
+    for (size_t i = 0; i < ranks_.size(); ++i) {
+      if (ranks_[i].out_fd >= 0) {
+        fds.push_back({ranks_[i].out_fd, POLLIN, 0});
+        who.emplace_back(i, false);
+      }
+      if (ranks_[i].err_fd >= 0) {
+        fds.push_back({ranks_[i].err_fd, POLLIN, 0});
+        who.emplace_back(i, true);
+      }
+    }
+    if (fds.empty()) {
+      usleep(static_cast<useconds_t>(timeout_ms) * 1000);
+      return;
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) <= 0) return;
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      RankProcess& p = ranks_[who[k].first];
+      if (who[k].second)
+        forward_output(p, p.err_fd, p.err_partial, STDERR_FILENO);
+      else
+        forward_output(p, p.out_fd, p.out_partial, STDOUT_FILENO);
+    }
+  }
+
+  void reap() {
+    for (size_t i = 0; i < ranks_.size(); ++i) {
+      RankProcess& p = ranks_[i];
+      if (!p.running) continue;
+      int status = 0;
+      if (waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
+      p.running = false;
+      p.status = status;
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok && first_failure_ < 0 && !stopping_) first_failure_ = static_cast<int>(i);
+    }
+  }
+
+  void stop_all(int sig) {
+    stopping_ = true;
+    for (const auto& p : ranks_)
+      if (p.running) kill(p.pid, sig);
+    if (sig == SIGKILL)  // a stopped (SIGSTOP) rank only dies of SIGKILL; SIGCONT is harmless
+      for (const auto& p : ranks_)
+        if (p.running) kill(p.pid, SIGCONT);
+  }
+
+  void close_pipes() {
+    for (auto& p : ranks_) {
+      if (p.out_fd >= 0) close(p.out_fd);
+      if (p.err_fd >= 0) close(p.err_fd);
+      p.out_fd = p.err_fd = -1;
+    }
+  }
+
+  // Every path ends here: no rank left running, no pipe open, no segment left in /dev/shm.
+  void finish() {
+    stop_all(SIGKILL);
+    for (auto& p : ranks_)
+      if (p.running) {
+        waitpid(p.pid, &p.status, 0);
+        p.running = false;
+      }
+    close_pipes();
+    shm_unlink(shm_name_.c_str());  // normally already removed by rank 0
+  }
+
+  std::string shm_name_;
+  double grace_;
+  std::vector<RankProcess> ranks_;
+  int first_failure_ = -1;
+  bool stopping_ = false;
+  Clock::time_point drain_until_ = Clock::time_point::max();
+};
+
+}  // namespace
+
+int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts) {
+  LOOM_CHECK(nproc >= 1, "launch: --nproc must be at least 1, got ", nproc);
+  LOOM_CHECK(opts.max_restarts >= 0, "launch: --max-restarts must be >= 0");
+  LOOM_CHECK(!args.empty(), "launch: no command to run (loom launch --nproc N -- <command>)");
+  SignalGuard signals;
+  for (int attempt = 0;; ++attempt) {
+    Outcome outcome;
+    {
+      Job job(nproc, args, opts, attempt);
+      outcome = job.run();
+    }
+    if (outcome.exit_code == 0 || outcome.interrupted) return outcome.exit_code;
+    if (attempt >= opts.max_restarts) {
+      if (opts.max_restarts > 0)
+        log("loom launch: giving up after ", opts.max_restarts, " restart(s)");
+      return outcome.exit_code;
+    }
+    log("loom launch: restarting all ", nproc, " ranks (restart ", attempt + 1, " of ",
+        opts.max_restarts, ")");
+  }
+}
+
+}  // namespace loom::launch

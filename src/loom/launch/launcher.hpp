@@ -1,0 +1,23 @@
+#pragma once
+// The local launcher behind `loom launch` and `loom train --nproc N`: runs N copies of a loom
+// command as the ranks of one job on this host (shm backend), prefixes every line they print
+// with "[rank r] ", and watches them. The first rank that fails (non-zero exit or a signal) is
+// reported with its exit code or signal, and the others are stopped (SIGTERM, then SIGKILL
+// after a grace period). With max_restarts > 0 the whole job is then started again; ranks see
+// how often in LOOM_RESTART_COUNT (the trainer resumes from its latest checkpoint).
+#include <string>
+#include <vector>
+
+namespace loom::launch {
+
+struct LaunchOptions {
+  int max_restarts = 0;
+  double grace_s = 3;                      // between SIGTERM and SIGKILL
+  std::string program = "/proc/self/exe";  // the loom binary the ranks run
+};
+
+// Runs `program args...` as nproc ranks; returns 0 when all succeed, else the failed rank's exit
+// code (128 + signal number for a signal) of the last attempt.
+int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts);
+
+}  // namespace loom::launch

@@ -1,0 +1,133 @@
+#include "loom/model/train_bench.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "loom/core/check.hpp"
+#include "loom/core/rng.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/model/gpt.hpp"
+
+namespace loom {
+
+namespace {
+
+double peak_rss_mib() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  return 0;
+}
+
+}  // namespace
+
+double train_flops_per_token(const GPTConfig& c, int seq) {
+  return 6.0 * static_cast<double>(c.num_params()) +
+         6.0 * c.n_layer * static_cast<double>(c.d_model) * seq;
+}
+
+TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
+  LOOM_CHECK(opts.batch > 0, "--batch must be > 0, got ", opts.batch);
+  LOOM_CHECK(opts.seq > 0 && opts.seq <= opts.model.context_len, "--seq must be in [1, ",
+             opts.model.context_len, "], got ", opts.seq);
+  LOOM_CHECK(opts.steps > 0 && opts.warmup >= 0, "--steps must be > 0 and --warmup >= 0");
+  TrainBenchResult r;
+  r.opts = opts;
+  r.peak_before = kernels::measure_sgemm_peak();
+
+  GPTModel<float> model(opts.model);
+  model.init_weights(opts.seed);
+  r.num_params = static_cast<int64_t>(model.num_params());
+  const int N = opts.batch * opts.seq;
+  Rng rng(opts.seed);
+  std::vector<int32_t> tokens(N + 1);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(opts.model.vocab_size));
+
+  KernelProfile profile;
+  std::vector<double> step_times;
+  for (int s = 0; s < opts.warmup + opts.steps; ++s) {
+    const bool timed = s >= opts.warmup;
+    model.set_profile(timed ? &profile : nullptr);
+    Timer t;
+    model.forward(tokens.data(), tokens.data() + 1, opts.batch, opts.seq, /*train=*/true, &rng);
+    model.backward();
+    if (timed) step_times.push_back(t.seconds());
+  }
+  model.set_profile(nullptr);
+  for (auto& v : profile.forward_s) v /= opts.steps;
+  for (auto& v : profile.backward_s) v /= opts.steps;
+  r.profile = profile;
+  r.peak_rss_mib = peak_rss_mib();
+  r.peak_after = kernels::measure_sgemm_peak();
+
+  std::sort(step_times.begin(), step_times.end());
+  r.step_s = step_times[step_times.size() / 2];
+  r.best_step_s = step_times.front();
+  r.flops_per_token = train_flops_per_token(opts.model, opts.seq);
+  r.tokens_per_s = N / r.step_s;
+  r.gflops = r.flops_per_token * r.tokens_per_s * 1e-9;
+  const double peak = std::max(r.peak_before.gflops, r.peak_after.gflops);
+  r.mfu = r.gflops / peak;
+  r.best_mfu = r.flops_per_token * N / r.best_step_s * 1e-9 / peak;
+  return r;
+}
+
+std::string format_train_bench(const TrainBenchResult& r) {
+  const auto& o = r.opts;
+  const auto& c = o.model;
+  char buf[512];
+  std::ostringstream os;
+  std::snprintf(buf, sizeof buf,
+                "model: L=%d H=%d C=%d V=%d, %lld params; batch %d x seq %d = %d tokens/step, "
+                "%d threads\n",
+                c.n_layer, c.n_head, c.d_model, c.vocab_size, static_cast<long long>(r.num_params),
+                o.batch, o.seq, o.batch * o.seq, omp_get_max_threads());
+  os << buf;
+  std::snprintf(buf, sizeof buf,
+                "sgemm peak (%dx%dx%d, median of %d): %.1f GFLOP/s before, %.1f after the model\n",
+                r.peak_before.n, r.peak_before.n, r.peak_before.n, r.peak_before.reps,
+                r.peak_before.gflops, r.peak_after.gflops);
+  os << buf;
+  std::snprintf(buf, sizeof buf,
+                "FLOPs/token = 6*N + 6*L*C*T (PaLM 6N + 12*L*C*T with attention halved for the "
+                "causal mask) = 6*%lld + 6*%d*%d*%d = %.4g\n",
+                static_cast<long long>(r.num_params), c.n_layer, c.d_model, o.seq,
+                r.flops_per_token);
+  os << buf;
+  std::snprintf(buf, sizeof buf,
+                "timed: forward + backward (no optimizer step), median of %d steps after %d "
+                "warm-up\nstep %.1f ms | %.0f tokens/s | %.1f GFLOP/s | MFU %.1f%% of the sgemm "
+                "peak | fastest step %.1f ms (MFU %.1f%%) | peak RSS %.0f MiB\n",
+                o.steps, o.warmup, r.step_s * 1e3, r.tokens_per_s, r.gflops, r.mfu * 100,
+                r.best_step_s * 1e3, r.best_mfu * 100, r.peak_rss_mib);
+  os << buf;
+  double total = 0;
+  for (size_t k = 0; k < KernelProfile::kNum; ++k) {
+    total += r.profile.forward_s[k] + r.profile.backward_s[k];
+  }
+  const double step_mean = std::max(total, 1e-12);
+  os << "per-kernel time per step (mean of the timed steps):\n";
+  std::snprintf(buf, sizeof buf, "  %-18s %10s %6s %10s %6s\n", "kernel", "fwd ms", "fwd%",
+                "bwd ms", "bwd%");
+  os << buf;
+  for (size_t k = 0; k < KernelProfile::kNum; ++k) {
+    const double f = r.profile.forward_s[k], b = r.profile.backward_s[k];
+    if (f == 0 && b == 0) continue;
+    std::snprintf(buf, sizeof buf, "  %-18s %10.1f %5.1f%% %10.1f %5.1f%%\n",
+                  kernel_name(static_cast<Kernel>(k)), f * 1e3, 100 * f / step_mean, b * 1e3,
+                  100 * b / step_mean);
+    os << buf;
+  }
+  std::snprintf(buf, sizeof buf, "  %-18s %10.1f ms in kernels (%.1f%% of the median step)\n",
+                "total", total * 1e3, 100 * total / r.step_s);
+  os << buf;
+  return os.str();
+}
+
+}  // namespace loom

@@ -1,0 +1,45 @@
+#pragma once
+// Training-throughput benchmark behind `loom bench train`: forward + backward of a GPTModel<float>
+// on random tokens, with a per-kernel time breakdown and MFU against an sgemm peak measured in
+// the same process. The optimizer step is not timed (it belongs to loom/optim).
+#include <cstdint>
+#include <string>
+
+#include "loom/kernels/cpu/gemm_peak.hpp"
+#include "loom/model/gpt_config.hpp"
+#include "loom/model/kernel_profile.hpp"
+
+namespace loom {
+
+struct TrainBenchOptions {
+  GPTConfig model;
+  int batch = 4;
+  int seq = 256;
+  int steps = 5;   // timed
+  int warmup = 2;  // untimed
+  uint64_t seed = 1;
+};
+
+struct TrainBenchResult {
+  TrainBenchOptions opts;
+  int64_t num_params = 0;
+  double flops_per_token = 0;
+  double step_s = 0;       // median of the timed steps
+  double best_step_s = 0;  // fastest timed step (the machine is shared: noise only adds time)
+  double tokens_per_s = 0;
+  double gflops = 0;
+  kernels::GemmPeak peak_before, peak_after;
+  double mfu = 0;          // gflops / max(peak_before, peak_after)
+  double best_mfu = 0;     // the same for the fastest step
+  KernelProfile profile;   // mean per timed step
+  double peak_rss_mib = 0;
+};
+
+// Model FLOPs per trained token (forward + backward): 6 * N for the parameters plus causal
+// attention's 6 * L * C * T (PaLM's 12 * L * C * T halved, as only j <= t is needed).
+double train_flops_per_token(const GPTConfig& c, int seq);
+
+TrainBenchResult run_train_bench(const TrainBenchOptions& opts);
+std::string format_train_bench(const TrainBenchResult& r);
+
+}  // namespace loom

@@ -1,0 +1,69 @@
+#pragma once
+// Checkpoints (see ARCHITECTURE.md): one directory per save, <out_dir>/step_XXXXXX, holding
+//   model.safetensors      parameters, Hugging Face GPT-2 names and layouts (ParamInfo), F32
+//   optimizer.safetensors  AdamW moments "m.<param name>", "v.<param name>" (same shapes, F32)
+//                          and "step" (I64, shape []): the optimizer's step count
+//   state.json             {"format": "loom-checkpoint", "version": 1, "step", "data": {"epoch",
+//                          "samples"}, "rng": {"dropout": [4 x hex]}, "world_size", "tokenizer",
+//                          "config": {"model", "train"}, "files": {"<file>": {"bytes",
+//                          "fnv1a64"}}}
+// A save is written to <out_dir>/.tmp-step_XXXXXX, every file and the directory fsynced, then
+// renamed into place (atomically exchanged with an existing directory of that name); only then is
+// <out_dir>/latest (a one-line file naming the directory) replaced atomically. A crash at any
+// point leaves `latest` naming a complete checkpoint. Loading checks sizes and checksums of every
+// file, then shapes against the model's layout, before touching any parameter.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "loom/model/param_layout.hpp"
+#include "loom/optim/adamw.hpp"
+
+namespace loom {
+
+// Where the data stream stands, independent of the world size: the epoch, and the number of
+// samples (windows) consumed in it summed over all ranks.
+struct DataPosition {
+  uint64_t epoch = 0;
+  uint64_t samples = 0;
+};
+
+struct CheckpointState {
+  int64_t step = 0;  // optimizer steps completed
+  DataPosition data;
+  std::array<uint64_t, 4> dropout_rng{};
+  int world_size = 1;
+  std::string tokenizer;  // for decoding samples: "gpt2" or "byte"
+  nlohmann::json config;  // {"model": .., "train": ..}
+};
+
+std::string checkpoint_dir_name(int64_t step);  // "step_000100"
+
+// Writes <out_dir>/step_XXXXXX (creating out_dir) and points <out_dir>/latest at it. The
+// optimizer must own the whole flat buffer. Returns the checkpoint directory.
+std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                            const std::vector<ParamInfo>& layout, const float* params,
+                            const AdamW& optimizer);
+
+// A checkpoint directory, or a `latest` file (resolved to the directory it names).
+std::string resolve_checkpoint(const std::string& path);
+
+// Reads and checks state.json of a checkpoint directory.
+CheckpointState read_checkpoint_state(const std::string& dir);
+
+// Verify model.safetensors (size, checksum, every tensor present with the layout's shape, no
+// others), then copy it into params.
+void load_checkpoint_params(const std::string& dir, const std::vector<ParamInfo>& layout,
+                            float* params);
+// Same for optimizer.safetensors into the optimizer (moments and step count).
+void load_checkpoint_optimizer(const std::string& dir, const std::vector<ParamInfo>& layout,
+                               AdamW& optimizer);
+
+// Deletes the oldest step_* directories of out_dir beyond the newest `keep_last` (never the one
+// `latest` names). keep_last 0: keeps everything.
+void prune_checkpoints(const std::string& out_dir, int keep_last);
+
+}  // namespace loom

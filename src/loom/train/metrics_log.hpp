@@ -1,0 +1,28 @@
+#pragma once
+// Metrics as JSON lines, one object per event, appended and flushed line by line so a crashed run
+// keeps everything logged before the crash:
+//   {"type": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}
+//   {"type": "eval", "step", "train_loss", "val_loss"}
+// `step` counts completed optimizer steps (1 after the first step).
+#include <cstdint>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace loom {
+
+class MetricsLog {
+ public:
+  MetricsLog() = default;  // logs nothing
+  explicit MetricsLog(const std::string& path);  // appends; errors name the path
+  void train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,
+             double elapsed_s);
+  void eval(int64_t step, double train_loss, double val_loss);
+
+ private:
+  void write(const nlohmann::json& j);
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace loom

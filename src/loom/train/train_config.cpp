@@ -1,0 +1,224 @@
+#include "loom/train/train_config.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <fstream>
+
+#include "loom/core/check.hpp"
+
+namespace loom {
+namespace {
+
+// The one list of train fields: (name, member, help). Serialisation, parsing and --help all
+// come from it.
+template <typename C, typename F>
+void visit_train_fields(C& c, F&& f) {
+  f("data_dir", c.data_dir, "directory of token shards (*train*.bin, *val*.bin) and meta.json [required]");
+  f("out_dir", c.out_dir, "directory for checkpoints (step_XXXXXX, latest) and the metrics log [required]");
+  f("batch_size", c.batch_size, "sequences per micro-batch per rank");
+  f("seq_len", c.seq_len, "tokens per sequence (<= context_len); 0: context_len");
+  f("stride", c.stride, "tokens between the starts of consecutive windows; 0: seq_len");
+  f("grad_accum", c.grad_accum, "micro-batches accumulated per optimizer step");
+  f("max_steps", c.max_steps, "optimizer steps to train");
+  f("lr", c.lr, "peak learning rate (after warm-up)");
+  f("initial_lr", c.initial_lr, "learning rate at step 0 (linear warm-up to lr)");
+  f("min_lr", c.min_lr, "learning rate at the end of the cosine decay");
+  f("warmup_steps", c.warmup_steps, "steps of linear warm-up");
+  f("weight_decay", c.weight_decay, "AdamW decoupled weight decay (not on biases, LayerNorm gains)");
+  f("beta1", c.beta1, "AdamW beta1");
+  f("beta2", c.beta2, "AdamW beta2");
+  f("eps", c.eps, "AdamW epsilon");
+  f("max_norm", c.max_norm, "clip the global gradient norm to this; 0: never clip");
+  f("clip_during_warmup", c.clip_during_warmup, "also clip during warm-up (the seed does not)");
+  f("eval_freq", c.eval_freq, "evaluate train/val loss every this many steps; 0: never");
+  f("eval_iter", c.eval_iter, "batches of train and of val data per evaluation");
+  f("save_freq", c.save_freq, "checkpoint every this many steps (and at the end); 0: only at the end");
+  f("keep_last", c.keep_last, "keep only this many newest checkpoints; 0: keep all");
+  f("sample_freq", c.sample_freq, "print a generated sample every this many steps; 0: with each evaluation; -1: never");
+  f("sample_tokens", c.sample_tokens, "tokens generated per sample");
+  f("sample_prompt", c.sample_prompt, "prompt of the samples");
+  f("top_k", c.top_k, "sample among the k most likely tokens; 0: all");
+  f("temperature", c.temperature, "sampling temperature; 0: greedy");
+  f("seed", c.seed, "seed of initialisation, data order and dropout");
+  f("threads", c.threads, "OpenMP/BLAS threads; 0: default");
+  f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
+}
+
+const std::map<std::string, std::string>& model_help() {
+  static const std::map<std::string, std::string> help = {
+      {"vocab_size", "model: vocabulary size (>= the tokenizer's)"},
+      {"context_len", "model: maximum sequence length (learned positions)"},
+      {"n_layer", "model: transformer blocks"},
+      {"n_head", "model: attention heads"},
+      {"d_model", "model: embedding width"},
+      {"dropout", "model: dropout probability"},
+      {"qkv_bias", "model: bias on the q,k,v projection"}};
+  return help;
+}
+
+void read_value(const nlohmann::json& v, const std::string& key, std::string& out) {
+  LOOM_CHECK(v.is_string(), "train.", key, " must be a string, got ", v.dump());
+  out = v.get<std::string>();
+}
+void read_value(const nlohmann::json& v, const std::string& key, bool& out) {
+  LOOM_CHECK(v.is_boolean(), "train.", key, " must be true or false, got ", v.dump());
+  out = v.get<bool>();
+}
+void read_value(const nlohmann::json& v, const std::string& key, float& out) {
+  LOOM_CHECK(v.is_number(), "train.", key, " must be a number, got ", v.dump());
+  out = v.get<float>();
+}
+template <typename Int>
+void read_value(const nlohmann::json& v, const std::string& key, Int& out) {
+  LOOM_CHECK(v.is_number_integer(), "train.", key, " must be an integer, got ", v.dump());
+  if constexpr (std::is_unsigned_v<Int>) {
+    LOOM_CHECK(v.is_number_unsigned(), "train.", key, " must be >= 0, got ", v.dump());
+    out = v.get<Int>();
+  } else {
+    const int64_t x = v.get<int64_t>();
+    LOOM_CHECK(x >= std::numeric_limits<Int>::min() && x <= std::numeric_limits<Int>::max(),
+               "train.", key, " is out of range: ", x);
+    out = static_cast<Int>(x);
+  }
+}
+
+void from_json_train(const nlohmann::json& j, TrainConfig& c) {
+  LOOM_CHECK(j.is_object(), "the \"train\" section must be a JSON object, got ", j.dump());
+  for (const auto& [key, v] : j.items()) {
+    bool known = false;
+    visit_train_fields(c, [&](const char* name, auto& member, const char*) {
+      if (key != name) return;
+      read_value(v, key, member);
+      known = true;
+    });
+    LOOM_CHECK(known, "unknown field train.", key, " (loom train --help lists the fields)");
+  }
+}
+
+void validate(const RunConfig& rc) {
+  const TrainConfig& c = rc.train;
+  LOOM_CHECK(!c.data_dir.empty(), "missing required field data_dir (set train.data_dir in the config or pass --data_dir)");
+  LOOM_CHECK(!c.out_dir.empty(), "missing required field out_dir (set train.out_dir in the config or pass --out_dir)");
+  LOOM_CHECK(c.batch_size >= 1, "batch_size must be >= 1, got ", c.batch_size);
+  LOOM_CHECK(c.seq_len >= 1 && c.seq_len <= rc.model.context_len, "seq_len must be in [1, context_len = ",
+             rc.model.context_len, "], got ", c.seq_len);
+  LOOM_CHECK(c.stride >= 1, "stride must be >= 1, got ", c.stride);
+  LOOM_CHECK(c.grad_accum >= 1, "grad_accum must be >= 1, got ", c.grad_accum);
+  LOOM_CHECK(c.max_norm >= 0, "max_norm must be >= 0, got ", c.max_norm);
+  LOOM_CHECK(c.eval_freq >= 0, "eval_freq must be >= 0, got ", c.eval_freq);
+  LOOM_CHECK(c.eval_iter >= 1, "eval_iter must be >= 1, got ", c.eval_iter);
+  LOOM_CHECK(c.save_freq >= 0, "save_freq must be >= 0, got ", c.save_freq);
+  LOOM_CHECK(c.keep_last >= 0, "keep_last must be >= 0, got ", c.keep_last);
+  LOOM_CHECK(c.sample_freq >= -1, "sample_freq must be >= -1, got ", c.sample_freq);
+  LOOM_CHECK(c.sample_tokens >= 1, "sample_tokens must be >= 1, got ", c.sample_tokens);
+  LOOM_CHECK(c.top_k >= 0, "top_k must be >= 0, got ", c.top_k);
+  LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
+  LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
+}
+
+// Text from the command line -> a JSON value of the same type as the field's default.
+nlohmann::json parse_flag_value(const std::string& name, const std::string& text,
+                                const nlohmann::json& like) {
+  const std::string flag = "--" + name;
+  if (like.is_string()) return text;
+  if (like.is_boolean()) {
+    if (text == "true" || text == "1") return true;
+    if (text == "false" || text == "0") return false;
+    LOOM_FAIL(flag, ": expected true or false, got '", text, "'");
+  }
+  char* end = nullptr;
+  errno = 0;
+  if (like.is_number_unsigned() || like.is_number_integer()) {
+    const long long x = std::strtoll(text.c_str(), &end, 10);
+    LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0, flag, ": expected an integer, got '", text, "'");
+    return x;
+  }
+  const double x = std::strtod(text.c_str(), &end);
+  LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0, flag, ": expected a number, got '", text, "'");
+  return x;
+}
+
+nlohmann::json defaults_json() { return to_json(RunConfig{}); }
+
+}  // namespace
+
+nlohmann::json to_json(const RunConfig& c) {
+  nlohmann::json train = nlohmann::json::object();
+  visit_train_fields(c.train, [&](const char* name, const auto& member, const char*) {
+    train[name] = member;
+  });
+  return {{"model", c.model}, {"train", train}};
+}
+
+RunConfig parse_run_config(const nlohmann::json& j, const std::string& origin) {
+  try {
+    LOOM_CHECK(j.is_object(), "expected a JSON object {\"model\": {..}, \"train\": {..}}");
+    for (const auto& [key, v] : j.items())
+      LOOM_CHECK(key == "model" || key == "train", "unknown section \"", key,
+                 "\" (expected \"model\" and \"train\")");
+    RunConfig rc;
+    if (j.contains("model")) from_json(j["model"], rc.model);
+    if (j.contains("train")) from_json_train(j["train"], rc.train);
+    rc.model.validate();
+    if (rc.train.seq_len == 0) rc.train.seq_len = rc.model.context_len;
+    if (rc.train.stride == 0) rc.train.stride = rc.train.seq_len;
+    validate(rc);
+    return rc;
+  } catch (const Error& e) {
+    LOOM_FAIL(origin, ": ", e.what());
+  }
+}
+
+nlohmann::json load_config_json(const std::string& path) {
+  if (path.empty()) return nlohmann::json::object();
+  std::ifstream in(path);
+  LOOM_CHECK(in, path, ": cannot open config file");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    LOOM_FAIL(path, ": not valid JSON: ", e.what());
+  }
+}
+
+void apply_overrides(nlohmann::json& j, const std::map<std::string, std::string>& overrides) {
+  if (!j.is_object()) return;  // parse_run_config reports it
+  const nlohmann::json defaults = defaults_json();
+  for (const auto& [name, text] : overrides) {
+    const char* section = defaults["model"].contains(name)   ? "model"
+                          : defaults["train"].contains(name) ? "train"
+                                                             : nullptr;
+    LOOM_CHECK(section != nullptr, "unknown flag --", name);
+    j[section][name] = parse_flag_value(name, text, defaults[section][name]);
+  }
+}
+
+std::vector<ConfigField> config_fields() {
+  const nlohmann::json defaults = defaults_json();
+  std::vector<ConfigField> out;
+  auto text = [](const nlohmann::json& v) -> std::string {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_float()) {  // floats print as the user would write them: 6e-04, not 0.000600000028
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", v.get<double>());
+      return buf;
+    }
+    return v.dump();
+  };
+  auto type = [](const nlohmann::json& v) -> std::string {
+    return v.is_number_integer() ? "INT" : v.is_number() ? "FLOAT" : v.is_boolean() ? "BOOL" : "TEXT";
+  };
+  for (const auto& [name, v] : defaults["model"].items()) {
+    const auto it = model_help().find(name);
+    out.push_back({name, "model", type(v), text(v), it != model_help().end() ? it->second : "model field"});
+  }
+  TrainConfig c;
+  visit_train_fields(c, [&](const char* name, const auto&, const char* help) {
+    const auto& v = defaults["train"][name];
+    out.push_back({name, "train", type(v), text(v), help});
+  });
+  return out;
+}
+
+}  // namespace loom

@@ -1,0 +1,71 @@
+#pragma once
+// A run's configuration: one JSON file {"model": {GPTConfig fields}, "train": {TrainConfig
+// fields}} plus command-line overrides. Field names are unique across both sections, so every
+// field is also a flat flag: `--n_layer 2 --lr 1e-3`. Unknown fields and flags, mistyped values
+// and missing required fields are errors that name them.
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "loom/model/gpt_config.hpp"
+
+namespace loom {
+
+struct TrainConfig {
+  std::string data_dir;  // required
+  std::string out_dir;   // required
+  int batch_size = 8;    // sequences per micro-batch per rank
+  int seq_len = 0;       // 0: the model's context_len
+  int stride = 0;        // between window starts; 0: seq_len
+  int grad_accum = 1;    // micro-batches per optimizer step
+  int64_t max_steps = 1000;
+  float lr = 6e-4f;  // peak
+  float initial_lr = 0.0f;
+  float min_lr = 6e-5f;
+  int64_t warmup_steps = 100;
+  float weight_decay = 0.1f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float max_norm = 1.0f;  // 0: no clipping
+  bool clip_during_warmup = false;
+  int64_t eval_freq = 100;  // 0: no evaluation
+  int eval_iter = 10;
+  int64_t save_freq = 500;  // 0: only at the end
+  int keep_last = 0;        // 0: keep every checkpoint
+  int64_t sample_freq = 0;  // 0: a sample with every evaluation; -1: never
+  int sample_tokens = 32;
+  std::string sample_prompt = "Every effort moves you";
+  int top_k = 0;            // 0: no top-k filter
+  float temperature = 0.0f;  // 0: greedy
+  uint64_t seed = 1337;
+  int threads = 0;  // 0: OpenMP's default
+  std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
+};
+
+struct RunConfig {
+  GPTConfig model;
+  TrainConfig train;
+};
+
+nlohmann::json to_json(const RunConfig& c);
+
+// Parses {"model": .., "train": ..}; `origin` names the source in errors. Fills seq_len and stride
+// defaults and validates every field.
+RunConfig parse_run_config(const nlohmann::json& j, const std::string& origin);
+
+// The JSON of `path` ("" = empty config), with `overrides` (field name -> text from the command
+// line) applied; not yet validated.
+nlohmann::json load_config_json(const std::string& path);
+void apply_overrides(nlohmann::json& j, const std::map<std::string, std::string>& overrides);
+
+// Every field, for the command line: name, section ("model" or "train"), value type ("INT",
+// "FLOAT", "BOOL", "TEXT"), default as text, help.
+struct ConfigField {
+  std::string name, section, type, default_text, help;
+};
+std::vector<ConfigField> config_fields();
+
+}  // namespace loom

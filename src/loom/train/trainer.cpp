@@ -1,0 +1,267 @@
+#include "loom/train/trainer.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "loom/core/check.hpp"
+#include "loom/core/rng.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/data/tokenizer.hpp"
+#include "loom/data/window_dataset.hpp"
+#include "loom/model/generate.hpp"
+#include "loom/optim/adamw.hpp"
+#include "loom/optim/grad_clip.hpp"
+#include "loom/optim/lr_schedule.hpp"
+#include "loom/train/batch_loader.hpp"
+#include "loom/train/checkpoint.hpp"
+#include "loom/train/metrics_log.hpp"
+
+namespace loom {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The tokenizer named by <data_dir>/meta.json ({"tokenizer": "gpt2" | "byte", ...}); gpt2 when
+// there is no meta.json.
+std::string data_tokenizer(const std::string& data_dir) {
+  const std::string path = data_dir + "/meta.json";
+  if (!fs::exists(path)) return "gpt2";
+  std::ifstream in(path);
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  LOOM_CHECK(!j.is_discarded() && j.is_object(), path, ": not a JSON object");
+  if (!j.contains("tokenizer")) return "gpt2";
+  LOOM_CHECK(j["tokenizer"].is_string(), path, ": \"tokenizer\" must be a string");
+  return j["tokenizer"].get<std::string>();
+}
+
+LrSchedule make_schedule(const TrainConfig& c) {
+  LrSchedule s{c.initial_lr, c.lr, c.min_lr, c.warmup_steps, c.max_steps};
+  s.validate();
+  return s;
+}
+
+// "n_layer: checkpoint 4, this run 2; ..." for the fields that differ.
+std::string config_diff(const nlohmann::json& saved, const nlohmann::json& now) {
+  std::string out;
+  for (const auto& [k, v] : now.items()) {
+    const std::string s = saved.contains(k) ? saved[k].dump() : "(absent)";
+    if (s != v.dump()) out += (out.empty() ? "" : "; ") + k + ": checkpoint " + s + ", this run " + v.dump();
+  }
+  return out;
+}
+
+bool due(int64_t step, int64_t freq) { return freq > 0 && step % freq == 0; }
+
+}  // namespace
+
+struct Trainer::Impl {
+  RunConfig cfg;
+  int rank, world;
+  GPT model;
+  AdamW optimizer;
+  LrSchedule schedule;
+  std::string tokenizer_name;
+  std::unique_ptr<Tokenizer> tokenizer;
+  WindowDataset train_data;
+  std::optional<WindowDataset> val_data;
+  BatchLoader loader;
+  Rng dropout_rng;
+  int64_t step = 0;
+  bool resumed = false;
+  std::vector<int32_t> inputs, targets;
+
+  Impl(const RunConfig& c, int rank_, int world_)
+      : cfg(c),
+        rank(rank_),
+        world(world_),
+        model(c.model),
+        optimizer(model.layout(), {c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay}),
+        schedule(make_schedule(c.train)),
+        tokenizer_name(data_tokenizer(c.train.data_dir)),
+        tokenizer(load_tokenizer(tokenizer_name)),
+        train_data(find_shards(c.train.data_dir, "train"), c.train.seq_len, c.train.stride,
+                   c.model.vocab_size),
+        loader(train_data, c.train.batch_size, c.train.seq_len, rank_, world_, c.train.seed),
+        dropout_rng(c.train.seed + 1) {
+    LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
+               " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
+               tokenizer->vocab_size(), ")");
+    if (c.train.eval_freq > 0) {
+      try {
+        val_data.emplace(find_shards(c.train.data_dir, "val"), c.train.seq_len, c.train.stride,
+                         c.model.vocab_size);
+      } catch (const Error& e) {
+        LOOM_FAIL(e.what(), " (evaluation needs validation shards; --eval_freq 0 turns it off)");
+      }
+      LOOM_CHECK(val_data->size() > 0, c.train.data_dir, ": the validation shards hold fewer than ",
+                 c.train.seq_len + 1, " tokens (one window)");
+    }
+    model.init_weights(c.train.seed);
+    const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
+    inputs.resize(n);
+    targets.resize(n);
+  }
+
+  // Mean loss over eval_iter batches of `data` (fewer if it is small) made of windows spread
+  // evenly over the whole split: the same windows every time, and representative of all of it
+  // rather than of its first documents.
+  double eval_loss(const WindowDataset& data) {
+    const size_t B = cfg.train.batch_size, T = cfg.train.seq_len;
+    const size_t count = std::min(data.size(), B * cfg.train.eval_iter);
+    double sum = 0;
+    size_t batches = 0;
+    for (size_t first = 0; first < count; first += B, ++batches) {
+      const size_t rows = std::min(B, count - first);
+      for (size_t r = 0; r < rows; ++r)
+        data.get((first + r) * data.size() / count, inputs.data() + r * T, targets.data() + r * T);
+      sum += model.forward(inputs.data(), targets.data(), static_cast<int>(rows), static_cast<int>(T),
+                           /*train=*/false);
+    }
+    return sum / static_cast<double>(batches);
+  }
+
+  void print_step(const StepStats& s) const {
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | norm %.2f%s | %.0f tok/s",
+                  static_cast<long long>(step), static_cast<long long>(cfg.train.max_steps), s.loss,
+                  s.lr, s.grad_norm, s.clipped ? " (clipped)" : "", s.tokens_per_s);
+    std::cout << line << std::endl;
+  }
+};
+
+Trainer::Trainer(const RunConfig& config, int rank, int world) {
+  LOOM_CHECK(world >= 1 && rank >= 0 && rank < world, "rank ", rank, " outside world of ", world);
+  impl_ = std::make_unique<Impl>(config, rank, world);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::steps_done() const { return impl_->step; }
+const RunConfig& Trainer::config() const { return impl_->cfg; }
+GPT& Trainer::model() { return impl_->model; }
+
+void Trainer::resume(const std::string& checkpoint) {
+  Impl& m = *impl_;
+  const std::string dir = resolve_checkpoint(checkpoint);
+  const CheckpointState state = read_checkpoint_state(dir);
+  const nlohmann::json model_now = m.cfg.model;
+  LOOM_CHECK(state.config.is_object() && state.config.contains("model") && state.config["model"] == model_now,
+             dir, ": the checkpoint's model config differs from this run's: ",
+             config_diff(state.config.value("model", nlohmann::json::object()), model_now));
+  load_checkpoint_params(dir, m.model.layout(), m.model.params());
+  load_checkpoint_optimizer(dir, m.model.layout(), m.optimizer);
+  m.loader.set_position(state.data);
+  m.dropout_rng.set_state(state.dropout_rng);
+  m.step = state.step;
+  m.resumed = true;
+  if (m.rank == 0) std::cout << "resumed from " << dir << " at step " << m.step << std::endl;
+}
+
+StepStats Trainer::step() {
+  Impl& m = *impl_;
+  const TrainConfig& c = m.cfg.train;
+  Timer timer;
+  StepStats s;
+  m.model.zero_grad();
+  for (int a = 0; a < c.grad_accum; ++a) {
+    m.loader.next(m.inputs.data(), m.targets.data());
+    const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
+                                       /*train=*/true, &m.dropout_rng);
+    LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1,
+               ": training diverged (try a lower lr)");
+    m.model.backward(1.0f / static_cast<float>(c.grad_accum));
+    s.loss += loss;
+  }
+  s.loss /= c.grad_accum;
+  // Data parallel: the gradients (and the logged loss) are averaged over the ranks here.
+  const size_t n = m.model.num_params();
+  s.grad_norm = std::sqrt(grad_sq_sum(m.model.grads(), n));
+  LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",
+             m.step + 1, ": training diverged (try a lower lr)");
+  if (c.max_norm > 0 && clips_at(m.step, c.warmup_steps, c.clip_during_warmup)) {
+    const float scale = clip_scale(s.grad_norm, c.max_norm);
+    s.clipped = scale != 1.0f;
+    if (s.clipped) scale_grads(m.model.grads(), n, scale);
+  }
+  s.lr = m.schedule.at(m.step);
+  m.optimizer.step(m.model.params(), m.model.grads(), s.lr);
+  ++m.step;
+  s.seconds = timer.seconds();
+  s.tokens_per_s = static_cast<double>(c.batch_size) * c.seq_len * c.grad_accum * m.world / s.seconds;
+  return s;
+}
+
+EvalStats Trainer::evaluate() {
+  Impl& m = *impl_;
+  LOOM_CHECK(m.val_data.has_value(), "evaluate: no validation data (eval_freq is 0)");
+  return {m.eval_loss(m.train_data), m.eval_loss(*m.val_data)};
+}
+
+std::string Trainer::sample() {
+  Impl& m = *impl_;
+  const TrainConfig& c = m.cfg.train;
+  std::vector<int32_t> prompt = m.tokenizer->encode(c.sample_prompt);
+  if (prompt.empty()) prompt.push_back(m.tokenizer->eot_id());
+  // Seeded from (seed, step), not from a stream: sampling never changes the training run.
+  Rng rng(c.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(m.step + 1)));
+  const auto ids = generate(m.model, prompt, c.sample_tokens, {c.temperature, c.top_k}, rng);
+  return c.sample_prompt + m.tokenizer->decode(ids);
+}
+
+std::string Trainer::save() {
+  Impl& m = *impl_;
+  CheckpointState s;
+  s.step = m.step;
+  s.data = m.loader.position();
+  s.dropout_rng = m.dropout_rng.state();
+  s.world_size = m.world;
+  s.tokenizer = m.tokenizer_name;
+  s.config = to_json(m.cfg);
+  const std::string dir =
+      save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), m.optimizer);
+  prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
+  return dir;
+}
+
+void Trainer::run() {
+  Impl& m = *impl_;
+  const TrainConfig& c = m.cfg.train;
+  const bool main = m.rank == 0;
+  const std::string latest = c.out_dir + "/latest";
+  LOOM_CHECK(m.resumed || !fs::exists(latest), c.out_dir, " already holds checkpoints (", latest,
+             "): pass --resume latest to continue them, or choose another --out_dir");
+  MetricsLog log;
+  if (main) {
+    fs::create_directories(c.out_dir);
+    if (!c.log_file.empty()) log = MetricsLog((fs::path(c.out_dir) / c.log_file).string());
+    std::cout << "model: " << m.model.num_params() << " parameters, " << m.cfg.model.n_layer
+              << " layers, d_model " << m.cfg.model.d_model << " | data: " << m.train_data.num_tokens()
+              << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
+              << " | tokenizer " << m.tokenizer_name << std::endl;
+  }
+  Timer elapsed;
+  while (m.step < c.max_steps) {
+    const StepStats s = step();
+    if (!main) continue;
+    m.print_step(s);
+    log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
+    const bool last = m.step == c.max_steps;
+    if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
+      const EvalStats e = evaluate();
+      char line[128];
+      std::snprintf(line, sizeof line, "eval step %lld | train loss %.4f | val loss %.4f",
+                    static_cast<long long>(m.step), e.train_loss, e.val_loss);
+      std::cout << line << std::endl;
+      log.eval(m.step, e.train_loss, e.val_loss);
+    }
+    const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
+    if (due(m.step, sample_freq)) std::cout << "sample: " << sample() << std::endl;
+    if (due(m.step, c.save_freq) || last) std::cout << "saved " << save() << std::endl;
+  }
+}
+
+}  // namespace loom

@@ -1,0 +1,32 @@
+// `loom launch --nproc N [--max-restarts K] -- <loom command ...>`: N local ranks (shm backend).
+#include <memory>
+
+#include "command_registry.hpp"
+#include "loom/launch/launcher.hpp"
+
+namespace {
+
+struct Options {
+  int nproc = 1;
+  std::vector<std::string> command;
+  loom::launch::LaunchOptions launch;
+};
+
+const bool registered = loom::cli::register_command(
+    "launch",
+    "Run a loom command as N local ranks (shared-memory backend); output lines are prefixed "
+    "with the rank, the job stops at the first failed rank",
+    [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--nproc,-n", o->nproc, "Number of ranks")->required();
+      app.add_option("--max-restarts", o->launch.max_restarts,
+                     "Restart all ranks up to this many times after a failure");
+      app.add_option("--grace", o->launch.grace_s,
+                     "Seconds between SIGTERM and SIGKILL when stopping ranks");
+      app.add_option("command", o->command, "The loom command to run, after --")
+          ->required();
+      app.footer("Example: loom launch --nproc 4 -- comm check");
+      return [o] { return loom::launch::launch_local(o->nproc, o->command, o->launch); };
+    });
+
+}  // namespace

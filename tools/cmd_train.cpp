@@ -1,0 +1,70 @@
+// `loom train`: train a model from a JSON config (configs/*.json); every config field is also a
+// flag (--lr 1e-3) that overrides the file. --resume continues from a checkpoint.
+#include <map>
+#include <memory>
+
+#include "command_registry.hpp"
+#include "loom/core/check.hpp"
+#include "loom/core/cpu_env.hpp"
+#include "loom/train/checkpoint.hpp"
+#include "loom/train/train_config.hpp"
+#include "loom/train/trainer.hpp"
+
+namespace {
+
+struct Options {
+  std::string config;
+  std::string resume;
+  std::map<std::string, std::string> values;  // field name -> flag text, for every field
+  std::map<std::string, CLI::Option*> flags;
+};
+
+int run(const Options& o) {
+  std::map<std::string, std::string> overrides;
+  for (const auto& [name, opt] : o.flags)
+    if (opt->count() > 0) overrides[name] = o.values.at(name);
+
+  nlohmann::json j = loom::load_config_json(o.config);  // {} without --config
+  loom::apply_overrides(j, overrides);
+  std::string checkpoint_dir, origin = o.config.empty() ? "command line" : o.config;
+  if (!o.resume.empty()) {
+    std::string path = o.resume;
+    if (path == "latest") {
+      const auto train = j.is_object() ? j.value("train", nlohmann::json::object()) : nlohmann::json();
+      LOOM_CHECK(train.is_object() && train.contains("out_dir") && train["out_dir"].is_string(),
+                 "--resume latest needs out_dir (in the --config file or as --out_dir)");
+      path = train["out_dir"].get<std::string>() + "/latest";
+    }
+    checkpoint_dir = loom::resolve_checkpoint(path);
+    if (o.config.empty()) {  // without --config, a resumed run starts from the checkpoint's own
+      j = loom::read_checkpoint_state(checkpoint_dir).config;
+      loom::apply_overrides(j, overrides);
+      origin = "config of checkpoint " + checkpoint_dir;
+    }
+  }
+  const loom::RunConfig config = loom::parse_run_config(j, origin);
+  loom::set_num_threads(config.train.threads);
+
+  loom::Trainer trainer(config);
+  if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
+  trainer.run();
+  return 0;
+}
+
+}  // namespace
+
+static const bool registered = loom::cli::register_command(
+    "train", "Train a GPT model (every config field is also a --flag)", [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--config", o->config, "JSON config file: {\"model\": {..}, \"train\": {..}}");
+      app.add_option("--resume", o->resume,
+                     "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, or "
+                     "`latest` (<out_dir>/latest)");
+      for (const auto& f : loom::config_fields()) {
+        o->flags[f.name] = app.add_option("--" + f.name, o->values[f.name], f.help)
+                               ->type_name(f.type)
+                               ->default_str(f.default_text)
+                               ->group(f.section == "model" ? "Model fields" : "Train fields");
+      }
+      return [o] { return run(*o); };
+    });
