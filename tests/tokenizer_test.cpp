@@ -172,12 +172,6 @@ TEST(Gpt2Tokenizer, HugeSingleCharacterRunsEncodeFast) {
   EXPECT_LT(timer.seconds(), 20.0);
 }
 
-}  // namespace
-}  // namespace loom
-
-namespace loom {
-namespace {
-
 // Fuzz the vocabulary parser: a small valid .tiktoken file (first 400 ranks of r50k_base) with
 // random damage must load cleanly or throw loom::Error.
 TEST(Gpt2Tokenizer, CorruptedVocabularyFilesLoadOrThrowLoomError) {

@@ -30,7 +30,8 @@ std::unique_ptr<Backend> make_shm(const launch::RankEnvironment& env, double tim
                " hosts: the shm backend is single-host; use mpirun/srun (mpi backend)");
     segment = "/loom-" + std::to_string(env.master_port);
   }
-  LOOM_CHECK(!segment.empty(), "backend shm: not started by `loom launch` (no LOOM_SHM_NAME)");
+  LOOM_CHECK(!segment.empty(),
+             "backend shm: not started by `loom launch` or by mpirun on a single host");
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_s));
   return shm::make_shm_backend(segment, env.rank, env.world_size, deadline);

@@ -82,7 +82,11 @@ ReferenceEncoding tiktoken_encode(const std::vector<std::string_view>& docs,
   in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size() * 4));
   LOOM_CHECK(!raw.empty() && raw[0] == docs.size(), "tiktoken reference: bad output from node");
   ReferenceEncoding result;
-  result.seconds = std::stod(output);
+  try {
+    result.seconds = std::stod(output.substr(output.find_last_of('\n', output.size() - 2) + 1));
+  } catch (const std::exception&) {
+    LOOM_FAIL("tiktoken reference: node printed no timing: ", output.substr(0, 2000));
+  }
   size_t at = 1 + docs.size();
   for (size_t i = 0; i < docs.size(); ++i) {
     const size_t len = raw[1 + i];

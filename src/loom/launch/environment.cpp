@@ -1,5 +1,7 @@
 #include "loom/launch/environment.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "loom/core/check.hpp"
@@ -54,6 +56,10 @@ RankEnvironment detect_environment() {
     e.world_size = int_var("OMPI_COMM_WORLD_SIZE", 1);
     e.local_rank = int_var("OMPI_COMM_WORLD_LOCAL_RANK", 0);
     e.local_world_size = int_var("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    // All ranks on one host are children of the same mpirun: they can also meet in shared
+    // memory (backend shm under mpirun, used to compare both engines in one run).
+    if (e.local_world_size == e.world_size)
+      e.shm_name = "/loom-mpi-" + std::to_string(getppid());
   } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
     e.launcher = Launcher::Mpi;
     e.rank = int_var("SLURM_PROCID", 0);

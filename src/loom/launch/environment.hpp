@@ -15,7 +15,7 @@ struct RankEnvironment {
   Launcher launcher = Launcher::None;
   int rank = 0, world_size = 1;
   int local_rank = 0, local_world_size = 1;
-  std::string shm_name;  // loom launch: the job's shared-memory segment
+  std::string shm_name;  // the job's shared-memory segment (loom launch; mpirun on one host)
   int restart_count = 0;  // loom launch --max-restarts: how many times the job was restarted
   std::string master_addr;
   int master_port = 0;

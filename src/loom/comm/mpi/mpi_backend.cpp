@@ -1,5 +1,7 @@
 #include "loom/comm/mpi/mpi_backend.hpp"
 
+// C API only: Open MPI would otherwise pull in its deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <climits>

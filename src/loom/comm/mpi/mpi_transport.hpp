@@ -1,4 +1,6 @@
 #pragma once
+// C API only: Open MPI would otherwise pull in its deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <vector>

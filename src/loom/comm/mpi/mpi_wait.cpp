@@ -1,7 +1,7 @@
 #include "loom/comm/mpi/mpi_wait.hpp"
 
 #include <atomic>
-#include <thread>
+#include <sched.h>
 
 namespace loom::comm::mpi {
 
@@ -19,7 +19,6 @@ void check(int rc, const char* call) {
 
 void wait_all(MPI_Request* requests, int n, Clock::time_point deadline, int peer,
               const std::string& what) {
-  const auto spin_until = Clock::now() + std::chrono::microseconds(50);
   for (;;) {
     int done = 0;
     check(MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
@@ -29,7 +28,9 @@ void wait_all(MPI_Request* requests, int n, Clock::time_point deadline, int peer
       g_timed_out.store(true);
       throw PeerFailure(peer, what + " timed out (a rank is not answering)");
     }
-    if (now >= spin_until) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    // Non-blocking MPI collectives progress only inside MPI_Test, so keep testing (as MPI's own
+    // blocking calls do), but give the core away to any other runnable process in between.
+    sched_yield();
   }
 }
 

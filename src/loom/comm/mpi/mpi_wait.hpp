@@ -1,4 +1,6 @@
 #pragma once
+// C API only: Open MPI would otherwise pull in its deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <string>
@@ -7,8 +9,7 @@
 
 namespace loom::comm::mpi {
 
-// Polls `requests` until all complete: spins briefly, then sleeps in short naps so a waiting rank
-// does not burn a core. Past `deadline` throws PeerFailure(peer, "<what> timed out ...").
+// Polls `requests` until all complete, yielding the core between polls. Past `deadline` throws PeerFailure(peer, "<what> timed out ...").
 void wait_all(MPI_Request* requests, int n, Clock::time_point deadline, int peer,
               const std::string& what);
 

@@ -1,0 +1,75 @@
+// Pieces of the communication layer that need no second process.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/comm/reduce.hpp"
+#include "loom/launch/environment.hpp"
+
+namespace loom::comm {
+namespace {
+
+TEST(CommBlocks, CoverTheBufferContiguouslyForAnyCountAndSize) {
+  for (int n = 1; n <= 7; ++n)
+    for (size_t count : {0, 1, 2, 5, 6, 7, 1001}) {
+      size_t next = 0;
+      for (int r = 0; r < n; ++r) {
+        const Block b = block_of(count, n, r);
+        EXPECT_EQ(b.offset, next);
+        EXPECT_LE(b.count, count / n + 1);
+        EXPECT_GE(b.count, count / n);
+        next += b.count;
+      }
+      EXPECT_EQ(next, count);
+    }
+}
+
+TEST(CommReduce, Bf16RoundsToNearestEvenAndSums) {
+  EXPECT_EQ(float_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(bf16_to_float(float_to_bf16(3.0f)), 3.0f);
+  // 1 + 2^-8 is halfway between bf16 1.0 and 1.0078125: ties to even (1.0).
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.00390625f)), 1.0f);
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.01171875f)), 1.015625f);
+  uint16_t a[3] = {float_to_bf16(1), float_to_bf16(-2), float_to_bf16(100)};
+  const uint16_t b[3] = {float_to_bf16(2), float_to_bf16(2), float_to_bf16(28)};
+  sum_into(a, b, 3, DType::BF16);
+  EXPECT_EQ(bf16_to_float(a[0]), 3.0f);
+  EXPECT_EQ(bf16_to_float(a[1]), 0.0f);
+  EXPECT_EQ(bf16_to_float(a[2]), 128.0f);
+}
+
+TEST(CommSolo, UnlaunchedProcessGetsAWorkingSingleRankCommunicator) {
+  auto comm = communicator_from_env();
+  EXPECT_EQ(comm->size(), 1);
+  EXPECT_EQ(comm->rank(), 0);
+  std::vector<float> x{1, 2, 3};
+  comm->allreduce(x.data(), x.size(), ReduceOp::Avg);
+  comm->allreduce_async(x.data(), x.size())->wait();
+  comm->barrier();
+  auto sub = comm->split(0, 0, "solo-sub");
+  EXPECT_EQ(sub->size(), 1);
+  EXPECT_EQ(x, (std::vector<float>{1, 2, 3}));
+  EXPECT_THROW(comm->send(x.data(), 4, 0), Error);
+}
+
+TEST(LaunchEnvironment, TorchrunStyleVariablesAreHonoured) {
+  setenv("RANK", "2", 1);
+  setenv("WORLD_SIZE", "4", 1);
+  setenv("LOCAL_RANK", "0", 1);
+  setenv("LOCAL_WORLD_SIZE", "2", 1);
+  setenv("MASTER_PORT", "1234", 1);
+  const auto e = launch::detect_environment();
+  EXPECT_EQ(e.launcher, launch::Launcher::Torchrun);
+  EXPECT_EQ(e.rank, 2);
+  EXPECT_EQ(e.world_size, 4);
+  EXPECT_EQ(e.local_world_size, 2);
+  EXPECT_EQ(e.master_port, 1234);
+  setenv("RANK", "4", 1);
+  EXPECT_THROW(launch::detect_environment(), Error);
+  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT"})
+    unsetenv(v);
+}
+
+}  // namespace
+}  // namespace loom::comm

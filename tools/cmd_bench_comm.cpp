@@ -1,0 +1,154 @@
+// `loom bench comm`: time collectives per message size, as nccl-tests do, run under
+// `loom launch` or mpirun. algbw = bytes / time; busbw = algbw x the per-op factor of
+// nccl-tests (allreduce 2(n-1)/n, reduce_scatter and allgather (n-1)/n, broadcast 1), which is
+// comparable to the bandwidth of one link. The machine's memcpy bandwidth is measured in the same
+// run as the yardstick. Under mpirun on one host, --backend shm,mpi compares both engines.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sstream>
+
+#include "command_registry.hpp"
+#include "loom/comm/communicator.hpp"
+#include "loom/core/timer.hpp"
+
+namespace {
+
+using namespace loom::comm;
+
+struct Options {
+  std::string backends = "auto";
+  std::string op = "allreduce";
+  std::string algos = "ring,tree,naive";
+  std::string min = "4K", max = "64M";
+  std::string dtype = "f32";
+  int iters = 0;  // 0: by size
+};
+
+size_t parse_size(const std::string& s) {
+  size_t pos = 0;
+  const double v = std::stod(s, &pos);
+  const std::string unit = s.substr(pos);
+  double mult = 1;
+  if (unit == "K" || unit == "KiB") mult = 1024.0;
+  else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
+  else LOOM_CHECK(unit.empty() || unit == "B", "bad size '", s, "' (e.g. 4K, 256M)");
+  return static_cast<size_t>(v * mult);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
+double bus_factor(OpKind k, int n) {
+  if (k == OpKind::AllReduce) return 2.0 * (n - 1) / n;
+  if (k == OpKind::Broadcast) return 1.0;
+  return static_cast<double>(n - 1) / n;
+}
+
+// The slowest rank's time (the collective is done when the last rank is done).
+double slowest(Communicator& comm, double t) {
+  std::vector<float> all(comm.size());
+  all[comm.rank()] = static_cast<float>(t);
+  comm.allgather(all.data(), all.size(), Algo::Ring);
+  return *std::max_element(all.begin(), all.end());
+}
+
+// memcpy of `bytes` between warm buffers, best of 5: alone on rank 0, then on all ranks at once.
+void bench_memcpy(Communicator& comm, size_t bytes) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  auto best_copy = [&] {
+    double best = 1e30;
+    for (int i = 0; i < 5; ++i) {
+      loom::Timer t;
+      std::memcpy(b.data(), a.data(), bytes);
+      best = std::min(best, t.seconds());
+    }
+    return best;
+  };
+  comm.barrier();
+  const double alone = comm.rank() == 0 ? best_copy() : 0;
+  comm.barrier();
+  const double together = slowest(comm, best_copy());
+  if (comm.rank() == 0)
+    std::printf("# memcpy %zu bytes: %.2f GB/s on one rank, %.2f GB/s per rank with all %d "
+                "ranks copying\n",
+                bytes, bytes / alone / 1e9, bytes / together / 1e9, comm.size());
+}
+
+void bench_table(Communicator& comm, const Options& o, const std::vector<Algo>& algos) {
+  const OpKind kind = parse_op(o.op);
+  const DType dtype = parse_dtype(o.dtype);
+  const size_t es = dtype_size(dtype), n = static_cast<size_t>(comm.size());
+  const size_t max_bytes = parse_size(o.max);
+  std::vector<std::byte> buf(max_bytes + es);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = std::byte(i % 64);  // small, finite values
+  if (comm.rank() == 0) {
+    std::printf("# backend %s, %d ranks, %s %s\n", comm.backend_name(), comm.size(),
+                name(kind), name(dtype));
+    std::printf("# %12s %12s %7s %12s %12s %12s\n", "size(B)", "count", "algo", "time(us)",
+                "algbw(GB/s)", "busbw(GB/s)");
+  }
+  for (size_t bytes = parse_size(o.min); bytes <= max_bytes; bytes *= 2) {
+    const size_t count = std::max<size_t>(n, bytes / es);
+    for (Algo algo : algos) {
+      Collective c{kind, buf.data(), count, dtype, ReduceOp::Sum, 0};
+      const int iters = o.iters > 0 ? o.iters
+                                    : static_cast<int>(std::clamp<size_t>(
+                                          (size_t(512) << 20) / bytes, 5, 200));
+      for (int i = 0; i < 2; ++i) comm.run(c, algo);  // warm-up
+      comm.barrier();
+      loom::Timer t;
+      for (int i = 0; i < iters; ++i) comm.run(c, algo);
+      const double sec = slowest(comm, t.seconds() / iters);
+      const double algbw = count * es / sec / 1e9;
+      if (comm.rank() == 0)
+        std::printf("  %12zu %12zu %7s %12.1f %12.2f %12.2f\n", count * es, count, name(algo),
+                    sec * 1e6, algbw, algbw * bus_factor(kind, comm.size()));
+      // Keep values finite whatever the sums did.
+      std::fill(buf.begin(), buf.end(), std::byte(0));
+    }
+  }
+  std::fflush(stdout);
+}
+
+int run(const Options& o) {
+  std::vector<std::unique_ptr<Communicator>> comms;
+  for (const auto& b : split_list(o.backends)) {
+    CommOptions copts;
+    copts.backend = b;
+    comms.push_back(communicator_from_env(copts));
+  }
+  bench_memcpy(*comms.front(), parse_size(o.max));
+  for (auto& comm : comms) {
+    std::vector<Algo> algos;
+    for (const auto& a : split_list(o.algos)) {
+      const Algo algo = parse_algo(a);
+      if (algo == Algo::Native && std::string(comm->backend_name()) != "mpi") continue;
+      algos.push_back(algo);
+    }
+    bench_table(*comm, o, algos);
+  }
+  return 0;
+}
+
+const bool registered = loom::cli::register_command(
+    "bench comm", "Time a collective per message size (time, algbw, busbw as in nccl-tests)",
+    [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--backend", o->backends, "auto, shm, mpi, or a list (shm,mpi under mpirun)");
+      app.add_option("--op", o->op, "allreduce, reduce_scatter, allgather or broadcast");
+      app.add_option("--algo", o->algos, "Comma-separated: ring, tree, naive, native");
+      app.add_option("--min", o->min, "Smallest message (e.g. 4K)");
+      app.add_option("--max", o->max, "Largest message (e.g. 256M)");
+      app.add_option("--dtype", o->dtype, "f32 or bf16");
+      app.add_option("--iters", o->iters, "Timed iterations per size (default: by size)");
+      return [o] { return run(*o); };
+    });
+
+}  // namespace
