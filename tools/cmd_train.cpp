@@ -1,11 +1,18 @@
 // `loom train`: train a model from a JSON config (configs/*.json); every config field is also a
-// flag (--lr 1e-3) that overrides the file. --resume continues from a checkpoint.
+// flag (--lr 1e-3) that overrides the file, under its own name and, for names with underscores,
+// a dashed alias (--grad-accum = --grad_accum). --resume continues from a checkpoint.
+// Data parallel: `--nproc N` relaunches this command as N local ranks (loom launch, shm
+// backend); under `loom launch` or mpirun the process trains as its rank of the job.
+#include <algorithm>
 #include <map>
 #include <memory>
 
 #include "command_registry.hpp"
+#include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
+#include "loom/launch/environment.hpp"
+#include "loom/launch/launcher.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trainer.hpp"
@@ -18,6 +25,16 @@ struct Options {
   std::map<std::string, std::string> values;  // field name -> flag text, for every field
   std::map<std::string, CLI::Option*> flags;
 };
+
+// This command's arguments without --nproc: what each launched rank runs.
+std::vector<std::string> rank_args(const Options& o, const std::map<std::string, std::string>& overrides) {
+  std::vector<std::string> args = {"train"};
+  if (!o.config.empty()) args.insert(args.end(), {"--config", o.config});
+  if (!o.resume.empty()) args.insert(args.end(), {"--resume", o.resume});
+  for (const auto& [name, text] : overrides)
+    if (name != "nproc") args.insert(args.end(), {"--" + name, text});
+  return args;
+}
 
 int run(const Options& o) {
   std::map<std::string, std::string> overrides;
@@ -43,9 +60,13 @@ int run(const Options& o) {
     }
   }
   const loom::RunConfig config = loom::parse_run_config(j, origin);
+  if (config.train.nproc > 1 &&
+      loom::launch::detect_environment().launcher == loom::launch::Launcher::None)
+    return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), {});
   loom::set_num_threads(config.train.threads);
 
-  loom::Trainer trainer(config);
+  const auto comm = loom::comm::communicator_from_env();
+  loom::Trainer trainer(config, comm.get());
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
   trainer.run();
   return 0;
@@ -61,10 +82,18 @@ static const bool registered = loom::cli::register_command(
                      "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, or "
                      "`latest` (<out_dir>/latest)");
       for (const auto& f : loom::config_fields()) {
-        o->flags[f.name] = app.add_option("--" + f.name, o->values[f.name], f.help)
+        std::string names = "--" + f.name, dashed = f.name;
+        std::replace(dashed.begin(), dashed.end(), '_', '-');
+        if (dashed != f.name) names += ",--" + dashed;
+        o->flags[f.name] = app.add_option(names, o->values[f.name], f.help)
                                ->type_name(f.type)
                                ->default_str(f.default_text)
                                ->group(f.section == "model" ? "Model fields" : "Train fields");
       }
+      app.footer(
+          "Data parallel: batch_size is per rank; the global batch is batch_size x ranks x "
+          "grad_accum.\n  loom train --config configs/tiny.json --nproc 4       (4 local ranks, "
+          "shared memory)\n  mpirun -np 4 loom train --config configs/tiny.json  (Open MPI, one "
+          "or many hosts)");
       return [o] { return run(*o); };
     });

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 #include <fstream>
 
 #include "loom/core/check.hpp"
@@ -17,7 +18,7 @@ template <typename C, typename F>
 void visit_train_fields(C& c, F&& f) {
   f("data_dir", c.data_dir, "directory of token shards (*train*.bin, *val*.bin) and meta.json [required]");
   f("out_dir", c.out_dir, "directory for checkpoints (step_XXXXXX, latest) and the metrics log [required]");
-  f("batch_size", c.batch_size, "sequences per micro-batch per rank");
+  f("batch_size", c.batch_size, "sequences per micro-batch per rank; the global batch is batch_size x ranks x grad_accum");
   f("seq_len", c.seq_len, "tokens per sequence (<= context_len); 0: context_len");
   f("stride", c.stride, "tokens between the starts of consecutive windows; 0: seq_len");
   f("grad_accum", c.grad_accum, "micro-batches accumulated per optimizer step");
@@ -44,6 +45,9 @@ void visit_train_fields(C& c, F&& f) {
   f("seed", c.seed, "seed of initialisation, data order and dropout");
   f("threads", c.threads, "OpenMP/BLAS threads; 0: default");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
+  f("nproc", c.nproc, "data-parallel ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
+  f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -66,11 +70,14 @@ void read_value(const nlohmann::json& v, const std::string& key, bool& out) {
   LOOM_CHECK(v.is_boolean(), "train.", key, " must be true or false, got ", v.dump());
   out = v.get<bool>();
 }
-void read_value(const nlohmann::json& v, const std::string& key, float& out) {
+template <typename Float>
+  requires std::is_floating_point_v<Float>
+void read_value(const nlohmann::json& v, const std::string& key, Float& out) {
   LOOM_CHECK(v.is_number(), "train.", key, " must be a number, got ", v.dump());
-  out = v.get<float>();
+  out = v.get<Float>();
 }
 template <typename Int>
+  requires std::is_integral_v<Int>
 void read_value(const nlohmann::json& v, const std::string& key, Int& out) {
   LOOM_CHECK(v.is_number_integer(), "train.", key, " must be an integer, got ", v.dump());
   if constexpr (std::is_unsigned_v<Int>) {
@@ -116,6 +123,9 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.top_k >= 0, "top_k must be >= 0, got ", c.top_k);
   LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
+  LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
+  LOOM_CHECK(c.zero == 0 || c.zero == 1, "zero must be 0 or 1, got ", c.zero);
+  LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

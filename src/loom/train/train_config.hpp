@@ -16,7 +16,7 @@ namespace loom {
 struct TrainConfig {
   std::string data_dir;  // required
   std::string out_dir;   // required
-  int batch_size = 8;    // sequences per micro-batch per rank
+  int batch_size = 8;    // sequences per micro-batch per rank (global batch: x world x grad_accum)
   int seq_len = 0;       // 0: the model's context_len
   int stride = 0;        // between window starts; 0: seq_len
   int grad_accum = 1;    // micro-batches per optimizer step
@@ -43,6 +43,10 @@ struct TrainConfig {
   uint64_t seed = 1337;
   int threads = 0;  // 0: OpenMP's default
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
+  // Data parallelism.
+  int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
+  int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks
+  double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
 };
 
 struct RunConfig {

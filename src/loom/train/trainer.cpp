@@ -13,9 +13,9 @@
 #include "loom/data/tokenizer.hpp"
 #include "loom/data/window_dataset.hpp"
 #include "loom/model/generate.hpp"
-#include "loom/optim/adamw.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
+#include "loom/parallel/data_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
@@ -62,7 +62,7 @@ struct Trainer::Impl {
   RunConfig cfg;
   int rank, world;
   GPT model;
-  AdamW optimizer;
+  parallel::DataParallel dp;
   LrSchedule schedule;
   std::string tokenizer_name;
   std::unique_ptr<Tokenizer> tokenizer;
@@ -74,18 +74,19 @@ struct Trainer::Impl {
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
 
-  Impl(const RunConfig& c, int rank_, int world_)
+  Impl(const RunConfig& c, comm::Communicator* comm)
       : cfg(c),
-        rank(rank_),
-        world(world_),
+        rank(comm ? comm->rank() : 0),
+        world(comm ? comm->size() : 1),
         model(c.model),
-        optimizer(model.layout(), {c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay}),
+        dp(comm, model, {c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay},
+           {c.train.zero == 1, c.train.bucket_mb}),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
         train_data(find_shards(c.train.data_dir, "train"), c.train.seq_len, c.train.stride,
                    c.model.vocab_size),
-        loader(train_data, c.train.batch_size, c.train.seq_len, rank_, world_, c.train.seed),
+        loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
         dropout_rng(c.train.seed + 1) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
@@ -106,22 +107,24 @@ struct Trainer::Impl {
     targets.resize(n);
   }
 
-  // Mean loss over eval_iter batches of `data` (fewer if it is small) made of windows spread
-  // evenly over the whole split: the same windows every time, and representative of all of it
-  // rather than of its first documents.
+  // Collective. Mean loss over the windows of eval_iter batches of batch_size x world (fewer if
+  // `data` is small), spread evenly over the whole split: the same windows every time, and
+  // representative of all of it rather than of its first documents. Window k is evaluated by
+  // rank k % world; the per-window mean does not depend on the world size.
   double eval_loss(const WindowDataset& data) {
     const size_t B = cfg.train.batch_size, T = cfg.train.seq_len;
-    const size_t count = std::min(data.size(), B * cfg.train.eval_iter);
+    const size_t count = std::min(data.size(), B * world * cfg.train.eval_iter);
     double sum = 0;
-    size_t batches = 0;
-    for (size_t first = 0; first < count; first += B, ++batches) {
-      const size_t rows = std::min(B, count - first);
+    std::vector<size_t> mine;
+    for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
+    for (size_t first = 0; first < mine.size(); first += B) {
+      const size_t rows = std::min(B, mine.size() - first);
       for (size_t r = 0; r < rows; ++r)
-        data.get((first + r) * data.size() / count, inputs.data() + r * T, targets.data() + r * T);
-      sum += model.forward(inputs.data(), targets.data(), static_cast<int>(rows), static_cast<int>(T),
-                           /*train=*/false);
+        data.get(mine[first + r], inputs.data() + r * T, targets.data() + r * T);
+      sum += rows * model.forward(inputs.data(), targets.data(), static_cast<int>(rows),
+                                  static_cast<int>(T), /*train=*/false);
     }
-    return sum / static_cast<double>(batches);
+    return dp.sum(sum) / static_cast<double>(count);
   }
 
   void print_step(const StepStats& s) const {
@@ -133,10 +136,8 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(const RunConfig& config, int rank, int world) {
-  LOOM_CHECK(world >= 1 && rank >= 0 && rank < world, "rank ", rank, " outside world of ", world);
-  impl_ = std::make_unique<Impl>(config, rank, world);
-}
+Trainer::Trainer(const RunConfig& config, comm::Communicator* comm)
+    : impl_(std::make_unique<Impl>(config, comm)) {}
 
 Trainer::~Trainer() = default;
 
@@ -153,7 +154,8 @@ void Trainer::resume(const std::string& checkpoint) {
              dir, ": the checkpoint's model config differs from this run's: ",
              config_diff(state.config.value("model", nlohmann::json::object()), model_now));
   load_checkpoint_params(dir, m.model.layout(), m.model.params());
-  load_checkpoint_optimizer(dir, m.model.layout(), m.optimizer);
+  m.dp.load_full_optimizer(
+      [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
   m.loader.set_position(state.data);
   m.dropout_rng.set_state(state.dropout_rng);
   m.step = state.step;
@@ -171,24 +173,27 @@ StepStats Trainer::step() {
     m.loader.next(m.inputs.data(), m.targets.data());
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
-    LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1,
-               ": training diverged (try a lower lr)");
-    m.model.backward(1.0f / static_cast<float>(c.grad_accum));
+    LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
+               m.rank, ": training diverged (try a lower lr)");
+    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
+    const bool last = a + 1 == c.grad_accum;
+    m.model.backward(1.0f / static_cast<float>(c.grad_accum),
+                     last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
     s.loss += loss;
   }
-  s.loss /= c.grad_accum;
-  // Data parallel: the gradients (and the logged loss) are averaged over the ranks here.
-  const size_t n = m.model.num_params();
-  s.grad_norm = std::sqrt(grad_sq_sum(m.model.grads(), n));
+  const double sq_sum = m.dp.reduce_gradients();
+  s.exposed_comm_s = m.dp.last_exposed_comm_s();
+  s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
+  s.grad_norm = std::sqrt(sq_sum);
   LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",
              m.step + 1, ": training diverged (try a lower lr)");
+  float scale = 1.0f;
   if (c.max_norm > 0 && clips_at(m.step, c.warmup_steps, c.clip_during_warmup)) {
-    const float scale = clip_scale(s.grad_norm, c.max_norm);
+    scale = clip_scale(s.grad_norm, c.max_norm);
     s.clipped = scale != 1.0f;
-    if (s.clipped) scale_grads(m.model.grads(), n, scale);
   }
   s.lr = m.schedule.at(m.step);
-  m.optimizer.step(m.model.params(), m.model.grads(), s.lr);
+  m.dp.step(s.lr, scale);
   ++m.step;
   s.seconds = timer.seconds();
   s.tokens_per_s = static_cast<double>(c.batch_size) * c.seq_len * c.grad_accum * m.world / s.seconds;
@@ -221,9 +226,12 @@ std::string Trainer::save() {
   s.world_size = m.world;
   s.tokenizer = m.tokenizer_name;
   s.config = to_json(m.cfg);
-  const std::string dir =
-      save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), m.optimizer);
-  prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
+  std::string dir;
+  m.dp.with_full_optimizer([&](const AdamW& opt) {
+    if (m.rank != 0) return;
+    dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
+    prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
+  });
   return dir;
 }
 
@@ -234,6 +242,8 @@ void Trainer::run() {
   const std::string latest = c.out_dir + "/latest";
   LOOM_CHECK(m.resumed || !fs::exists(latest), c.out_dir, " already holds checkpoints (", latest,
              "): pass --resume latest to continue them, or choose another --out_dir");
+  // Identical replicas are what makes identical updates identical models.
+  m.dp.check_identical_replicas();
   MetricsLog log;
   if (main) {
     fs::create_directories(c.out_dir);
@@ -241,26 +251,34 @@ void Trainer::run() {
     std::cout << "model: " << m.model.num_params() << " parameters, " << m.cfg.model.n_layer
               << " layers, d_model " << m.cfg.model.d_model << " | data: " << m.train_data.num_tokens()
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
-              << " | tokenizer " << m.tokenizer_name << std::endl;
+              << " | tokenizer " << m.tokenizer_name << " | " << m.world << " rank(s), global batch "
+              << c.batch_size * m.world * c.grad_accum << " sequences"
+              << (c.zero ? " | ZeRO-1" : "") << std::endl;
   }
   Timer elapsed;
   while (m.step < c.max_steps) {
     const StepStats s = step();
-    if (!main) continue;
-    m.print_step(s);
-    log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
+    if (main) {
+      m.print_step(s);
+      log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
+    }
     const bool last = m.step == c.max_steps;
     if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
       const EvalStats e = evaluate();
-      char line[128];
-      std::snprintf(line, sizeof line, "eval step %lld | train loss %.4f | val loss %.4f",
-                    static_cast<long long>(m.step), e.train_loss, e.val_loss);
-      std::cout << line << std::endl;
-      log.eval(m.step, e.train_loss, e.val_loss);
+      if (main) {
+        char line[128];
+        std::snprintf(line, sizeof line, "eval step %lld | train loss %.4f | val loss %.4f",
+                      static_cast<long long>(m.step), e.train_loss, e.val_loss);
+        std::cout << line << std::endl;
+        log.eval(m.step, e.train_loss, e.val_loss);
+      }
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
-    if (due(m.step, sample_freq)) std::cout << "sample: " << sample() << std::endl;
-    if (due(m.step, c.save_freq) || last) std::cout << "saved " << save() << std::endl;
+    if (main && due(m.step, sample_freq)) std::cout << "sample: " << sample() << std::endl;
+    if (due(m.step, c.save_freq) || last) {
+      const std::string dir = save();
+      if (main) std::cout << "saved " << dir << std::endl;
+    }
   }
 }
 

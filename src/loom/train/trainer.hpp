@@ -1,16 +1,21 @@
 #pragma once
 // The training loop. One optimizer step is
 //   for each of grad_accum micro-batches: forward, backward (gradients accumulate, scaled 1/accum)
-//   -> [data parallel: all-reduce of the gradients over ranks goes here]
+//   -> gradients averaged over the data-parallel ranks (parallel::DataParallel: bucketed
+//      all-reduce overlapped with the last backward, or ZeRO-1's reduce-scatter)
 //   -> global-norm clipping -> AdamW step at the schedule's learning rate.
-// Each rank reads its share of every batch through a DistributedSampler (rank, world); rank 0
-// alone prints, writes the metrics log and saves checkpoints. A resumed run reproduces the
-// uninterrupted run bit for bit (same world layout and threads): parameters, moments, step, data
-// position and dropout RNG are all restored.
+// Each rank reads its share of every batch through a DistributedSampler (rank, world), so N
+// ranks with batch b see exactly the batches of one rank with batch N*b. Logged losses are
+// averaged over the ranks; evaluation splits its windows over the ranks. Rank 0 alone prints,
+// writes the metrics log and saves checkpoints, which hold no per-rank state and resume on any
+// world size. A resumed run reproduces the uninterrupted run bit for bit (same world layout and
+// threads): parameters, moments, step, data position and dropout RNG are all restored.
+// Dropout draws from one stream seeded alike on every rank (a rank's masks repeat rank 0's).
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "loom/comm/communicator.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/train/train_config.hpp"
 
@@ -23,6 +28,7 @@ struct StepStats {
   bool clipped = false;
   double seconds = 0;
   double tokens_per_s = 0;
+  double exposed_comm_s = 0;  // gradient communication not hidden behind backward
 };
 
 struct EvalStats {
@@ -33,8 +39,9 @@ struct EvalStats {
 class Trainer {
  public:
   // Builds the model (initialised from train.seed), datasets, sampler and optimizer; checks the
-  // data against the config. Writes nothing.
-  explicit Trainer(const RunConfig& config, int rank = 0, int world = 1);
+  // data against the config. Writes nothing. `comm` is the data-parallel group (it must outlive
+  // the trainer); nullptr: a single process.
+  explicit Trainer(const RunConfig& config, comm::Communicator* comm = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -47,11 +54,11 @@ class Trainer {
   // A fresh (not resumed) run refuses an out_dir that already holds checkpoints.
   void run();
 
-  // The pieces run() is made of.
+  // The pieces run() is made of. step(), evaluate() and save() are collective over the ranks.
   StepStats step();
   EvalStats evaluate();
   std::string sample();  // sample_prompt + generated text, decoded
-  std::string save();    // returns the checkpoint directory
+  std::string save();    // returns the checkpoint directory (written by rank 0)
 
   int64_t steps_done() const;
   const RunConfig& config() const;

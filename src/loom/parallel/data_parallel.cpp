@@ -1,0 +1,76 @@
+#include "loom/parallel/data_parallel.hpp"
+
+#include "loom/core/check.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/optim/grad_clip.hpp"
+#include "loom/parallel/replica_check.hpp"
+
+namespace loom::parallel {
+
+DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWParams& hp,
+                           const DataParallelOptions& opts)
+    : comm_(comm && comm->size() > 1 ? comm : nullptr), model_(model), hp_(hp) {
+  if (comm_ && opts.zero) {
+    zero_.emplace(*comm_, model.layout(), hp);
+    return;
+  }
+  adamw_.emplace(model.layout(), hp);
+  if (comm_) {
+    LOOM_CHECK(opts.bucket_mb > 0, "bucket_mb must be > 0, got ", opts.bucket_mb);
+    buckets_.emplace(*comm_, model.grads(), model.num_params(),
+                     static_cast<size_t>(opts.bucket_mb * (1 << 20)));
+  }
+}
+
+void DataParallel::check_identical_replicas() {
+  if (comm_) parallel::check_identical_replicas(*comm_, model_.params(), model_.num_params());
+}
+
+GPT::GradReadyFn DataParallel::last_backward_hook() {
+  if (!buckets_) return {};
+  buckets_->begin();
+  return [this](size_t begin, size_t end) { buckets_->on_ready(begin, end); };
+}
+
+double DataParallel::reduce_gradients() {
+  exposed_s_ = 0;
+  if (zero_) {
+    Timer t;
+    const double sq = zero_->reduce_gradients(model_.grads());
+    exposed_s_ = t.seconds();
+    return sq;
+  }
+  if (buckets_) exposed_s_ = buckets_->finish();
+  // After the all-reduce every rank holds the same averaged gradient: the local sum is global.
+  return grad_sq_sum(model_.grads(), model_.num_params());
+}
+
+void DataParallel::step(float lr, float clip) {
+  if (zero_) {
+    zero_->step(model_.params(), model_.grads(), lr, clip);
+    return;
+  }
+  if (clip != 1.0f) scale_grads(model_.grads(), model_.num_params(), clip);
+  adamw_->step(model_.params(), model_.grads(), lr);
+}
+
+double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }
+
+void DataParallel::with_full_optimizer(const std::function<void(const AdamW&)>& use) {
+  if (zero_)
+    use(zero_->full_state());
+  else
+    use(*adamw_);
+}
+
+void DataParallel::load_full_optimizer(const std::function<void(AdamW&)>& fill) {
+  if (!zero_) {
+    fill(*adamw_);
+    return;
+  }
+  AdamW full(model_.layout(), hp_);
+  fill(full);
+  zero_->load_full_state(full);
+}
+
+}  // namespace loom::parallel

@@ -1,0 +1,70 @@
+#pragma once
+// Data parallelism for the trainer: everything between "gradients of this rank's micro-batches
+// are computed" and "the parameters are updated", identically on every rank.
+//   world 1            plain AdamW over the whole buffer; no communication.
+//   world > 1, zero 0  gradients averaged by bucketed all-reduce overlapped with the last
+//                      backward (GradientBuckets); every rank runs the same full AdamW step.
+//   world > 1, zero 1  ZeRO-1 (ZeroOptimizer): reduce-scatter, sharded AdamW, all-gather.
+// The clip norm is always the global norm of the averaged gradient. Every method marked
+// collective must be called by all ranks in the same order.
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/model/gpt.hpp"
+#include "loom/optim/adamw.hpp"
+#include "loom/parallel/gradient_buckets.hpp"
+#include "loom/parallel/zero_optimizer.hpp"
+
+namespace loom::parallel {
+
+struct DataParallelOptions {
+  bool zero = false;
+  double bucket_mb = 25;
+};
+
+class DataParallel {
+ public:
+  // comm: the data-parallel group, or nullptr for a single process. `model` must outlive this.
+  DataParallel(comm::Communicator* comm, GPT& model, const AdamWParams& hp,
+               const DataParallelOptions& opts);
+
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int world() const { return comm_ ? comm_->size() : 1; }
+
+  // Collective: throws unless every rank holds the same parameters.
+  void check_identical_replicas();
+
+  // The on_ready callback for the backward of a step's last micro-batch (empty when there is
+  // nothing to overlap); starts the step's gradient synchronisation.
+  GPT::GradReadyFn last_backward_hook();
+  // Collective: finishes averaging the gradients over the ranks; returns the global sum of
+  // squares of the averaged gradient.
+  double reduce_gradients();
+  // Collective (under ZeRO): multiplies the gradients by clip, then one AdamW step at lr.
+  void step(float lr, float clip);
+  // Seconds the last reduce_gradients() waited for communication backward did not hide.
+  double last_exposed_comm_s() const { return exposed_s_; }
+
+  // Collective: the sum of x over the ranks (close to double precision).
+  double sum(double x);
+
+  // Collective: calls `use` with an optimizer holding the whole buffer's moments (gathered from
+  // the shards under ZeRO), for saving a world-size-independent checkpoint.
+  void with_full_optimizer(const std::function<void(const AdamW&)>& use);
+  // Fills the optimizer from a whole-buffer state (`fill` receives an optimizer to load into);
+  // under ZeRO this rank keeps its shard.
+  void load_full_optimizer(const std::function<void(AdamW&)>& fill);
+
+ private:
+  comm::Communicator* comm_;
+  GPT& model_;
+  AdamWParams hp_;
+  std::optional<AdamW> adamw_;           // zero 0
+  std::optional<ZeroOptimizer> zero_;    // zero 1
+  std::optional<GradientBuckets> buckets_;  // zero 0 and world > 1
+  double exposed_s_ = 0;
+};
+
+}  // namespace loom::parallel
