@@ -13,5 +13,10 @@ CORPUS=/usr/share/games/fortunes
 if [ ! -f data/fortunes/meta.json ]; then
   "$LOOM" tokenize --input "$CORPUS" --out data/fortunes --val-fraction 0.05
 fi
-"$LOOM" train --config configs/tiny.json --data_dir data/fortunes --out_dir runs/tiny "$@"
+RESUME=()
+if [ -f runs/tiny/latest ]; then
+  echo "demo: runs/tiny holds an earlier run: continuing it (rm -rf runs/tiny to start over)"
+  RESUME=(--resume latest)
+fi
+"$LOOM" train --config configs/tiny.json --data_dir data/fortunes --out_dir runs/tiny "${RESUME[@]}" "$@"
 echo "demo: checkpoints in runs/tiny; try: $LOOM generate --checkpoint runs/tiny/latest --prompt 'The meaning of life'"

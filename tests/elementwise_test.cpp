@@ -1,4 +1,4 @@
-// GELU, residual add, dropout and the float exp they rely on.
+// GELU, dropout and the float exp they rely on.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +6,6 @@
 #include "gradcheck.hpp"
 #include "loom/kernels/cpu/dropout.hpp"
 #include "loom/kernels/cpu/gelu.hpp"
-#include "loom/kernels/cpu/residual.hpp"
 #include "loom/kernels/cpu/vec_math.hpp"
 
 namespace loom::kernels {
@@ -66,23 +65,6 @@ TEST(Gelu, BackwardMatchesFiniteDifferences) {
   const double e = max_rel_error(x.data(), n, dx.data(), loss);
   std::printf("gelu max rel error: %.2e\n", e);
   EXPECT_LT(e, kGradTolerance);
-}
-
-TEST(Residual, BackwardMatchesFiniteDifferences) {
-  const size_t n = 50;
-  auto a = random_vector(n, 1), b = random_vector(n, 2);
-  const auto R = random_vector(n, 3);
-  std::vector<double> out(n), da(n, 0.0), db(n, 0.0);
-  auto loss = [&] {
-    residual_forward(out.data(), a.data(), b.data(), n);
-    return dot(out.data(), R.data(), n);
-  };
-  residual_backward(da.data(), db.data(), R.data(), n);
-  const double ea = max_rel_error(a.data(), n, da.data(), loss);
-  const double eb = max_rel_error(b.data(), n, db.data(), loss);
-  std::printf("residual max rel error: da %.2e db %.2e\n", ea, eb);
-  EXPECT_LT(ea, kGradTolerance);
-  EXPECT_LT(eb, kGradTolerance);
 }
 
 TEST(Dropout, MaskIsDeterministicAndHasTheRightRate) {

@@ -1,6 +1,8 @@
 // GPTConfig (validation, JSON) and the parameter layout.
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
+
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -11,14 +13,7 @@
 namespace loom {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(GPTConfig, Gpt2SmallHas124439808Parameters) {
   const GPTConfig c;  // defaults are gpt2-small

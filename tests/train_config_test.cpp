@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
+
 #include "loom/core/check.hpp"
 
 #include <fstream>
@@ -13,14 +15,7 @@
 namespace loom {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 nlohmann::json base() {
   return {{"model", {{"vocab_size", 257}, {"context_len", 32}, {"n_layer", 1}, {"n_head", 2}, {"d_model", 16}}},
