@@ -14,59 +14,15 @@
 #include "loom/train/file_io.hpp"
 #include "loom/train/safetensors.hpp"
 #include "temp_dir.hpp"
+#include "train_cli_util.hpp"
 
 namespace loom {
 namespace {
 namespace fs = std::filesystem;
-
-struct Result {
-  int rc;
-  std::string out;
-};
-
-Result loom_cli(const std::string& args) {
-  const std::string cmd = std::string(LOOM_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// Byte-level shards of `text` repeated (train) and a little of it (val), and a config.
-std::string make_run(const testing::TempDir& dir, const std::string& text, int repeats,
-                     const nlohmann::json& train_overrides = nlohmann::json::object()) {
-  const std::string data = dir / "data";
-  fs::create_directories(data);
-  std::vector<uint16_t> ids;
-  for (int r = 0; r < repeats; ++r)
-    for (unsigned char ch : text) ids.push_back(ch);
-  write_shard(data + "/tiny_train_000000.bin", ids);
-  write_shard(data + "/tiny_val_000000.bin", std::vector<uint16_t>(ids.begin(), ids.begin() + 4 * text.size()));
-  std::ofstream(data + "/meta.json") << R"({"tokenizer": "byte"})";
-  nlohmann::json cfg = {
-      {"model", {{"vocab_size", 257}, {"context_len", 32}, {"n_layer", 2}, {"n_head", 2}, {"d_model", 32}}},
-      {"train",
-       {{"data_dir", data}, {"out_dir", dir / "out"}, {"batch_size", 4}, {"seq_len", 32}, {"max_steps", 20},
-        {"lr", 3e-3}, {"initial_lr", 3e-4}, {"min_lr", 3e-4}, {"warmup_steps", 5}, {"eval_freq", 10},
-        {"eval_iter", 2}, {"save_freq", 10}, {"sample_tokens", 8}, {"sample_prompt", "the "},
-        {"threads", 1}}}};
-  cfg["train"].update(train_overrides);
-  const std::string path = dir / "config.json";
-  std::ofstream(path) << cfg.dump(2);
-  return path;
-}
-
-std::map<int64_t, double> train_losses(const std::string& metrics) {
-  std::map<int64_t, double> out;
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j["type"] == "train") out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
+using testing::loom_cli;
+using testing::make_run;
+using testing::Result;
+using testing::train_losses;
 
 // Every file under `dir` with a checksum of its bytes: equal snapshots = nothing was touched.
 std::map<std::string, uint64_t> snapshot(const std::string& dir) {

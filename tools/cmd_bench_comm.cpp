@@ -98,7 +98,7 @@ struct Variant {
 };
 
 // The blocking MPI_Allreduce on MPI_COMM_WORLD (the bench's communicators are the world). It
-// bypasses Loom's deadline: a reference for timing only.
+// bypasses Loom's deadline (and MPI aborts on errors by default): a reference for timing only.
 std::optional<Variant> blocking_mpi_allreduce(const Communicator& comm, const Options& o) {
 #if LOOM_WITH_MPI
   if (std::string(comm.backend_name()) == "mpi" && parse_op(o.op) == OpKind::AllReduce &&

@@ -55,6 +55,8 @@ int run(const Options& o) {
     checkpoint_dir = loom::resolve_checkpoint(path);
     if (o.config.empty()) {  // without --config, a resumed run starts from the checkpoint's own
       j = loom::read_checkpoint_state(checkpoint_dir).config;
+      // The world size is not part of the run: it resumes on as many ranks as this command asks.
+      if (j.is_object() && j.contains("train") && j["train"].is_object()) j["train"].erase("nproc");
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;
     }

@@ -1,7 +1,6 @@
 #include "loom/parallel/data_parallel.hpp"
 
 #include "loom/core/check.hpp"
-#include "loom/core/timer.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/parallel/replica_check.hpp"
 
@@ -32,17 +31,17 @@ GPT::GradReadyFn DataParallel::last_backward_hook() {
   return [this](size_t begin, size_t end) { buckets_->on_ready(begin, end); };
 }
 
-double DataParallel::reduce_gradients() {
-  exposed_s_ = 0;
-  if (zero_) {
-    Timer t;
-    const double sq = zero_->reduce_gradients(model_.grads());
-    exposed_s_ = t.seconds();
-    return sq;
-  }
-  if (buckets_) exposed_s_ = buckets_->finish();
+void DataParallel::reduce_gradients() {
+  if (zero_)
+    zero_->reduce_gradients(model_.grads());
+  else if (buckets_)
+    buckets_->finish();
+}
+
+double DataParallel::grad_sq_sum() {
+  if (zero_) return zero_->grad_sq_sum(model_.grads());
   // After the all-reduce every rank holds the same averaged gradient: the local sum is global.
-  return grad_sq_sum(model_.grads(), model_.num_params());
+  return loom::grad_sq_sum(model_.grads(), model_.num_params());
 }
 
 void DataParallel::step(float lr, float clip) {

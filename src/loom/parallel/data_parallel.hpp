@@ -39,13 +39,12 @@ class DataParallel {
   // The on_ready callback for the backward of a step's last micro-batch (empty when there is
   // nothing to overlap); starts the step's gradient synchronisation.
   GPT::GradReadyFn last_backward_hook();
-  // Collective: finishes averaging the gradients over the ranks; returns the global sum of
-  // squares of the averaged gradient.
-  double reduce_gradients();
+  // Collective: finishes averaging the gradients over the ranks.
+  void reduce_gradients();
+  // Collective (under ZeRO): the global sum of squares of the averaged gradient, for clipping.
+  double grad_sq_sum();
   // Collective (under ZeRO): multiplies the gradients by clip, then one AdamW step at lr.
   void step(float lr, float clip);
-  // Seconds the last reduce_gradients() waited for communication backward did not hide.
-  double last_exposed_comm_s() const { return exposed_s_; }
 
   // Collective: the sum of x over the ranks (close to double precision).
   double sum(double x);
@@ -64,7 +63,6 @@ class DataParallel {
   std::optional<AdamW> adamw_;           // zero 0
   std::optional<ZeroOptimizer> zero_;    // zero 1
   std::optional<GradientBuckets> buckets_;  // zero 0 and world > 1
-  double exposed_s_ = 0;
 };
 
 }  // namespace loom::parallel

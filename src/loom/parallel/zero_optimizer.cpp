@@ -24,9 +24,12 @@ ZeroOptimizer::ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamIn
       shard_(comm::block_of(count_, comm.size(), comm.rank())),
       opt_(layout, hp, shard_.offset, shard_.offset + shard_.count) {}
 
-double ZeroOptimizer::reduce_gradients(float* grads) {
+void ZeroOptimizer::reduce_gradients(float* grads) {
   comm_.reduce_scatter(grads, count_, comm::ReduceOp::Avg);
-  return allreduce_sum(comm_, grad_sq_sum(grads + shard_.offset, shard_.count));
+}
+
+double ZeroOptimizer::grad_sq_sum(const float* grads) {
+  return allreduce_sum(comm_, loom::grad_sq_sum(grads + shard_.offset, shard_.count));
 }
 
 void ZeroOptimizer::step(float* params, float* grads, float lr, float clip) {

@@ -3,8 +3,9 @@
 // flat range block_of(n, world, r) (comm::block_of, the same blocks reduce_scatter and allgather
 // use). One step:
 //   reduce_gradients  reduce-scatter (average) of the whole gradient buffer: rank r gets its
-//                     block of the averaged gradient; returns the global sum of squares (for
-//                     clipping) from a scalar all-reduce of each shard's sum
+//                     block of the averaged gradient
+//   grad_sq_sum       the global sum of squares (for clipping): a scalar all-reduce of each
+//                     shard's sum
 //   step              scales the shard (clipping), AdamW on the shard, all-gather of parameters
 // Optimizer memory per rank: 2 n / world floats instead of 2 n.
 // Checkpoints stay world-size independent: full_state() gathers the moments to every rank and
@@ -24,7 +25,9 @@ class ZeroOptimizer {
                 const AdamWParams& hp);
 
   // Collective. grads: the whole flat buffer; afterwards only this rank's shard is meaningful.
-  double reduce_gradients(float* grads);
+  void reduce_gradients(float* grads);
+  // Collective: the sum of squares of the whole averaged gradient (from every rank's shard).
+  double grad_sq_sum(const float* grads);
   // Collective. Applies `clip` (1: none) to the shard's gradients, updates the shard of params,
   // then all-gathers params so every rank holds the whole updated model.
   void step(float* params, float* grads, float lr, float clip);

@@ -140,7 +140,13 @@ nlohmann::json parse_flag_value(const std::string& name, const std::string& text
   }
   char* end = nullptr;
   errno = 0;
-  if (like.is_number_unsigned() || like.is_number_integer()) {
+  if (like.is_number_unsigned()) {  // e.g. seed: a JSON unsigned, or read_value refuses it
+    const unsigned long long x = std::strtoull(text.c_str(), &end, 10);
+    LOOM_CHECK(!text.empty() && text[0] != '-' && *end == '\0' && errno == 0, flag,
+               ": expected a non-negative integer, got '", text, "'");
+    return x;
+  }
+  if (like.is_number_integer()) {
     const long long x = std::strtoll(text.c_str(), &end, 10);
     LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0, flag, ": expected an integer, got '", text, "'");
     return x;

@@ -181,8 +181,8 @@ StepStats Trainer::step() {
                      last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
     s.loss += loss;
   }
-  const double sq_sum = m.dp.reduce_gradients();
-  s.exposed_comm_s = m.dp.last_exposed_comm_s();
+  m.dp.reduce_gradients();
+  const double sq_sum = m.dp.grad_sq_sum();
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
   s.grad_norm = std::sqrt(sq_sum);
   LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",

@@ -28,7 +28,6 @@ struct StepStats {
   bool clipped = false;
   double seconds = 0;
   double tokens_per_s = 0;
-  double exposed_comm_s = 0;  // gradient communication not hidden behind backward
 };
 
 struct EvalStats {
