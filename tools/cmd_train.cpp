@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "command_registry.hpp"
 #include "loom/comm/communicator.hpp"
@@ -62,10 +63,14 @@ int run(const Options& o) {
     }
   }
   const loom::RunConfig config = loom::parse_run_config(j, origin);
-  if (config.train.nproc > 1 &&
-      loom::launch::detect_environment().launcher == loom::launch::Launcher::None)
+  const loom::launch::RankEnvironment env = loom::launch::detect_environment();
+  if (config.train.nproc > 1 && env.launcher == loom::launch::Launcher::None)
     return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), {});
-  loom::set_num_threads(config.train.threads);
+  // Ranks on one host share its cores: by default each takes its part rather than all of them.
+  int threads = config.train.threads;
+  if (threads == 0 && env.local_world_size > 1)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_world_size);
+  loom::set_num_threads(threads);
 
   const auto comm = loom::comm::communicator_from_env();
   loom::Trainer trainer(config, comm.get());

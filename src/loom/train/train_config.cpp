@@ -43,7 +43,7 @@ void visit_train_fields(C& c, F&& f) {
   f("top_k", c.top_k, "sample among the k most likely tokens; 0: all");
   f("temperature", c.temperature, "sampling temperature; 0: greedy");
   f("seed", c.seed, "seed of initialisation, data order and dropout");
-  f("threads", c.threads, "OpenMP/BLAS threads; 0: default");
+  f("threads", c.threads, "OpenMP/BLAS threads per rank; 0: all cores, divided among the ranks on this host");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("nproc", c.nproc, "data-parallel ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
