@@ -7,7 +7,7 @@
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
-#include "loom/model/train_bench.hpp"
+#include "loom/train/train_bench.hpp"
 
 namespace {
 struct Options {

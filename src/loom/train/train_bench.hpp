@@ -1,7 +1,7 @@
 #pragma once
-// Training-throughput benchmark behind `loom bench train`: forward + backward of a GPTModel<float>
-// on random tokens, with a per-kernel time breakdown and MFU against an sgemm peak measured in
-// the same process. The optimizer step is not timed (it belongs to loom/optim).
+// Training-throughput benchmark behind `loom bench train`: full training steps of a
+// GPTModel<float> on random tokens (forward, backward, global grad-norm clip, AdamW, zero_grad),
+// with a per-kernel time breakdown and MFU against an sgemm peak measured in the same process.
 #include <cstdint>
 #include <string>
 
@@ -24,7 +24,9 @@ struct TrainBenchResult {
   TrainBenchOptions opts;
   int64_t num_params = 0;
   double flops_per_token = 0;
-  double step_s = 0;       // median of the timed steps
+  double step_s = 0;       // median of the timed steps (whole training step)
+  double fwd_bwd_s = 0;    // median forward + backward alone
+  double optimizer_s = 0;  // median of clip + AdamW + zero_grad
   double best_step_s = 0;  // fastest timed step (the machine is shared: noise only adds time)
   double tokens_per_s = 0;
   double gflops = 0;
