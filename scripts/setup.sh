@@ -7,11 +7,15 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PKGS=(build-essential cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
-      libgtest-dev libopenmpi-dev openmpi-bin nodejs npm fortunes fortunes-zh)
+      libgtest-dev libopenmpi-dev openmpi-bin fortunes fortunes-zh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from another source that bundles npm (and conflicts with Debian's npm package):
+# ask for the commands, not the packages.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
