@@ -35,7 +35,7 @@ void AdamW::set_step_count(int64_t t) {
   t_ = t;
 }
 
-void AdamW::step(float* params, const float* grads, float lr) {
+void AdamW::step(float* params, const float* grads, float lr, float grad_scale) {
   ++t_;
   const float b1 = hp_.beta1, b2 = hp_.beta2, eps = hp_.eps;
   // Bias corrections as reciprocals: one multiply per element instead of a division.
@@ -51,7 +51,7 @@ void AdamW::step(float* params, const float* grads, float lr) {
     // Element-wise: the result does not depend on the number of threads.
 #pragma omp parallel for simd schedule(static)
     for (std::ptrdiff_t i = 0; i < n; ++i) {
-      const float g = gr[i];
+      const float g = gr[i] * grad_scale;
       const float mi = b1 * m[i] + (1.0f - b1) * g;
       const float vi = b2 * v[i] + (1.0f - b2) * g * g;
       m[i] = mi;

@@ -4,7 +4,7 @@
 //
 // The optimizer owns the moments of one contiguous range [begin, end) of the flat parameter
 // buffer (the whole buffer on a single rank; one shard of it under ZeRO), so sharding is only
-// offset arithmetic. Per element, at step t = step_count() + 1:
+// offset arithmetic. Per element, at step t = step_count() + 1, with g = grad_scale * grad:
 //   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
 //   p -= lr * ( (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps) + wd * p )
 // with wd = weight_decay where decayed, else 0 (the decay uses p before this step's update).
@@ -30,9 +30,10 @@ class AdamW {
   AdamW(const std::vector<ParamInfo>& layout, const AdamWParams& hp, size_t begin = 0,
         size_t end = SIZE_MAX);
 
-  // Updates params[begin, end) from grads[begin, end) (pointers to the whole flat buffers) and
-  // advances the step counter.
-  void step(float* params, const float* grads, float lr);
+  // Updates params[begin, end) from grad_scale * grads[begin, end) (pointers to the whole flat
+  // buffers) and advances the step counter. grad_scale carries gradient clipping into this one
+  // pass over memory instead of a separate scaling pass.
+  void step(float* params, const float* grads, float lr, float grad_scale = 1.0f);
 
   size_t begin() const { return begin_; }
   size_t end() const { return end_; }

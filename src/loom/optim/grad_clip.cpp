@@ -26,20 +26,8 @@ float clip_scale(double norm, float max_norm) {
   return norm > max_norm ? static_cast<float>(max_norm / norm) : 1.0f;
 }
 
-void scale_grads(float* g, size_t n, float scale) {
-#pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) g[i] *= scale;
-}
-
 bool clips_at(int64_t step, int64_t warmup_steps, bool clip_during_warmup) {
   return clip_during_warmup || step > warmup_steps;
-}
-
-double clip_grad_norm(float* g, size_t n, float max_norm) {
-  const double norm = std::sqrt(grad_sq_sum(g, n));
-  const float s = clip_scale(norm, max_norm);
-  if (s != 1.0f) scale_grads(g, n, s);
-  return norm;
 }
 
 }  // namespace loom

@@ -3,7 +3,8 @@
 // clipped gradient has norm max_norm up to float rounding).
 //
 // The sum of squares is split from the scaling so that, with sharded or data-parallel gradients,
-// each rank sums its own range and the partial sums are all-reduced before one scale is applied.
+// each rank sums its own range and the partial sums are all-reduced; the scale is then applied by
+// AdamW::step (grad_scale), inside its single pass over the gradients.
 #include <cstddef>
 #include <cstdint>
 
@@ -16,13 +17,9 @@ double grad_sq_sum(const float* g, size_t n);
 // The factor that brings a gradient of norm `norm` down to max_norm (1 when norm <= max_norm).
 float clip_scale(double norm, float max_norm);
 
-void scale_grads(float* g, size_t n, float scale);
 
 // Whether the step with 0-based index `step` clips. The seed clips only after warm-up, i.e. for
 // step > warmup_steps; clip_during_warmup makes every step clip.
 bool clips_at(int64_t step, int64_t warmup_steps, bool clip_during_warmup);
-
-// Single-buffer convenience: computes the norm, clips to max_norm, returns the norm before.
-double clip_grad_norm(float* g, size_t n, float max_norm);
 
 }  // namespace loom

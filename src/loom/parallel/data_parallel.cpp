@@ -49,8 +49,7 @@ void DataParallel::step(float lr, float clip) {
     zero_->step(model_.params(), model_.grads(), lr, clip);
     return;
   }
-  if (clip != 1.0f) scale_grads(model_.grads(), model_.num_params(), clip);
-  adamw_->step(model_.params(), model_.grads(), lr);
+  adamw_->step(model_.params(), model_.grads(), lr, clip);
 }
 
 double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }

@@ -33,8 +33,7 @@ double ZeroOptimizer::grad_sq_sum(const float* grads) {
 }
 
 void ZeroOptimizer::step(float* params, float* grads, float lr, float clip) {
-  if (clip != 1.0f) scale_grads(grads + shard_.offset, shard_.count, clip);
-  opt_.step(params, grads, lr);
+  opt_.step(params, grads, lr, clip);
   comm_.allgather(params, count_);
 }
 

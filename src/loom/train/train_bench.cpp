@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -66,8 +67,8 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
     model.forward(tokens.data(), tokens.data() + 1, opts.batch, opts.seq, /*train=*/true, &rng);
     model.backward();
     const double fwd_bwd = t.seconds();
-    clip_grad_norm(model.grads(), model.num_params(), 1.0f);
-    optimizer.step(model.params(), model.grads(), 1e-4f);
+    const double norm = std::sqrt(grad_sq_sum(model.grads(), model.num_params()));
+    optimizer.step(model.params(), model.grads(), 1e-4f, clip_scale(norm, 1.0f));
     model.zero_grad();
     if (timed) {
       step_times.push_back(t.seconds());

@@ -31,7 +31,12 @@ void apply_dropout(T* dst, const T* src, const uint8_t* mask, float p, size_t n)
   for (size_t i = 0; i < n; ++i) dst[i] = mask[i] ? src[i] * scale : T(0);
 }
 
-// This thread's two (T, T) scratch blocks (the callers checked the size for max_threads).
+void check_scratch(const AttentionShape& s, size_t scratch_size) {
+  LOOM_CHECK(scratch_size >= attention_scratch_size(s, omp_get_max_threads()),
+             "attention scratch too small for ", omp_get_max_threads(), " threads");
+}
+
+// This thread's two (T, T) scratch blocks (check_scratch verified the size for max_threads).
 template <typename T>
 T* thread_scratch(T* scratch, const AttentionShape& s) {
   return scratch + static_cast<size_t>(omp_get_thread_num()) * 2 * s.Tn * s.Tn;
@@ -45,8 +50,7 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
   const int Tn = s.Tn, C = s.C, H = s.H, hs = C / H, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
   const size_t TT = static_cast<size_t>(Tn) * Tn;
-  LOOM_CHECK(scratch_size >= attention_scratch_size(s, omp_get_max_threads()),
-             "attention scratch too small for ", omp_get_max_threads(), " threads");
+  check_scratch(s, scratch_size);
   BlasSingleThreaded one_blas_thread;
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
@@ -102,8 +106,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
   const int Tn = s.Tn, C = s.C, H = s.H, hs = C / H, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
   const size_t TT = static_cast<size_t>(Tn) * Tn;
-  LOOM_CHECK(scratch_size >= attention_scratch_size(s, omp_get_max_threads()),
-             "attention scratch too small for ", omp_get_max_threads(), " threads");
+  check_scratch(s, scratch_size);
   BlasSingleThreaded one_blas_thread;
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
