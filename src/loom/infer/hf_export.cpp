@@ -57,9 +57,16 @@ void export_hf(const GPT& model, const Tokenizer& tokenizer, const std::string& 
   }
   write_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
 
-  nlohmann::ordered_json ids = nlohmann::ordered_json::object();
-  for (size_t id = 0; id < vocab.tokens.size(); ++id) ids[vocab.tokens[id]] = id;
-  write_file_atomic(dir + "/vocab.json", ids.dump() + "\n");
+  // {"token": id, ...} in id order, as GPT-2's encoder.json (written directly: an ordered_json
+  // object inserts in linear time per key).
+  std::string ids = "{";
+  for (size_t id = 0; id < vocab.tokens.size(); ++id) {
+    if (id > 0) ids += ',';
+    ids += nlohmann::json(vocab.tokens[id]).dump();
+    ids += ':';
+    ids += std::to_string(id);
+  }
+  write_file_atomic(dir + "/vocab.json", ids + "}\n");
   std::string merges = "#version: 0.2\n";
   for (const auto& m : vocab.merges) merges += m + "\n";
   write_file_atomic(dir + "/merges.txt", merges);
