@@ -13,8 +13,11 @@ int padded_vocab(int vocab_size, int tp_size) {
 void check_tp_divides_heads(const GPTConfig& config, int tp_size, const char* flag) {
   if (tp_size >= 1 && config.n_head % tp_size == 0) return;
   std::string valid;
-  for (int t = 1; t <= config.n_head; ++t)
-    if (config.n_head % t == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(t);
+  for (int t = 1; t <= config.n_head; ++t) {
+    if (config.n_head % t != 0) continue;
+    if (!valid.empty()) valid += ", ";
+    valid += std::to_string(t);
+  }
   LOOM_FAIL(flag, " ", tp_size, ": tensor parallelism splits the attention heads, so it must divide n_head = ",
             config.n_head, " (valid: ", valid, ")");
 }

@@ -10,8 +10,11 @@ namespace {
 
 std::string divisors(int n) {
   std::string out;
-  for (int d = 1; d <= n; ++d)
-    if (n % d == 0) out += (out.empty() ? "" : ", ") + std::to_string(d);
+  for (int d = 1; d <= n; ++d) {
+    if (n % d != 0) continue;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(d);
+  }
   return out;
 }
 
@@ -32,7 +35,8 @@ std::string members(const MeshShape& s, int world_rank, int (*color)(const MeshS
   std::string out = "[";
   for (int r = 0; r < s.world(); ++r) {
     if (color(s, mesh_coord(s, r)) != mine) continue;
-    out += (out.size() > 1 ? "," : "") + std::to_string(r);
+    if (out.size() > 1) out += ",";
+    out += std::to_string(r);
   }
   return out + "]";
 }
