@@ -1,19 +1,15 @@
 #include "loom/parallel/tp_bench.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
-#include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
@@ -21,37 +17,20 @@
 namespace loom::parallel {
 namespace {
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 int total_threads(const TpBenchOptions& o) {
   return o.threads > 0 ? o.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 // Runs the measurement of one tp size as tp local ranks; returns rank 0's result.
 TpBenchResult launch_measurement(const TpBenchOptions& o, int tp, const std::string& program) {
-  const std::string out = (std::filesystem::temp_directory_path() /
-                           ("loom-tp-bench-" + std::to_string(getpid()) + ".json"))
-                              .string();
-  std::filesystem::remove(out);
   const int threads = std::max(1, total_threads(o) / tp);
-  const std::vector<std::string> args = {
-      "bench", "tp", "--config", o.config, "--tp", std::to_string(tp), "--batch",
-      std::to_string(o.batch), "--seq", std::to_string(o.seq), "--threads",
-      std::to_string(threads), "--steps", std::to_string(o.steps), "--warmup",
-      std::to_string(o.warmup), "--worker-out", out};
-  launch::LaunchOptions lo;
-  lo.program = program;
-  const int rc = launch::launch_local(tp, args, lo);
-  LOOM_CHECK(rc == 0, "bench tp: the tp ", tp, " measurement failed (exit code ", rc, ")");
-  std::ifstream in(out);
-  std::string line;
-  LOOM_CHECK(in && std::getline(in, line), "bench tp: the tp ", tp, " job wrote no result to ", out);
-  std::filesystem::remove(out);
-  return tp_bench_result_from_json(line);
+  return tp_bench_result_from_json(run_bench_job(
+      tp,
+      {"bench", "tp", "--config", o.config, "--tp", std::to_string(tp), "--batch",
+       std::to_string(o.batch), "--seq", std::to_string(o.seq), "--threads",
+       std::to_string(threads), "--steps", std::to_string(o.steps), "--warmup",
+       std::to_string(o.warmup)},
+      program, "bench tp: the tp " + std::to_string(tp) + " measurement"));
 }
 
 }  // namespace
@@ -98,35 +77,16 @@ TpBenchResult run_tp_bench_rank(comm::Communicator& world, const GPTConfig& mode
   return r;
 }
 
-std::string to_json_line(const TpBenchResult& r) {
-  return nlohmann::json{{"tp", r.tp},
-                        {"threads_per_rank", r.threads_per_rank},
-                        {"step_s", r.step_s},
-                        {"comm_s", r.comm_s},
-                        {"calls", r.calls},
-                        {"param_bytes", r.param_bytes},
-                        {"grad_bytes", r.grad_bytes},
-                        {"moment_bytes", r.moment_bytes},
-                        {"activation_bytes", r.activation_bytes},
-                        {"logits_bytes", r.logits_bytes}}
-      .dump();
-}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TpBenchResult, tp, threads_per_rank, step_s, comm_s, calls,
+                                   param_bytes, grad_bytes, moment_bytes, activation_bytes,
+                                   logits_bytes)
+
+std::string to_json_line(const TpBenchResult& r) { return nlohmann::json(r).dump(); }
 
 TpBenchResult tp_bench_result_from_json(const std::string& line) {
   const auto j = nlohmann::json::parse(line, nullptr, false);
   LOOM_CHECK(!j.is_discarded() && j.is_object(), "bench tp: bad result line: ", line);
-  TpBenchResult r;
-  r.tp = j.at("tp");
-  r.threads_per_rank = j.at("threads_per_rank");
-  r.step_s = j.at("step_s");
-  r.comm_s = j.at("comm_s");
-  r.calls = j.at("calls");
-  r.param_bytes = j.at("param_bytes");
-  r.grad_bytes = j.at("grad_bytes");
-  r.moment_bytes = j.at("moment_bytes");
-  r.activation_bytes = j.at("activation_bytes");
-  r.logits_bytes = j.at("logits_bytes");
-  return r;
+  return j.get<TpBenchResult>();
 }
 
 void run_tp_bench(const TpBenchOptions& o, const std::string& program) {
