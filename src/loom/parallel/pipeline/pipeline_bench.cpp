@@ -1,0 +1,216 @@
+#include "loom/parallel/pipeline/pipeline_bench.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "loom/core/check.hpp"
+#include "loom/launch/launcher.hpp"
+#include "loom/parallel/pipeline/mlp_chunk.hpp"
+#include "loom/parallel/pipeline/p2p_lanes.hpp"
+#include "loom/parallel/pipeline/runtime.hpp"
+#include "loom/parallel/pipeline/simulator.hpp"
+
+namespace loom::pipeline {
+namespace {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double theory(ScheduleKind k, int p, int m, int v) {
+  switch (k) {
+    case ScheduleKind::ZeroBubbleH1: return (p - 1.0) / (3.0 * m + p - 1);
+    case ScheduleKind::Interleaved: return (p - 1.0) / (static_cast<double>(v) * m + p - 1);
+    default: return (p - 1.0) / (m + p - 1.0);
+  }
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(x);
+  }
+  return s;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) {
+    if (!s.empty()) s += ',';
+    s += x;
+  }
+  return s;
+}
+
+// One (m, schedule) measurement on this rank; collective over the job.
+PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, const PipelineBenchOptions& o,
+                         int m, ScheduleKind kind) {
+  const int P = world.size(), me = world.rank();
+  const int v = kind == ScheduleKind::Interleaved ? o.virtual_stages : 1;
+  LOOM_CHECK(o.rows % m == 0, "bench pipeline: --micro_batches ", m, " does not divide --rows ", o.rows);
+  LOOM_CHECK(P * v <= o.layers, "bench pipeline: ", P * v, " stages for ", o.layers, " layers");
+  const Schedule schedule = make_schedule(kind, P, m, v);
+  MlpSpec spec;
+  spec.width = o.width;
+  spec.rows = o.rows / m;
+  spec.layers = o.layers;
+  spec.micro_batches = m;
+  std::vector<std::unique_ptr<MlpChunk>> owned;
+  std::vector<StageChunk*> chunks;
+  const int S = P * v;
+  for (int c = 0; c < v; ++c) {
+    const int g = schedule.virtual_stage(me, c);
+    owned.push_back(std::make_unique<MlpChunk>(spec, g * o.layers / S, (g + 1) * o.layers / S));
+    chunks.push_back(owned.back().get());
+  }
+  std::vector<double> steps, bubbles;
+  // Per chunk: total F, B, W seconds over the timed steps, and counts, for the simulator.
+  std::vector<double> sum(3 * v, 0.0), count(3 * v, 0.0);
+  std::vector<float> gathered(2 * static_cast<size_t>(P));
+  for (int it = 0; it < o.warmup + o.steps; ++it) {
+    for (auto& c : owned) c->zero_grad();
+    world.barrier();
+    const StepTrace t = run_pipeline_step(schedule, me, chunks, lanes);
+    std::fill(gathered.begin(), gathered.end(), 0.0f);
+    gathered[2 * me] = static_cast<float>(t.end_s - t.start_s);
+    gathered[2 * me + 1] = static_cast<float>(t.busy_s());
+    world.allgather(gathered.data(), gathered.size());
+    if (it < o.warmup) continue;
+    double step = 0;
+    for (int r = 0; r < P; ++r) step = std::max(step, static_cast<double>(gathered[2 * r]));
+    double idle = 0;
+    for (int r = 0; r < P; ++r) idle += 1.0 - gathered[2 * r + 1] / step;
+    steps.push_back(step);
+    bubbles.push_back(idle / P);
+    for (const auto& s : t.spans) {
+      const int slot = 3 * s.action.chunk + (s.action.op == Op::F ? 0 : s.action.op == Op::B ? 1 : 2);
+      sum[slot] += s.end_s - s.start_s;
+      count[slot] += 1;
+    }
+  }
+  // Everyone's mean F/B/W per chunk (a fused backward counts as B, its W as 0) and peak memory.
+  std::vector<float> costs(static_cast<size_t>(P) * (3 * v + 1), 0.0f);
+  for (int i = 0; i < 3 * v; ++i)
+    costs[static_cast<size_t>(me) * (3 * v + 1) + i] =
+        static_cast<float>(count[i] > 0 ? sum[i] / (o.steps * m) : 0.0);
+  size_t peak = 0;
+  for (const auto& c : owned) peak += c->peak_activation_bytes();
+  costs[static_cast<size_t>(me) * (3 * v + 1) + 3 * v] = static_cast<float>(peak / 1048576.0);
+  world.allgather(costs.data(), costs.size());
+  SimCosts sim;
+  sim.chunk.assign(P, std::vector<ChunkCost>(v));
+  PipelineBenchRow row;
+  for (int r = 0; r < P; ++r) {
+    const float* c = costs.data() + static_cast<size_t>(r) * (3 * v + 1);
+    for (int k = 0; k < v; ++k) sim.chunk[r][k] = {c[3 * k], c[3 * k + 1], c[3 * k + 2], 0};
+    row.peak_mb.push_back(c[3 * v]);
+  }
+  row.pp = P;
+  row.micro_batches = m;
+  row.virtual_stages = v;
+  row.schedule = name(kind);
+  row.step_s = median(steps);
+  row.bubble = median(bubbles);
+  row.theory = theory(kind, P, m, v);
+  row.simulated = simulate(schedule, sim).bubble_fraction;
+  return row;
+}
+
+}  // namespace
+
+std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
+                                                      const PipelineBenchOptions& o) {
+  bool interleaved = false;
+  std::vector<ScheduleKind> kinds;
+  for (const auto& s : o.schedules) {
+    kinds.push_back(parse_schedule_kind(s));
+    interleaved = interleaved || kinds.back() == ScheduleKind::Interleaved;
+  }
+  P2PLanes lanes(world, interleaved);
+  std::vector<PipelineBenchRow> rows;
+  for (int m : o.micro_batches)
+    for (ScheduleKind k : kinds) rows.push_back(measure(world, lanes, o, m, k));
+  return rows;
+}
+
+std::string to_json_line(const PipelineBenchRow& r) {
+  return nlohmann::json{{"pp", r.pp},         {"micro_batches", r.micro_batches},
+                        {"v", r.virtual_stages}, {"schedule", r.schedule},
+                        {"step_s", r.step_s}, {"bubble", r.bubble},
+                        {"theory", r.theory}, {"simulated", r.simulated},
+                        {"peak_mb", r.peak_mb}}
+      .dump();
+}
+
+PipelineBenchRow pipeline_bench_row_from_json(const std::string& line) {
+  const auto j = nlohmann::json::parse(line, nullptr, false);
+  LOOM_CHECK(!j.is_discarded() && j.is_object(), "bench pipeline: bad result line: ", line);
+  PipelineBenchRow r;
+  r.pp = j.at("pp");
+  r.micro_batches = j.at("micro_batches");
+  r.virtual_stages = j.at("v");
+  r.schedule = j.at("schedule");
+  r.step_s = j.at("step_s");
+  r.bubble = j.at("bubble");
+  r.theory = j.at("theory");
+  r.simulated = j.at("simulated");
+  r.peak_mb = j.at("peak_mb").get<std::vector<double>>();
+  return r;
+}
+
+void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& program) {
+  for (int p : o.pp) LOOM_CHECK(p >= 2, "bench pipeline: --pp values must be >= 2, got ", p);
+  for (int m : o.micro_batches)
+    LOOM_CHECK(m >= 1 && o.rows % m == 0, "bench pipeline: --micro_batches ", m,
+               " must divide --rows ", o.rows);
+  for (const auto& s : o.schedules) parse_schedule_kind(s);  // names checked before launching
+  std::printf("bench pipeline: dense model %d layers x width %d, %d rows per step | 1 thread per "
+              "rank | medians of %d steps after %d warm-up\n",
+              o.layers, o.width, o.rows, o.steps, o.warmup);
+  std::printf("%3s %4s %-14s %9s %8s %8s %10s  %s\n", "pp", "m", "schedule", "step_ms", "bubble",
+              "theory", "simulated", "peak activations per stage (MiB)");
+  for (int p : o.pp) {
+    const std::string out = (std::filesystem::temp_directory_path() /
+                             ("loom-pipeline-bench-" + std::to_string(getpid()) + ".json"))
+                                .string();
+    std::filesystem::remove(out);
+    const std::vector<std::string> args = {
+        "bench", "pipeline", "--pp", std::to_string(p), "--micro_batches",
+        join(o.micro_batches), "--schedule", join(o.schedules), "--virtual_stages",
+        std::to_string(o.virtual_stages), "--width", std::to_string(o.width), "--layers",
+        std::to_string(o.layers), "--rows", std::to_string(o.rows), "--steps",
+        std::to_string(o.steps), "--warmup", std::to_string(o.warmup), "--worker-out", out};
+    launch::LaunchOptions lo;
+    lo.program = program;
+    const int rc = launch::launch_local(p, args, lo);
+    LOOM_CHECK(rc == 0, "bench pipeline: the ", p, "-rank job failed (exit code ", rc, ")");
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      const PipelineBenchRow r = pipeline_bench_row_from_json(line);
+      std::string peaks;
+      for (double mb : r.peak_mb) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%s%.1f", peaks.empty() ? "" : " / ", mb);
+        peaks += b;
+      }
+      const std::string sched =
+          r.virtual_stages > 1 ? r.schedule + " v" + std::to_string(r.virtual_stages) : r.schedule;
+      std::printf("%3d %4d %-14s %9.1f %7.1f%% %7.1f%% %9.1f%%  %s\n", r.pp, r.micro_batches,
+                  sched.c_str(), r.step_s * 1e3, r.bubble * 100, r.theory * 100,
+                  r.simulated * 100, peaks.c_str());
+    }
+    std::filesystem::remove(out);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace loom::pipeline
