@@ -53,14 +53,8 @@ int pipelined_rank(comm::Communicator& world, ScheduleKind kind, int m, int v) {
   const MlpSpec spec = small_spec(m);
   const Schedule schedule = make_schedule(kind, P, m, v);
   P2PLanes lanes(world, v > 1);
-  std::vector<std::unique_ptr<MlpChunk>> owned;
-  std::vector<StageChunk*> chunks;
-  const int S = P * v;
-  for (int c = 0; c < v; ++c) {
-    const int g = schedule.virtual_stage(me, c);
-    owned.push_back(std::make_unique<MlpChunk>(spec, g * spec.layers / S, (g + 1) * spec.layers / S));
-    chunks.push_back(owned.back().get());
-  }
+  const auto owned = make_mlp_chunks(spec, schedule, me);
+  const auto chunks = chunk_pointers(owned);
   const Sequential ref(spec);
   const size_t per_layer = static_cast<size_t>(spec.width) * spec.width + spec.width;
   int bad = 0;
@@ -68,7 +62,7 @@ int pipelined_rank(comm::Communicator& world, ScheduleKind kind, int m, int v) {
     for (auto& c : owned) c->zero_grad();
     run_pipeline_step(schedule, me, chunks, lanes);
     for (int c = 0; c < v; ++c) {
-      const int g = schedule.virtual_stage(me, c), first = g * spec.layers / S;
+      const int first = first_layer_of(spec, schedule, me, c);
       const auto& got = owned[c]->grads();
       const double err =
           max_rel_error(got.data(), ref.chunk.grads().data() + per_layer * first, got.size());

@@ -140,4 +140,28 @@ void MlpChunk::backward_weights(int mb) {
   saved_.erase(it);
 }
 
+int first_layer_of(const MlpSpec& spec, const Schedule& schedule, int stage, int chunk) {
+  const int S = schedule.stages() * schedule.virtual_stages();
+  return schedule.virtual_stage(stage, chunk) * spec.layers / S;
+}
+
+std::vector<std::unique_ptr<MlpChunk>> make_mlp_chunks(const MlpSpec& spec,
+                                                       const Schedule& schedule, int stage) {
+  const int S = schedule.stages() * schedule.virtual_stages();
+  LOOM_CHECK(S <= spec.layers, "mlp chunks: ", S, " stages for ", spec.layers, " layers");
+  std::vector<std::unique_ptr<MlpChunk>> out;
+  for (int c = 0; c < schedule.virtual_stages(); ++c) {
+    const int g = schedule.virtual_stage(stage, c);
+    out.push_back(std::make_unique<MlpChunk>(spec, first_layer_of(spec, schedule, stage, c),
+                                             (g + 1) * spec.layers / S));
+  }
+  return out;
+}
+
+std::vector<StageChunk*> chunk_pointers(const std::vector<std::unique_ptr<MlpChunk>>& chunks) {
+  std::vector<StageChunk*> out;
+  for (const auto& c : chunks) out.push_back(c.get());
+  return out;
+}
+
 }  // namespace loom::pipeline

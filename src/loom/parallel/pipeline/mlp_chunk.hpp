@@ -7,8 +7,10 @@
 // by the runtime's tests and by `loom bench pipeline`.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
+#include "loom/parallel/pipeline/schedule.hpp"
 #include "loom/parallel/pipeline/stage.hpp"
 
 namespace loom::pipeline {
@@ -57,5 +59,12 @@ class MlpChunk : public StageChunk {
   double loss_ = 0;
   size_t peak_bytes_ = 0;
 };
+
+// The chunks of `stage` under `schedule`: the layers cut evenly over its stages x virtual stages
+// (virtual stage g holds layers [g L / S, (g + 1) L / S)).
+std::vector<std::unique_ptr<MlpChunk>> make_mlp_chunks(const MlpSpec& spec,
+                                                       const Schedule& schedule, int stage);
+std::vector<StageChunk*> chunk_pointers(const std::vector<std::unique_ptr<MlpChunk>>& chunks);
+int first_layer_of(const MlpSpec& spec, const Schedule& schedule, int stage, int chunk);
 
 }  // namespace loom::pipeline

@@ -64,14 +64,8 @@ PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, const Pipel
   spec.rows = o.rows / m;
   spec.layers = o.layers;
   spec.micro_batches = m;
-  std::vector<std::unique_ptr<MlpChunk>> owned;
-  std::vector<StageChunk*> chunks;
-  const int S = P * v;
-  for (int c = 0; c < v; ++c) {
-    const int g = schedule.virtual_stage(me, c);
-    owned.push_back(std::make_unique<MlpChunk>(spec, g * o.layers / S, (g + 1) * o.layers / S));
-    chunks.push_back(owned.back().get());
-  }
+  const auto owned = make_mlp_chunks(spec, schedule, me);
+  const auto chunks = chunk_pointers(owned);
   std::vector<double> steps, bubbles;
   // Per chunk: total F, B, W seconds over the timed steps, and counts, for the simulator.
   std::vector<double> sum(3 * v, 0.0), count(3 * v, 0.0);
