@@ -119,7 +119,7 @@ TEST_F(TensorParallelCli, BadLayoutsAndAnotherModelsCheckpointAreRefused) {
       {"--nproc 4 --tp 3", "--tp 3 must divide the world size 4 (valid: 1, 2, 4)", 0},
       {"--tp 5", "--tp 5: tensor parallelism splits the attention heads, so it must "
                                           "divide n_head = 12 (valid: 1, 2, 3, 4, 6, 12)", 0},
-      {"--pp 2 --nproc 2", "pp must be 1", 0}};
+      {"--pp 2 --nproc 3", "--pp 2 must divide the world size 3", 0}};
   if (have_mpirun()) cases.push_back({"--tp 3", "--tp 3 must divide the world size 4", 4});
   for (const auto& c : cases) {
     const Result r = train("bad", c.flags, c.mpi_ranks);

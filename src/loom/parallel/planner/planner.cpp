@@ -154,4 +154,11 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
   return out;
 }
 
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw) {
+  for (const Prediction& p : plan(req, costs, bw))
+    if (p.fits && p.layout.schedule != pipeline::ScheduleKind::Interleaved) return p;
+  LOOM_FAIL("plan: no layout of ", req.world, " ranks fits in --mem_gb ", req.mem_gb, " GB per rank");
+}
+
 }  // namespace loom::planner

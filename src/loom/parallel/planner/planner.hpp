@@ -60,6 +60,11 @@ struct Prediction {
 std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& costs,
                              const Bandwidths& bw);
 
+// The best layout `loom train` can run (no interleaving: its GPT stages are one chunk per rank)
+// that fits the memory limit; throws naming --mem_gb if none does.
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw);
+
 // One layout's prediction (also for comparing a plan with a measured run).
 Prediction predict(const PlanRequest& req, const KernelCosts& costs, const Bandwidths& bw,
                    const Layout& layout);
