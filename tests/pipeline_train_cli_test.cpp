@@ -93,6 +93,14 @@ TEST_F(PipelineTrainCli, PpWithTpAndDpMatchesOneRank) {
   }
 }
 
+TEST_F(PipelineTrainCli, MpirunPp2xTp2MatchesOneRank) {
+  if (!testing::have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  const Result r = testing::mpirun_cli(4, "train --config " + config_ + " --out_dir " + dir_ / "mpi" +
+                                              " --pp 2 --tp 2 --batch_size 4 --schedule zb1p", 240);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  expect_matches_reference("mpi");
+}
+
 // The planner picks the layout, the ranks train it.
 TEST_F(PipelineTrainCli, ParallelAutoTrainsThePlannersLayout) {
   const Result r = train("auto", "--nproc 4 --parallel auto --batch_size 2 --max_steps 6");
