@@ -53,6 +53,7 @@ void GptStageChunk::run_forward(int mb) {
 void GptStageChunk::forward(int mb, const float* input, float* output) {
   if (!model_.shard().has_embedding) inputs_[mb].assign(input, input + input_size());
   else inputs_[mb];  // marks the micro-batch in flight; its tokens are in the batch
+  peak_inputs_ = std::max(peak_inputs_, inputs_.size());
   run_forward(mb);
   if (model_.shard().has_head) loss_sum_ += last_loss_;
   else std::copy(model_.output(), model_.output() + output_size(), output);

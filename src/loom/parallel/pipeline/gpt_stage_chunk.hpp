@@ -39,6 +39,7 @@ class GptStageChunk : public StageChunk {
   // Sum of the micro-batches' mean losses since set_batch (last stage only).
   double loss_sum() const { return loss_sum_; }
   int64_t recomputed() const { return recomputed_; }  // forwards run again, in total
+  size_t peak_input_bytes() const { return peak_inputs_ * input_size() * sizeof(float); }
 
  private:
   size_t rows_elems() const;  // micro-batch rows x seq
@@ -55,6 +56,7 @@ class GptStageChunk : public StageChunk {
   double loss_sum_ = 0;
   float last_loss_ = 0;
   int64_t recomputed_ = 0;
+  size_t peak_inputs_ = 0;  // most micro-batch inputs held at once
 };
 
 }  // namespace loom::pipeline
