@@ -10,59 +10,17 @@
 #include <string>
 
 #include "comm_process_util.hpp"
-#include "temp_dir.hpp"
-#include "train_cli_util.hpp"
+#include "layout_equivalence.hpp"
 
 namespace loom {
 namespace {
 namespace fs = std::filesystem;
-using testing::relative_error;
 using testing::Result;
 using testing::train_losses;
 
-constexpr double kTolerance = 1e-5;
-const std::string kText = "the quick brown fox jumps over the lazy dog. ";
-
-class PipelineTrainCli : public ::testing::Test {
+class PipelineTrainCli : public testing::LayoutEquivalenceTest {
  protected:
-  void SetUp() override {
-    config_ = testing::make_run(dir_, kText, 40,
-                                {{"seq_len", 16}, {"max_steps", 20}, {"eval_freq", 10},
-                                 {"save_freq", 10}, {"sample_freq", 0}});
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(config_));
-    j["model"]["n_layer"] = 4;
-    j["model"]["n_head"] = 12;
-    j["model"]["d_model"] = 48;
-    std::ofstream(config_) << j.dump(2);
-  }
-  Result train(const std::string& out, const std::string& flags) {
-    return testing::loom_cli("train --config " + config_ + " --out_dir " + dir_ / out + " " + flags, 240);
-  }
-  // The 1-rank run with the whole global batch of 4 sequences, once per test.
-  const std::string& reference() {
-    if (reference_.empty()) {
-      const Result r = train("ref", "--batch_size 4");
-      EXPECT_EQ(r.rc, 0) << r.out;
-      reference_ = dir_ / "ref";
-    }
-    return reference_;
-  }
-  // Per-step losses and the final parameters and moments of run `out` match the reference's.
-  void expect_matches_reference(const std::string& out) {
-    const auto ref = train_losses(reference() + "/metrics.jsonl");
-    const auto got = train_losses(dir_ / out + "/metrics.jsonl");
-    ASSERT_EQ(got.size(), 20u) << out;
-    for (const auto& [step, loss] : ref)
-      EXPECT_LT(std::abs(got.at(step) - loss) / loss, kTolerance) << out << " step " << step;
-    for (const char* file : {"model.safetensors", "optimizer.safetensors"})
-      EXPECT_LT(relative_error(dir_ / out + "/step_000020/" + file,
-                               reference() + "/step_000020/" + file),
-                kTolerance)
-          << out << ": " << file << " differs from the 1-rank run";
-  }
-
-  testing::TempDir dir_;
-  std::string config_, reference_;
+  void SetUp() override { make_config(4); }
 };
 
 TEST_F(PipelineTrainCli, Pp2AndPp4WithEveryScheduleMatchOneRank) {
@@ -95,8 +53,7 @@ TEST_F(PipelineTrainCli, PpWithTpAndDpMatchesOneRank) {
 
 TEST_F(PipelineTrainCli, MpirunPp2xTp2MatchesOneRank) {
   if (!testing::have_mpirun()) GTEST_SKIP() << "mpirun not found";
-  const Result r = testing::mpirun_cli(4, "train --config " + config_ + " --out_dir " + dir_ / "mpi" +
-                                              " --pp 2 --tp 2 --batch_size 4 --schedule zb1p", 240);
+  const Result r = train("mpi", "--pp 2 --tp 2 --batch_size 4 --schedule zb1p", 4);
   ASSERT_EQ(r.rc, 0) << r.out;
   expect_matches_reference("mpi");
 }
