@@ -38,6 +38,16 @@ TEST(PipelineCli, BenchPipelinePrintsEveryRow) {
     EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
 }
 
+TEST(PipelineCli, BenchPipelineRunsGptStages) {
+  const auto r = run_shell(loom() + " bench pipeline --config " + kTiny + " --pp 2 --micro_batches 2 "
+                                    "--schedule gpipe,zb1p --batch 2 --seq 16 --steps 1 --warmup 0",
+                           120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("bench pipeline: GPT "), std::string::npos) << r.output;
+  for (const char* row : {"  2    2 gpipe", "  2    2 zb1p"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+}
+
 TEST(PipelineCli, BenchPipelineRefusesBadInput) {
   auto r = run_shell(loom() + " bench pipeline --micro_batches 3 --rows 8", 60);
   EXPECT_EQ(r.exit_code, 1);

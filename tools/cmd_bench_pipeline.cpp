@@ -58,7 +58,7 @@ int run(Options& o) {
 const bool registered = loom::cli::register_command(
     "bench pipeline",
     "Pipeline schedules: measured step time and bubble vs theory and the simulator, peak "
-    "activation memory per stage (dense-layer model, one thread per rank)",
+    "activation memory per stage (GPT stages or a dense-layer model, one thread per rank)",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--pp", o->pp, "pipeline depths, comma-separated (one job of pp ranks each)")->capture_default_str();
@@ -67,6 +67,9 @@ const bool registered = loom::cli::register_command(
       app.add_option("--schedule", o->schedules, "gpipe, 1f1b, interleaved, zb1p; comma-separated")->capture_default_str();
       app.add_option("--virtual_stages,--virtual-stages", o->bench.virtual_stages,
                      "chunks per rank for interleaved")->capture_default_str();
+      app.add_option("--config", o->bench.config, "GPT stages of this config's model (default: a dense-layer model)");
+      app.add_option("--batch", o->bench.batch, "GPT: sequences per step")->capture_default_str();
+      app.add_option("--seq", o->bench.seq, "GPT: tokens per sequence")->capture_default_str();
       app.add_option("--width", o->bench.width, "dense layer width")->capture_default_str();
       app.add_option("--layers", o->bench.layers, "dense layers in the model")->capture_default_str();
       app.add_option("--rows", o->bench.rows, "rows per step (split into the micro-batches)")->capture_default_str();

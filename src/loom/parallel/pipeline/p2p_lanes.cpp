@@ -65,7 +65,8 @@ int link_class(int l, int P, bool wrap) { return wrap && P % 2 == 1 && l == P - 
 P2PLanes::P2PLanes(comm::Communicator& pp, bool wrap) : wrap_(wrap && pp.size() > 1) {
   const int P = pp.size(), me = pp.rank();
   const int links = P == 1 ? 0 : wrap_ ? P : P - 1;
-  const int classes = wrap_ && P % 2 == 1 ? 3 : 2;
+  // Sub-communicators are a scarce resource (shm contexts): make only the classes in use.
+  const int classes = links <= 1 ? links : wrap_ && P % 2 == 1 ? 3 : 2;
   const int out_link = me < links ? me : -1;                     // me -> me + 1
   const int in_link = me > 0 ? me - 1 : (wrap_ ? P - 1 : -1);    // me - 1 -> me
   for (const char* dir : {"act", "grad"}) {

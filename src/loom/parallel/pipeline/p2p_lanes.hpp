@@ -53,8 +53,8 @@ class Lane {
 class P2PLanes {
  public:
   // Collective over `pp` (the ranks of one pipeline, in stage order). `wrap`: the last stage
-  // also sends to the first (interleaved schedules). Uses 4 sub-communicators (6 when wrapping
-  // around an odd number of stages).
+  // also sends to the first (interleaved schedules). Makes 2 sub-communicators per class of
+  // links (one class for 2 stages, two for more, three when wrapping around an odd number).
   P2PLanes(comm::Communicator& pp, bool wrap);
 
   Lane* act_out() { return act_out_.get(); }    // null where there is no next stage

@@ -8,13 +8,17 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "loom/core/check.hpp"
 #include "loom/launch/launcher.hpp"
+#include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
 #include "loom/parallel/pipeline/mlp_chunk.hpp"
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
 #include "loom/parallel/pipeline/runtime.hpp"
+#include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/pipeline/simulator.hpp"
+#include "loom/train/train_config.hpp"
 
 namespace loom::pipeline {
 namespace {
@@ -51,27 +55,88 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// The stage a measurement runs: its chunks, and what the bench does around them.
+class BenchStage {
+ public:
+  virtual ~BenchStage() = default;
+  virtual std::vector<StageChunk*> chunks() = 0;
+  virtual void start_step() = 0;  // zero the gradients, hand out the batch
+  virtual double peak_mb() const = 0;  // peak activation memory so far
+};
+
+class MlpBenchStage : public BenchStage {
+ public:
+  MlpBenchStage(const PipelineBenchOptions& o, const Schedule& s, int stage) {
+    LOOM_CHECK(o.rows % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
+               s.micro_batches(), " does not divide --rows ", o.rows);
+    LOOM_CHECK(s.stages() * s.virtual_stages() <= o.layers, "bench pipeline: ",
+               s.stages() * s.virtual_stages(), " stages for ", o.layers, " layers");
+    MlpSpec spec;
+    spec.width = o.width;
+    spec.rows = o.rows / s.micro_batches();
+    spec.layers = o.layers;
+    spec.micro_batches = s.micro_batches();
+    owned_ = make_mlp_chunks(spec, s, stage);
+  }
+  std::vector<StageChunk*> chunks() override { return chunk_pointers(owned_); }
+  void start_step() override {
+    for (auto& c : owned_) c->zero_grad();
+  }
+  double peak_mb() const override {
+    size_t peak = 0;
+    for (const auto& c : owned_) peak += c->peak_activation_bytes();
+    return peak / 1048576.0;
+  }
+
+ private:
+  std::vector<std::unique_ptr<MlpChunk>> owned_;
+};
+
+class GptBenchStage : public BenchStage {
+ public:
+  GptBenchStage(const PipelineBenchOptions& o, const GPTConfig& cfg, const Partition& part,
+                const Schedule& s, int stage)
+      : model_(cfg, stage_shard(part, stage, 0, 1)), chunk_(model_, s.micro_batches()), o_(o) {
+    LOOM_CHECK(s.virtual_stages() == 1, "bench pipeline --config: GPT stages are one chunk per "
+               "rank (no interleaved schedule)");
+    LOOM_CHECK(o.batch % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
+               s.micro_batches(), " does not divide --batch ", o.batch);
+    model_.init_weights(1);
+    Rng rng(7);  // the same tokens on every stage
+    tokens_.resize(static_cast<size_t>(o.batch) * o.seq + 1);
+    for (auto& t : tokens_) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
+    inv_m_ = 1.0f / static_cast<float>(s.micro_batches());
+  }
+  std::vector<StageChunk*> chunks() override { return {&chunk_}; }
+  void start_step() override {
+    model_.zero_grad();
+    chunk_.set_batch(tokens_.data(), tokens_.data() + 1, o_.batch, o_.seq, inv_m_);
+  }
+  double peak_mb() const override {
+    return (model_.activation_bytes() + chunk_.peak_input_bytes()) / 1048576.0;
+  }
+
+ private:
+  GPT model_;
+  GptStageChunk chunk_;
+  const PipelineBenchOptions& o_;
+  std::vector<int32_t> tokens_;
+  float inv_m_ = 1;
+};
+
 // One (m, schedule) measurement on this rank; collective over the job.
-PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, const PipelineBenchOptions& o,
-                         int m, ScheduleKind kind) {
+PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, BenchStage& stage,
+                         const PipelineBenchOptions& o, const Schedule& schedule,
+                         ScheduleKind kind) {
   const int P = world.size(), me = world.rank();
-  const int v = kind == ScheduleKind::Interleaved ? o.virtual_stages : 1;
-  LOOM_CHECK(o.rows % m == 0, "bench pipeline: --micro_batches ", m, " does not divide --rows ", o.rows);
-  LOOM_CHECK(P * v <= o.layers, "bench pipeline: ", P * v, " stages for ", o.layers, " layers");
-  const Schedule schedule = make_schedule(kind, P, m, v);
-  MlpSpec spec;
-  spec.width = o.width;
-  spec.rows = o.rows / m;
-  spec.layers = o.layers;
-  spec.micro_batches = m;
-  const auto owned = make_mlp_chunks(spec, schedule, me);
-  const auto chunks = chunk_pointers(owned);
+  const int m = schedule.micro_batches(), v = schedule.virtual_stages();
+  const auto chunks = stage.chunks();
   std::vector<double> steps, bubbles;
   // Per chunk: total F, B, W seconds over the timed steps, and counts, for the simulator.
   std::vector<double> sum(3 * v, 0.0), count(3 * v, 0.0);
   std::vector<float> gathered(2 * static_cast<size_t>(P));
   for (int it = 0; it < o.warmup + o.steps; ++it) {
-    for (auto& c : owned) c->zero_grad();
+    stage.start_step();
     world.barrier();
     const StepTrace t = run_pipeline_step(schedule, me, chunks, lanes);
     std::fill(gathered.begin(), gathered.end(), 0.0f);
@@ -96,9 +161,7 @@ PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, const Pipel
   for (int i = 0; i < 3 * v; ++i)
     costs[static_cast<size_t>(me) * (3 * v + 1) + i] =
         static_cast<float>(count[i] > 0 ? sum[i] / (o.steps * m) : 0.0);
-  size_t peak = 0;
-  for (const auto& c : owned) peak += c->peak_activation_bytes();
-  costs[static_cast<size_t>(me) * (3 * v + 1) + 3 * v] = static_cast<float>(peak / 1048576.0);
+  costs[static_cast<size_t>(me) * (3 * v + 1) + 3 * v] = static_cast<float>(stage.peak_mb());
   world.allgather(costs.data(), costs.size());
   SimCosts sim;
   sim.chunk.assign(P, std::vector<ChunkCost>(v));
@@ -130,9 +193,27 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
     interleaved = interleaved || kinds.back() == ScheduleKind::Interleaved;
   }
   P2PLanes lanes(world, interleaved);
+  std::optional<GPTConfig> gpt;
+  Partition part;
+  if (!o.config.empty()) {
+    const nlohmann::json j = load_config_json(o.config);
+    LOOM_CHECK(j.is_object() && j.contains("model"), o.config, ": no \"model\" section");
+    gpt = j["model"].get<GPTConfig>();
+    gpt->validate();
+    LOOM_CHECK(o.seq >= 1 && o.seq <= gpt->context_len, "bench pipeline: --seq ", o.seq,
+               " must be in [1, context_len ", gpt->context_len, "]");
+    part = stage_partition(world, *gpt, world.size(), o.seq, 1);
+  }
   std::vector<PipelineBenchRow> rows;
   for (int m : o.micro_batches)
-    for (ScheduleKind k : kinds) rows.push_back(measure(world, lanes, o, m, k));
+    for (ScheduleKind k : kinds) {
+      const int v = k == ScheduleKind::Interleaved ? o.virtual_stages : 1;
+      const Schedule schedule = make_schedule(k, world.size(), m, v);
+      std::unique_ptr<BenchStage> stage;
+      if (gpt) stage = std::make_unique<GptBenchStage>(o, *gpt, part, schedule, world.rank());
+      else stage = std::make_unique<MlpBenchStage>(o, schedule, world.rank());
+      rows.push_back(measure(world, lanes, *stage, o, schedule, k));
+    }
   return rows;
 }
 
@@ -163,13 +244,19 @@ PipelineBenchRow pipeline_bench_row_from_json(const std::string& line) {
 
 void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& program) {
   for (int p : o.pp) LOOM_CHECK(p >= 2, "bench pipeline: --pp values must be >= 2, got ", p);
+  const bool gpt = !o.config.empty();
   for (int m : o.micro_batches)
-    LOOM_CHECK(m >= 1 && o.rows % m == 0, "bench pipeline: --micro_batches ", m,
-               " must divide --rows ", o.rows);
+    LOOM_CHECK(m >= 1 && (gpt ? o.batch : o.rows) % m == 0, "bench pipeline: --micro_batches ", m,
+               " must divide ", gpt ? "--batch " : "--rows ", gpt ? o.batch : o.rows);
   for (const auto& s : o.schedules) parse_schedule_kind(s);  // names checked before launching
-  std::printf("bench pipeline: dense model %d layers x width %d, %d rows per step | 1 thread per "
-              "rank | medians of %d steps after %d warm-up\n",
-              o.layers, o.width, o.rows, o.steps, o.warmup);
+  if (gpt)
+    std::printf("bench pipeline: GPT %s, %d sequences x %d tokens per step (forward recomputed "
+                "before backward on all stages but the last)",
+                o.config.c_str(), o.batch, o.seq);
+  else
+    std::printf("bench pipeline: dense model %d layers x width %d, %d rows per step", o.layers,
+                o.width, o.rows);
+  std::printf(" | 1 thread per rank | medians of %d steps after %d warm-up\n", o.steps, o.warmup);
   std::printf("%3s %4s %-14s %9s %8s %8s %10s  %s\n", "pp", "m", "schedule", "step_ms", "bubble",
               "theory", "simulated", "peak activations per stage (MiB)");
   for (int p : o.pp) {
@@ -181,7 +268,8 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
         "bench", "pipeline", "--pp", std::to_string(p), "--micro_batches",
         join(o.micro_batches), "--schedule", join(o.schedules), "--virtual_stages",
         std::to_string(o.virtual_stages), "--width", std::to_string(o.width), "--layers",
-        std::to_string(o.layers), "--rows", std::to_string(o.rows), "--steps",
+        std::to_string(o.layers), "--rows", std::to_string(o.rows), "--config", o.config,
+        "--batch", std::to_string(o.batch), "--seq", std::to_string(o.seq), "--steps",
         std::to_string(o.steps), "--warmup", std::to_string(o.warmup), "--worker-out", out};
     launch::LaunchOptions lo;
     lo.program = program;

@@ -9,7 +9,8 @@
 //              (p-1)/(vm+p-1) for interleaved
 //   simulated  the simulator's bubble with the F, B, W times measured on each stage
 //   peak_mb    peak activation memory per stage (MiB)
-// The GPT stage plugs into the same runtime once the model can be cut into stages.
+// With --config, the stages are GPT stages of that model (gpt_stage_chunk.hpp), balanced by
+// timed cost, on random tokens.
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct PipelineBenchOptions {
   int width = 1024;        // of the dense layers
   int layers = 8;
   int rows = 512;          // per step; a micro-batch has rows / micro_batches
+  std::string config;      // non-empty: GPT stages of this config's model instead
+  int batch = 8;           // GPT: sequences per step
+  int seq = 128;           // GPT: tokens per sequence
   int steps = 5;
   int warmup = 2;
 };

@@ -92,6 +92,12 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       }
       cc.activation_bytes = floats * tokens * 4.0;
     }
+  // `loom train`'s GPT stages keep one micro-batch's activations and run a forward again
+  // before the backward of any other (gpt_stage_chunk.hpp): in every schedule that is nearly
+  // every backward of all stages but the last.
+  if (L.pp > 1)
+    for (int s = 0; s + 1 < L.pp; ++s)
+      for (auto& cc : sim.chunk[s]) cc.b += cc.f;
   const pipeline::SimResult r = pipeline::simulate(sched, sim);
 
   Prediction p;
@@ -152,6 +158,13 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
     return a.step_s < b.step_s;
   });
   return out;
+}
+
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw) {
+  for (const Prediction& p : plan(req, costs, bw))
+    if (p.fits && p.layout.schedule != pipeline::ScheduleKind::Interleaved) return p;
+  LOOM_FAIL("plan: no layout of ", req.world, " ranks fits in --mem_gb ", req.mem_gb, " GB per rank");
 }
 
 }  // namespace loom::planner

@@ -7,8 +7,9 @@
 // Prediction of one step at a fixed global batch (sequences per optimizer step):
 //   pipeline    the schedule simulated with per-chunk F/B/W costs (blocks balanced over the
 //               stages; tensor parallel divides compute by tp and adds two all-reduces of the
-//               activations per block in F and two in B), messages of one micro-batch's
-//               activations at p2p bandwidth
+//               activations per block in F and two in B; the forward run again before each
+//               backward on all stages but the last, as loom train's GPT stages do), messages
+//               of one micro-batch's activations at p2p bandwidth
 //   + dp        all-reduce of the rank's gradients over dp (not assumed hidden behind backward)
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
 //   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
@@ -59,6 +60,11 @@ struct Prediction {
 // Every valid layout, best (fitting, fastest) first. Throws naming the flag if none is valid.
 std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& costs,
                              const Bandwidths& bw);
+
+// The best layout `loom train` can run (no interleaving: its GPT stages are one chunk per rank)
+// that fits the memory limit; throws naming --mem_gb if none does.
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw);
 
 // One layout's prediction (also for comparing a plan with a measured run).
 Prediction predict(const PlanRequest& req, const KernelCosts& costs, const Bandwidths& bw,
