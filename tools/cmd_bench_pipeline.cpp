@@ -48,10 +48,7 @@ int run(Options& o) {
   loom::set_num_threads(1);
   const auto comm = loom::comm::communicator_from_env();
   const auto rows = loom::pipeline::run_pipeline_bench_rank(*comm, o.bench);
-  if (comm->rank() == 0) {
-    std::ofstream out(o.worker_out);
-    for (const auto& r : rows) out << loom::pipeline::to_json_line(r) << "\n";
-  }
+  if (comm->rank() == 0) std::ofstream(o.worker_out) << loom::pipeline::to_json_line(rows) << "\n";
   return 0;
 }
 

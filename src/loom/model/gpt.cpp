@@ -100,10 +100,43 @@ struct Carver {
   }
 };
 
+// Everything one forward leaves for its backward, and the scratch both use: the model's current
+// activation set. A pipeline stage with several micro-batches in flight keeps one set per
+// micro-batch and swaps them in and out (GPTModel::swap_activations).
+template <typename T>
+struct ActivationState {
+  // Capacity the activation buffers were planned for: rows (B*T), B*T*T and T.
+  size_t cap_rows = 0, cap_rows_t = 0, cap_t = 0;
+  int threads = 0;
+  AlignedBuffer<T> acts_buf;
+  AlignedBuffer<uint8_t> mask_buf;
+  size_t logits_elems = 0;
+  std::vector<BlockActs<T>> blocks;
+  T *resid0 = nullptr, *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr,
+    *losses = nullptr, *lse = nullptr;  // resid0: stage input (N, C)
+  T* ce_stats = nullptr;  // tp > 1: row max (N), then sum-exp and target logit (2N)
+  std::vector<T*> resid_out;  // block's output (N, C)
+  uint8_t* emb_mask = nullptr;
+  // Backward scratch, shared by all blocks; dres ends as the gradient of the stage input.
+  T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
+    *dbranch = nullptr, *att_scratch = nullptr;
+  size_t att_scratch_size = 0;
+
+  // The forward these activations are of.
+  int B = 0, Tn = 0;
+  bool have_targets = false, dropped = false, backward_done = false;
+  std::vector<int32_t> tokens, targets;
+};
+
 }  // namespace
 
 template <typename T>
-struct GPTModel<T>::Impl {
+struct GPTModel<T>::Activations {
+  ActivationState<T> state;
+};
+
+template <typename T>
+struct GPTModel<T>::Impl : ActivationState<T> {
   GPTConfig cfg;
   ModelShard shard;
   TensorParallelGroup* tp;  // nullptr: tp 1
@@ -118,25 +151,12 @@ struct GPTModel<T>::Impl {
   ModelTensors<T> p, g;  // views into params and grads
   KernelProfile* profile = nullptr;
 
-  // Capacity the activation buffers were planned for: rows (B*T), B*T*T and T.
-  size_t cap_rows = 0, cap_rows_t = 0, cap_t = 0;
-  int threads = 0;
-  AlignedBuffer<T> acts_buf;
-  AlignedBuffer<uint8_t> mask_buf;
-  size_t logits_elems = 0;
-  std::vector<BlockActs<T>> blocks;
-  T *resid0, *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse;  // resid0: stage input (N, C)
-  T* ce_stats;                     // tp > 1: row max (N), then sum-exp and target logit (2N)
-  std::vector<T*> resid_out;       // block's output (N, C)
-  uint8_t* emb_mask = nullptr;
-  // Backward scratch, shared by all blocks; dres ends as the gradient of the stage input.
-  T *dres, *dln, *dqkv, *datty, *dfc, *dbranch, *att_scratch;
-  size_t att_scratch_size = 0;
-
-  // Last forward.
-  int B = 0, Tn = 0;
-  bool have_targets = false, dropped = false, backward_done = false;
-  std::vector<int32_t> tokens, targets;
+  using S = ActivationState<T>;
+  using S::cap_rows, S::cap_rows_t, S::cap_t, S::threads, S::acts_buf, S::mask_buf, S::logits_elems;
+  using S::blocks, S::resid0, S::lnf, S::lnf_mean, S::lnf_rstd, S::logits, S::losses, S::lse;
+  using S::ce_stats, S::resid_out, S::emb_mask, S::dres, S::dln, S::dqkv, S::datty, S::dfc;
+  using S::dbranch, S::att_scratch, S::att_scratch_size, S::B, S::Tn, S::have_targets;
+  using S::dropped, S::backward_done, S::tokens, S::targets;
 
   Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group)
       : cfg(c), shard(s), tp(group) {
@@ -559,6 +579,21 @@ size_t GPTModel<T>::activation_bytes() const {
 }
 template <typename T>
 size_t GPTModel<T>::logits_bytes() const { return impl_->logits_elems * sizeof(T); }
+
+template <typename T>
+void GPTModel<T>::ActivationsDeleter::operator()(Activations* a) const {
+  delete a;
+}
+
+template <typename T>
+typename GPTModel<T>::ActivationsPtr GPTModel<T>::new_activations() {
+  return ActivationsPtr(new Activations);
+}
+
+template <typename T>
+void GPTModel<T>::swap_activations(Activations& other) {
+  std::swap(static_cast<ActivationState<T>&>(*impl_), other.state);
+}
 
 template <typename T>
 const T* GPTModel<T>::output() const {

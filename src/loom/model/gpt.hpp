@@ -95,6 +95,18 @@ class GPTModel {
   size_t activation_bytes() const;
   size_t logits_bytes() const;
 
+  // Activation sets, for pipeline parallelism: forward and backward work on the model's current
+  // set, and swap_activations exchanges it with another (nothing is copied), so a stage with
+  // several micro-batches in flight keeps each one's activations in its own set. A new set is
+  // empty; the first forward run on it allocates its buffers.
+  struct Activations;
+  struct ActivationsDeleter {
+    void operator()(Activations* a) const;
+  };
+  using ActivationsPtr = std::unique_ptr<Activations, ActivationsDeleter>;
+  static ActivationsPtr new_activations();
+  void swap_activations(Activations& other);
+
   // Attach a per-kernel timing profile (nullptr detaches); used by `loom bench train`.
   void set_profile(KernelProfile* profile);
 

@@ -148,7 +148,7 @@ void validate(const RunConfig& rc) {
              "schedule interleaved: GPT stages of several chunks per rank are not supported by "
              "`loom train` yet (`loom bench pipeline` runs it); use gpipe, 1f1b or zb1p");
   LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
-             "(a recomputed forward would draw other masks); set dropout 0");
+             "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

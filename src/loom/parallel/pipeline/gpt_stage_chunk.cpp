@@ -14,14 +14,13 @@ GptStageChunk::GptStageChunk(GPT& model, int micro_batches) : model_(model), m_(
 void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
                               float loss_scale) {
   LOOM_CHECK(batch % m_ == 0, "--micro_batches ", m_, " does not divide batch_size ", batch);
-  LOOM_CHECK(inputs_.empty(), "gpt stage: a new batch while micro-batches are still in flight");
+  LOOM_CHECK(in_flight_.empty(), "gpt stage: a new batch while micro-batches are still in flight");
   tokens_ = tokens;
   targets_ = targets;
   rows_ = batch / m_;
   seq_ = seq;
   loss_scale_ = loss_scale;
   loss_sum_ = 0;
-  in_model_ = -1;
 }
 
 size_t GptStageChunk::rows_elems() const { return static_cast<size_t>(rows_) * seq_; }
@@ -34,45 +33,49 @@ size_t GptStageChunk::output_size() const {
   return model_.shard().has_head ? 0 : rows_elems() * model_.config().d_model;
 }
 
-void GptStageChunk::run_forward(int mb) {
+void GptStageChunk::forward(int mb, const float* input, float* output) {
+  LOOM_CHECK(in_flight_.count(mb) == 0, "gpt stage: forward of micro-batch ", mb, " twice");
+  GPT::ActivationsPtr set;
+  if (pool_.empty()) {
+    set = GPT::new_activations();
+  } else {
+    set = std::move(pool_.back());
+    pool_.pop_back();
+  }
+  model_.swap_activations(*set);  // the model now works on the micro-batch's set
   const size_t off = static_cast<size_t>(mb) * rows_elems();
   const int32_t* targets = model_.shard().has_head ? targets_ + off : nullptr;
-  float loss = 0;
-  if (model_.shard().has_embedding)
-    loss = model_.forward(tokens_ + off, targets, rows_, seq_, /*train=*/true);
-  else
-    loss = model_.forward_activation(inputs_.at(mb).data(), targets, rows_, seq_, /*train=*/true);
-  in_model_ = mb;
+  const float loss =
+      model_.shard().has_embedding
+          ? model_.forward(tokens_ + off, targets, rows_, seq_, /*train=*/true)
+          : model_.forward_activation(input, targets, rows_, seq_, /*train=*/true);
   if (model_.shard().has_head) {
     LOOM_CHECK(std::isfinite(loss), "the loss of micro-batch ", mb, " is ", loss,
                ": training diverged (try a lower lr)");
-    last_loss_ = loss;
+    loss_sum_ += loss;
+  } else {
+    std::copy(model_.output(), model_.output() + output_size(), output);
   }
-}
-
-void GptStageChunk::forward(int mb, const float* input, float* output) {
-  if (!model_.shard().has_embedding) inputs_[mb].assign(input, input + input_size());
-  else inputs_[mb];  // marks the micro-batch in flight; its tokens are in the batch
-  peak_inputs_ = std::max(peak_inputs_, inputs_.size());
-  run_forward(mb);
-  if (model_.shard().has_head) loss_sum_ += last_loss_;
-  else std::copy(model_.output(), model_.output() + output_size(), output);
+  set_bytes_ = std::max(set_bytes_, model_.activation_bytes());
+  model_.swap_activations(*set);  // parked until the micro-batch's backward
+  in_flight_[mb] = std::move(set);
+  peak_in_flight_ = std::max(peak_in_flight_, in_flight_.size());
 }
 
 void GptStageChunk::backward_input(int mb, const float* grad_output, float* grad_input) {
-  LOOM_CHECK(inputs_.count(mb) == 1, "gpt stage: backward of micro-batch ", mb, " without its forward");
-  if (in_model_ != mb) {
-    run_forward(mb);
-    ++recomputed_;
-  }
+  const auto it = in_flight_.find(mb);
+  LOOM_CHECK(it != in_flight_.end(), "gpt stage: backward of micro-batch ", mb, " without its forward");
+  GPT::ActivationsPtr set = std::move(it->second);
+  in_flight_.erase(it);
+  model_.swap_activations(*set);
   if (model_.shard().has_head)
     model_.backward(loss_scale_);
   else
     model_.backward_from_output(grad_output);
   if (grad_input != nullptr)
     std::copy(model_.input_grad(), model_.input_grad() + input_size(), grad_input);
-  in_model_ = -1;  // backward consumed the activations
-  inputs_.erase(mb);
+  model_.swap_activations(*set);
+  pool_.push_back(std::move(set));
 }
 
 void GptStageChunk::backward_weights(int) {}

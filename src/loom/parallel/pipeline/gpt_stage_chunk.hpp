@@ -3,19 +3,16 @@
 // first stage and the head on the last) as the runtime's StageChunk. A step's batch (B rows of T
 // tokens) is cut into micro-batches of B / m rows.
 //
-// The model keeps the activations of one forward. While several micro-batches are in flight
-// (every schedule but a one-stage one), the chunk keeps each one's input (the previous stage's
-// activation, or just its rows of tokens on the first stage) and, when a backward finds another
-// micro-batch's activations in the model, runs that micro-batch's forward again first
-// (activation recomputation: one more forward per such backward, far less memory than keeping
-// every micro-batch's activations). The model's backward computes input and weight gradients
-// together, so B runs the whole backward and W has nothing left to do: zb1p is correct here but
-// gains nothing over 1f1b until the model's backward is split.
+// Every micro-batch in flight keeps its activations in its own activation set of the model
+// (GPTModel::swap_activations), taken from a pool when its forward starts and returned when its
+// backward is done: the stage holds exactly as many sets as the schedule has micro-batches in
+// flight (m for GPipe, at most P - stage for 1F1B). The model's backward computes input and
+// weight gradients together, so B runs the whole backward and W has nothing left to do: zb1p is
+// correct here but gains nothing over 1f1b until the model's backward is split.
 #include <cstdint>
 #include <map>
 #include <vector>
 
-#include "loom/core/rng.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/pipeline/stage.hpp"
 
@@ -38,12 +35,12 @@ class GptStageChunk : public StageChunk {
 
   // Sum of the micro-batches' mean losses since set_batch (last stage only).
   double loss_sum() const { return loss_sum_; }
-  int64_t recomputed() const { return recomputed_; }  // forwards run again, in total
-  size_t peak_input_bytes() const { return peak_inputs_ * input_size() * sizeof(float); }
+  // Most activation sets held at once, and their bytes.
+  size_t peak_in_flight() const { return peak_in_flight_; }
+  size_t peak_activation_bytes() const { return peak_in_flight_ * set_bytes_; }
 
  private:
   size_t rows_elems() const;  // micro-batch rows x seq
-  void run_forward(int mb);
 
   GPT& model_;
   int m_;
@@ -51,12 +48,10 @@ class GptStageChunk : public StageChunk {
   const int32_t* targets_ = nullptr;
   int rows_ = 0, seq_ = 0;
   float loss_scale_ = 1;
-  std::map<int, std::vector<float>> inputs_;  // per micro-batch in flight (stages after the first)
-  int in_model_ = -1;  // the micro-batch whose activations the model holds
+  std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch
+  std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
   double loss_sum_ = 0;
-  float last_loss_ = 0;
-  int64_t recomputed_ = 0;
-  size_t peak_inputs_ = 0;  // most micro-batch inputs held at once
+  size_t peak_in_flight_ = 0, set_bytes_ = 0;
 };
 
 }  // namespace loom::pipeline

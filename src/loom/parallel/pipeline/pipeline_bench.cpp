@@ -1,33 +1,23 @@
 #include "loom/parallel/pipeline/pipeline_bench.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "loom/core/check.hpp"
-#include "loom/launch/launcher.hpp"
+#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
 #include "loom/parallel/pipeline/mlp_chunk.hpp"
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
-#include "loom/parallel/pipeline/runtime.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
+#include "loom/parallel/pipeline/runtime.hpp"
 #include "loom/parallel/pipeline/simulator.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace loom::pipeline {
 namespace {
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double theory(ScheduleKind k, int p, int m, int v) {
   switch (k) {
@@ -113,7 +103,7 @@ class GptBenchStage : public BenchStage {
     chunk_.set_batch(tokens_.data(), tokens_.data() + 1, o_.batch, o_.seq, inv_m_);
   }
   double peak_mb() const override {
-    return (model_.activation_bytes() + chunk_.peak_input_bytes()) / 1048576.0;
+    return chunk_.peak_activation_bytes() / 1048576.0;
   }
 
  private:
@@ -175,8 +165,8 @@ PipelineBenchRow measure(comm::Communicator& world, P2PLanes& lanes, BenchStage&
   row.micro_batches = m;
   row.virtual_stages = v;
   row.schedule = name(kind);
-  row.step_s = median(steps);
-  row.bubble = median(bubbles);
+  row.step_s = parallel::median(steps);
+  row.bubble = parallel::median(bubbles);
   row.theory = theory(kind, P, m, v);
   row.simulated = simulate(schedule, sim).bubble_fraction;
   return row;
@@ -217,29 +207,17 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
   return rows;
 }
 
-std::string to_json_line(const PipelineBenchRow& r) {
-  return nlohmann::json{{"pp", r.pp},         {"micro_batches", r.micro_batches},
-                        {"v", r.virtual_stages}, {"schedule", r.schedule},
-                        {"step_s", r.step_s}, {"bubble", r.bubble},
-                        {"theory", r.theory}, {"simulated", r.simulated},
-                        {"peak_mb", r.peak_mb}}
-      .dump();
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineBenchRow, pp, micro_batches, virtual_stages, schedule,
+                                   step_s, bubble, theory, simulated, peak_mb)
+
+std::string to_json_line(const std::vector<PipelineBenchRow>& rows) {
+  return nlohmann::json(rows).dump();
 }
 
-PipelineBenchRow pipeline_bench_row_from_json(const std::string& line) {
+std::vector<PipelineBenchRow> pipeline_bench_rows_from_json(const std::string& line) {
   const auto j = nlohmann::json::parse(line, nullptr, false);
-  LOOM_CHECK(!j.is_discarded() && j.is_object(), "bench pipeline: bad result line: ", line);
-  PipelineBenchRow r;
-  r.pp = j.at("pp");
-  r.micro_batches = j.at("micro_batches");
-  r.virtual_stages = j.at("v");
-  r.schedule = j.at("schedule");
-  r.step_s = j.at("step_s");
-  r.bubble = j.at("bubble");
-  r.theory = j.at("theory");
-  r.simulated = j.at("simulated");
-  r.peak_mb = j.at("peak_mb").get<std::vector<double>>();
-  return r;
+  LOOM_CHECK(!j.is_discarded() && j.is_array(), "bench pipeline: bad result line: ", line);
+  return j.get<std::vector<PipelineBenchRow>>();
 }
 
 void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& program) {
@@ -250,9 +228,8 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
                " must divide ", gpt ? "--batch " : "--rows ", gpt ? o.batch : o.rows);
   for (const auto& s : o.schedules) parse_schedule_kind(s);  // names checked before launching
   if (gpt)
-    std::printf("bench pipeline: GPT %s, %d sequences x %d tokens per step (forward recomputed "
-                "before backward on all stages but the last)",
-                o.config.c_str(), o.batch, o.seq);
+    std::printf("bench pipeline: GPT %s, %d sequences x %d tokens per step", o.config.c_str(),
+                o.batch, o.seq);
   else
     std::printf("bench pipeline: dense model %d layers x width %d, %d rows per step", o.layers,
                 o.width, o.rows);
@@ -260,24 +237,16 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
   std::printf("%3s %4s %-14s %9s %8s %8s %10s  %s\n", "pp", "m", "schedule", "step_ms", "bubble",
               "theory", "simulated", "peak activations per stage (MiB)");
   for (int p : o.pp) {
-    const std::string out = (std::filesystem::temp_directory_path() /
-                             ("loom-pipeline-bench-" + std::to_string(getpid()) + ".json"))
-                                .string();
-    std::filesystem::remove(out);
     const std::vector<std::string> args = {
         "bench", "pipeline", "--pp", std::to_string(p), "--micro_batches",
         join(o.micro_batches), "--schedule", join(o.schedules), "--virtual_stages",
         std::to_string(o.virtual_stages), "--width", std::to_string(o.width), "--layers",
         std::to_string(o.layers), "--rows", std::to_string(o.rows), "--config", o.config,
         "--batch", std::to_string(o.batch), "--seq", std::to_string(o.seq), "--steps",
-        std::to_string(o.steps), "--warmup", std::to_string(o.warmup), "--worker-out", out};
-    launch::LaunchOptions lo;
-    lo.program = program;
-    const int rc = launch::launch_local(p, args, lo);
-    LOOM_CHECK(rc == 0, "bench pipeline: the ", p, "-rank job failed (exit code ", rc, ")");
-    std::ifstream in(out);
-    for (std::string line; std::getline(in, line);) {
-      const PipelineBenchRow r = pipeline_bench_row_from_json(line);
+        std::to_string(o.steps), "--warmup", std::to_string(o.warmup)};
+    const auto rows = pipeline_bench_rows_from_json(parallel::run_bench_job(
+        p, args, program, detail::concat("bench pipeline: the ", p, "-rank job")));
+    for (const PipelineBenchRow& r : rows) {
       std::string peaks;
       for (double mb : r.peak_mb) {
         char b[32];
@@ -290,7 +259,6 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
                   sched.c_str(), r.step_s * 1e3, r.bubble * 100, r.theory * 100,
                   r.simulated * 100, peaks.c_str());
     }
-    std::filesystem::remove(out);
   }
   std::fflush(stdout);
 }

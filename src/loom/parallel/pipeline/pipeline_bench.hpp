@@ -47,7 +47,8 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
 // Launches one job per pp and prints the table. `program` is the loom binary.
 void run_pipeline_bench(const PipelineBenchOptions& opts, const std::string& program);
 
-std::string to_json_line(const PipelineBenchRow& r);
-PipelineBenchRow pipeline_bench_row_from_json(const std::string& line);
+// The rows of a job as one JSON line, for passing them from the job back to run_pipeline_bench.
+std::string to_json_line(const std::vector<PipelineBenchRow>& rows);
+std::vector<PipelineBenchRow> pipeline_bench_rows_from_json(const std::string& line);
 
 }  // namespace loom::pipeline

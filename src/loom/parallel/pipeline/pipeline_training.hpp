@@ -54,7 +54,6 @@ class PipelineTraining {
   void gather_stages(const std::vector<ParamInfo>& whole_layout, float* whole);
 
   const Schedule& schedule() const { return schedule_; }
-  int64_t recomputed() const { return chunk_.recomputed(); }
 
  private:
   parallel::Mesh& mesh_;

@@ -92,12 +92,6 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       }
       cc.activation_bytes = floats * tokens * 4.0;
     }
-  // `loom train`'s GPT stages keep one micro-batch's activations and run a forward again
-  // before the backward of any other (gpt_stage_chunk.hpp): in every schedule that is nearly
-  // every backward of all stages but the last.
-  if (L.pp > 1)
-    for (int s = 0; s + 1 < L.pp; ++s)
-      for (auto& cc : sim.chunk[s]) cc.b += cc.f;
   const pipeline::SimResult r = pipeline::simulate(sched, sim);
 
   Prediction p;

@@ -7,9 +7,8 @@
 // Prediction of one step at a fixed global batch (sequences per optimizer step):
 //   pipeline    the schedule simulated with per-chunk F/B/W costs (blocks balanced over the
 //               stages; tensor parallel divides compute by tp and adds two all-reduces of the
-//               activations per block in F and two in B; the forward run again before each
-//               backward on all stages but the last, as loom train's GPT stages do), messages
-//               of one micro-batch's activations at p2p bandwidth
+//               activations per block in F and two in B), messages of one micro-batch's
+//               activations at p2p bandwidth
 //   + dp        all-reduce of the rank's gradients over dp (not assumed hidden behind backward)
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
 //   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
