@@ -7,8 +7,10 @@
 
 namespace loom::pipeline {
 
-GptStageChunk::GptStageChunk(GPT& model, int micro_batches) : model_(model), m_(micro_batches) {
+GptStageChunk::GptStageChunk(GPT& model, int micro_batches, bool split_backward)
+    : model_(model), m_(micro_batches), split_(split_backward) {
   LOOM_CHECK(m_ >= 1, "micro_batches must be >= 1, got ", m_);
+  model_.set_split_backward(split_);
 }
 
 void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
@@ -65,19 +67,32 @@ void GptStageChunk::forward(int mb, const float* input, float* output) {
 void GptStageChunk::backward_input(int mb, const float* grad_output, float* grad_input) {
   const auto it = in_flight_.find(mb);
   LOOM_CHECK(it != in_flight_.end(), "gpt stage: backward of micro-batch ", mb, " without its forward");
-  GPT::ActivationsPtr set = std::move(it->second);
-  in_flight_.erase(it);
-  model_.swap_activations(*set);
-  if (model_.shard().has_head)
+  model_.swap_activations(*it->second);
+  const float* dout = model_.shard().has_head ? nullptr : grad_output;
+  if (split_)
+    model_.backward_input(loss_scale_, dout);
+  else if (dout == nullptr)
     model_.backward(loss_scale_);
   else
-    model_.backward_from_output(grad_output);
+    model_.backward_from_output(dout);
   if (grad_input != nullptr)
     std::copy(model_.input_grad(), model_.input_grad() + input_size(), grad_input);
-  model_.swap_activations(*set);
-  pool_.push_back(std::move(set));
+  model_.swap_activations(*it->second);
+  if (!split_) {  // nothing left for W: the set is free
+    pool_.push_back(std::move(it->second));
+    in_flight_.erase(it);
+  }
 }
 
-void GptStageChunk::backward_weights(int) {}
+void GptStageChunk::backward_weights(int mb) {
+  if (!split_) return;
+  const auto it = in_flight_.find(mb);
+  LOOM_CHECK(it != in_flight_.end(), "gpt stage: W of micro-batch ", mb, " without its B");
+  model_.swap_activations(*it->second);
+  model_.backward_weights();
+  model_.swap_activations(*it->second);
+  pool_.push_back(std::move(it->second));
+  in_flight_.erase(it);
+}
 
 }  // namespace loom::pipeline

@@ -6,9 +6,9 @@
 // Every micro-batch in flight keeps its activations in its own activation set of the model
 // (GPTModel::swap_activations), taken from a pool when its forward starts and returned when its
 // backward is done: the stage holds exactly as many sets as the schedule has micro-batches in
-// flight (m for GPipe, at most P - stage for 1F1B). The model's backward computes input and
-// weight gradients together, so B runs the whole backward and W has nothing left to do: zb1p is
-// correct here but gains nothing over 1f1b until the model's backward is split.
+// flight (m for GPipe, at most P - stage for 1F1B). With split_backward (zero-bubble schedules)
+// B and W are the model's backward_input and backward_weights, and a micro-batch's set is held
+// until its W; otherwise B is the model's whole backward and W has nothing left to do.
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -20,7 +20,7 @@ namespace loom::pipeline {
 
 class GptStageChunk : public StageChunk {
  public:
-  GptStageChunk(GPT& model, int micro_batches);
+  GptStageChunk(GPT& model, int micro_batches, bool split_backward);
 
   // The step's batch (valid until the step ends): tokens and targets (batch, seq); each
   // micro-batch's gradient is scaled by loss_scale (1 / (micro_batches x grad_accum) for a mean).
@@ -44,11 +44,12 @@ class GptStageChunk : public StageChunk {
 
   GPT& model_;
   int m_;
+  bool split_;
   const int32_t* tokens_ = nullptr;
   const int32_t* targets_ = nullptr;
   int rows_ = 0, seq_ = 0;
   float loss_scale_ = 1;
-  std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch
+  std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
   std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
   double loss_sum_ = 0;
   size_t peak_in_flight_ = 0, set_bytes_ = 0;

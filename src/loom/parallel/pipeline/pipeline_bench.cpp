@@ -85,8 +85,10 @@ class MlpBenchStage : public BenchStage {
 class GptBenchStage : public BenchStage {
  public:
   GptBenchStage(const PipelineBenchOptions& o, const GPTConfig& cfg, const Partition& part,
-                const Schedule& s, int stage)
-      : model_(cfg, stage_shard(part, stage, 0, 1)), chunk_(model_, s.micro_batches()), o_(o) {
+                const Schedule& s, ScheduleKind kind, int stage)
+      : model_(cfg, stage_shard(part, stage, 0, 1)),
+        chunk_(model_, s.micro_batches(), kind == ScheduleKind::ZeroBubbleH1),
+        o_(o) {
     LOOM_CHECK(s.virtual_stages() == 1, "bench pipeline --config: GPT stages are one chunk per "
                "rank (no interleaved schedule)");
     LOOM_CHECK(o.batch % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
@@ -200,7 +202,7 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
       const int v = k == ScheduleKind::Interleaved ? o.virtual_stages : 1;
       const Schedule schedule = make_schedule(k, world.size(), m, v);
       std::unique_ptr<BenchStage> stage;
-      if (gpt) stage = std::make_unique<GptBenchStage>(o, *gpt, part, schedule, world.rank());
+      if (gpt) stage = std::make_unique<GptBenchStage>(o, *gpt, part, schedule, k, world.rank());
       else stage = std::make_unique<MlpBenchStage>(o, schedule, world.rank());
       rows.push_back(measure(world, lanes, *stage, o, schedule, k));
     }

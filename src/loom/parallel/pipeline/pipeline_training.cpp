@@ -62,7 +62,7 @@ PipelineTraining::PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKin
       model_(model),
       schedule_(make_schedule(kind, mesh.shape().pp, micro_batches)),
       lanes_(mesh.pp(), /*wrap=*/false),
-      chunk_(model, micro_batches) {
+      chunk_(model, micro_batches, /*split_backward=*/kind == ScheduleKind::ZeroBubbleH1) {
   for (const auto& p : model.layout())
     if (p.name == "transformer.wte.weight") wte_ = &p;
 }
