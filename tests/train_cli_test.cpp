@@ -103,7 +103,10 @@ TEST(TrainCli, BadConfigOrFlagIsAClearErrorAndWritesNothing) {
   };
   std::vector<Case> cases = {{"--bogus 1", "--bogus"},
                              {"--lr fast", "--lr: expected a number, got 'fast'"},
-                             {"--seq_len 64", "seq_len must be in [1, context_len = 32]"}};
+                             {"--seq_len 64", "seq_len must be in [1, context_len = 32]"},
+                             {"--recompute bogus", "--recompute must be none, selective or full, got 'bogus'"},
+                             {"--recompute full --pp 2 --nproc 2 --schedule zb1p",
+                              "recompute full cannot run with schedule zb1p"}};
   auto with = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
     auto k = j;
     edit(k);
@@ -156,7 +159,7 @@ TEST(TrainCli, DamagedCheckpointIsRefusedAndNothingIsOverwritten) {
     std::ofstream(ckpt + "/state.json") << state.dump();
   }
   before = snapshot(out);
-  for (const std::string args : {"train --config " + cfg + " --resume latest --max_steps 20",
+  for (const std::string& args : {"train --config " + cfg + " --resume latest --max_steps 20",
                                  "generate --checkpoint " + ckpt + " --prompt the"}) {
     r = loom_cli(args);
     EXPECT_NE(r.rc, 0) << args;

@@ -14,6 +14,7 @@ struct Options {
   std::string config;
   loom::TrainBenchOptions bench;
   int threads = 0;
+  std::string recompute = "none";
 };
 
 loom::GPTConfig read_model_config(const std::string& path) {
@@ -48,7 +49,10 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
       app.add_option("--seed", o->bench.seed, "weights and tokens")->capture_default_str();
+      app.add_option("--recompute", o->recompute, "activation recomputation: none, selective, full")
+          ->capture_default_str();
       return [o] {
+        o->bench.recompute = loom::parse_recompute(o->recompute);
         loom::set_num_threads(o->threads);
         o->bench.model = read_model_config(o->config);
         std::cout << loom::format_train_bench(loom::run_train_bench(o->bench)) << std::flush;

@@ -107,6 +107,7 @@ int run(const Options& o) {
                "--parallel auto picks the layout before launching the ranks (loom train --nproc N "
                "--parallel auto); under another launcher pass --tp, --pp, --micro_batches");
     choose_layout(config, overrides);
+    config = loom::parse_run_config(loom::to_json(config), origin);  // the chosen layout, validated
   }
   // A --tp or --pp that does not fit the world is refused before anything starts.
   const bool launching = env.launcher == loom::launch::Launcher::None;

@@ -128,6 +128,7 @@ struct ActivationState {
   int B = 0, Tn = 0;
   bool have_targets = false, dropped = false, backward_done = false;
   bool planned_split = false;    // the buffers hold what a split backward keeps for W
+  Recompute planned_recompute = Recompute::kNone;  // the mode the buffers were planned for
   bool weights_pending = false;  // B has run, W not yet
   std::vector<int32_t> tokens, targets;
 };
@@ -161,7 +162,9 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   using S::ce_stats, S::resid_out, S::emb_mask, S::dres, S::dln, S::dqkv, S::datty, S::dfc;
   using S::dbranch, S::att_scratch, S::att_scratch_size, S::B, S::Tn, S::have_targets;
   using S::dropped, S::backward_done, S::planned_split, S::weights_pending, S::tokens, S::targets;
+  using S::planned_recompute;
   bool split = false;  // backward as B (input gradient) then W (weight gradients)
+  Recompute recompute = Recompute::kNone;
 
   Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group)
       : cfg(c), shard(s), tp(group) {
@@ -202,15 +205,15 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     Carver<uint8_t> m{mbase};
     resid0 = a.take(N * C);
     emb_mask = drop && shard.has_embedding ? m.take(N * C) : nullptr;
-    blocks.assign(last - first, {});
-    resid_out.assign(last - first, nullptr);
-    for (int l = 0; l < last - first; ++l) {
-      BlockActs<T>& b = blocks[l];
+    // A block's recomputable activations; att is taken only when not shared (shared_att is
+    // nullptr in the measuring pass too, hence the flag).
+    const bool selective = recompute == Recompute::kSelective;
+    auto take_block = [&](BlockActs<T>& b, T* shared_att) {
       b.ln1 = a.take(N * C);
       b.ln1_mean = a.take(N);
       b.ln1_rstd = a.take(N);
       b.qkv = a.take(N * 3 * Cl);
-      b.att = a.take(NT * Hl);
+      b.att = selective ? shared_att : a.take(NT * Hl);
       b.atty = a.take(N * Cl);
       b.mid = a.take(N * C);
       b.ln2 = a.take(N * C);
@@ -218,6 +221,20 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       b.ln2_rstd = a.take(N);
       b.fc = a.take(N * Fl);
       b.fc_gelu = a.take(N * Fl);
+    };
+    // Recomputation shares buffers between the blocks, as each block's backward refills them:
+    // kFull one whole set of block activations, kSelective the attention probabilities.
+    BlockActs<T> shared{};
+    if (recompute == Recompute::kFull) take_block(shared, nullptr);
+    T* shared_att = selective ? a.take(NT * Hl) : nullptr;
+    blocks.assign(last - first, {});
+    resid_out.assign(last - first, nullptr);
+    for (int l = 0; l < last - first; ++l) {
+      BlockActs<T>& b = blocks[l];
+      if (recompute == Recompute::kFull)
+        b = shared;
+      else
+        take_block(b, shared_att);
       resid_out[l] = a.take(N * C);
       b.att_mask = drop ? m.take(NT * Hl) : nullptr;
       b.proj_mask = drop ? m.take(N * C) : nullptr;
@@ -258,7 +275,7 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     const size_t N = static_cast<size_t>(batch) * seq, NT = N * seq;
     const int nthreads = omp_get_max_threads();
     if (N <= cap_rows && NT <= cap_rows_t && static_cast<size_t>(seq) <= cap_t &&
-        nthreads <= threads && planned_split == split) {
+        nthreads <= threads && planned_split == split && planned_recompute == recompute) {
       return;
     }
     cap_rows = std::max(cap_rows, N);
@@ -266,6 +283,7 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     cap_t = std::max(cap_t, static_cast<size_t>(seq));
     threads = std::max(threads, nthreads);
     planned_split = split;
+    planned_recompute = recompute;
     size_t mask_elems = 0;
     const size_t elems = plan(nullptr, nullptr, &mask_elems, cap_rows, cap_rows_t, cap_t, threads);
     acts_buf.resize(elems);
@@ -283,7 +301,9 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   T forward(const int32_t* tok, const T* input, const int32_t* tgt, int batch, int seq,
             bool train, Rng* rng);
   void embed(const int32_t* tok, Rng* rng);
-  void block_forward(int l, const T* x, Rng* rng);
+  // redo: the recomputation of kFull in backward: reuses the forward's dropout masks (no draws
+  // from rng) and stops at the MLP's GELU (the backward needs nothing after it).
+  void block_forward(int l, const T* x, Rng* rng, bool redo = false);
   T head_forward();
   // weights false: B only (split backward), keeping what backward_weights needs.
   void backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready, bool weights);
@@ -302,6 +322,9 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
   const int N = batch * seq;
   LOOM_CHECK(!weights_pending, "forward: the last backward_input still waits for its "
              "backward_weights (it would lose what they need)");
+  LOOM_CHECK(!(split && recompute == Recompute::kFull), "recompute full cannot run with the split "
+             "backward (zero-bubble schedules): backward_weights needs every block's layer inputs, "
+             "which full recomputation does not keep; use recompute selective or none");
   dropped = train && cfg.dropout > 0;
   LOOM_CHECK(!dropped || rng != nullptr, "forward: dropout ", cfg.dropout,
              " in training needs a dropout_rng");
@@ -348,7 +371,7 @@ void GPTModel<T>::Impl::embed(const int32_t* tok, Rng* rng) {
 }
 
 template <typename T>
-void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng) {
+void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
   const int N = B * Tn;
   const size_t NC = static_cast<size_t>(N) * C;
   const float pdrop = cfg.dropout;
@@ -359,7 +382,7 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng) {
   auto add_branch = [&](T* out, const T* in, T* branch, uint8_t* mask) {
     if (dropped) {
       auto t = timed(Kernel::kDropout, false);
-      dropout_mask(mask, NC, pdrop, rng->next_u64());
+      if (!redo) dropout_mask(mask, NC, pdrop, rng->next_u64());
       dropout_forward(branch, branch, mask, pdrop, NC);
     }
     auto t = timed(Kernel::kResidual, false);
@@ -381,6 +404,8 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng) {
     if (dropped) {
       // Each tp rank drops in its own heads: a distinct stream per rank (rank 0's is tp 1's).
       mask = a.att_mask;
+    }
+    if (dropped && !redo) {
       const uint64_t seed = rng->next_u64() + 0x9e3779b97f4a7c15ULL * shard.tp_rank;
       dropout_mask(mask, static_cast<size_t>(N) * Tn * Hl, pdrop, seed);
     }
@@ -405,6 +430,7 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng) {
     auto t = timed(Kernel::kGelu, false);
     gelu_forward(a.fc_gelu, a.fc, static_cast<size_t>(N) * Fl);
   }
+  if (redo) return;
   {
     auto t = timed(Kernel::kMatmulMLPProj, false);
     linear_forward(dbranch, a.fc_gelu, w.mlp_w, add_bias ? w.mlp_b : nullptr, N, Fl, C);
@@ -558,6 +584,7 @@ void GPTModel<T>::Impl::block_backward(int l, bool weights) {
   const BlockTensors<T>& gw = g.blocks[l];
   const BlockActs<T>& a = blocks[l];
   const T* x = l > 0 ? resid_out[l - 1] : resid0;
+  if (recompute == Recompute::kFull) block_forward(l, x, nullptr, /*redo=*/true);
   // Gradient reaching a residual branch's output: the stream gradient, through the dropout mask.
   auto branch_grad = [&](uint8_t* mask) -> const T* {
     if (!dropped) return dres;
@@ -602,8 +629,14 @@ void GPTModel<T>::Impl::block_backward(int l, bool weights) {
   }
   {
     auto t = timed(Kernel::kAttention, true);
+    const AttentionShape shape{B, Tn, Cl, Hl};
+    if (recompute == Recompute::kSelective) {
+      // The probabilities again, from the kept q,k,v; the output goes to dqkv, overwritten next.
+      attention_forward(dqkv, a.att, a.qkv, dropped ? a.att_mask : nullptr, pdrop, shape,
+                        att_scratch, att_scratch_size);
+    }
     attention_backward(dqkv, datty, a.qkv, a.att, dropped ? a.att_mask : nullptr, pdrop,
-                       AttentionShape{B, Tn, Cl, Hl}, att_scratch, att_scratch_size);
+                       shape, att_scratch, att_scratch_size);
   }
   {
     auto t = timed(Kernel::kMatmulQKV, true);
@@ -652,6 +685,10 @@ template <typename T>
 size_t GPTModel<T>::activation_bytes() const {
   return impl_->acts_buf.size() * sizeof(T) + impl_->mask_buf.size();
 }
+template <typename T>
+void GPTModel<T>::set_recompute(Recompute mode) { impl_->recompute = mode; }
+template <typename T>
+Recompute GPTModel<T>::recompute() const { return impl_->recompute; }
 template <typename T>
 size_t GPTModel<T>::logits_bytes() const { return impl_->logits_elems * sizeof(T); }
 

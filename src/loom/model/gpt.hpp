@@ -22,6 +22,7 @@
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/param_layout.hpp"
+#include "loom/model/recompute.hpp"
 #include "loom/model/tp_group.hpp"
 
 namespace loom {
@@ -99,6 +100,14 @@ class GPTModel {
   // (B, T, C): after the backward of a stage without the embedding, the gradient of its input.
   const T* input_grad() const;
   void zero_grad();
+
+  // Activation recomputation for the following forwards (the buffers are re-planned for the
+  // mode): gradients are bit-identical to kNone, dropout masks are kept and reused. kFull keeps
+  // only each block's input (and its dropout masks) and recomputes the block in backward, the tp
+  // all-reduce of its attention branch included (every tp rank recomputes, in the same order).
+  // kFull cannot be combined with the split backward: W needs every block's layer inputs.
+  void set_recompute(Recompute mode);
+  Recompute recompute() const;
 
   // Bytes of the activation buffers (everything kept between forward and backward plus the
   // backward's scratch), and of the logits among them, as planned for the largest batch seen.

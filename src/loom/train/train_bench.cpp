@@ -51,6 +51,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
 
   GPTModel<float> model(opts.model);
   model.init_weights(opts.seed);
+  model.set_recompute(opts.recompute);
   r.num_params = static_cast<int64_t>(model.num_params());
   const int N = opts.batch * opts.seq;
   Rng rng(opts.seed);
@@ -81,6 +82,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
   for (auto& v : profile.backward_s) v /= opts.steps;
   r.profile = profile;
   r.peak_rss_mib = peak_rss_mib();
+  r.activation_bytes = model.activation_bytes();
   r.peak_after = kernels::measure_sgemm_peak();
 
   std::sort(step_times.begin(), step_times.end());
@@ -125,6 +127,9 @@ std::string format_train_bench(const TrainBenchResult& r) {
                 "peak | fastest step %.1f ms (MFU %.1f%%) | peak RSS %.0f MiB\n",
                 o.steps, o.warmup, r.step_s * 1e3, r.tokens_per_s, r.gflops, r.mfu * 100,
                 r.best_step_s * 1e3, r.best_mfu * 100, r.peak_rss_mib);
+  os << buf;
+  std::snprintf(buf, sizeof buf, "recompute %s: activations %.1f MiB\n",
+                recompute_name(o.recompute), r.activation_bytes / 1048576.0);
   os << buf;
   std::snprintf(buf, sizeof buf,
                 "of which forward + backward %.1f ms, optimizer (clip + AdamW + zero_grad) %.1f ms\n",

@@ -8,6 +8,7 @@
 #include "loom/kernels/cpu/gemm_peak.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/kernel_profile.hpp"
+#include "loom/model/recompute.hpp"
 
 namespace loom {
 
@@ -18,6 +19,7 @@ struct TrainBenchOptions {
   int steps = 5;   // timed
   int warmup = 2;  // untimed
   uint64_t seed = 1;
+  Recompute recompute = Recompute::kNone;
 };
 
 struct TrainBenchResult {
@@ -35,6 +37,7 @@ struct TrainBenchResult {
   double best_mfu = 0;     // the same for the fastest step
   KernelProfile profile;   // mean per timed step
   double peak_rss_mib = 0;
+  size_t activation_bytes = 0;  // the model's activation buffers (GPTModel::activation_bytes)
 };
 
 // Model FLOPs per trained token (forward + backward): 6 * N for the parameters plus causal

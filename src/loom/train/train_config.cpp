@@ -9,6 +9,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
@@ -55,6 +56,7 @@ void visit_train_fields(C& c, F&& f) {
   f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
   f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b or zb1p");
   f("parallel", c.parallel, "manual: the layout given by tp, pp, micro_batches, schedule; auto: the planner (loom plan) picks them for nproc ranks at the global batch batch_size x nproc x grad_accum");
+  f("recompute", c.recompute, "activation recomputation: none; selective (the attention probabilities are recomputed in backward); full (only each block's input is kept, the block is recomputed in backward); gradients are identical");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -147,6 +149,11 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(kind != pipeline::ScheduleKind::Interleaved,
              "schedule interleaved: GPT stages of several chunks per rank are not supported by "
              "`loom train` yet (`loom bench pipeline` runs it); use gpipe, 1f1b or zb1p");
+  const Recompute recompute = parse_recompute(c.recompute);
+  LOOM_CHECK(recompute != Recompute::kFull || c.pp == 1 || kind != pipeline::ScheduleKind::ZeroBubbleH1,
+             "recompute full cannot run with schedule zb1p: its weight-gradient pass needs every "
+             "block's layer inputs, which full recomputation does not keep; use recompute "
+             "selective, or schedule gpipe or 1f1b");
   LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
              "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }

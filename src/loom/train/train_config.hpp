@@ -53,6 +53,7 @@ struct TrainConfig {
   int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
   std::string schedule = "1f1b";  // gpipe, 1f1b, zb1p (parallel/pipeline/schedule.hpp)
   std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
+  std::string recompute = "none";   // activation recomputation: none, selective, full
 };
 
 struct RunConfig {

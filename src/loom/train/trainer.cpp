@@ -143,6 +143,7 @@ struct Trainer::Impl {
                  c.train.seq_len + 1, " tokens (one window)");
     }
     model.init_weights(c.train.seed);
+    model.set_recompute(parse_recompute(c.train.recompute));
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);
