@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
+#include "device_option.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/train/train_bench.hpp"
@@ -14,6 +15,7 @@ struct Options {
   std::string config;
   loom::TrainBenchOptions bench;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 loom::GPTConfig read_model_config(const std::string& path) {
@@ -48,7 +50,9 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
       app.add_option("--seed", o->bench.seed, "weights and tokens")->capture_default_str();
+      loom::cli::add_device_option(app, o->device);
       return [o] {
+        loom::cli::check_device(o->device, "bench train");
         loom::set_num_threads(o->threads);
         o->bench.model = read_model_config(o->config);
         std::cout << loom::format_train_bench(loom::run_train_bench(o->bench)) << std::flush;

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command_registry.hpp"
+#include "loom/device/device.hpp"
 
 extern "C" char* openblas_get_corename();
 
@@ -12,7 +13,7 @@ static const bool registered = loom::cli::register_command(
     "info", "Print the BLAS kernels, thread counts and communication backends in use",
     [](CLI::App&) {
       return [] {
-        std::cout << "openblas: " << openblas_get_config() << "\n"
+        std::cout << loom::device::describe_cuda() << "openblas: " << openblas_get_config() << "\n"
                   << "openblas core: " << openblas_get_corename() << "\n"
                   << "openblas threads: " << openblas_get_num_threads() << "\n"
                   << "openmp threads: " << omp_get_max_threads() << "\n"

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "command_registry.hpp"
+#include "device_option.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
@@ -23,6 +24,7 @@ namespace {
 struct Options {
   std::string config;
   std::string resume;
+  std::string device = "cpu";
   std::map<std::string, std::string> values;  // field name -> flag text, for every field
   std::map<std::string, CLI::Option*> flags;
 };
@@ -88,6 +90,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--resume", o->resume,
                      "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, or "
                      "`latest` (<out_dir>/latest)");
+      loom::cli::add_device_option(app, o->device);
       for (const auto& f : loom::config_fields()) {
         std::string names = "--" + f.name, dashed = f.name;
         std::replace(dashed.begin(), dashed.end(), '_', '-');
@@ -102,5 +105,8 @@ static const bool registered = loom::cli::register_command(
           "grad_accum.\n  loom train --config configs/tiny.json --nproc 4       (4 local ranks, "
           "shared memory)\n  mpirun -np 4 loom train --config configs/tiny.json  (Open MPI, one "
           "or many hosts)");
-      return [o] { return run(*o); };
+      return [o] {
+        loom::cli::check_device(o->device, "train");
+        return run(*o);
+      };
     });
