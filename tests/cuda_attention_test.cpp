@@ -30,11 +30,10 @@ void expect_matches_cpu(const kernels::AttentionShape& s, float p, uint64_t seed
   kernels::dropout_mask(mask.data(), natt, p, seed);
   std::vector<double> out(nout), att(natt), dqkv(nqkv),
       scratch(kernels::attention_scratch_size(s, omp_get_max_threads()));
-  kernels::attention_forward(out.data(), att.data(), qkv.d.data(), p > 0 ? mask.data() : nullptr,
-                             p, s, scratch.data(), scratch.size());
+  kernels::attention_forward(out.data(), att.data(), qkv.d.data(), p > 0 ? mask.data() : nullptr, p,
+                             s, scratch.data(), scratch.size());
   kernels::attention_backward(dqkv.data(), dout.d.data(), qkv.d.data(), att.data(),
-                              p > 0 ? mask.data() : nullptr, p, s, scratch.data(),
-                              scratch.size());
+                              p > 0 ? mask.data() : nullptr, p, s, scratch.data(), scratch.size());
 
   auto gqkv = to_device(qkv.f), gdout = to_device(dout.f);
   device::cuda::DeviceArray<float> gout(nout), glse(size_t{1} * s.B * s.H * s.Tn), gdqkv(nqkv);

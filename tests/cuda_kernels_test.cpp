@@ -102,8 +102,8 @@ TEST(CudaKernels, LayerNormForwardBackward) {
   const auto dinp0 = random_inputs(size_t{N} * C, 10), dw0 = random_inputs(C, 11),
              db0 = random_inputs(C, 12);  // the backward accumulates into these
   std::vector<double> y(size_t{N} * C), mean(N), rstd(N);
-  cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.d.data(), w.d.data(), b.d.data(),
-                         N, C);
+  cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.d.data(), w.d.data(), b.d.data(), N,
+                         C);
   std::vector<double> dinp = dinp0.d, dw = dw0.d, db = db0.d;
   cpu::layernorm_backward(dinp.data(), dw.data(), db.data(), dy.d.data(), x.d.data(), w.d.data(),
                           mean.data(), rstd.data(), N, C);
@@ -111,8 +111,8 @@ TEST(CudaKernels, LayerNormForwardBackward) {
   auto gx = to_device(x.f), gw = to_device(w.f), gb = to_device(b.f), gdy = to_device(dy.f);
   auto gdinp = to_device(dinp0.f), gdw = to_device(dw0.f), gdb = to_device(db0.f);
   device::cuda::DeviceArray<float> gy(size_t{N} * C), gmean(N), grstd(N);
-  gpu::layernorm_forward(gy.data(), gmean.data(), grstd.data(), gx.data(), gw.data(), gb.data(),
-                         N, C);
+  gpu::layernorm_forward(gy.data(), gmean.data(), grstd.data(), gx.data(), gw.data(), gb.data(), N,
+                         C);
   EXPECT_LT(normwise_error(to_host(gy), y), kF32Tolerance);
   EXPECT_LT(normwise_error(to_host(gmean), mean), kF32Tolerance);
   EXPECT_LT(normwise_error(to_host(grstd), rstd), kF32Tolerance);

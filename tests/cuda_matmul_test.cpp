@@ -66,30 +66,32 @@ double run_case(const Case& c, Mode mode) {
     case Mode::kTF32: {
       gpu::F32MathScope math(mode == Mode::kTF32 ? gpu::F32Math::kTF32 : gpu::F32Math::kExact);
       auto gA = to_device(A.f), gB = to_device(B.f), gC = to_device(C.f);
-      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta,
-                  gC.data(), ldc);
+      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta, gC.data(),
+                  ldc);
       return normwise_error(to_host(gC), want);
     }
     case Mode::kBF16ToF32: {
       auto gA = to_device(to_bf16(A.f)), gB = to_device(to_bf16(B.f));
       auto gC = to_device(C.f);
-      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta,
-                  gC.data(), ldc);
+      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta, gC.data(),
+                  ldc);
       return normwise_error(to_host(gC), want);
     }
     case Mode::kBF16ToBF16: {
       auto gA = to_device(to_bf16(A.f)), gB = to_device(to_bf16(B.f));
       auto gC = to_device(to_bf16(C.f));
-      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta,
-                  gC.data(), ldc);
+      gpu::matmul(c.ta, c.tb, c.M, c.N, c.K, alpha, gA.data(), lda, gB.data(), ldb, beta, gC.data(),
+                  ldc);
       return normwise_error(from_bf16(to_host(gC)), want);
     }
   }
   return 1;
 }
 
-const Case kCases[] = {{false, false, 67, 45, 129, 0}, {true, false, 67, 45, 129, 3},
-                       {false, true, 67, 45, 129, 5},  {true, true, 67, 45, 129, 8},
+const Case kCases[] = {{false, false, 67, 45, 129, 0},
+                       {true, false, 67, 45, 129, 3},
+                       {false, true, 67, 45, 129, 5},
+                       {true, true, 67, 45, 129, 8},
                        {false, false, 256, 2304, 768, 0}};  // GPT-2's c_attn at B*T = 256
 
 TEST(CudaMatmul, F32IsExactFloat) {
@@ -111,7 +113,8 @@ TEST(CudaMatmul, BF16InputsAccumulateInF32) {
   LOOM_SKIP_WITHOUT_GPU();
   for (const Case& c : kCases) {
     // Products of bf16 values are exact in f32: only the f32 accumulation rounds.
-    EXPECT_LT(run_case(c, Mode::kBF16ToF32), test::kF32Tolerance) << "ta=" << c.ta << " tb=" << c.tb;
+    EXPECT_LT(run_case(c, Mode::kBF16ToF32), test::kF32Tolerance)
+        << "ta=" << c.ta << " tb=" << c.tb;
     EXPECT_LT(run_case(c, Mode::kBF16ToBF16), test::kBF16Tolerance)
         << "ta=" << c.ta << " tb=" << c.tb;
   }

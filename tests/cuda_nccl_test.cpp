@@ -8,7 +8,8 @@ namespace {
 
 TEST(CudaNccl, CollectivesMatchShmOnTwoRanks) {
   LOOM_SKIP_WITHOUT_GPU();
-  const auto r = test::run_shell(test::loom() + " launch --nproc 2 -- nccl check --timeout 60", 240);
+  const auto r =
+      test::run_shell(test::loom() + " launch --nproc 2 -- nccl check --timeout 60", 240);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("cases match the shm results"), std::string::npos) << r.output;
 }

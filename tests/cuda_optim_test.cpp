@@ -34,10 +34,10 @@ TEST(CudaOptim, AdamWMatchesCpuOverSeveralStepsWithAndWithoutDecay) {
     cpu.step(params.data(), grads.data(), lr, scale);
     auto gg = to_device(grads);
     for (const ParamInfo& p : layout)
-      kernels::cuda::adamw_update(gp.data() + p.offset, gg.data() + p.offset, gm.data() + p.offset,
-                                  gv.data() + p.offset, p.numel,
-                                  {lr, hp.beta1, hp.beta2, hp.eps,
-                                   p.weight_decay ? hp.weight_decay : 0.0f, step, scale});
+      kernels::cuda::adamw_update(
+          gp.data() + p.offset, gg.data() + p.offset, gm.data() + p.offset, gv.data() + p.offset,
+          p.numel,
+          {lr, hp.beta1, hp.beta2, hp.eps, p.weight_decay ? hp.weight_decay : 0.0f, step, scale});
   }
   const std::vector<double> want_p(params.begin(), params.end()), want_m(cpu.m(), cpu.m() + n),
       want_v(cpu.v(), cpu.v() + n);

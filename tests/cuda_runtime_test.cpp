@@ -78,8 +78,9 @@ TEST(CachingPool, ReleaseOfForeignPointerAndEmptyCache) {
 TEST(Device, ParsesTheDeviceFlag) {
   EXPECT_EQ(parse_device("cpu", "--device"), Device::kCpu);
   EXPECT_EQ(parse_device("cuda", "--device"), Device::kCuda);
-  EXPECT_NE(test::error_of([] { parse_device("tpu", "--device"); })
-                .find("--device: unknown device 'tpu' (expected cpu or cuda)"),
+  EXPECT_NE(test::error_of([] {
+              parse_device("tpu", "--device");
+            }).find("--device: unknown device 'tpu' (expected cpu or cuda)"),
             std::string::npos);
 }
 
@@ -97,12 +98,10 @@ TEST(Device, RequireCudaSaysNoGpuExactlyWhenThereIsNone) {
 
 #ifdef LOOM_WITH_CUDA
 TEST(CudaRuntime, ErrorsNameTheFailingCall) {
-  const std::string err = test::error_of(
-      [] { LOOM_CUDA_CHECK(cudaErrorInvalidValue); });
+  const std::string err = test::error_of([] { LOOM_CUDA_CHECK(cudaErrorInvalidValue); });
   EXPECT_NE(err.find("CUDA error in cudaErrorInvalidValue"), std::string::npos) << err;
   EXPECT_NE(err.find("cuda_runtime_test.cpp:"), std::string::npos) << err;
-  const std::string blas =
-      test::error_of([] { LOOM_CUDA_CHECK(CUBLAS_STATUS_NOT_SUPPORTED); });
+  const std::string blas = test::error_of([] { LOOM_CUDA_CHECK(CUBLAS_STATUS_NOT_SUPPORTED); });
   EXPECT_NE(blas.find("cuBLAS error in CUBLAS_STATUS_NOT_SUPPORTED"), std::string::npos) << blas;
 }
 

@@ -13,10 +13,10 @@
 #include "loom/core/rng.hpp"
 #include "loom/device/device.hpp"
 
-#define LOOM_SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                            \
-    const std::string loom_no_gpu = ::loom::device::cuda_unavailable_reason();   \
-    if (!loom_no_gpu.empty()) GTEST_SKIP() << "no GPU: " << loom_no_gpu;          \
+#define LOOM_SKIP_WITHOUT_GPU()                                                \
+  do {                                                                         \
+    const std::string loom_no_gpu = ::loom::device::cuda_unavailable_reason(); \
+    if (!loom_no_gpu.empty()) GTEST_SKIP() << "no GPU: " << loom_no_gpu;       \
   } while (0)
 
 #ifdef LOOM_WITH_CUDA

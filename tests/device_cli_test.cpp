@@ -19,12 +19,12 @@ TEST(DeviceCli, CudaWithoutGpuSaysNoGpuAndWritesNothing) {
   const std::string out = dir / "run";
   for (const std::string& cmd :
        {" bench train --config " + kConfig + " --device cuda --batch 1 --seq 16 --steps 1",
-        " train --config " + kConfig + " --device cuda --data_dir " + dir.path() +
-            " --out_dir " + out}) {
+        " train --config " + kConfig + " --device cuda --data_dir " + dir.path() + " --out_dir " +
+            out}) {
     const auto r = test::run_shell(test::loom() + cmd, 60);
     EXPECT_EQ(r.exit_code, 1) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("--device cuda: no GPU: "), std::string::npos) << cmd << "\n"
-                                                                             << r.output;
+                                                                           << r.output;
   }
   EXPECT_FALSE(std::filesystem::exists(out));
 }

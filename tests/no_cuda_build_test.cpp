@@ -22,9 +22,12 @@ TEST(BuildWithoutCuda, FilesWithACudaSwitchCompileWithoutIt) {
   ASSERT_NE(files.output.find("src/loom/device/device.cpp"), std::string::npos) << files.output;
   ASSERT_NE(files.output.find("tools/cmd_nccl_check.cpp"), std::string::npos) << files.output;
   const std::string compile =
-      list + " | xargs -P 2 -I{} c++ -std=c++20 -fsyntax-only -Wall -Wextra -ULOOM_WITH_CUDA "
-             "-DLOOM_WITH_MPI=1 -DLOOM_BINARY=\\\"loom\\\" -DLOOM_SOURCE_DIR=\\\"" + root + "\\\" "
-             "-Isrc -Itools -Itests $(pkg-config --cflags openblas) {}";
+      list +
+      " | xargs -P 2 -I{} c++ -std=c++20 -fsyntax-only -Wall -Wextra -ULOOM_WITH_CUDA "
+      "-DLOOM_WITH_MPI=1 -DLOOM_BINARY=\\\"loom\\\" -DLOOM_SOURCE_DIR=\\\"" +
+      root +
+      "\\\" "
+      "-Isrc -Itools -Itests $(pkg-config --cflags openblas) {}";
   const auto r = test::run_shell(compile, 240);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;

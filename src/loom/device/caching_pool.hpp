@@ -28,9 +28,9 @@ size_t pool_size_class(size_t bytes);
 class CachingPool {
  public:
   struct Stats {
-    size_t raw_allocs = 0;     // calls to the raw allocator so far
-    size_t bytes_in_use = 0;   // handed out and not released
-    size_t bytes_cached = 0;   // released, kept for reuse
+    size_t raw_allocs = 0;    // calls to the raw allocator so far
+    size_t bytes_in_use = 0;  // handed out and not released
+    size_t bytes_cached = 0;  // released, kept for reuse
     size_t peak_in_use = 0;
   };
 
@@ -43,13 +43,13 @@ class CachingPool {
   void release(void* p);         // p from allocate(); nullptr is ignored
   void empty_cache();            // frees the cached (released) blocks
   Stats stats() const;
-  void reset_peak();             // peak_in_use = bytes_in_use (to measure one region)
+  void reset_peak();  // peak_in_use = bytes_in_use (to measure one region)
 
  private:
   RawAllocator raw_;
   mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;    // size class -> released blocks
-  std::unordered_map<void*, size_t> live_;       // handed out -> size class
+  std::map<size_t, std::vector<void*>> free_;  // size class -> released blocks
+  std::unordered_map<void*, size_t> live_;     // handed out -> size class
   Stats stats_;
 };
 

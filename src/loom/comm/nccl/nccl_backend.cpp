@@ -27,8 +27,9 @@ class NcclBackend : public Backend {
   bool has_native() const override { return true; }
 
   void native(const Collective& c, Clock::time_point deadline) override {
-    LOOM_CHECK(c.count == 0 || device::cuda::is_device_pointer(c.data), "nccl backend: ",
-               comm::name(c.kind), " needs a device buffer (this one is in host memory)");
+    LOOM_CHECK(c.count == 0 || device::cuda::is_device_pointer(c.data),
+               "nccl backend: ", comm::name(c.kind),
+               " needs a device buffer (this one is in host memory)");
     if (c.count == 0) return;
     group_.run(comm::name(c.kind), deadline, [&] { issue(c); });
   }
@@ -84,8 +85,8 @@ class NcclBackend : public Backend {
       case OpKind::ReduceScatter:
         if (even) {  // in place: rank r's block is where ncclReduceScatter writes it
           const size_t per = c.count / n;
-          LOOM_NCCL_CHECK(ncclReduceScatter(c.data, bytes + group_.rank() * per * esize, per,
-                                            type, nccl_op(c.op), comm, s));
+          LOOM_NCCL_CHECK(ncclReduceScatter(c.data, bytes + group_.rank() * per * esize, per, type,
+                                            nccl_op(c.op), comm, s));
         } else {
           LOOM_NCCL_CHECK(ncclGroupStart());
           for (int r = 0; r < n; ++r) {

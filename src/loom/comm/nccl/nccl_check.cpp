@@ -70,8 +70,8 @@ std::string compare_one(Communicator& host, Communicator& gpu, Collective c, int
     const double w = want.get(i), g = got.get(i);
     if (std::abs(w - g) > tol * std::max(1.0, std::abs(w)))
       return detail::concat(name(c.kind), " ", name(c.dtype), " ", name(c.op), " count ", c.count,
-                            " root ", c.root, ": element ", i, " is ", g, " on nccl, ", w,
-                            " on ", host.backend_name());
+                            " root ", c.root, ": element ", i, " is ", g, " on nccl, ", w, " on ",
+                            host.backend_name());
   }
   return {};
 }

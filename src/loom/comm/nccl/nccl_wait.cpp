@@ -14,11 +14,12 @@ void poll_until(ncclComm_t comm, Clock::time_point deadline, const char* what, c
   for (;;) {
     ncclResult_t async = ncclSuccess;
     const ncclResult_t r = ncclCommGetAsyncError(comm, &async);
-    if (r != ncclSuccess) throw PeerFailure(-1, std::string(what) + ": ncclCommGetAsyncError failed: " +
-                                         ncclGetErrorString(r));
+    if (r != ncclSuccess)
+      throw PeerFailure(
+          -1, std::string(what) + ": ncclCommGetAsyncError failed: " + ncclGetErrorString(r));
     if (async != ncclSuccess && async != ncclInProgress)
-      throw PeerFailure(-1, std::string(what) + ": NCCL error: " + ncclGetErrorString(async) + " (" +
-                     ncclGetLastError(comm) + ")");
+      throw PeerFailure(-1, std::string(what) + ": NCCL error: " + ncclGetErrorString(async) +
+                                " (" + ncclGetLastError(comm) + ")");
     if (done(async)) return;
     if (Clock::now() > deadline)
       throw PeerFailure(-1, std::string(what) + " timed out (a rank is not answering)");
@@ -44,7 +45,7 @@ void wait_done(ncclComm_t comm, cudaEvent_t done, Clock::time_point deadline, co
     if (e == cudaErrorNotReady) return false;
     if (e != cudaSuccess)
       throw PeerFailure(-1, std::string(what) + ": CUDA error " + cudaGetErrorName(e) + ": " +
-                     cudaGetErrorString(e));
+                                cudaGetErrorString(e));
     return true;
   });
 }

@@ -15,8 +15,8 @@ const char* base_name(const char* path) {
 
 void check(cudaError_t status, const char* call, const char* file, int line) {
   if (status == cudaSuccess) return;
-  LOOM_FAIL("CUDA error in ", call, " (", base_name(file), ":", line, "): ",
-            cudaGetErrorName(status), ": ", cudaGetErrorString(status));
+  LOOM_FAIL("CUDA error in ", call, " (", base_name(file), ":", line,
+            "): ", cudaGetErrorName(status), ": ", cudaGetErrorString(status));
 }
 
 void check(cublasStatus_t status, const char* call, const char* file, int line) {

@@ -17,11 +17,11 @@ const GpuQuery& query_gpus() {
       cudaDriverGetVersion(&driver);
       // Without a driver the runtime reports cudaErrorInsufficientDriver, which reads as if a
       // newer driver would help; say what is actually missing.
-      r.unavailable_reason = driver == 0 ? std::string("no NVIDIA driver on this machine (") +
-                                               cudaGetErrorName(err) + ")"
-                                         : std::string("the CUDA driver reports ") +
-                                               cudaGetErrorName(err) + " (" +
-                                               cudaGetErrorString(err) + ")";
+      r.unavailable_reason =
+          driver == 0
+              ? std::string("no NVIDIA driver on this machine (") + cudaGetErrorName(err) + ")"
+              : std::string("the CUDA driver reports ") + cudaGetErrorName(err) + " (" +
+                    cudaGetErrorString(err) + ")";
       cudaGetLastError();  // clear the sticky-free error so later queries start clean
     } else if (r.count == 0) {
       r.unavailable_reason = "the CUDA driver sees no device";
@@ -43,9 +43,9 @@ std::string describe_gpus() {
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
   ncclGetVersion(&nccl);
-  os << "cuda runtime: " << version_text(runtime) << ", driver: "
-     << (driver ? version_text(driver) : std::string("none")) << ", nccl: " << nccl / 10000 << "."
-     << nccl / 100 % 100 << "." << nccl % 100 << "\n";
+  os << "cuda runtime: " << version_text(runtime)
+     << ", driver: " << (driver ? version_text(driver) : std::string("none"))
+     << ", nccl: " << nccl / 10000 << "." << nccl / 100 % 100 << "." << nccl % 100 << "\n";
   const GpuQuery& q = query_gpus();
   if (q.count == 0) {
     os << "gpus: no GPU (" << q.unavailable_reason << ")\n";

@@ -25,8 +25,8 @@ int& chosen_device() {
 
 void set_device(int index) {
   require_cuda("cuda device " + std::to_string(index));
-  LOOM_CHECK(index >= 0 && index < cuda_device_count(), "cuda device ", index,
-             " does not exist (", cuda_device_count(), " GPUs)");
+  LOOM_CHECK(index >= 0 && index < cuda_device_count(), "cuda device ", index, " does not exist (",
+             cuda_device_count(), " GPUs)");
   chosen_device() = index;
   LOOM_CUDA_CHECK(cudaSetDevice(index));
 }
@@ -47,14 +47,14 @@ cudaStream_t compute_stream() {
 void synchronize() { LOOM_CUDA_CHECK(cudaStreamSynchronize(compute_stream())); }
 
 CachingPool& device_pool() {
-  static CachingPool pool(RawAllocator{
-      [](size_t bytes) {
-        compute_stream();  // the device is selected before the first allocation
-        void* p = nullptr;
-        LOOM_CUDA_CHECK(cudaMalloc(&p, bytes));
-        return p;
-      },
-      [](void* p) { cudaFree(p); }});
+  static CachingPool pool(
+      RawAllocator{[](size_t bytes) {
+                     compute_stream();  // the device is selected before the first allocation
+                     void* p = nullptr;
+                     LOOM_CUDA_CHECK(cudaMalloc(&p, bytes));
+                     return p;
+                   },
+                   [](void* p) { cudaFree(p); }});
   return pool;
 }
 

@@ -19,7 +19,8 @@ int current_device();
 
 // The stream every kernel is launched on. Created on first use, on the current device.
 cudaStream_t compute_stream();
-void synchronize();  // waits for the compute stream; turns an asynchronous kernel error into an Error
+void synchronize();  // waits for the compute stream; turns an asynchronous kernel error into an
+                     // Error
 
 CachingPool& device_pool();
 

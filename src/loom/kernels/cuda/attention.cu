@@ -12,7 +12,7 @@ constexpr int kBwdTile = 32;  // the same for the two backward kernels (their ti
 
 struct Geometry {
   int Tn, C, H, C3;
-  float scale;      // 1 / sqrt(hs)
+  float scale;  // 1 / sqrt(hs)
   uint64_t keep_threshold;
   float drop_scale;  // 1 / (1 - p)
   bool dropout;
@@ -183,8 +183,8 @@ __global__ void dq_kernel(float* dqkv, const float* qkv, const float* dout, cons
   const int i0 = blockIdx.x * kBwdTile, i = i0 + threadIdx.x;
   const size_t head = static_cast<size_t>(b) * g.Tn * g.C3 + h * HS;
   load_tile<HS>(qown, kPad, qkv + head, g.C3, i0, kBwdTile, g.Tn);
-  load_tile<HS>(doown, kPad, dout + static_cast<size_t>(b) * g.Tn * g.C + h * HS, g.C, i0,
-                kBwdTile, g.Tn);
+  load_tile<HS>(doown, kPad, dout + static_cast<size_t>(b) * g.Tn * g.C + h * HS, g.C, i0, kBwdTile,
+                g.Tn);
   float dq[HS];
 #pragma unroll
   for (int d = 0; d < HS; ++d) dq[d] = 0.0f;

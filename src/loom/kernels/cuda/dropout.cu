@@ -42,7 +42,7 @@ template void dropout_forward<float>(float*, const float*, const uint8_t*, float
 template void dropout_forward<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, const uint8_t*,
                                              float, size_t);
 template void dropout_backward<float>(float*, const float*, const uint8_t*, float, size_t);
-template void dropout_backward<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*,
-                                              const uint8_t*, float, size_t);
+template void dropout_backward<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, const uint8_t*,
+                                              float, size_t);
 
 }  // namespace loom::kernels::cuda

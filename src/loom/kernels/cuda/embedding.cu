@@ -37,8 +37,8 @@ __global__ void wte_backward_kernel(float* dwte, const float* dout, const int32_
 }
 }  // namespace
 
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       int B, int Tn, int C) {
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                       int Tn, int C) {
   const size_t n = static_cast<size_t>(B) * Tn * C;
   if (n == 0) return;
   embedding_forward_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(out, tokens, wte, wpe,
@@ -52,8 +52,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
   wpe_backward_kernel<<<grid_for(static_cast<size_t>(Tn) * C), kThreads, 0, compute_stream()>>>(
       dwpe, dout, B, Tn, C);
   LOOM_CUDA_LAUNCHED("embedding_backward (wpe)");
-  wte_backward_kernel<<<(C + 127) / 128, 128, 0, compute_stream()>>>(dwte, dout, tokens, B * Tn,
-                                                                      C);
+  wte_backward_kernel<<<(C + 127) / 128, 128, 0, compute_stream()>>>(dwte, dout, tokens, B * Tn, C);
   LOOM_CUDA_LAUNCHED("embedding_backward (wte)");
 }
 

@@ -6,8 +6,8 @@
 namespace loom::kernels::cuda {
 
 // out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]; tokens (B,T) in [0, V). wte [V,C], wpe [>=T, C].
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       int B, int Tn, int C);
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                       int Tn, int C);
 
 // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t,:] += sum_b dout[b,t,:]
 // Deterministic (no atomics): each thread owns one channel and adds the positions in order.

@@ -95,8 +95,8 @@ void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, co
   LOOM_CUDA_LAUNCHED("layernorm_backward (dinp)");
   const int chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
   device::cuda::DeviceArray<float> partial(static_cast<size_t>(chunks) * 2 * C);
-  dwdb_partial_kernel<<<dim3((C + 127) / 128, chunks), 128, 0, s>>>(partial.data(), dout, inp,
-                                                                     mean, rstd, N, C);
+  dwdb_partial_kernel<<<dim3((C + 127) / 128, chunks), 128, 0, s>>>(partial.data(), dout, inp, mean,
+                                                                    rstd, N, C);
   LOOM_CUDA_LAUNCHED("layernorm_backward (dw, db partials)");
   dwdb_sum_kernel<<<(C + 127) / 128, 128, 0, s>>>(dw, db, partial.data(), chunks, C);
   LOOM_CUDA_LAUNCHED("layernorm_backward (dw, db)");

@@ -27,8 +27,10 @@ std::atomic<F32Math> g_f32_math{F32Math::kExact};
 
 template <typename T>
 constexpr cudaDataType_t data_type() {
-  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
-  else return CUDA_R_16BF;
+  if constexpr (std::is_same_v<T, float>)
+    return CUDA_R_32F;
+  else
+    return CUDA_R_16BF;
 }
 
 // The largest power of two (<= 256) dividing the address: cuBLASLt's alignment preference.
@@ -101,8 +103,8 @@ const Plan& plan_for(const PlanKey& key, cudaDataType_t in_type, cudaDataType_t 
     LOOM_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof value));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle().lt, p.desc, p.b, p.a, p.c,
-                                                           p.c, pref, 1, &result, &found);
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle().lt, p.desc, p.b, p.a, p.c, p.c,
+                                                           pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   LOOM_CUDA_CHECK(st);
   LOOM_CHECK(found > 0, "cuBLASLt has no algorithm for matmul M=", M, " N=", N, " K=", K,
@@ -125,24 +127,32 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const 
   LOOM_CHECK(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N,
              "matmul: leading dimension too small (lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
   const cudaDataType_t in = data_type<Tin>(), out = data_type<Tout>();
-  const PlanKey key{trans_a, trans_b, M, N, K, lda, ldb, ldc, static_cast<int>(f32_math()),
-                    static_cast<int>(in), static_cast<int>(out), alignment_of(A),
-                    alignment_of(B), alignment_of(C)};
+  const PlanKey key{trans_a,
+                    trans_b,
+                    M,
+                    N,
+                    K,
+                    lda,
+                    ldb,
+                    ldc,
+                    static_cast<int>(f32_math()),
+                    static_cast<int>(in),
+                    static_cast<int>(out),
+                    alignment_of(A),
+                    alignment_of(B),
+                    alignment_of(C)};
   const Plan& p = plan_for(key, in, out);
   Handle& h = handle();
   LOOM_CUDA_CHECK(cublasLtMatmul(h.lt, p.desc, &alpha, B, p.b, A, p.a, &beta, C, p.c, C, p.c,
-                                 &p.algo, h.workspace.data(), kWorkspaceBytes,
-                                 compute_stream()));
+                                 &p.algo, h.workspace.data(), kWorkspaceBytes, compute_stream()));
 }
 
 template void matmul<float, float>(bool, bool, int, int, int, float, const float*, int,
                                    const float*, int, float, float*, int);
-template void matmul<__nv_bfloat16, float>(bool, bool, int, int, int, float,
-                                           const __nv_bfloat16*, int, const __nv_bfloat16*, int,
-                                           float, float*, int);
+template void matmul<__nv_bfloat16, float>(bool, bool, int, int, int, float, const __nv_bfloat16*,
+                                           int, const __nv_bfloat16*, int, float, float*, int);
 template void matmul<__nv_bfloat16, __nv_bfloat16>(bool, bool, int, int, int, float,
-                                                   const __nv_bfloat16*, int,
-                                                   const __nv_bfloat16*, int, float,
-                                                   __nv_bfloat16*, int);
+                                                   const __nv_bfloat16*, int, const __nv_bfloat16*,
+                                                   int, float, __nv_bfloat16*, int);
 
 }  // namespace loom::kernels::cuda
