@@ -66,6 +66,20 @@ class NcclBackend : public Backend {
   }
 
  private:
+  // One NCCL call per non-empty block_of() block of `c` (f(block start, count, owner)), fused
+  // into one NCCL group: the uneven reduce-scatter / all-gather layouts.
+  template <typename F>
+  void per_block(const Collective& c, const F& f) {
+    const int n = group_.size();
+    LOOM_NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < n; ++r) {
+      const Block b = block_of(c.count, n, r);
+      if (b.count > 0)
+        f(static_cast<std::byte*>(c.data) + b.offset * dtype_size(c.dtype), b.count, r);
+    }
+    LOOM_NCCL_CHECK(ncclGroupEnd());
+  }
+
   // Enqueues collective `c` on the group's stream.
   void issue(const Collective& c) {
     const ncclComm_t comm = group_.comm();
@@ -88,14 +102,9 @@ class NcclBackend : public Backend {
           LOOM_NCCL_CHECK(ncclReduceScatter(c.data, bytes + group_.rank() * per * esize, per, type,
                                             nccl_op(c.op), comm, s));
         } else {
-          LOOM_NCCL_CHECK(ncclGroupStart());
-          for (int r = 0; r < n; ++r) {
-            const Block b = block_of(c.count, n, r);
-            if (b.count == 0) continue;
-            void* p = bytes + b.offset * esize;
-            LOOM_NCCL_CHECK(ncclReduce(p, p, b.count, type, nccl_op(c.op), r, comm, s));
-          }
-          LOOM_NCCL_CHECK(ncclGroupEnd());
+          per_block(c, [&](void* p, size_t count, int r) {
+            LOOM_NCCL_CHECK(ncclReduce(p, p, count, type, nccl_op(c.op), r, comm, s));
+          });
         }
         break;
       case OpKind::AllGather:
@@ -104,14 +113,9 @@ class NcclBackend : public Backend {
           LOOM_NCCL_CHECK(
               ncclAllGather(bytes + group_.rank() * per * esize, c.data, per, type, comm, s));
         } else {
-          LOOM_NCCL_CHECK(ncclGroupStart());
-          for (int r = 0; r < n; ++r) {
-            const Block b = block_of(c.count, n, r);
-            if (b.count == 0) continue;
-            void* p = bytes + b.offset * esize;
-            LOOM_NCCL_CHECK(ncclBroadcast(p, p, b.count, type, r, comm, s));
-          }
-          LOOM_NCCL_CHECK(ncclGroupEnd());
+          per_block(c, [&](void* p, size_t count, int r) {
+            LOOM_NCCL_CHECK(ncclBroadcast(p, p, count, type, r, comm, s));
+          });
         }
         break;
     }

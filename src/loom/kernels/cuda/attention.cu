@@ -37,6 +37,20 @@ __device__ inline void load_tile(float* tile, int stride, const float* src, int 
   }
 }
 
+// s = q . k (the unscaled score) and dp = dO . v (the gradient of the dropped probability),
+// the two products the backward recomputes for every (query, key) pair.
+template <int HS>
+__device__ inline void two_dots(float& s, const float* q, const float* k, float& dp,
+                                const float* dO, const float* v) {
+  s = 0.0f;
+  dp = 0.0f;
+#pragma unroll
+  for (int d = 0; d < HS; ++d) {
+    s += q[d] * k[d];
+    dp += dO[d] * v[d];
+  }
+}
+
 // grid (ceil(T / kFwdTile), B*H), kFwdTile threads: thread = one query row i, which keeps q_i
 // and its output accumulator in registers and streams the keys 0..i through shared memory with
 // an online softmax (running max m, running sum l).
@@ -145,12 +159,8 @@ __global__ void dkdv_kernel(float* dqkv, const float* qkv, const float* dout, co
     for (int i = max(i0, j); i < i1; ++i) {
       const float* q = qs + (i - i0) * HS;
       const float* dO = dos + (i - i0) * HS;
-      float s = 0.0f, dp = 0.0f;
-#pragma unroll
-      for (int d = 0; d < HS; ++d) {
-        s += q[d] * k[d];
-        dp += dO[d] * v[d];
-      }
+      float s, dp;
+      two_dots<HS>(s, q, k, dp, dO, v);
       const float pr = expf(s * g.scale - lses[i - i0]);
       const float kf = keep_factor(g, bh, i, j);
       const float ds = g.scale * pr * (kf * dp - Ds[i - i0]);
@@ -204,12 +214,8 @@ __global__ void dq_kernel(float* dqkv, const float* qkv, const float* dout, cons
     for (int j = j0; j < j1; ++j) {
       const float* k = ks + (j - j0) * HS;
       const float* v = vs + (j - j0) * HS;
-      float s = 0.0f, dp = 0.0f;
-#pragma unroll
-      for (int d = 0; d < HS; ++d) {
-        s += q[d] * k[d];
-        dp += dO[d] * v[d];
-      }
+      float s, dp;
+      two_dots<HS>(s, q, k, dp, dO, v);
       const float pr = expf(s * g.scale - li);
       const float ds = g.scale * pr * (keep_factor(g, bh, i, j) * dp - Di);
 #pragma unroll
