@@ -22,7 +22,7 @@ TEST(DeviceCli, CudaWithoutGpuSaysNoGpuAndWritesNothing) {
         " train --config " + kConfig + " --device cuda --data_dir " + dir.path() + " --out_dir " +
             out}) {
     const auto r = test::run_shell(test::loom() + cmd, 60);
-    EXPECT_EQ(r.exit_code, 1) << cmd << "\n" << r.output;
+    EXPECT_NE(r.exit_code, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("--device cuda: no GPU: "), std::string::npos) << cmd << "\n"
                                                                            << r.output;
   }
@@ -33,7 +33,7 @@ TEST(DeviceCli, UnknownDeviceIsAnErrorNamingTheFlag) {
   const auto r = test::run_shell(test::loom() + " bench train --config " + kConfig +
                                      " --device tpu --batch 1 --seq 16 --steps 1",
                                  60);
-  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--device: unknown device 'tpu' (expected cpu or cuda)"),
             std::string::npos)
       << r.output;

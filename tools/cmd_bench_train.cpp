@@ -15,7 +15,6 @@ struct Options {
   std::string config;
   loom::TrainBenchOptions bench;
   int threads = 0;
-  std::string device = "cpu";
 };
 
 loom::GPTConfig read_model_config(const std::string& path) {
@@ -42,6 +41,7 @@ static const bool registered = loom::cli::register_command(
     "bench train", "Measure training throughput (forward + backward), MFU and kernel times",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
+      loom::cli::add_device_option(app, "bench train");
       app.add_option("--config", o->config, "config file (its \"model\" section is used)")
           ->required();
       app.add_option("--batch", o->bench.batch, "sequences per step")->capture_default_str();
@@ -50,9 +50,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
       app.add_option("--seed", o->bench.seed, "weights and tokens")->capture_default_str();
-      loom::cli::add_device_option(app, o->device);
       return [o] {
-        loom::cli::check_device(o->device, "bench train");
         loom::set_num_threads(o->threads);
         o->bench.model = read_model_config(o->config);
         std::cout << loom::format_train_bench(loom::run_train_bench(o->bench)) << std::flush;

@@ -5,12 +5,11 @@
 
 namespace loom::cli {
 
-void add_device_option(CLI::App& app, std::string& device);
-
-// Returns when `command` can run on `device` here (cpu always). cuda throws "--device cuda: no
-// GPU: <why>" on a machine (or build) without one, and with a GPU says that the device-resident
-// model is not built yet: the CUDA kernels, cuBLASLt GEMMs and NCCL backend exist (kernels/cuda,
-// comm/nccl) but the model and trainer do not dispatch to them.
-void check_device(const std::string& device, const std::string& command);
+// Adds --device (cpu or cuda) to `app`. The value is checked while the command line is parsed,
+// before the command runs: cpu passes; cuda fails with "--device cuda: no GPU: <why>" on a
+// machine (or build) without one and, with a GPU, says that `command` cannot run there yet: the
+// CUDA kernels, cuBLASLt GEMMs and NCCL backend exist (kernels/cuda, comm/nccl), but the model
+// and trainer do not dispatch to them.
+void add_device_option(CLI::App& app, const std::string& command);
 
 }  // namespace loom::cli
