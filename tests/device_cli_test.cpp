@@ -29,6 +29,13 @@ TEST(DeviceCli, CudaWithoutGpuSaysNoGpuAndWritesNothing) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+TEST(DeviceCli, GpuBenchmarkWithoutGpuSaysNoGpu) {
+  if (device::cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
+  const auto r = test::run_shell(test::loom() + " bench gemm-cuda --n 64 --reps 1", 60);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("bench gemm-cuda: no GPU: "), std::string::npos) << r.output;
+}
+
 TEST(DeviceCli, UnknownDeviceIsAnErrorNamingTheFlag) {
   const auto r = test::run_shell(test::loom() + " bench train --config " + kConfig +
                                      " --device tpu --batch 1 --seq 16 --steps 1",
