@@ -27,6 +27,10 @@ void set_device(int index) {
   require_cuda("cuda device " + std::to_string(index));
   LOOM_CHECK(index >= 0 && index < cuda_device_count(), "cuda device ", index, " does not exist (",
              cuda_device_count(), " GPUs)");
+  // The compute stream and the pool belong to the device chosen first: switching afterwards
+  // would leave them on the old one.
+  LOOM_CHECK(state().stream == nullptr || state().device == index, "cuda device ", index,
+             " selected after device ", state().device, " was already in use by this process");
   chosen_device() = index;
   LOOM_CUDA_CHECK(cudaSetDevice(index));
 }

@@ -12,7 +12,8 @@
 
 namespace loom::device::cuda {
 
-// Selects the process's GPU (default 0; a rank picks its local rank) before first use. Throws
+// Selects the process's GPU (default 0; a rank picks its local rank) before first use (a later
+// change of device is refused: the stream and pool stay on the first). Throws
 // "no GPU" (see device.hpp) when there is none.
 void set_device(int index);
 int current_device();
