@@ -19,15 +19,8 @@ using test::to_host;
 TEST(CudaOptim, AdamWMatchesCpuOverSeveralStepsWithAndWithoutDecay) {
   LOOM_SKIP_WITHOUT_GPU();
   // Two parameters: a decayed matrix and an undecayed bias, as the model's layout has them.
-  std::vector<ParamInfo> layout(2);
-  layout[0].name = "w";
-  layout[0].shape = {100, 37};
-  layout[0].numel = 3700;
-  layout[0].weight_decay = true;
-  layout[1].name = "b";
-  layout[1].shape = {37};
-  layout[1].offset = 3700;
-  layout[1].numel = 37;
+  const std::vector<ParamInfo> layout = {{"w", {100, 37}, 0, 3700, true, {}, {}},
+                                         {"b", {37}, 3700, 37, false, {}, {}}};
   const size_t n = 3737;
   const AdamWParams hp{0.9f, 0.95f, 1e-8f, 0.1f};
   AdamW cpu(layout, hp);
