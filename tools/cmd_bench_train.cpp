@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
+#include "device_option.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/train/train_bench.hpp"
@@ -40,6 +41,7 @@ static const bool registered = loom::cli::register_command(
     "bench train", "Measure training throughput (forward + backward), MFU and kernel times",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
+      loom::cli::add_device_option(app, "bench train");
       app.add_option("--config", o->config, "config file (its \"model\" section is used)")
           ->required();
       app.add_option("--batch", o->bench.batch, "sequences per step")->capture_default_str();

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "command_registry.hpp"
+#include "loom/device/device.hpp"
 #include "loom/parallel/mesh.hpp"
 
 extern "C" char* openblas_get_corename();
@@ -26,6 +27,7 @@ int run(const Options& o) {
             << "openblas core: " << openblas_get_corename() << "\n"
             << "openblas threads: " << openblas_get_num_threads() << "\n"
             << "openmp threads: " << omp_get_max_threads() << "\n"
+            << loom::device::describe_cuda()
 #ifdef LOOM_WITH_MPI
             << "backends: shm mpi\n";
 #else

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "command_registry.hpp"
+#include "device_option.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
@@ -132,6 +133,7 @@ int run(const Options& o) {
 static const bool registered = loom::cli::register_command(
     "train", "Train a GPT model (every config field is also a --flag)", [](CLI::App& app) {
       auto o = std::make_shared<Options>();
+      loom::cli::add_device_option(app, "train");
       app.add_option("--config", o->config, "JSON config file: {\"model\": {..}, \"train\": {..}}");
       app.add_option("--resume", o->resume,
                      "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, or "
