@@ -1,10 +1,13 @@
 #pragma once
 // The local launcher behind `loom launch` and `loom train --nproc N`: runs N copies of a loom
-// command as the ranks of one job on this host (shm backend), prefixes every line they print
-// with "[rank r] ", and watches them. The first rank that fails (non-zero exit or a signal) is
-// reported with its exit code or signal, and the others are stopped (SIGTERM, then SIGKILL
-// after a grace period). With max_restarts > 0 the whole job is then started again; ranks see
-// how often in LOOM_RESTART_COUNT (the trainer resumes from its latest checkpoint).
+// command as the ranks of one job on this host (shm backend), prints rank 0's lines as they are
+// and prefixes other ranks' lines with "[rank r] ", and watches them. The first rank that fails
+// (non-zero exit or a signal) is reported with its exit code or signal, and the others are
+// stopped (SIGTERM, then SIGKILL after a grace period). With max_restarts > 0 the whole job is
+// then started again; ranks see how often in LOOM_RESTART_COUNT (`train --resume auto` continues
+// from the latest checkpoint). SIGTERM/SIGINT to the launcher is passed to every rank once and
+// the launcher waits for them (the trainer saves and exits 0: preemption); a second signal kills
+// them at once. An interrupted job is never restarted.
 #include <string>
 #include <vector>
 

@@ -16,9 +16,12 @@
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/core/trace.hpp"
+#include "loom/train/async_checkpoint.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/preemption.hpp"
 
 namespace loom {
 namespace fs = std::filesystem;
@@ -56,6 +59,13 @@ std::string config_diff(const nlohmann::json& saved, const nlohmann::json& now) 
 
 bool due(int64_t step, int64_t freq) { return freq > 0 && step % freq == 0; }
 
+// " (12 steps lost since the checkpoint)" when the metrics log shows steps beyond `step`.
+std::string steps_lost_note(const std::string& out_dir, const std::string& log_file, int64_t step) {
+  if (log_file.empty()) return "";
+  const int64_t last = last_logged_step((fs::path(out_dir) / log_file).string());
+  return last > step ? detail::concat(" (", last - step, " steps lost since the checkpoint)") : "";
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -73,6 +83,9 @@ struct Trainer::Impl {
   int64_t step = 0;
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
+  AsyncCheckpointer saver{[](const std::string& dir, double s) {
+    std::cout << detail::concat("saved ", dir, " (written in the background in ", s, " s)\n") << std::flush;
+  }};
 
   Impl(const RunConfig& c, comm::Communicator* comm)
       : cfg(c),
@@ -160,7 +173,9 @@ void Trainer::resume(const std::string& checkpoint) {
   m.dropout_rng.set_state(state.dropout_rng);
   m.step = state.step;
   m.resumed = true;
-  if (m.rank == 0) std::cout << "resumed from " << dir << " at step " << m.step << std::endl;
+  if (m.rank == 0)
+    std::cout << "resumed from " << dir << " at step " << m.step
+              << steps_lost_note(m.cfg.train.out_dir, m.cfg.train.log_file, m.step) << std::endl;
 }
 
 StepStats Trainer::step() {
@@ -168,20 +183,27 @@ StepStats Trainer::step() {
   const TrainConfig& c = m.cfg.train;
   Timer timer;
   StepStats s;
+  trace::set_step(m.step + 1);
+  trace::Scope step_event("step", "step");
   m.model.zero_grad();
   for (int a = 0; a < c.grad_accum; ++a) {
     m.loader.next(m.inputs.data(), m.targets.data());
+    trace::Scope forward("forward", "compute");
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
     LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
                m.rank, ": training diverged (try a lower lr)");
     // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
     const bool last = a + 1 == c.grad_accum;
+    forward.end();
+    trace::Scope backward("backward", "compute");
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
                      last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
     s.loss += loss;
   }
+  trace::Scope reduce("gradient sync", "comm");
   m.dp.reduce_gradients();
+  reduce.end();
   const double sq_sum = m.dp.grad_sq_sum();
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
   s.grad_norm = std::sqrt(sq_sum);
@@ -193,8 +215,12 @@ StepStats Trainer::step() {
     s.clipped = scale != 1.0f;
   }
   s.lr = m.schedule.at(m.step);
+  trace::Scope optimizer("optimizer", "compute");
   m.dp.step(s.lr, scale);
+  optimizer.end();
   ++m.step;
+  step_event.end();
+  trace::set_step(-1);
   s.seconds = timer.seconds();
   s.tokens_per_s = static_cast<double>(c.batch_size) * c.seq_len * c.grad_accum * m.world / s.seconds;
   return s;
@@ -229,6 +255,12 @@ std::string Trainer::save() {
   std::string dir;
   m.dp.with_full_optimizer([&](const AdamW& opt) {
     if (m.rank != 0) return;
+    if (m.cfg.train.async_save) {
+      dir = m.saver.save(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt,
+                         m.cfg.train.keep_last);
+      return;
+    }
+    trace::Scope write("checkpoint write", "checkpoint");
     dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
     prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
   });
@@ -256,14 +288,19 @@ void Trainer::run() {
               << (c.zero ? " | ZeRO-1" : "") << std::endl;
   }
   Timer elapsed;
+  PreemptionWatch preemption;
   while (m.step < c.max_steps) {
     const StepStats s = step();
+    // Every rank stops at the same step: the one where any of them has seen the signal.
+    int stop_signal = preemption.signal();
+    if (m.world > 1) stop_signal = static_cast<int>(m.dp.sum(stop_signal > 0 ? 1 : 0) > 0);
     if (main) {
       m.print_step(s);
       log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
     }
     const bool last = m.step == c.max_steps;
     if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
+      trace::Scope eval_event("evaluate", "eval");
       const EvalStats e = evaluate();
       if (main) {
         char line[128];
@@ -275,11 +312,25 @@ void Trainer::run() {
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
     if (main && due(m.step, sample_freq)) std::cout << "sample: " << sample() << std::endl;
-    if (due(m.step, c.save_freq) || last) {
+    if (due(m.step, c.save_freq) || last || stop_signal) {
+      Timer stall;
+      trace::Scope save_event("save", "checkpoint");
       const std::string dir = save();
-      if (main) std::cout << "saved " << dir << std::endl;
+      save_event.end();
+      if (main) {
+        log.save(m.step, stall.seconds());
+        if (!c.async_save) std::cout << "saved " << dir << std::endl;
+      }
+    }
+    if (stop_signal && m.step < c.max_steps) {
+      m.saver.wait();
+      if (main)
+        std::cout << "preempted by a signal: saved the checkpoint of step " << m.step
+                  << "; continue with --resume auto" << std::endl;
+      return;
     }
   }
+  m.saver.wait();
 }
 
 }  // namespace loom
