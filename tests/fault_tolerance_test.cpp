@@ -46,18 +46,24 @@ std::vector<uint8_t> final_model(const std::string& out) {
   return read_file(out + "/" + checkpoint_dir_name(kSteps) + "/model.safetensors");
 }
 
+// ctest runs each test in a process of its own: the uninterrupted reference runs are made only
+// by the tests that compare with them.
 class FaultDrill : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
     cfg_ = drill_config(*dir_);
-    for (int nproc : {1, 2}) {
-      const auto r = testing::run_bounded(train_args(cfg_, ref(nproc), nproc), 120);
-      ASSERT_EQ(r.rc, 0) << r.out;
-    }
   }
   static void TearDownTestSuite() { delete dir_; }
-  static std::string ref(int nproc) { return *dir_ / ("reference" + std::to_string(nproc)); }
+  // The uninterrupted run on nproc ranks (made on first use).
+  static std::string ref(int nproc) {
+    const std::string out = *dir_ / ("reference" + std::to_string(nproc));
+    if (!fs::exists(out + "/" + checkpoint_dir_name(kSteps))) {
+      const auto r = testing::run_bounded(train_args(cfg_, out, nproc), 120);
+      EXPECT_EQ(r.rc, 0) << r.out;
+    }
+    return out;
+  }
   static std::string out(const std::string& name) { return *dir_ / name; }
 
   static TempDir* dir_;
@@ -72,7 +78,7 @@ std::string FaultDrill::cfg_;
 TEST_F(FaultDrill, KillNineOfARandomRankIsRecoveredBitExactly) {
   std::mt19937 rng(std::random_device{}());
   for (int trial = 0; trial < 3; ++trial) {
-    const int step = std::uniform_int_distribution<int>(2, kSteps - 12)(rng);
+    const int step = std::uniform_int_distribution<int>(6, kSteps - 12)(rng);
     const int victim = std::uniform_int_distribution<int>(0, 1)(rng);
     SCOPED_TRACE("trial " + std::to_string(trial) + ": kill rank " + std::to_string(victim) +
                  " after step " + std::to_string(step));
@@ -86,8 +92,11 @@ TEST_F(FaultDrill, KillNineOfARandomRankIsRecoveredBitExactly) {
     const std::string log = job.output();
     EXPECT_NE(log.find("loom launch: rank " + std::to_string(victim) + " (pid " + std::to_string(pid) +
                        ") was killed by signal 9"), std::string::npos) << log;
-    EXPECT_NE(log.find("restart 1: resuming from " + o + "/step_"), std::string::npos) << log;
-    EXPECT_NE(log.find("steps lost since the checkpoint"), std::string::npos) << log;
+    // (Step 4's checkpoint is written in the background: on a loaded machine it may not be
+    // published yet when the kill comes at step 6, and the job then starts over.)
+    const bool resumed = log.find("restart 1: resuming from " + o + "/step_") != std::string::npos;
+    EXPECT_TRUE(resumed || (step < 8 && log.find("restart 1: no checkpoint yet") != std::string::npos)) << log;
+    if (resumed) EXPECT_NE(log.find("steps lost since the checkpoint"), std::string::npos) << log;
     EXPECT_EQ(final_model(o), final_model(ref(2)));
   }
 }
@@ -185,14 +194,13 @@ TEST_F(FaultDrill, KillDuringAsyncSaveLeavesThePreviousCheckpointLatest) {
 
 // --resume auto on an empty out_dir starts afresh; rank 0's lines are not prefixed under the
 // launcher; config values are recorded as written (beta1 0.9, not 0.8999999761581421).
-TEST_F(FaultDrill, ResumeAutoStartsAfreshAndTheReferenceRunLooksRight) {
-  const std::string state = ref(2) + "/" + checkpoint_dir_name(kSteps) + "/state.json";
-  const auto j = nlohmann::json::parse(std::ifstream(state));
-  EXPECT_EQ(j["config"]["train"]["beta1"].dump(), "0.9");
-  EXPECT_EQ(j["config"]["train"]["lr"].dump(), "0.003");
+TEST_F(FaultDrill, ResumeAutoStartsAfreshPrintsPlainlyAndRecordsValuesAsWritten) {
   const std::string o = out("auto");
   const auto r = testing::run_bounded(train_args(cfg_, o, 2) + " --resume auto --max_steps 6", 60);
   ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(std::ifstream(o + "/step_000004/state.json"));
+  EXPECT_EQ(j["config"]["train"]["beta1"].dump(), "0.9");
+  EXPECT_EQ(j["config"]["train"]["lr"].dump(), "0.003");
   EXPECT_EQ(r.out.find("resumed"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nstep 6/6 | loss"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("[rank 0]"), std::string::npos) << r.out;

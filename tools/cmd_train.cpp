@@ -73,7 +73,11 @@ int run(const Options& o) {
   }
   const loom::RunConfig config = loom::parse_run_config(j, origin);
   const loom::launch::RankEnvironment env = loom::launch::detect_environment();
-  if (config.train.nproc > 1 && env.launcher == loom::launch::Launcher::None) {
+  LOOM_CHECK(o.max_restarts == 0 || env.launcher == loom::launch::Launcher::None,
+             "--max_restarts: this process is already a rank of a job (", loom::launch::name(env.launcher),
+             "); restarts are its launcher's to make");
+  // Ranks (and restarts) are the local launcher's: this command runs again under it.
+  if ((config.train.nproc > 1 || o.max_restarts > 0) && env.launcher == loom::launch::Launcher::None) {
     loom::launch::LaunchOptions launch;
     launch.max_restarts = o.max_restarts;
     return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), launch);
@@ -112,8 +116,8 @@ static const bool registered = loom::cli::register_command(
                      "`latest` (<out_dir>/latest), or `auto` (<out_dir>/latest if it exists, else "
                      "start afresh: for restarts)");
       app.add_option("--max_restarts", o->max_restarts,
-                     "with --nproc: restart all ranks up to this many times after a failure "
-                     "(use with --resume auto)");
+                     "restart all ranks (or the one process) up to this many times after a "
+                     "failure (use with --resume auto)");
       app.add_option("--trace", o->trace,
                      "write a Chrome/Perfetto timeline of every rank (compute, communication, "
                      "checkpoints) to this JSON file");
