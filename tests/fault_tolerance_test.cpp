@@ -96,7 +96,9 @@ TEST_F(FaultDrill, KillNineOfARandomRankIsRecoveredBitExactly) {
     // published yet when the kill comes at step 6, and the job then starts over.)
     const bool resumed = log.find("restart 1: resuming from " + o + "/step_") != std::string::npos;
     EXPECT_TRUE(resumed || (step < 8 && log.find("restart 1: no checkpoint yet") != std::string::npos)) << log;
-    if (resumed) EXPECT_NE(log.find("steps lost since the checkpoint"), std::string::npos) << log;
+    if (resumed) {
+      EXPECT_NE(log.find("steps lost since the checkpoint"), std::string::npos) << log;
+    }
     EXPECT_EQ(final_model(o), final_model(ref(2)));
   }
 }
