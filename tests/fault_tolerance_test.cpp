@@ -118,7 +118,8 @@ TEST_F(FaultDrill, StoppedRankIsNamedWithinTheTimeoutAndTheRestartCompletes) {
   const std::string log = job.output();
   EXPECT_NE(log.find("timed out waiting for rank 1"), std::string::npos) << log;
   EXPECT_NE(log.find("restart 1: resuming from"), std::string::npos) << log;
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30) << log;
+  // Timeout 2 s + restart; not the 30 s grace: a stopped rank is killed at once.
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20) << log;
   EXPECT_EQ(final_model(o), final_model(ref(2)));
 }
 

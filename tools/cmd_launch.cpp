@@ -22,7 +22,9 @@ const bool registered = loom::cli::register_command(
       app.add_option("--max-restarts", o->launch.max_restarts,
                      "Restart all ranks up to this many times after a failure");
       app.add_option("--grace", o->launch.grace_s,
-                     "Seconds between SIGTERM and SIGKILL when stopping ranks");
+                     "Seconds between SIGTERM and SIGKILL when stopping ranks after a failure "
+                     "(time to finish a checkpoint being written)")
+          ->capture_default_str();
       app.add_option("command", o->command, "The loom command to run, after --")
           ->required();
       app.footer(

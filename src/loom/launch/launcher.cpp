@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <random>
 
 #include "loom/core/check.hpp"
@@ -111,6 +112,7 @@ class Job {
         stop_all(SIGTERM);
         kill_at = std::min(kill_at, Clock::now() + grace());
       }
+      if (stopping_) kill_stopped_ranks();
       if (Clock::now() >= kill_at) {
         stop_all(SIGKILL);
         kill_at = Clock::time_point::max();
@@ -195,6 +197,21 @@ class Job {
     if (sig == SIGKILL)  // a stopped (SIGSTOP) rank only dies of SIGKILL; SIGCONT is harmless
       for (const auto& p : ranks_)
         if (p.running) kill(p.pid, SIGCONT);
+  }
+
+  // A rank stopped by SIGSTOP (state T) cannot act on SIGTERM: no need to wait the grace for it.
+  void kill_stopped_ranks() {
+    for (const auto& p : ranks_) {
+      if (!p.running) continue;
+      std::ifstream stat("/proc/" + std::to_string(p.pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);  // "pid (comm) state ...", comm may hold spaces
+      const size_t paren = line.rfind(')');
+      if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') {
+        kill(p.pid, SIGKILL);
+        kill(p.pid, SIGCONT);
+      }
+    }
   }
 
   void close_pipes() {
