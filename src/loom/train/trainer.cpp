@@ -63,7 +63,9 @@ bool due(int64_t step, int64_t freq) { return freq > 0 && step % freq == 0; }
 std::string steps_lost_note(const std::string& out_dir, const std::string& log_file, int64_t step) {
   if (log_file.empty()) return "";
   const int64_t last = last_logged_step((fs::path(out_dir) / log_file).string());
-  return last >= step ? detail::concat(" (", last - step, " steps lost since the checkpoint)") : "";
+  return last >= step ? detail::concat(" (", last - step, last - step == 1 ? " step" : " steps",
+                                       " lost since the checkpoint)")
+                      : "";
 }
 
 }  // namespace
