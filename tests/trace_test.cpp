@@ -34,11 +34,16 @@ TEST(Trace, TwoRankRunWritesOneValidTraceWithCommNestedInSteps) {
     if (e["ph"] != "X") continue;
     ASSERT_GE(e["dur"].get<double>(), 0) << e.dump();
     names[e["name"].get<std::string>().substr(0, 9)]++;
+    names[e["name"].get<std::string>()]++;
     if (e["name"] == "step")
       steps[{e["pid"], e["args"]["step"]}] = {e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()};
   }
   EXPECT_EQ(ranks, (std::set<int>{0, 1}));
   EXPECT_EQ(steps.size(), 12u);
+  // Backward per block (2 blocks), and of the LM head + ln_f and the embeddings: once per step
+  // and rank.
+  for (const char* n : {"backward h.0", "backward h.1", "backward ln_f.weight", "backward wte.weight"})
+    EXPECT_EQ(names[n], 12) << n;
   for (const char* n : {"forward", "backward", "optimizer", "allreduce", "evaluate", "save", "checkpoin"})
     EXPECT_GT(names[n], 0) << n;
   int nested = 0;

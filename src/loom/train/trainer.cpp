@@ -18,6 +18,7 @@
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/core/trace.hpp"
 #include "loom/train/async_checkpoint.hpp"
+#include "loom/train/backward_trace.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
@@ -200,7 +201,8 @@ StepStats Trainer::step() {
     forward.end();
     trace::Scope backward("backward", "compute");
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
-                     last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
+                     traced_backward_hook(last ? m.dp.last_backward_hook() : GPT::GradReadyFn{},
+                                          m.model.layout()));
     s.loss += loss;
   }
   trace::Scope reduce("gradient sync", "comm");
