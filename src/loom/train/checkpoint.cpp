@@ -140,6 +140,7 @@ std::string write_checkpoint_files(const std::string& out_dir, const CheckpointD
                             {"world_size", state.world_size},
                             {"tokenizer", state.tokenizer},
                             {"config", state.config},
+                            {"layout", state.layout},
                             {"files", files}};
   const std::string text = j.dump(2) + "\n";
   SyncedFile sf(tmp + "/" + kStateFile);
