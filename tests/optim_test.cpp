@@ -14,9 +14,7 @@ namespace {
 
 // A matrix (decayed) followed by a bias (not decayed).
 std::vector<ParamInfo> two_params() {
-  ParamInfo w, b;  // (set field by field: the other fields keep their defaults, no warning)
-  w.name = "w", w.shape = {2, 2}, w.offset = 0, w.numel = 4, w.weight_decay = true;
-  b.name = "b", b.shape = {2}, b.offset = 4, b.numel = 2, b.weight_decay = false;
+  ParamInfo w{"w", {2, 2}, 0, 4, true, {}, {}}, b{"b", {2}, 4, 2, false, {}, {}};
   return {w, b};
 }
 
