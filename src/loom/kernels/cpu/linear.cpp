@@ -45,7 +45,7 @@ template <typename T>
 void linear_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, const T* w, int N,
                      int IC, int OC) {
   if (dinp != nullptr) gemm<T>(false, true, N, IC, OC, T(1), dout, OC, w, OC, T(0), dinp, IC);
-  gemm<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
+  if (dw != nullptr) gemm<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
   if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
 }
 

@@ -12,8 +12,8 @@ void lm_head_forward(T* logits, const T* x, const T* wte, int N, int C, int V) {
 template <typename T>
 void lm_head_backward(T* dx, T* dwte, const T* dlogits, const T* x, const T* wte, int N, int C,
                       int V) {
-  gemm<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C);
-  gemm<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
+  if (dx != nullptr) gemm<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C);
+  if (dwte != nullptr) gemm<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
 }
 
 template void lm_head_forward<float>(float*, const float*, const float*, int, int, int);
