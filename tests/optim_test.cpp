@@ -14,7 +14,7 @@ namespace {
 
 // A matrix (decayed) followed by a bias (not decayed).
 std::vector<ParamInfo> two_params() {
-  ParamInfo w{"w", {2, 2}, 0, 4, true}, b{"b", {2}, 4, 2, false};
+  ParamInfo w{"w", {2, 2}, 0, 4, true, {}, {}}, b{"b", {2}, 4, 2, false, {}, {}};
   return {w, b};
 }
 

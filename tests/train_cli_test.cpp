@@ -156,7 +156,7 @@ TEST(TrainCli, DamagedCheckpointIsRefusedAndNothingIsOverwritten) {
     std::ofstream(ckpt + "/state.json") << state.dump();
   }
   before = snapshot(out);
-  for (const std::string args : {"train --config " + cfg + " --resume latest --max_steps 20",
+  for (const std::string& args : {"train --config " + cfg + " --resume latest --max_steps 20",
                                  "generate --checkpoint " + ckpt + " --prompt the"}) {
     r = loom_cli(args);
     EXPECT_NE(r.rc, 0) << args;

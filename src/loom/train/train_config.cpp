@@ -1,6 +1,7 @@
 #include "loom/train/train_config.hpp"
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -47,6 +48,7 @@ void visit_train_fields(C& c, F&& f) {
   f("seed", c.seed, "seed of initialisation, data order and dropout");
   f("threads", c.threads, "OpenMP/BLAS threads per rank; 0: all cores, divided among the ranks on this host");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
+  f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
   f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
@@ -179,6 +181,18 @@ nlohmann::json parse_flag_value(const std::string& name, const std::string& text
   return x;
 }
 
+// A float as the user wrote it: the shortest decimal that reads back as the same float (0.9f is
+// recorded as 0.9, not as the double 0.8999999761581421).
+nlohmann::json as_written(float x) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, x);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+template <typename T>
+nlohmann::json as_written(const T& x) {
+  return x;
+}
+
 nlohmann::json defaults_json() { return to_json(RunConfig{}); }
 
 }  // namespace
@@ -186,7 +200,7 @@ nlohmann::json defaults_json() { return to_json(RunConfig{}); }
 nlohmann::json to_json(const RunConfig& c) {
   nlohmann::json train = nlohmann::json::object();
   visit_train_fields(c.train, [&](const char* name, const auto& member, const char*) {
-    train[name] = member;
+    train[name] = as_written(member);
   });
   return {{"model", c.model}, {"train", train}};
 }

@@ -43,6 +43,7 @@ struct TrainConfig {
   uint64_t seed = 1337;
   int threads = 0;  // 0: OpenMP's default
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
+  bool async_save = true;  // checkpoint files are written in the background
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks
