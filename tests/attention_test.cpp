@@ -40,7 +40,9 @@ TEST(Attention, ProbabilitiesAreCausalAndNormalised) {
       double sum = 0;
       for (int j = 0; j < T; ++j) {
         const double pr = f.att[(bh * T + t) * T + j];
-        if (j > t) EXPECT_EQ(pr, 0.0);
+        if (j > t) {
+          EXPECT_EQ(pr, 0.0);
+        }
         sum += pr;
       }
       EXPECT_NEAR(sum, 1.0, 1e-12);

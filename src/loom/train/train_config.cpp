@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "loom/core/check.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 
 namespace loom {
 namespace {
@@ -44,6 +45,7 @@ void visit_train_fields(C& c, F&& f) {
   f("temperature", c.temperature, "sampling temperature; 0: greedy");
   f("seed", c.seed, "seed of initialisation, data order and dropout");
   f("threads", c.threads, "OpenMP/BLAS threads per rank; 0: all cores, divided among the ranks on this host");
+  f("precision", c.precision, "matmul inputs: f32, or bf16 (autocast-style: weights, gradients, optimizer and reductions stay f32)");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("nproc", c.nproc, "data-parallel ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
@@ -123,6 +125,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.top_k >= 0, "top_k must be >= 0, got ", c.top_k);
   LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
+  kernels::parse_precision(c.precision, "precision");
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
   LOOM_CHECK(c.zero == 0 || c.zero == 1, "zero must be 0 or 1, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);

@@ -42,6 +42,7 @@ struct TrainConfig {
   float temperature = 0.0f;  // 0: greedy
   uint64_t seed = 1337;
   int threads = 0;  // 0: OpenMP's default
+  std::string precision = "f32";  // GEMM inputs: f32, or bf16 (f32 weights, optimizer, reductions)
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)

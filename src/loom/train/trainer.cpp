@@ -12,6 +12,7 @@
 #include "loom/core/timer.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/data/window_dataset.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/generate.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
@@ -70,6 +71,7 @@ struct Trainer::Impl {
   std::optional<WindowDataset> val_data;
   BatchLoader loader;
   Rng dropout_rng;
+  kernels::MatmulPrecision precision;  // what runs (bf16 falls back to f32 without AVX512_BF16)
   int64_t step = 0;
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
@@ -87,7 +89,9 @@ struct Trainer::Impl {
         train_data(find_shards(c.train.data_dir, "train"), c.train.seq_len, c.train.stride,
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
-        dropout_rng(c.train.seed + 1) {
+        dropout_rng(c.train.seed + 1),
+        precision(kernels::resolve_precision(
+            kernels::parse_precision(c.train.precision, "--precision"))) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -116,6 +120,7 @@ struct Trainer::Impl {
     const size_t count = std::min(data.size(), B * world * cfg.train.eval_iter);
     double sum = 0;
     std::vector<size_t> mine;
+    kernels::MatmulPrecisionScope autocast(precision);
     for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
     for (size_t first = 0; first < mine.size(); first += B) {
       const size_t rows = std::min(B, mine.size() - first);
@@ -169,6 +174,9 @@ StepStats Trainer::step() {
   Timer timer;
   StepStats s;
   m.model.zero_grad();
+  // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
+  // until the optimizer step, so their bf16 copies are made once per step.
+  std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
   for (int a = 0; a < c.grad_accum; ++a) {
     m.loader.next(m.inputs.data(), m.targets.data());
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
@@ -181,6 +189,7 @@ StepStats Trainer::step() {
                      last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
     s.loss += loss;
   }
+  autocast.reset();
   m.dp.reduce_gradients();
   const double sq_sum = m.dp.grad_sq_sum();
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
@@ -253,7 +262,8 @@ void Trainer::run() {
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
               << " | tokenizer " << m.tokenizer_name << " | " << m.world << " rank(s), global batch "
               << c.batch_size * m.world * c.grad_accum << " sequences"
-              << (c.zero ? " | ZeRO-1" : "") << std::endl;
+              << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
+              << kernels::precision_name(m.precision) << " matmuls" << std::endl;
   }
   Timer elapsed;
   while (m.step < c.max_steps) {
