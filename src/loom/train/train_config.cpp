@@ -48,7 +48,7 @@ void visit_train_fields(C& c, F&& f) {
   f("precision", c.precision, "matmul inputs: f32, or bf16 (autocast-style: weights, gradients, optimizer and reductions stay f32)");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("nproc", c.nproc, "data-parallel ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
-  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
 }
 
@@ -127,7 +127,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
   kernels::parse_precision(c.precision, "precision");
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
-  LOOM_CHECK(c.zero == 0 || c.zero == 1, "zero must be 0 or 1, got ", c.zero);
+  LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
 }
 

@@ -46,7 +46,7 @@ struct TrainConfig {
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
-  int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks
+  int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
 };
 

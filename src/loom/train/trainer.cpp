@@ -82,7 +82,7 @@ struct Trainer::Impl {
         world(comm ? comm->size() : 1),
         model(c.model),
         dp(comm, model, {c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay},
-           {c.train.zero == 1, c.train.bucket_mb}),
+           {c.train.zero, c.train.bucket_mb}),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
