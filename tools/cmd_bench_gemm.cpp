@@ -85,7 +85,10 @@ static const bool registered = loom::cli::register_command(
         loom::set_num_threads(o->threads);
         const bool bf16 = loom::kernels::resolve_precision(MatmulPrecision::kBF16) ==
                           MatmulPrecision::kBF16;
-        std::printf("GFLOP/s, median of %d reps; OpenBLAS kernels: %s; f32 training uses %s\n",
+        // Debian's OpenBLAS 0.3.21 does not recognise some AVX-512 CPUs (Zen 5) and then runs its
+        // Haswell kernels: OPENBLAS_CORETYPE=SkylakeX compares against its best.
+        std::printf("GFLOP/s, median of %d reps; OpenBLAS kernels: %s (OPENBLAS_CORETYPE selects "
+                    "them); f32 training uses %s\n",
                     o->reps, openblas_get_corename(),
                     loom::kernels::backend_name(loom::kernels::f32_backend()));
         std::printf("%-16s %-20s %9s %9s %9s %7s %7s\n", "product", "MxNxK op", "OpenBLAS",
