@@ -1,16 +1,15 @@
 // `loom bench train`: training throughput per precision (f32, bf16), MFU against the f32 and bf16
 // matmul peaks measured in the same run, and a per-kernel breakdown.
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/train/train_bench.hpp"
+#include "loom/train/train_config.hpp"
 
 namespace {
 struct Options {
@@ -33,24 +32,6 @@ std::vector<loom::kernels::MatmulPrecision> parse_precisions(const std::string& 
   return out;
 }
 
-loom::GPTConfig read_model_config(const std::string& path) {
-  std::ifstream f(path);
-  LOOM_CHECK(f, "cannot open config file ", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    LOOM_FAIL(path, ": invalid JSON: ", e.what());
-  }
-  LOOM_CHECK(j.is_object() && j.contains("model"), path, ": no \"model\" section");
-  try {
-    loom::GPTConfig c = j.at("model").get<loom::GPTConfig>();
-    c.validate();
-    return c;
-  } catch (const loom::Error& e) {
-    LOOM_FAIL(path, ": ", e.what());
-  }
-}
 }  // namespace
 
 static const bool registered = loom::cli::register_command(
@@ -73,7 +54,7 @@ static const bool registered = loom::cli::register_command(
       return [o] {
         const auto precisions = parse_precisions(o->precisions);
         loom::set_num_threads(o->threads);
-        o->bench.model = read_model_config(o->config);
+        o->bench.model = loom::load_model_config(o->config);
         o->bench.cache_weights = !o->per_use_weights;
         loom::MatmulPeaks peaks;
         loom::measure_peaks(peaks, /*before=*/true);

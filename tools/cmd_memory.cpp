@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,18 +39,6 @@ double status_bytes(const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) * 1024;
   }
   return 0;
-}
-
-loom::GPTConfig read_model(const std::string& path) {
-  const nlohmann::json j = loom::load_config_json(path);
-  LOOM_CHECK(j.is_object() && j.contains("model"), path, ": no \"model\" section");
-  try {
-    loom::GPTConfig c = j.at("model").get<loom::GPTConfig>();
-    c.validate();
-    return c;
-  } catch (const std::exception& e) {
-    LOOM_FAIL(path, ": ", e.what());
-  }
 }
 
 std::vector<std::string> rank_args(const Options& o) {
@@ -88,7 +75,7 @@ int run(const Options& o) {
   LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
   LOOM_CHECK(o.steps >= 1, "--steps must be >= 1, got ", o.steps);
   LOOM_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
-  const loom::GPTConfig cfg = read_model(o.config);
+  const loom::GPTConfig cfg = loom::load_model_config(o.config);
   LOOM_CHECK(o.seq >= 1 && o.seq <= cfg.context_len, "--seq must be in [1, ", cfg.context_len,
              "], got ", o.seq);
   const auto requested = loom::kernels::parse_precision(o.precision, "--precision");

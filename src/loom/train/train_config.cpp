@@ -201,6 +201,18 @@ nlohmann::json load_config_json(const std::string& path) {
   }
 }
 
+GPTConfig load_model_config(const std::string& path) {
+  const nlohmann::json j = load_config_json(path);
+  LOOM_CHECK(j.is_object() && j.contains("model"), path, ": no \"model\" section");
+  try {
+    GPTConfig c = j.at("model").get<GPTConfig>();
+    c.validate();
+    return c;
+  } catch (const std::exception& e) {
+    LOOM_FAIL(path, ": ", e.what());
+  }
+}
+
 void apply_overrides(nlohmann::json& j, const std::map<std::string, std::string>& overrides) {
   if (!j.is_object()) return;  // parse_run_config reports it
   const nlohmann::json defaults = defaults_json();

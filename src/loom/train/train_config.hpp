@@ -66,6 +66,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& origin);
 nlohmann::json load_config_json(const std::string& path);
 void apply_overrides(nlohmann::json& j, const std::map<std::string, std::string>& overrides);
 
+// The validated "model" section of the config file `path` (for the benchmarks and `loom memory`,
+// which need no "train" section); errors name the file.
+GPTConfig load_model_config(const std::string& path);
+
 // Every field, for the command line: name, section ("model" or "train"), value type ("INT",
 // "FLOAT", "BOOL", "TEXT"), default as text, help.
 struct ConfigField {
