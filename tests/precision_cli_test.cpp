@@ -87,6 +87,24 @@ TEST_F(PrecisionCli, ForcedFallbackTrainsExactlyAsF32WithOneNotice) {
   EXPECT_EQ(train_losses(dir_ / "f32/metrics.jsonl"), train_losses(dir_ / "fallback/metrics.jsonl"));
 }
 
+// f32 products moved from OpenBLAS to oneDNN: 20 steps on each stay within 1e-5 of each other
+// (different summation orders, not bit-identical), and a bad backend name is refused up front.
+TEST_F(PrecisionCli, F32OnOneDnnMatchesOpenBlas) {
+  const Result blas = train("blas", "--max_steps 20 --warmup_steps 5", "env LOOM_F32_MATMUL=openblas");
+  ASSERT_EQ(blas.rc, 0) << blas.out;
+  const Result dnnl = train("dnnl", "--max_steps 20 --warmup_steps 5");
+  ASSERT_EQ(dnnl.rc, 0) << dnnl.out;
+  const double e = testing::relative_error(dir_ / "dnnl/step_000020/model.safetensors",
+                                           dir_ / "blas/step_000020/model.safetensors");
+  std::printf("oneDNN vs OpenBLAS f32 parameters after 20 steps: rel. error %.2e\n", e);
+  EXPECT_LT(e, 1e-5);
+  const Result bad = train("bad", "--max_steps 20 --warmup_steps 5", "env LOOM_F32_MATMUL=mkl");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.out.find("LOOM_F32_MATMUL: expected onednn or openblas"), std::string::npos)
+      << bad.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "bad"));
+}
+
 TEST_F(PrecisionCli, UnknownPrecisionIsRefusedBeforeAnythingIsWritten) {
   const Result r = train("bad", "--precision fp8");
   EXPECT_NE(r.rc, 0);

@@ -124,6 +124,7 @@ bool bf16_matmul_available() {
 }
 
 MatmulPrecision resolve_precision(MatmulPrecision requested) {
+  f32_backend();  // a bad LOOM_F32_MATMUL fails here, at start-up, not in the first product
   if (requested != MatmulPrecision::kBF16 || bf16_matmul_available()) return requested;
   std::fprintf(stderr, "loom: bf16 matmul unavailable (%s): computing in f32 instead\n",
                onednn::cpu_has_bf16() ? "disabled by LOOM_BF16=0" : "this CPU has no AVX512_BF16");

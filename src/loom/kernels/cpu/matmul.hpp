@@ -48,7 +48,8 @@ MatmulPrecision matmul_precision();
 // environment does not force the fallback with LOOM_BF16=0.
 bool bf16_matmul_available();
 // The precision that will actually run for `requested`: kBF16 without bf16_matmul_available()
-// falls back to kF32 and prints one line saying so on stderr.
+// falls back to kF32 and prints one line saying so on stderr. Throws if LOOM_F32_MATMUL is set
+// to something other than onednn or openblas.
 MatmulPrecision resolve_precision(MatmulPrecision requested);
 
 const char* precision_name(MatmulPrecision p);  // "f32", "bf16"
