@@ -1,31 +1,54 @@
-// `loom info`: what this build and machine will use (matmul backends, threads, comm backends).
+// `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
+// and with --nproc/--tp/--pp the process mesh a job of that shape would have.
 #include <cblas.h>
 #include <omp.h>
 
 #include <iostream>
+#include <memory>
 
 #include "command_registry.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
+#include "loom/parallel/mesh.hpp"
 
 extern "C" char* openblas_get_corename();
 
-static const bool registered = loom::cli::register_command(
-    "info", "Print the matmul backends, thread counts and communication backends in use",
-    [](CLI::App&) {
-      return [] {
-        namespace k = loom::kernels;
-        std::cout << "matmul: f32 on " << k::backend_name(k::f32_backend()) << ", bf16 "
-                  << (k::bf16_matmul_available() ? "on oneDNN (AVX512_BF16)" : "unavailable")
-                  << ", double on OpenBLAS\n"
-                  << "openblas: " << openblas_get_config() << "\n"
-                  << "openblas core: " << openblas_get_corename() << "\n"
-                  << "openblas threads: " << openblas_get_num_threads() << "\n"
-                  << "openmp threads: " << omp_get_max_threads() << "\n"
+namespace {
+
+struct Options {
+  int nproc = 0;
+  int tp = 1;
+  int pp = 1;
+};
+
+int run(const Options& o) {
+  // Checked first: a shape that does not fit is an error before anything is printed.
+  const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp);
+  namespace k = loom::kernels;
+  std::cout << "matmul: f32 on " << k::backend_name(k::f32_backend()) << ", bf16 "
+            << (k::bf16_matmul_available() ? "on oneDNN (AVX512_BF16)" : "unavailable")
+            << ", double on OpenBLAS\n"
+            << "openblas: " << openblas_get_config() << "\n"
+            << "openblas core: " << openblas_get_corename() << "\n"
+            << "openblas threads: " << openblas_get_num_threads() << "\n"
+            << "openmp threads: " << omp_get_max_threads() << "\n"
 #ifdef LOOM_WITH_MPI
-                  << "backends: shm mpi\n";
+            << "backends: shm mpi\n";
 #else
-                  << "backends: shm\n";
+            << "backends: shm\n";
 #endif
-        return 0;
-      };
+  if (o.nproc > 0) std::cout << loom::parallel::describe_mesh(shape);
+  return 0;
+}
+
+}  // namespace
+
+static const bool registered = loom::cli::register_command(
+    "info", "Print the matmul backends, thread counts, communication backends and a process mesh",
+    [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--nproc", o->nproc, "world size of the mesh to print (0: no mesh)")
+          ->check(CLI::NonNegativeNumber);
+      app.add_option("--tp", o->tp, "tensor-parallel ranks per model replica")->default_str("1");
+      app.add_option("--pp", o->pp, "pipeline stages")->default_str("1");
+      return [o] { return run(*o); };
     });

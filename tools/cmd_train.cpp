@@ -2,7 +2,8 @@
 // flag (--lr 1e-3) that overrides the file, under its own name and, for names with underscores,
 // a dashed alias (--grad-accum = --grad_accum). --resume continues from a checkpoint.
 // Data parallel: `--nproc N` relaunches this command as N local ranks (loom launch, shm
-// backend); under `loom launch` or mpirun the process trains as its rank of the job.
+// backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
+// splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "loom/core/cpu_env.hpp"
 #include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
+#include "loom/parallel/mesh.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trainer.hpp"
@@ -56,14 +58,20 @@ int run(const Options& o) {
     checkpoint_dir = loom::resolve_checkpoint(path);
     if (o.config.empty()) {  // without --config, a resumed run starts from the checkpoint's own
       j = loom::read_checkpoint_state(checkpoint_dir).config;
-      // The world size is not part of the run: it resumes on as many ranks as this command asks.
-      if (j.is_object() && j.contains("train") && j["train"].is_object()) j["train"].erase("nproc");
+      // The world and its layout are not part of the run: it resumes on as many ranks, split as
+      // this command asks.
+      if (j.is_object() && j.contains("train") && j["train"].is_object())
+        for (const char* key : {"nproc", "tp", "pp"}) j["train"].erase(key);
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;
     }
   }
   const loom::RunConfig config = loom::parse_run_config(j, origin);
   const loom::launch::RankEnvironment env = loom::launch::detect_environment();
+  // A --tp or --pp that does not fit the world is refused before anything starts.
+  const bool launching = env.launcher == loom::launch::Launcher::None;
+  loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
+                             config.train.pp);
   if (config.train.nproc > 1 && env.launcher == loom::launch::Launcher::None)
     return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), {});
   // Ranks on one host share its cores: by default each takes its part rather than all of them.
@@ -98,9 +106,10 @@ static const bool registered = loom::cli::register_command(
                                ->group(f.section == "model" ? "Model fields" : "Train fields");
       }
       app.footer(
-          "Data parallel: batch_size is per rank; the global batch is batch_size x ranks x "
-          "grad_accum.\n  loom train --config configs/tiny.json --nproc 4       (4 local ranks, "
+          "Data parallel: batch_size is per data-parallel rank; the global batch is batch_size x "
+          "ranks / tp x grad_accum.\n  loom train --config configs/tiny.json --nproc 4       (4 local ranks, "
           "shared memory)\n  mpirun -np 4 loom train --config configs/tiny.json  (Open MPI, one "
-          "or many hosts)");
+          "or many hosts)\n  loom train --config configs/tiny.json --nproc 4 --tp 2  (2 data-parallel "
+          "replicas, each split over 2 ranks)");
       return [o] { return run(*o); };
     });

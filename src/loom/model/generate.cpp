@@ -47,11 +47,12 @@ std::vector<int32_t> generate(GPTModel<T>& model, const std::vector<int32_t>& pr
   const int ctx = model.config().context_len, V = model.config().vocab_size;
   std::vector<int32_t> text = prompt;
   std::vector<int32_t> out;
+  std::vector<T> last(V);
   for (int i = 0; i < max_new_tokens; ++i) {
     const int n = std::min<int>(static_cast<int>(text.size()), ctx);
     model.forward(text.data() + text.size() - n, nullptr, 1, n, /*train=*/false);
-    const int32_t next =
-        sample_token(model.logits() + static_cast<size_t>(n - 1) * V, V, opts, rng);
+    model.logits_row(n - 1, last.data());
+    const int32_t next = sample_token(last.data(), V, opts, rng);
     text.push_back(next);
     out.push_back(next);
   }

@@ -20,7 +20,9 @@ template <typename T>
 int32_t sample_token(const T* logits, int V, const SampleOptions& opts, Rng& rng);
 
 // Generates max_new_tokens tokens after `prompt` (non-empty) and returns only the new ones. The
-// model sees at most the last context_len tokens of prompt + generated text.
+// model sees at most the last context_len tokens of prompt + generated text. Under tensor
+// parallelism every tp rank calls it with the same rng state (it is collective over the group)
+// and they all get the same tokens.
 template <typename T>
 std::vector<int32_t> generate(GPTModel<T>& model, const std::vector<int32_t>& prompt,
                               int max_new_tokens, const SampleOptions& opts, Rng& rng);

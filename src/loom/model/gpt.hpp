@@ -2,6 +2,16 @@
 // GPT-2 model: flat parameter/gradient buffers, explicit forward and backward.
 // Templated on the scalar type so the whole model can be checked against finite differences in
 // double precision; training uses GPT = GPTModel<float>.
+//
+// One class serves every layout: a model holds a ModelShard — a pipeline stage (blocks
+// [first_block, last_block), with the embedding on the first stage and ln_f + LM head + loss on
+// the last) cut for tensor parallelism (Megatron-LM: c_attn and mlp.c_fc column-parallel,
+// attn.c_proj and mlp.c_proj row-parallel, vocab-parallel wte / LM head / cross-entropy). The
+// whole model on one rank is the default shard, run through the same code. Tensor parallelism
+// communicates only through a TensorParallelGroup: one all-reduce per block half in forward
+// (after each row-parallel projection) and the conjugate one in backward (of the gradient
+// entering each column-parallel projection's input LayerNorm), plus the embedding's all-reduce,
+// the LM head's input-gradient all-reduce and the cross-entropy's max and sum-exp.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -10,7 +20,9 @@
 
 #include "loom/core/rng.hpp"
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/model_shard.hpp"
 #include "loom/model/param_layout.hpp"
+#include "loom/model/tp_group.hpp"
 
 namespace loom {
 
@@ -19,12 +31,16 @@ struct KernelProfile;
 template <typename T>
 class GPTModel {
  public:
-  explicit GPTModel(const GPTConfig& config);
+  // `tp`: the shard's tensor-parallel group (its size and rank must be shard's tp_size and
+  // tp_rank; it must outlive the model); nullptr when tp_size is 1.
+  explicit GPTModel(const GPTConfig& config, const ModelShard& shard = {},
+                    TensorParallelGroup* tp = nullptr);
   ~GPTModel();
   GPTModel(const GPTModel&) = delete;
   GPTModel& operator=(const GPTModel&) = delete;
 
   const GPTConfig& config() const;
+  const ModelShard& shard() const;
   const std::vector<ParamInfo>& layout() const;
   size_t num_params() const;
   T* params();
@@ -34,25 +50,50 @@ class GPTModel {
 
   // GPT-2 initialisation from `seed`: weights N(0, 0.02), residual projections
   // (attn.c_proj.weight, mlp.c_proj.weight) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm gains 1.
+  // Every shard draws the whole model's values and keeps its piece, so any layout starts from
+  // the same model.
   void init_weights(uint64_t seed);
 
-  // tokens, targets: (B, T) int32 with B = batch, T = seq <= context_len; targets may be nullptr
-  // (inference).
+  // Forward of a stage with the embedding. tokens, targets: (B, T) int32 with B = batch,
+  // T = seq <= context_len; targets may be nullptr (inference; ignored without the head).
   // Activation buffers are allocated for the largest B*T seen and reused afterwards.
   // Dropout is applied only when train && config().dropout > 0, drawing from *dropout_rng.
-  // Returns the mean cross-entropy over the B*T targets (0 when targets == nullptr).
+  // Returns the mean cross-entropy over the B*T targets (0 without targets or without the head).
+  // Collective over the tp group.
   T forward(const int32_t* tokens, const int32_t* targets, int batch, int seq, bool train,
             Rng* dropout_rng = nullptr);
-  // Logits (B, T, V) of the last forward (after backward(): their gradient, computed in place).
+  // Forward of a stage without the embedding: `input` (B, T, C) is the previous stage's
+  // output() (copied). Otherwise as forward().
+  T forward_activation(const T* input, const int32_t* targets, int batch, int seq, bool train,
+                       Rng* dropout_rng = nullptr);
+  // (B, T, C): the residual stream after the stage's last block, for the next stage.
+  const T* output() const;
+  // This rank's logits (B, T, local_vocab()) of the last forward (a stage with the head): the
+  // whole vocabulary at tp 1, its vocab-parallel columns otherwise (after backward(): their
+  // gradient, computed in place).
   const T* logits() const;
+  int local_vocab() const;
+  // Collective over the tp group: out[0, vocab_size) = the whole-vocabulary logits of row n
+  // of the last forward.
+  void logits_row(int n, T* out) const;
 
-  // Backward of the last forward (which had targets), once: it turns logits() into the logits'
-  // gradient in place. Adds loss_scale * d(mean loss)/d(param)
+  // Backward of the last forward (which had targets) of a stage with the head, once: it turns
+  // logits() into the logits' gradient in place. Adds loss_scale * d(mean loss)/d(param)
   // into grads() (accumulates: call zero_grad() between steps). After the gradient slice
-  // grads()[begin, end) is final, calls on_ready(begin, end); slices come in backward order.
+  // grads()[begin, end) is final, calls on_ready(begin, end); slices come in backward order,
+  // from the end of the buffer to its start. Collective over the tp group.
   using GradReadyFn = std::function<void(size_t begin, size_t end)>;
   void backward(T loss_scale = T(1), const GradReadyFn& on_ready = {});
+  // Backward of a stage without the head: `doutput` (B, T, C) is the gradient of output().
+  void backward_from_output(const T* doutput, const GradReadyFn& on_ready = {});
+  // (B, T, C): after the backward of a stage without the embedding, the gradient of its input.
+  const T* input_grad() const;
   void zero_grad();
+
+  // Bytes of the activation buffers (everything kept between forward and backward plus the
+  // backward's scratch), and of the logits among them, as planned for the largest batch seen.
+  size_t activation_bytes() const;
+  size_t logits_bytes() const;
 
   // Attach a per-kernel timing profile (nullptr detaches); used by `loom bench train`.
   void set_profile(KernelProfile* profile);

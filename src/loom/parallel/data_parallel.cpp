@@ -3,12 +3,16 @@
 #include "loom/core/check.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/parallel/replica_check.hpp"
+#include "loom/parallel/tensor_parallel.hpp"
 
 namespace loom::parallel {
 
 DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWParams& hp,
-                           const DataParallelOptions& opts)
-    : comm_(comm && comm->size() > 1 ? comm : nullptr), model_(model), hp_(hp) {
+                           const DataParallelOptions& opts, comm::Communicator* tp)
+    : comm_(comm && comm->size() > 1 ? comm : nullptr),
+      tp_(tp && tp->size() > 1 ? tp : nullptr),
+      model_(model),
+      hp_(hp) {
   if (comm_ && opts.zero == 2) {
     // ZeRO-2: each bucket is reduce-scattered during backward; the buckets are the partitions
     // of the sharded optimizer.
@@ -50,6 +54,17 @@ void DataParallel::reduce_gradients() {
 }
 
 double DataParallel::grad_sq_sum() {
+  if (tp_) {
+    const std::vector<FlatRange> mine =
+        zero_ ? zero_->shard_ranges() : std::vector<FlatRange>{{0, model_.num_params()}};
+    double sum = 0;
+    for (const FlatRange& r : mine) {
+      sum += sharded_grad_sq_sum(model_.grads(), model_.layout(), r.begin, r.end,
+                                 tp_->rank() == 0);
+    }
+    if (zero_) sum = allreduce_sum(*comm_, sum);
+    return allreduce_sum(*tp_, sum);
+  }
   if (zero_) return zero_->grad_sq_sum(model_.grads());
   // After the all-reduce every rank holds the same averaged gradient: the local sum is global.
   return loom::grad_sq_sum(model_.grads(), model_.num_params());

@@ -9,6 +9,9 @@
 //                      last backward (GradientBuckets), each bucket one partition of the shards.
 // The clip norm is always the global norm of the averaged gradient. Every method marked
 // collective must be called by all ranks in the same order.
+// Under tensor parallelism (tp group given) each rank holds shards: gradients are still averaged
+// over the data-parallel group only, and the norm sums the shards over the tp group, counting
+// the replicated tensors (LayerNorms, row-parallel biases) once.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -28,9 +31,10 @@ struct DataParallelOptions {
 
 class DataParallel {
  public:
-  // comm: the data-parallel group, or nullptr for a single process. `model` must outlive this.
+  // comm: the data-parallel group, or nullptr for a single process; tp: the model's
+  // tensor-parallel group, or nullptr for tp 1. `model` must outlive this.
   DataParallel(comm::Communicator* comm, GPT& model, const AdamWParams& hp,
-               const DataParallelOptions& opts);
+               const DataParallelOptions& opts, comm::Communicator* tp = nullptr);
 
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world() const { return comm_ ? comm_->size() : 1; }
@@ -60,6 +64,7 @@ class DataParallel {
 
  private:
   comm::Communicator* comm_;
+  comm::Communicator* tp_;
   GPT& model_;
   AdamWParams hp_;
   std::optional<AdamW> adamw_;           // zero 0

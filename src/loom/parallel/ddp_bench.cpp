@@ -14,16 +14,11 @@
 #include "loom/core/timer.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/data_parallel.hpp"
 
 namespace loom::parallel {
 namespace {
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 size_t bucket_bytes(double mb) { return static_cast<size_t>(mb * (1 << 20)); }
 
@@ -50,23 +45,12 @@ class SharedClock {
 // Runs one measurement as `world` local ranks; returns rank 0's result.
 DdpBenchResult launch_measurement(const DdpBenchOptions& o, int world, double bucket_mb,
                                   const std::string& program) {
-  const std::string out = (std::filesystem::temp_directory_path() /
-                           ("loom-ddp-bench-" + std::to_string(getpid()) + ".json"))
-                              .string();
-  std::filesystem::remove(out);
-  const std::vector<std::string> args = {
-      "bench", "ddp", "--config", o.config, "--batch", std::to_string(o.batch), "--seq",
-      std::to_string(o.seq), "--steps", std::to_string(o.steps), "--warmup",
-      std::to_string(o.warmup), "--bucket_mb", std::to_string(bucket_mb), "--worker-out", out};
-  launch::LaunchOptions lo;
-  lo.program = program;
-  const int rc = launch::launch_local(world, args, lo);
-  LOOM_CHECK(rc == 0, "bench ddp: the ", world, "-rank measurement failed (exit code ", rc, ")");
-  std::ifstream in(out);
-  std::string line;
-  LOOM_CHECK(in && std::getline(in, line), "bench ddp: the ", world, "-rank job wrote no result to ", out);
-  std::filesystem::remove(out);
-  return ddp_bench_result_from_json(line);
+  return ddp_bench_result_from_json(run_bench_job(
+      world,
+      {"bench", "ddp", "--config", o.config, "--batch", std::to_string(o.batch), "--seq",
+       std::to_string(o.seq), "--steps", std::to_string(o.steps), "--warmup",
+       std::to_string(o.warmup), "--bucket_mb", std::to_string(bucket_mb)},
+      program, "bench ddp: the " + std::to_string(world) + "-rank measurement"));
 }
 
 }  // namespace

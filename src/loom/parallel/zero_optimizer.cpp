@@ -40,8 +40,8 @@ void ZeroOptimizer::reduce_gradients(float* grads) {
 
 double ZeroOptimizer::grad_sq_sum(const float* grads) {
   double local = 0;
-  for (const Part& p : parts_) {
-    local += loom::grad_sq_sum(grads + p.opt.begin(), p.opt.end() - p.opt.begin());
+  for (const FlatRange& r : shard_ranges()) {
+    local += loom::grad_sq_sum(grads + r.begin, r.end - r.begin);
   }
   return allreduce_sum(comm_, local);
 }
@@ -77,10 +77,10 @@ void ZeroOptimizer::load_full_state(const AdamW& full) {
   }
 }
 
-size_t ZeroOptimizer::shard_elements() const {
-  size_t n = 0;
-  for (const Part& p : parts_) n += p.opt.end() - p.opt.begin();
-  return n;
+std::vector<FlatRange> ZeroOptimizer::shard_ranges() const {
+  std::vector<FlatRange> out;
+  for (const Part& p : parts_) out.push_back({p.opt.begin(), p.opt.end()});
+  return out;
 }
 
 }  // namespace loom::parallel

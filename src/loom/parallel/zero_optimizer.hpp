@@ -46,8 +46,8 @@ class ZeroOptimizer {
   AdamW full_state() const;
   void load_full_state(const AdamW& full);
 
-  // Elements of this rank's shard (the sum of its blocks).
-  size_t shard_elements() const;
+  // This rank's shard: one flat range per partition, in buffer order.
+  std::vector<FlatRange> shard_ranges() const;
 
  private:
   struct Part {

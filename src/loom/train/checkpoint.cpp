@@ -135,6 +135,7 @@ std::string save_checkpoint(const std::string& out_dir, const CheckpointState& s
                             {"world_size", state.world_size},
                             {"tokenizer", state.tokenizer},
                             {"config", state.config},
+                            {"layout", state.layout},
                             {"files", files}};
   const std::string text = j.dump(2) + "\n";
   SyncedFile sf(tmp + "/" + kStateFile);

@@ -9,6 +9,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
+#include "loom/model/model_shard.hpp"
 
 namespace loom {
 namespace {
@@ -47,9 +48,11 @@ void visit_train_fields(C& c, F&& f) {
   f("threads", c.threads, "OpenMP/BLAS threads per rank; 0: all cores, divided among the ranks on this host");
   f("precision", c.precision, "matmul inputs: f32, or bf16 (autocast-style: weights, gradients, optimizer and reductions stay f32)");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
-  f("nproc", c.nproc, "data-parallel ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
+  f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
+  f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
+  f("pp", c.pp, "pipeline stages; only 1 so far");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -129,6 +132,9 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
+  LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
+  check_tp_divides_heads(rc.model, c.tp, "--tp");
+  LOOM_CHECK(c.pp == 1, "pp must be 1 (pipeline parallelism is not implemented yet), got ", c.pp);
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

@@ -48,6 +48,9 @@ struct TrainConfig {
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
+  // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
+  int tp = 1;  // tensor-parallel ranks per model replica
+  int pp = 1;  // pipeline stages (1 until pipeline parallelism exists)
 };
 
 struct RunConfig {

@@ -17,6 +17,8 @@
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/parallel/mesh.hpp"
+#include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
@@ -57,11 +59,25 @@ std::string config_diff(const nlohmann::json& saved, const nlohmann::json& now) 
 
 bool due(int64_t step, int64_t freq) { return freq > 0 && step % freq == 0; }
 
+// The mesh of `world` for the config's tp and pp (none for a single process, where they must
+// be 1).
+std::unique_ptr<parallel::Mesh> make_mesh(const TrainConfig& c, comm::Communicator* world) {
+  const parallel::MeshShape shape = parallel::mesh_shape(world ? world->size() : 1, c.tp, c.pp);
+  return world ? std::make_unique<parallel::Mesh>(*world, shape) : nullptr;
+}
+
+size_t buffer_size(const std::vector<ParamInfo>& layout) {
+  return layout.back().offset + layout.back().numel;
+}
+
 }  // namespace
 
 struct Trainer::Impl {
   RunConfig cfg;
-  int rank, world;
+  std::unique_ptr<parallel::Mesh> mesh;
+  std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // tp > 1
+  int world_rank;
+  int rank, world;  // data-parallel rank and size: the data and the loss are split over these
   GPT model;
   parallel::DataParallel dp;
   LrSchedule schedule;
@@ -78,11 +94,14 @@ struct Trainer::Impl {
 
   Impl(const RunConfig& c, comm::Communicator* comm)
       : cfg(c),
-        rank(comm ? comm->rank() : 0),
-        world(comm ? comm->size() : 1),
-        model(c.model),
-        dp(comm, model, {c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay},
-           {c.train.zero, c.train.bucket_mb}),
+        mesh(make_mesh(c.train, comm)),
+        tp(c.train.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp()) : nullptr),
+        world_rank(comm ? comm->rank() : 0),
+        rank(mesh ? mesh->coord().dp : 0),
+        world(mesh ? mesh->shape().dp : 1),
+        model(c.model, ModelShard{mesh ? mesh->coord().tp : 0, c.train.tp}, tp.get()),
+        dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
+           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
@@ -132,6 +151,10 @@ struct Trainer::Impl {
     return dp.sum(sum) / static_cast<double>(count);
   }
 
+  AdamWParams adamw_params() const {
+    return {cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay};
+  }
+
   void print_step(const StepStats& s) const {
     char line[256];
     std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | norm %.2f%s | %.0f tok/s",
@@ -158,14 +181,29 @@ void Trainer::resume(const std::string& checkpoint) {
   LOOM_CHECK(state.config.is_object() && state.config.contains("model") && state.config["model"] == model_now,
              dir, ": the checkpoint's model config differs from this run's: ",
              config_diff(state.config.value("model", nlohmann::json::object()), model_now));
-  load_checkpoint_params(dir, m.model.layout(), m.model.params());
-  m.dp.load_full_optimizer(
-      [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
+  if (!m.tp) {
+    load_checkpoint_params(dir, m.model.layout(), m.model.params());
+    m.dp.load_full_optimizer(
+        [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
+  } else {
+    // The checkpoint holds whole tensors: each rank keeps its pieces.
+    const auto whole_layout = gpt_param_layout(m.cfg.model);
+    std::vector<float> whole(buffer_size(whole_layout));
+    load_checkpoint_params(dir, whole_layout, whole.data());
+    parallel::scatter_whole(m.model.layout(), whole.data(), whole_layout, m.model.params());
+    m.dp.load_full_optimizer([&](AdamW& opt) {
+      AdamW full(whole_layout, m.adamw_params());
+      load_checkpoint_optimizer(dir, whole_layout, full);
+      parallel::scatter_whole(m.model.layout(), full.m(), whole_layout, opt.m());
+      parallel::scatter_whole(m.model.layout(), full.v(), whole_layout, opt.v());
+      opt.set_step_count(full.step_count());
+    });
+  }
   m.loader.set_position(state.data);
   m.dropout_rng.set_state(state.dropout_rng);
   m.step = state.step;
   m.resumed = true;
-  if (m.rank == 0) std::cout << "resumed from " << dir << " at step " << m.step << std::endl;
+  if (m.world_rank == 0) std::cout << "resumed from " << dir << " at step " << m.step << std::endl;
 }
 
 StepStats Trainer::step() {
@@ -182,7 +220,7 @@ StepStats Trainer::step() {
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
     LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
-               m.rank, ": training diverged (try a lower lr)");
+               m.world_rank, ": training diverged (try a lower lr)");
     // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
     const bool last = a + 1 == c.grad_accum;
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
@@ -232,14 +270,27 @@ std::string Trainer::save() {
   s.step = m.step;
   s.data = m.loader.position();
   s.dropout_rng = m.dropout_rng.state();
-  s.world_size = m.world;
+  s.world_size = m.mesh ? m.mesh->shape().world() : 1;
   s.tokenizer = m.tokenizer_name;
   s.config = to_json(m.cfg);
+  s.layout = {{"pp", m.cfg.train.pp}, {"dp", m.world}, {"tp", m.cfg.train.tp}};
   std::string dir;
   m.dp.with_full_optimizer([&](const AdamW& opt) {
-    if (m.rank != 0) return;
-    dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
-    prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
+    if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
+    if (!m.tp) {
+      dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
+    } else {
+      // Collective over the tp group: the shards assembled into whole tensors.
+      const auto whole_layout = gpt_param_layout(m.cfg.model);
+      std::vector<float> whole(buffer_size(whole_layout));
+      AdamW full(whole_layout, m.adamw_params());
+      parallel::gather_whole(m.mesh->tp(), m.model.layout(), m.model.params(), whole_layout, whole.data());
+      parallel::gather_whole(m.mesh->tp(), m.model.layout(), opt.m(), whole_layout, full.m());
+      parallel::gather_whole(m.mesh->tp(), m.model.layout(), opt.v(), whole_layout, full.v());
+      full.set_step_count(opt.step_count());
+      if (m.world_rank == 0) dir = save_checkpoint(m.cfg.train.out_dir, s, whole_layout, whole.data(), full);
+    }
+    if (m.world_rank == 0) prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
   });
   return dir;
 }
@@ -247,7 +298,7 @@ std::string Trainer::save() {
 void Trainer::run() {
   Impl& m = *impl_;
   const TrainConfig& c = m.cfg.train;
-  const bool main = m.rank == 0;
+  const bool main = m.world_rank == 0;
   const std::string latest = c.out_dir + "/latest";
   LOOM_CHECK(m.resumed || !fs::exists(latest), c.out_dir, " already holds checkpoints (", latest,
              "): pass --resume latest to continue them, or choose another --out_dir");
@@ -257,11 +308,12 @@ void Trainer::run() {
   if (main) {
     fs::create_directories(c.out_dir);
     if (!c.log_file.empty()) log = MetricsLog((fs::path(c.out_dir) / c.log_file).string());
-    std::cout << "model: " << m.model.num_params() << " parameters, " << m.cfg.model.n_layer
+    std::cout << "model: " << m.cfg.model.num_params() << " parameters, " << m.cfg.model.n_layer
               << " layers, d_model " << m.cfg.model.d_model << " | data: " << m.train_data.num_tokens()
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
               << " | tokenizer " << m.tokenizer_name << " | " << m.world << " rank(s), global batch "
               << c.batch_size * m.world * c.grad_accum << " sequences"
+              << (c.tp > 1 ? " | dp " + std::to_string(m.world) + " x tp " + std::to_string(c.tp) : "")
               << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
               << kernels::precision_name(m.precision) << " matmuls" << std::endl;
   }
@@ -284,7 +336,11 @@ void Trainer::run() {
       }
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
-    if (main && due(m.step, sample_freq)) std::cout << "sample: " << sample() << std::endl;
+    if (due(m.step, sample_freq)) {
+      // Generation is collective over the tp group: replica 0's tp ranks sample together.
+      const std::string text = m.rank == 0 ? sample() : "";
+      if (main) std::cout << "sample: " << text << std::endl;
+    }
     if (due(m.step, c.save_freq) || last) {
       const std::string dir = save();
       if (main) std::cout << "saved " << dir << std::endl;

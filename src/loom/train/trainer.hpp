@@ -4,8 +4,10 @@
 //   -> gradients averaged over the data-parallel ranks (parallel::DataParallel: bucketed
 //      all-reduce overlapped with the last backward, or ZeRO-1's reduce-scatter)
 //   -> global-norm clipping -> AdamW step at the schedule's learning rate.
-// Each rank reads its share of every batch through a DistributedSampler (rank, world), so N
-// ranks with batch b see exactly the batches of one rank with batch N*b. Logged losses are
+// Each data-parallel rank reads its share of every batch through a DistributedSampler (dp rank,
+// dp size), so N ranks with batch b see exactly the batches of one rank with batch N*b; the tp
+// ranks of one replica (parallel::Mesh) share its batch and hold the model's shards, which
+// checkpoints store as whole tensors (any layout resumes any checkpoint). Logged losses are
 // averaged over the ranks; evaluation splits its windows over the ranks. Rank 0 alone prints,
 // writes the metrics log and saves checkpoints, which hold no per-rank state and resume on any
 // world size. A resumed run reproduces the uninterrupted run bit for bit (same world layout and
@@ -37,9 +39,9 @@ struct EvalStats {
 
 class Trainer {
  public:
-  // Builds the model (initialised from train.seed), datasets, sampler and optimizer; checks the
-  // data against the config. Writes nothing. `comm` is the data-parallel group (it must outlive
-  // the trainer); nullptr: a single process.
+  // Builds the process mesh (train.tp x data-parallel ranks), the model shard (initialised from
+  // train.seed), datasets, sampler and optimizer; checks the data against the config. Writes
+  // nothing. `comm` is the world (it must outlive the trainer); nullptr: a single process.
   explicit Trainer(const RunConfig& config, comm::Communicator* comm = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;

@@ -1,0 +1,37 @@
+#include "loom/model/model_shard.hpp"
+
+#include <string>
+
+#include "loom/core/check.hpp"
+
+namespace loom {
+
+int padded_vocab(int vocab_size, int tp_size) {
+  return (vocab_size + tp_size - 1) / tp_size * tp_size;
+}
+
+void check_tp_divides_heads(const GPTConfig& config, int tp_size, const char* flag) {
+  if (tp_size >= 1 && config.n_head % tp_size == 0) return;
+  std::string valid;
+  for (int t = 1; t <= config.n_head; ++t) {
+    if (config.n_head % t != 0) continue;
+    if (!valid.empty()) valid += ", ";
+    valid += std::to_string(t);
+  }
+  LOOM_FAIL(flag, " ", tp_size, ": tensor parallelism splits the attention heads, so it must divide n_head = ",
+            config.n_head, " (valid: ", valid, ")");
+}
+
+void ModelShard::validate(const GPTConfig& c) const {
+  check_tp_divides_heads(c, tp_size, "tp_size");
+  LOOM_CHECK(tp_rank >= 0 && tp_rank < tp_size, "model shard: tp_rank ", tp_rank,
+             " is outside [0, tp_size = ", tp_size, ")");
+  const int last = end_block(c);
+  LOOM_CHECK(first_block >= 0 && first_block <= last && last <= c.n_layer,
+             "model shard: blocks [", first_block, ", ", last, ") are not a range of [0, n_layer = ",
+             c.n_layer, "]");
+  LOOM_CHECK(first_block < last || has_embedding || has_head,
+             "model shard: a stage needs at least one block, the embedding or the head");
+}
+
+}  // namespace loom

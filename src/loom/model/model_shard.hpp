@@ -1,0 +1,32 @@
+#pragma once
+// Which part of the model one rank holds: its tensor-parallel slice (tp_rank of tp_size) of the
+// pipeline stage made of blocks [first_block, last_block), with the embedding (first stage) and
+// ln_f + LM head + loss (last stage). The tied wte lives on every stage that has the embedding or
+// the head. The default is the whole model on one rank.
+#include <cstdint>
+
+#include "loom/model/gpt_config.hpp"
+
+namespace loom {
+
+struct ModelShard {
+  int tp_rank = 0, tp_size = 1;
+  int first_block = 0;
+  int last_block = -1;  // one past the stage's last block; -1: n_layer
+  bool has_embedding = true, has_head = true;
+
+  int end_block(const GPTConfig& c) const { return last_block < 0 ? c.n_layer : last_block; }
+  // Throws loom::Error naming the field when the shard does not fit `config` (e.g. tp_size not
+  // dividing n_head, an empty or out-of-range block range).
+  void validate(const GPTConfig& config) const;
+};
+
+// The vocabulary padded to a multiple of tp_size, as Megatron pads it: every tp rank holds
+// padded_vocab / tp_size rows of wte; the padding rows are never predicted and never saved.
+int padded_vocab(int vocab_size, int tp_size);
+
+// "--tp T" errors: T must divide n_head (and so d_model, 3 d_model, 4 d_model). Names `flag`
+// and lists the valid values.
+void check_tp_divides_heads(const GPTConfig& config, int tp_size, const char* flag);
+
+}  // namespace loom

@@ -1,0 +1,25 @@
+#pragma once
+// The tensor-parallel ranks of one model replica, as the model sees them: the only way tensor
+// parallelism communicates. The model does not know the comm backends (parallel/tensor_parallel
+// implements this over a Communicator), so tests can run it in double precision. A model built
+// without a group is tp 1 and runs exactly the single-rank code path.
+//
+// Every call is collective over the group, in the same order on every rank, and leaves the same
+// bytes on every rank (the replicated tensors' gradients rely on it).
+#include <cstddef>
+
+namespace loom {
+
+class TensorParallelGroup {
+ public:
+  virtual ~TensorParallelGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // data[0, n) <- elementwise sum (max) over the ranks.
+  virtual void allreduce_sum(float* data, size_t n) = 0;
+  virtual void allreduce_sum(double* data, size_t n) = 0;
+  virtual void allreduce_max(float* data, size_t n) = 0;
+  virtual void allreduce_max(double* data, size_t n) = 0;
+};
+
+}  // namespace loom

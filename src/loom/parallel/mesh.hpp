@@ -1,0 +1,61 @@
+#pragma once
+// The process mesh: world ranks arranged as pp x dp x tp, tp varying fastest (tp peers are
+// neighbours in rank order, so they share a host and its fastest links), then dp, then pp, as
+// Megatron-LM orders them:
+//   world_rank = (pp * dp_size + dp) * tp_size + tp
+// Every parallelism strategy asks the mesh for its group:
+//   tp         the tp_size ranks of one model replica's stage (tensor-parallel all-reduces)
+//   dp         the ranks holding the same piece of the model (gradient averaging, ZeRO)
+//   pp         the stages of one (dp, tp) column (activations and gradients, point to point)
+//   embedding  the first and last stage of that column, which both hold the tied wte
+//              (one rank when pp is 1)
+// The groups are made once, by Communicator::split, in the same order on every rank.
+#include <memory>
+#include <string>
+
+#include "loom/comm/communicator.hpp"
+
+namespace loom::parallel {
+
+struct MeshShape {
+  int pp = 1, dp = 1, tp = 1;
+  int world() const { return pp * dp * tp; }
+};
+
+struct MeshCoord {
+  int pp = 0, dp = 0, tp = 0;
+};
+
+// The shape of `world` ranks split into tp-wide and pp-deep pieces (dp = what remains). Throws
+// loom::Error naming the flag (--tp, --pp), its value and the valid values when they do not
+// divide the world.
+MeshShape mesh_shape(int world, int tp, int pp);
+
+MeshCoord mesh_coord(const MeshShape& s, int world_rank);
+int mesh_rank(const MeshShape& s, const MeshCoord& c);
+
+// One line per world rank: its coordinates and the world ranks of its groups, e.g.
+//   rank 3: pp 0 dp 1 tp 1 | tp [2,3] dp [1,3] pp [3] embedding [3]
+std::string describe_mesh(const MeshShape& s);
+
+class Mesh {
+ public:
+  // Collective over `world` (which must outlive the mesh): makes the groups.
+  Mesh(comm::Communicator& world, const MeshShape& shape);
+
+  const MeshShape& shape() const { return shape_; }
+  const MeshCoord& coord() const { return coord_; }
+  comm::Communicator& world() { return world_; }
+  comm::Communicator& tp() { return *tp_; }
+  comm::Communicator& dp() { return *dp_; }
+  comm::Communicator& pp() { return *pp_; }
+  comm::Communicator& embedding() { return *embedding_; }
+
+ private:
+  comm::Communicator& world_;
+  MeshShape shape_;
+  MeshCoord coord_;
+  std::unique_ptr<comm::Communicator> tp_, dp_, pp_, embedding_;
+};
+
+}  // namespace loom::parallel

@@ -1,0 +1,99 @@
+#include "loom/parallel/tensor_parallel.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "loom/core/check.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/optim/grad_clip.hpp"
+
+namespace loom::parallel {
+
+void CommTensorParallelGroup::allreduce_sum(float* data, size_t n) {
+  Timer t;
+  comm_.allreduce(data, n, comm::ReduceOp::Sum);
+  seconds_ += t.seconds();
+  ++calls_;
+}
+
+template <typename T, typename Op>
+void CommTensorParallelGroup::gather_reduce(T* data, size_t n, Op op) {
+  Timer t;
+  // Every rank's n values as floats' worth of bytes, in rank order.
+  const size_t words = n * sizeof(T) / sizeof(float), ranks = comm_.size();
+  static_assert(sizeof(T) % sizeof(float) == 0);
+  scratch_.resize(words * ranks);
+  std::memcpy(scratch_.data() + words * rank(), data, n * sizeof(T));
+  comm_.allgather(scratch_.data(), scratch_.size());
+  const T* all = reinterpret_cast<const T*>(scratch_.data());
+  for (size_t i = 0; i < n; ++i) {
+    T acc = all[i];
+    for (size_t r = 1; r < ranks; ++r) acc = op(acc, all[r * n + i]);
+    data[i] = acc;
+  }
+  seconds_ += t.seconds();
+  ++calls_;
+}
+
+void CommTensorParallelGroup::allreduce_sum(double* data, size_t n) {
+  gather_reduce(data, n, [](double a, double b) { return a + b; });
+}
+void CommTensorParallelGroup::allreduce_max(float* data, size_t n) {
+  gather_reduce(data, n, [](float a, float b) { return std::max(a, b); });
+}
+void CommTensorParallelGroup::allreduce_max(double* data, size_t n) {
+  gather_reduce(data, n, [](double a, double b) { return std::max(a, b); });
+}
+
+namespace {
+
+std::map<std::string, const ParamInfo*> by_name(const std::vector<ParamInfo>& layout) {
+  std::map<std::string, const ParamInfo*> out;
+  for (const auto& p : layout) out[p.name] = &p;
+  return out;
+}
+
+size_t total(const std::vector<ParamInfo>& layout) {
+  return layout.empty() ? 0 : layout.back().offset + layout.back().numel;
+}
+
+}  // namespace
+
+void gather_whole(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
+                  const float* local, const std::vector<ParamInfo>& whole_layout, float* whole) {
+  const auto at = by_name(whole_layout);
+  const size_t n = total(whole_layout);
+  std::fill(whole, whole + n, 0.0f);
+  for (const auto& p : local_layout) {
+    const auto it = at.find(p.name);
+    LOOM_CHECK(it != at.end(), "gather_whole: ", p.name, " is not in the whole layout");
+    if (!p.replicated() || tp.rank() == 0) copy_to_whole(p, local + p.offset, whole + it->second->offset);
+  }
+  // The pieces are disjoint, so the sum over the ranks assembles them exactly (x + 0 = x).
+  if (tp.size() > 1) tp.allreduce(whole, n, comm::ReduceOp::Sum);
+}
+
+void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whole,
+                   const std::vector<ParamInfo>& whole_layout, float* local) {
+  const auto at = by_name(whole_layout);
+  for (const auto& p : local_layout) {
+    const auto it = at.find(p.name);
+    LOOM_CHECK(it != at.end(), "scatter_whole: ", p.name, " is not in the whole layout");
+    copy_from_whole(p, whole + it->second->offset, local + p.offset);
+  }
+}
+
+double sharded_grad_sq_sum(const float* grads, const std::vector<ParamInfo>& local_layout,
+                           size_t begin, size_t end, bool count_replicated) {
+  double sum = 0;
+  for (const auto& p : local_layout) {
+    if (p.replicated() && !count_replicated) continue;
+    const size_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel);
+    if (b < e) sum += loom::grad_sq_sum(grads + b, e - b);
+  }
+  return sum;
+}
+
+}  // namespace loom::parallel

@@ -1,0 +1,58 @@
+#pragma once
+// Tensor parallelism over the comm layer: the model's TensorParallelGroup implemented on a
+// Communicator (the mesh's tp group), and the conversions between a rank's shards and whole
+// Hugging Face tensors that make checkpoints layout-independent.
+#include <cstddef>
+#include <vector>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/model/param_layout.hpp"
+#include "loom/model/tp_group.hpp"
+
+namespace loom::parallel {
+
+// float sums go through the communicator's all-reduce (its algorithm: ring by default, which
+// leaves the same bytes on every rank). Max and double sums (gradient checks) all-gather every
+// rank's values (moved as bytes, no arithmetic) and reduce them locally in rank order, so every
+// rank computes the same result. Counts the time spent, for `loom bench tp`.
+class CommTensorParallelGroup : public TensorParallelGroup {
+ public:
+  explicit CommTensorParallelGroup(comm::Communicator& comm) : comm_(comm) {}
+  int rank() const override { return comm_.rank(); }
+  int size() const override { return comm_.size(); }
+  void allreduce_sum(float* data, size_t n) override;
+  void allreduce_sum(double* data, size_t n) override;
+  void allreduce_max(float* data, size_t n) override;
+  void allreduce_max(double* data, size_t n) override;
+
+  double seconds() const { return seconds_; }  // in the calls above, since construction / reset
+  size_t calls() const { return calls_; }
+  void reset_stats() { seconds_ = 0; calls_ = 0; }
+
+ private:
+  template <typename T, typename Op>
+  void gather_reduce(T* data, size_t n, Op op);
+
+  comm::Communicator& comm_;
+  double seconds_ = 0;
+  size_t calls_ = 0;
+  std::vector<float> scratch_;
+};
+
+// Collective over `tp`: whole (sized for whole_layout, whose tensors are whole) <- the pieces of
+// every tp rank's `local` (laid out by local_layout; replicated tensors come from tp rank 0).
+// Every rank of `tp` ends with the whole tensors.
+void gather_whole(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
+                  const float* local, const std::vector<ParamInfo>& whole_layout, float* whole);
+
+// local <- this rank's pieces of the whole tensors (no communication); padding zeroed.
+void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whole,
+                   const std::vector<ParamInfo>& whole_layout, float* local);
+
+// Sum of squares of grads[begin, end) (flat indices of local_layout), skipping the replicated
+// tensors unless count_replicated: summed over the tp ranks with count_replicated on rank 0
+// only, each sharded element counts once and each replicated one once, not tp times.
+double sharded_grad_sq_sum(const float* grads, const std::vector<ParamInfo>& local_layout,
+                           size_t begin, size_t end, bool count_replicated);
+
+}  // namespace loom::parallel
