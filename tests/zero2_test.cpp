@@ -1,6 +1,7 @@
 // ZeRO-2 end to end: gradients reduce-scattered bucket by bucket during backward, moments
-// sharded per bucket. N ranks must match one rank with the whole batch (parameters and saved
-// moments), and a ZeRO-2 checkpoint must resume on one rank without ZeRO.
+// sharded per bucket. N ranks (also with tensor parallelism) must match one rank with the whole
+// batch (parameters and saved moments), and a ZeRO-2 checkpoint must resume on one rank without
+// ZeRO.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -45,7 +46,10 @@ TEST_F(ZeroTwoCli, MatchesOneRankOnTwoAndThreeRanksAndResumesOnOne) {
   EXPECT_NE(r.out.find("ZeRO-2"), std::string::npos) << r.out;
   r = train("three", "--nproc 3 --zero 2 --batch_size 2 --grad_accum 2");
   ASSERT_EQ(r.rc, 0) << r.out;
-  for (const std::string out : {"two", "three"}) {
+  // With tensor parallelism: dp 2 x tp 2, ZeRO-2 over the dp group.
+  r = train("dp2tp2", "--nproc 4 --tp 2 --zero 2 --batch_size 6");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const std::string out : {"two", "three", "dp2tp2"}) {
     EXPECT_LT(error(out, "ref", "model.safetensors"), kTolerance) << out;
     EXPECT_LT(error(out, "ref", "optimizer.safetensors"), kTolerance) << out;
   }
