@@ -37,6 +37,8 @@ struct TrainBenchResult {
   double gflops = 0;
   double final_loss = 0;   // loss of the last step (same data every step: shows the run is sane)
   KernelProfile profile;   // mean per timed step
+  double bf16_weights_s = 0;  // per timed step: rounding weights to bf16 (thread-seconds)
+  double bf16_others_s = 0;   // the same for activations and gradients
   double peak_rss_mib = 0; // the process's high-water mark so far
 };
 

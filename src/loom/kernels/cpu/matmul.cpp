@@ -34,12 +34,11 @@ void bf16_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float
   // Stored shapes: A is [M,K] ([K,M] when ta), B is [K,N] ([N,K] when tb).
   const int a_rows = ta ? K : M, a_cols = ta ? M : K;
   const int b_rows = tb ? N : K, b_cols = tb ? K : N;
-  const bool a_const = cache_weights && constant == ConstOperand::kA;
-  const bool b_const = cache_weights && constant == ConstOperand::kB;
-  const bf16* a16 = a_const ? cached_bf16(A, a_rows, a_cols, lda)
-                            : scratch_bf16(0, A, a_rows, a_cols, lda);
-  const bf16* b16 = b_const ? cached_bf16(B, b_rows, b_cols, ldb)
-                            : scratch_bf16(1, B, b_rows, b_cols, ldb);
+  const bool a_const = constant == ConstOperand::kA, b_const = constant == ConstOperand::kB;
+  const bf16* a16 = a_const && cache_weights ? cached_bf16(A, a_rows, a_cols, lda)
+                                             : scratch_bf16(0, A, a_rows, a_cols, lda, a_const);
+  const bf16* b16 = b_const && cache_weights ? cached_bf16(B, b_rows, b_cols, ldb)
+                                             : scratch_bf16(1, B, b_rows, b_cols, ldb, b_const);
   onednn::matmul(true, ta, tb, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, ldc);
 }
 

@@ -57,6 +57,13 @@ const char* precision_name(MatmulPrecision p);  // "f32", "bf16"
 // (a flag or file) and the accepted values.
 MatmulPrecision parse_precision(const std::string& s, const std::string& what);
 
+// Thread-seconds spent rounding GEMM operands to bf16 since start-up (for `loom bench train`):
+// weights (ConstOperands) and the other operands (activations and their gradients).
+struct Bf16ConversionTime {
+  double weights_s = 0, others_s = 0;
+};
+Bf16ConversionTime bf16_conversion_time();
+
 // One float GEMM on an explicit implementation, for `loom bench gemm` and the tests.
 enum class MatmulBackend { kOpenBLAS, kOneDNN };
 const char* backend_name(MatmulBackend b);
