@@ -23,12 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # GPT-2 vocabulary (gpt-tokenizer ships r50k_base.tiktoken) and the reference tokenizer the tests
-# compare against (tiktoken, OpenAI's Rust tokenizer built to WASM). Installed into .deps/.
-NPM_PKGS=(gpt-tokenizer@4.0.0 tiktoken@1.0.22)
-if [ ! -f .deps/node_modules/tiktoken/package.json ] || [ ! -f .deps/node_modules/gpt-tokenizer/package.json ]; then
+# compare against (tiktoken, OpenAI's Rust tokenizer built to WASM), and llama.cpp (node-llama-cpp's
+# prebuilt CPU build for linux-x64; its optional GPU builds are skipped) to run exported GGUF files.
+NPM_PKGS=(gpt-tokenizer@4.0.0 tiktoken@1.0.22 node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1)
+if [ ! -f .deps/node_modules/tiktoken/package.json ] || [ ! -f .deps/node_modules/gpt-tokenizer/package.json ] ||
+   [ ! -f .deps/node_modules/node-llama-cpp/package.json ]; then
   echo "setup: installing npm packages ${NPM_PKGS[*]} into .deps/"
   mkdir -p .deps
-  npm install --silent --no-audit --no-fund --prefix .deps "${NPM_PKGS[@]}" >/dev/null
+  npm install --silent --no-audit --no-fund --omit=optional --save-exact --prefix .deps "${NPM_PKGS[@]}" >/dev/null
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}

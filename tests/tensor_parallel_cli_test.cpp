@@ -8,63 +8,18 @@
 #include <fstream>
 #include <string>
 
-#include "temp_dir.hpp"
-#include "train_cli_util.hpp"
+#include "layout_equivalence.hpp"
 
 namespace loom {
 namespace {
 namespace fs = std::filesystem;
 using testing::have_mpirun;
-using testing::relative_error;
 using testing::Result;
 using testing::train_losses;
 
-constexpr double kTolerance = 1e-5;
-const std::string kText = "the quick brown fox jumps over the lazy dog. ";
-
-class TensorParallelCli : public ::testing::Test {
+class TensorParallelCli : public testing::LayoutEquivalenceTest {
  protected:
-  void SetUp() override {
-    config_ = testing::make_run(dir_, kText, 40,
-                                {{"seq_len", 16}, {"max_steps", 20}, {"eval_freq", 10},
-                                 {"save_freq", 10}, {"sample_freq", 10}});
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(config_));
-    j["model"]["n_head"] = 12;
-    j["model"]["d_model"] = 48;
-    std::ofstream(config_) << j.dump(2);
-  }
-  // `loom train` (mpi_ranks > 0: under mpirun) writing to out_dir `out`.
-  Result train(const std::string& out, const std::string& flags, int mpi_ranks = 0) {
-    const std::string args = "train --config " + config_ + " --out_dir " + dir_ / out +
-                             " " + flags;
-    return mpi_ranks > 0 ? testing::mpirun_cli(mpi_ranks, args) : testing::loom_cli(args);
-  }
-  // The 1-rank run with the whole global batch of 4 sequences, once per test.
-  const std::string& reference() {
-    if (reference_.empty()) {
-      const Result r = train("ref", "--batch_size 4");
-      EXPECT_EQ(r.rc, 0) << r.out;
-      reference_ = dir_ / "ref";
-    }
-    return reference_;
-  }
-  // Per-step losses, evaluation and final parameters (and moments) of run `out` match the
-  // reference run's.
-  void expect_matches_reference(const std::string& out) {
-    const auto ref = train_losses(reference() + "/metrics.jsonl");
-    const auto got = train_losses(dir_ / out + "/metrics.jsonl");
-    ASSERT_EQ(got.size(), 20u) << out;
-    for (const auto& [step, loss] : ref)
-      EXPECT_LT(std::abs(got.at(step) - loss) / loss, kTolerance) << out << " step " << step;
-    for (const char* file : {"model.safetensors", "optimizer.safetensors"})
-      EXPECT_LT(relative_error(dir_ / out + "/step_000020/" + file,
-                               reference() + "/step_000020/" + file),
-                kTolerance)
-          << out << ": " << file << " differs from the 1-rank run";
-  }
-
-  testing::TempDir dir_;
-  std::string config_, reference_;
+  void SetUp() override { make_config(2); }
 };
 
 TEST_F(TensorParallelCli, ShmTp2Tp4AndDp2xTp2MatchOneRank) {
@@ -119,7 +74,7 @@ TEST_F(TensorParallelCli, BadLayoutsAndAnotherModelsCheckpointAreRefused) {
       {"--nproc 4 --tp 3", "--tp 3 must divide the world size 4 (valid: 1, 2, 4)", 0},
       {"--tp 5", "--tp 5: tensor parallelism splits the attention heads, so it must "
                                           "divide n_head = 12 (valid: 1, 2, 3, 4, 6, 12)", 0},
-      {"--pp 2 --nproc 2", "pp must be 1", 0}};
+      {"--pp 2 --nproc 3", "--pp 2 must divide the world size 3", 0}};
   if (have_mpirun()) cases.push_back({"--tp 3", "--tp 3 must divide the world size 4", 4});
   for (const auto& c : cases) {
     const Result r = train("bad", c.flags, c.mpi_ranks);

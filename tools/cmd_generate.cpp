@@ -1,64 +1,116 @@
-// `loom generate`: continue a prompt with a trained checkpoint.
+// `loom generate`: continue a prompt (or one prompt per line of a file) with a trained
+// checkpoint, with a KV cache (default) and optionally int8 weights.
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
+#include "flag_names.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/data/tokenizer.hpp"
+#include "loom/infer/cached_generate.hpp"
+#include "loom/infer/checkpoint_model.hpp"
 #include "loom/model/generate.hpp"
-#include "loom/model/gpt.hpp"
-#include "loom/train/checkpoint.hpp"
 
 namespace {
+
+using loom::cli::flag_names;
 
 struct Options {
   std::string checkpoint;
   std::string prompt;
+  std::string batch_prompts;
   int max_new_tokens = 64;
   float temperature = 1.0f;
   int top_k = 40;
   uint64_t seed = 0;
   std::string tokenizer;
+  std::string quantize = "none";
+  bool no_cache = false;
+  bool print_ids = false;
   int threads = 0;
 };
 
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::ifstream in(path);
+  LOOM_CHECK(in, "--batch_prompts: cannot read ", path);
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) prompts.push_back(line);
+  LOOM_CHECK(!prompts.empty(), "--batch_prompts: ", path, " has no prompts (one per line)");
+  return prompts;
+}
+
 int run(const Options& o) {
+  LOOM_CHECK(o.prompt.empty() != o.batch_prompts.empty(),
+             "give exactly one of --prompt and --batch_prompts");
+  const auto weights = loom::infer::parse_weight_type(o.quantize, "--quantize");
+  LOOM_CHECK(!(o.no_cache && weights == loom::infer::WeightType::Int8),
+             "--quantize int8 runs with the KV cache; drop --no_cache");
   loom::set_num_threads(o.threads);
-  const std::string dir = loom::resolve_checkpoint(o.checkpoint);
-  const loom::CheckpointState state = loom::read_checkpoint_state(dir);
-  LOOM_CHECK(state.config.is_object() && state.config.contains("model"), dir,
-             "/state.json: no model config");
-  const auto config = state.config["model"].get<loom::GPTConfig>();
-  loom::GPT model(config);
-  loom::load_checkpoint_params(dir, model.layout(), model.params());
-  const auto tokenizer = loom::load_tokenizer(o.tokenizer.empty() ? state.tokenizer : o.tokenizer);
-  std::vector<int32_t> prompt = tokenizer->encode(o.prompt);
-  if (prompt.empty()) prompt.push_back(tokenizer->eot_id());
+  const auto texts = o.batch_prompts.empty() ? std::vector<std::string>{o.prompt}
+                                             : read_prompts(o.batch_prompts);
+  auto ckpt = loom::infer::load_checkpoint_model(o.checkpoint);
+  const auto tokenizer = loom::load_tokenizer(o.tokenizer.empty() ? ckpt.state.tokenizer : o.tokenizer);
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& t : texts) {
+    prompts.push_back(tokenizer->encode(t));
+    if (prompts.back().empty()) prompts.back().push_back(tokenizer->eot_id());
+  }
   loom::Rng rng(o.seed);
-  const auto ids = loom::generate(model, prompt, o.max_new_tokens, {o.temperature, o.top_k}, rng);
-  std::cout << o.prompt << tokenizer->decode(ids) << std::endl;
+  const loom::SampleOptions sample{o.temperature, o.top_k};
+  std::vector<std::vector<int32_t>> outs;
+  if (o.no_cache) {
+    for (const auto& p : prompts) outs.push_back(loom::generate(*ckpt.model, p, o.max_new_tokens, sample, rng));
+  } else {
+    loom::infer::KVDecoder decoder(*ckpt.model, weights);
+    outs = loom::infer::generate_cached(decoder, prompts, o.max_new_tokens, sample, rng);
+  }
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (o.print_ids) {
+      for (size_t j = 0; j < outs[i].size(); ++j) std::cout << (j ? " " : "") << outs[i][j];
+      std::cout << "\n";
+    } else if (o.batch_prompts.empty()) {
+      std::cout << texts[i] << tokenizer->decode(outs[i]) << "\n";
+    } else {  // one JSON object per prompt: continuations may span lines
+      std::cout << nlohmann::json{{"prompt", texts[i]}, {"completion", tokenizer->decode(outs[i])}}.dump(
+                       -1, ' ', false, nlohmann::json::error_handler_t::replace)
+                << "\n";
+    }
+  }
   return 0;
 }
 
 }  // namespace
 
 static const bool registered = loom::cli::register_command(
-    "generate", "Continue a prompt with a trained checkpoint", [](CLI::App& app) {
+    "generate", "Continue a prompt with a trained checkpoint (KV cache; int8 weights optional)",
+    [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--checkpoint", o->checkpoint,
                      "checkpoint directory or a `latest` file (e.g. runs/tiny/latest)")
           ->required();
-      app.add_option("--prompt", o->prompt, "text to continue")->required();
-      app.add_option("--max_new_tokens", o->max_new_tokens, "tokens to generate")
+      app.add_option("--prompt", o->prompt, "text to continue");
+      app.add_option(flag_names("batch_prompts"), o->batch_prompts,
+                     "file with one prompt per line, generated together (prints JSON lines "
+                     "{\"prompt\", \"completion\"})");
+      app.add_option(flag_names("max_new_tokens"), o->max_new_tokens, "tokens to generate")
           ->capture_default_str()->check(CLI::Range(1, 1 << 20));
       app.add_option("--temperature", o->temperature, "sampling temperature; 0: greedy")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
-      app.add_option("--top_k", o->top_k, "sample among the k most likely tokens; 0: all")
+      app.add_option(flag_names("top_k"), o->top_k, "sample among the k most likely tokens; 0: all")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
       app.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
       app.add_option("--tokenizer", o->tokenizer, "gpt2 or byte (default: the checkpoint's)");
+      app.add_option("--quantize", o->quantize,
+                     "weights for generation: none (f32) or int8 (per-output-channel scales)")
+          ->capture_default_str();
+      app.add_flag(flag_names("no_cache"), o->no_cache,
+                   "recompute the whole context for every token (the reference path)");
+      app.add_flag(flag_names("print_ids"), o->print_ids, "print the generated token ids, one line per prompt");
       app.add_option("--threads", o->threads, "OpenMP/BLAS threads; 0: default")->capture_default_str();
       return [o] { return run(*o); };
     });

@@ -5,6 +5,7 @@
 // backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
 // splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
+#include "loom/parallel/planner/planner.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trainer.hpp"
@@ -37,6 +39,37 @@ std::vector<std::string> rank_args(const Options& o, const std::map<std::string,
   for (const auto& [name, text] : overrides)
     if (name != "nproc") args.insert(args.end(), {"--" + name, text});
   return args;
+}
+
+// --parallel auto: the planner's best layout for nproc ranks at the global batch of a plain
+// data-parallel run, written into the config and into the flags every rank gets.
+void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& overrides) {
+  loom::TrainConfig& t = config.train;
+  loom::planner::PlanRequest req;
+  req.model = config.model;
+  req.world = t.nproc;
+  req.global_batch = t.batch_size * t.nproc;
+  req.seq = t.seq_len;
+  const int threads = t.threads > 0 ? t.threads
+                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / t.nproc);
+  const auto costs = loom::planner::calibrate_kernel_costs(config.model, t.seq_len, threads);
+  const loom::planner::Prediction p = loom::planner::best_trainable_layout(req, costs, {});
+  t.tp = p.layout.tp;
+  t.pp = p.layout.pp;
+  t.micro_batches = p.layout.micro_batches;
+  t.schedule = loom::pipeline::name(p.layout.schedule);
+  t.batch_size = req.global_batch / p.layout.dp;
+  t.parallel = "manual";
+  for (const auto& [name, value] :
+       std::map<std::string, std::string>{{"tp", std::to_string(t.tp)}, {"pp", std::to_string(t.pp)},
+                                          {"micro_batches", std::to_string(t.micro_batches)},
+                                          {"schedule", t.schedule}, {"batch_size", std::to_string(t.batch_size)},
+                                          {"parallel", "manual"}})
+    overrides[name] = value;
+  std::printf("parallel auto: %s, batch_size %d per data-parallel rank | predicted %.3f s/step, "
+              "bubble %.1f%%, %.2f GB per rank\n",
+              p.layout.describe().c_str(), t.batch_size, p.step_s, p.bubble * 100, p.memory_gb);
+  std::fflush(stdout);
 }
 
 int run(const Options& o) {
@@ -61,13 +94,20 @@ int run(const Options& o) {
       // The world and its layout are not part of the run: it resumes on as many ranks, split as
       // this command asks.
       if (j.is_object() && j.contains("train") && j["train"].is_object())
-        for (const char* key : {"nproc", "tp", "pp"}) j["train"].erase(key);
+        for (const char* key : {"nproc", "tp", "pp", "micro_batches", "schedule", "parallel"})
+          j["train"].erase(key);
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;
     }
   }
-  const loom::RunConfig config = loom::parse_run_config(j, origin);
+  loom::RunConfig config = loom::parse_run_config(j, origin);
   const loom::launch::RankEnvironment env = loom::launch::detect_environment();
+  if (config.train.parallel == "auto") {
+    LOOM_CHECK(env.launcher == loom::launch::Launcher::None,
+               "--parallel auto picks the layout before launching the ranks (loom train --nproc N "
+               "--parallel auto); under another launcher pass --tp, --pp, --micro_batches");
+    choose_layout(config, overrides);
+  }
   // A --tp or --pp that does not fit the world is refused before anything starts.
   const bool launching = env.launcher == loom::launch::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,

@@ -86,6 +86,8 @@ struct BlockActs {
   T* fc;                         // (N, Fl) c_fc output (GELU input)
   T* fc_gelu;                    // (N, Fl)
   uint8_t *att_mask, *proj_mask, *mlp_mask;  // dropout masks (nullptr without dropout)
+  // Split backward only: the gradients of the four linear layers' outputs, kept by B for W.
+  T *d_qkv, *d_proj, *d_fc, *d_mlp;  // (N, 3Cl), (N, C), (N, Fl), (N, C)
 };
 
 // Bump allocator over a flat buffer: the first pass (base == nullptr) only measures.
@@ -100,10 +102,45 @@ struct Carver {
   }
 };
 
+// Everything one forward leaves for its backward, and the scratch both use: the model's current
+// activation set. A pipeline stage with several micro-batches in flight keeps one set per
+// micro-batch and swaps them in and out (GPTModel::swap_activations).
+template <typename T>
+struct ActivationState {
+  // Capacity the activation buffers were planned for: rows (B*T), B*T*T and T.
+  size_t cap_rows = 0, cap_rows_t = 0, cap_t = 0;
+  int threads = 0;
+  AlignedBuffer<T> acts_buf;
+  AlignedBuffer<uint8_t> mask_buf;
+  size_t logits_elems = 0;
+  std::vector<BlockActs<T>> blocks;
+  T *resid0 = nullptr, *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr,
+    *losses = nullptr, *lse = nullptr;  // resid0: stage input (N, C)
+  T* ce_stats = nullptr;  // tp > 1: row max (N), then sum-exp and target logit (2N)
+  std::vector<T*> resid_out;  // block's output (N, C)
+  uint8_t* emb_mask = nullptr;
+  // Backward scratch, shared by all blocks; dres ends as the gradient of the stage input.
+  T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
+    *dbranch = nullptr, *att_scratch = nullptr;
+  size_t att_scratch_size = 0;
+
+  // The forward these activations are of.
+  int B = 0, Tn = 0;
+  bool have_targets = false, dropped = false, backward_done = false;
+  bool planned_split = false;    // the buffers hold what a split backward keeps for W
+  bool weights_pending = false;  // B has run, W not yet
+  std::vector<int32_t> tokens, targets;
+};
+
 }  // namespace
 
 template <typename T>
-struct GPTModel<T>::Impl {
+struct GPTModel<T>::Activations {
+  ActivationState<T> state;
+};
+
+template <typename T>
+struct GPTModel<T>::Impl : ActivationState<T> {
   GPTConfig cfg;
   ModelShard shard;
   TensorParallelGroup* tp;  // nullptr: tp 1
@@ -118,25 +155,13 @@ struct GPTModel<T>::Impl {
   ModelTensors<T> p, g;  // views into params and grads
   KernelProfile* profile = nullptr;
 
-  // Capacity the activation buffers were planned for: rows (B*T), B*T*T and T.
-  size_t cap_rows = 0, cap_rows_t = 0, cap_t = 0;
-  int threads = 0;
-  AlignedBuffer<T> acts_buf;
-  AlignedBuffer<uint8_t> mask_buf;
-  size_t logits_elems = 0;
-  std::vector<BlockActs<T>> blocks;
-  T *resid0, *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse;  // resid0: stage input (N, C)
-  T* ce_stats;                     // tp > 1: row max (N), then sum-exp and target logit (2N)
-  std::vector<T*> resid_out;       // block's output (N, C)
-  uint8_t* emb_mask = nullptr;
-  // Backward scratch, shared by all blocks; dres ends as the gradient of the stage input.
-  T *dres, *dln, *dqkv, *datty, *dfc, *dbranch, *att_scratch;
-  size_t att_scratch_size = 0;
-
-  // Last forward.
-  int B = 0, Tn = 0;
-  bool have_targets = false, dropped = false, backward_done = false;
-  std::vector<int32_t> tokens, targets;
+  using S = ActivationState<T>;
+  using S::cap_rows, S::cap_rows_t, S::cap_t, S::threads, S::acts_buf, S::mask_buf, S::logits_elems;
+  using S::blocks, S::resid0, S::lnf, S::lnf_mean, S::lnf_rstd, S::logits, S::losses, S::lse;
+  using S::ce_stats, S::resid_out, S::emb_mask, S::dres, S::dln, S::dqkv, S::datty, S::dfc;
+  using S::dbranch, S::att_scratch, S::att_scratch_size, S::B, S::Tn, S::have_targets;
+  using S::dropped, S::backward_done, S::planned_split, S::weights_pending, S::tokens, S::targets;
+  bool split = false;  // backward as B (input gradient) then W (weight gradients)
 
   Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group)
       : cfg(c), shard(s), tp(group) {
@@ -197,6 +222,13 @@ struct GPTModel<T>::Impl {
       b.att_mask = drop ? m.take(NT * Hl) : nullptr;
       b.proj_mask = drop ? m.take(N * C) : nullptr;
       b.mlp_mask = drop ? m.take(N * C) : nullptr;
+      b.d_qkv = b.d_proj = b.d_fc = b.d_mlp = nullptr;
+      if (split) {
+        b.d_qkv = a.take(N * 3 * Cl);
+        b.d_proj = a.take(N * C);
+        b.d_fc = a.take(N * Fl);
+        b.d_mlp = a.take(N * C);
+      }
     }
     lnf = lnf_mean = lnf_rstd = logits = losses = lse = ce_stats = nullptr;
     logits_elems = 0;
@@ -226,13 +258,14 @@ struct GPTModel<T>::Impl {
     const size_t N = static_cast<size_t>(batch) * seq, NT = N * seq;
     const int nthreads = omp_get_max_threads();
     if (N <= cap_rows && NT <= cap_rows_t && static_cast<size_t>(seq) <= cap_t &&
-        nthreads <= threads) {
+        nthreads <= threads && planned_split == split) {
       return;
     }
     cap_rows = std::max(cap_rows, N);
     cap_rows_t = std::max(cap_rows_t, NT);
     cap_t = std::max(cap_t, static_cast<size_t>(seq));
     threads = std::max(threads, nthreads);
+    planned_split = split;
     size_t mask_elems = 0;
     const size_t elems = plan(nullptr, nullptr, &mask_elems, cap_rows, cap_rows_t, cap_t, threads);
     acts_buf.resize(elems);
@@ -252,9 +285,12 @@ struct GPTModel<T>::Impl {
   void embed(const int32_t* tok, Rng* rng);
   void block_forward(int l, const T* x, Rng* rng);
   T head_forward();
-  void backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready);
-  void head_backward(T loss_scale);
-  void block_backward(int l);
+  // weights false: B only (split backward), keeping what backward_weights needs.
+  void backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready, bool weights);
+  void head_backward(T loss_scale, bool weights);
+  void block_backward(int l, bool weights);
+  void embedding_weights();
+  void backward_weights();
 };
 
 template <typename T>
@@ -264,6 +300,8 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
   LOOM_CHECK(seq > 0 && seq <= cfg.context_len, "forward: sequence length ", seq,
              " must be in [1, context_len = ", cfg.context_len, "]");
   const int N = batch * seq;
+  LOOM_CHECK(!weights_pending, "forward: the last backward_input still waits for its "
+             "backward_weights (it would lose what they need)");
   dropped = train && cfg.dropout > 0;
   LOOM_CHECK(!dropped || rng != nullptr, "forward: dropout ", cfg.dropout,
              " in training needs a dropout_rng");
@@ -406,24 +444,28 @@ T GPTModel<T>::Impl::head_forward() {
 }
 
 template <typename T>
-void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready) {
+void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready,
+                                 bool weights) {
   LOOM_CHECK(B > 0, "backward: no forward has run");
   LOOM_CHECK(!shard.has_head || have_targets, "backward: the last forward had no targets");
   LOOM_CHECK(!backward_done, "backward: already run for the last forward (it turns the logits "
              "into their gradient in place); run forward again");
+  LOOM_CHECK(weights || planned_split, "backward_input: the last forward ran without "
+             "set_split_backward(true)");
   backward_done = true;
+  weights_pending = !weights;
   const size_t NC = static_cast<size_t>(B) * Tn * C;
   auto ready = [&](size_t begin, size_t end) {
     if (on_ready && begin < end) on_ready(begin, end);
   };
   if (shard.has_head) {
-    head_backward(loss_scale);
+    head_backward(loss_scale, weights);
     ready(head_begin, n_params);
   } else {
     std::memcpy(dres, doutput, NC * sizeof(T));
   }
   for (int l = last - first - 1; l >= 0; --l) {
-    block_backward(l);
+    block_backward(l, weights);
     ready(p.blocks[l].begin, p.blocks[l].end);
   }
   if (shard.has_embedding) {
@@ -431,18 +473,59 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
       auto t = timed(Kernel::kDropout, true);
       dropout_backward(dres, dres, emb_mask, cfg.dropout, NC);
     }
-    auto t = timed(Kernel::kEmbedding, true);
-    if (!tp)
-      embedding_backward(g.wte, g.wpe, dres, tokens.data(), B, Tn, C);
-    else
-      vocab_parallel_embedding_backward(g.wte, g.wpe, dres, tokens.data(), B, Tn, C,
-                                        vocab.vocab_start, vocab.valid);
+    if (weights) embedding_weights();
   }
   ready(0, prefix_end);
 }
 
+// dres holds the gradient of the embedding's output.
 template <typename T>
-void GPTModel<T>::Impl::head_backward(T loss_scale) {
+void GPTModel<T>::Impl::embedding_weights() {
+  auto t = timed(Kernel::kEmbedding, true);
+  if (!tp)
+    embedding_backward(g.wte, g.wpe, dres, tokens.data(), B, Tn, C);
+  else
+    vocab_parallel_embedding_backward(g.wte, g.wpe, dres, tokens.data(), B, Tn, C,
+                                      vocab.vocab_start, vocab.valid);
+}
+
+// W of a split backward: every weight gradient from the layers' inputs (kept by the forward)
+// and their outputs' gradients (kept by B), in the order the fused backward adds them.
+template <typename T>
+void GPTModel<T>::Impl::backward_weights() {
+  LOOM_CHECK(weights_pending, "backward_weights: no backward_input is waiting for its weights");
+  weights_pending = false;
+  const int N = B * Tn;
+  if (shard.has_head) {
+    auto t = timed(Kernel::kLMHead, true);
+    lm_head_backward<T>(nullptr, g.wte, logits, lnf, p.wte, N, C, vocab.Vl);
+  }
+  for (int l = last - first - 1; l >= 0; --l) {
+    const BlockTensors<T>& w = p.blocks[l];
+    const BlockTensors<T>& gw = g.blocks[l];
+    const BlockActs<T>& a = blocks[l];
+    {
+      auto t = timed(Kernel::kMatmulMLPProj, true);
+      linear_backward<T>(nullptr, gw.mlp_w, gw.mlp_b, a.d_mlp, a.fc_gelu, w.mlp_w, N, Fl, C);
+    }
+    {
+      auto t = timed(Kernel::kMatmulFC, true);
+      linear_backward<T>(nullptr, gw.fc_w, gw.fc_b, a.d_fc, a.ln2, w.fc_w, N, C, Fl);
+    }
+    {
+      auto t = timed(Kernel::kMatmulAttnProj, true);
+      linear_backward<T>(nullptr, gw.proj_w, gw.proj_b, a.d_proj, a.atty, w.proj_w, N, Cl, C);
+    }
+    {
+      auto t = timed(Kernel::kMatmulQKV, true);
+      linear_backward<T>(nullptr, gw.qkv_w, gw.qkv_b, a.d_qkv, a.ln1, w.qkv_w, N, C, 3 * Cl);
+    }
+  }
+  if (shard.has_embedding) embedding_weights();
+}
+
+template <typename T>
+void GPTModel<T>::Impl::head_backward(T loss_scale, bool weights) {
   const int N = B * Tn;
   {
     auto t = timed(Kernel::kSoftmaxCE, true);
@@ -453,7 +536,8 @@ void GPTModel<T>::Impl::head_backward(T loss_scale) {
   }
   {
     auto t = timed(Kernel::kLMHead, true);
-    lm_head_backward(dln, g.wte, logits, lnf, p.wte, N, C, vocab.Vl);
+    // The logits' gradient stays in `logits` for W when the backward is split.
+    lm_head_backward(dln, weights ? g.wte : nullptr, logits, lnf, p.wte, N, C, vocab.Vl);
   }
   reduce(dln, static_cast<size_t>(N) * C);  // each rank's vocabulary columns' share of dx
   const T* x_last = last > first ? resid_out[last - first - 1] : resid0;
@@ -466,7 +550,7 @@ void GPTModel<T>::Impl::head_backward(T loss_scale) {
 // every tp rank: they are computed from dres, which every rank holds identically after the
 // all-reduces of dln, by the same deterministic kernels.
 template <typename T>
-void GPTModel<T>::Impl::block_backward(int l) {
+void GPTModel<T>::Impl::block_backward(int l, bool weights) {
   const int N = B * Tn;
   const size_t NC = static_cast<size_t>(N) * C;
   const float pdrop = cfg.dropout;
@@ -481,10 +565,21 @@ void GPTModel<T>::Impl::block_backward(int l) {
     dropout_backward(dbranch, dres, mask, pdrop, NC);
     return dbranch;
   };
+  // A linear layer's backward: the input gradient always; the weight gradients now, or (split
+  // backward) the output gradient kept in `keep` for backward_weights.
+  auto linear = [&](T* dinp, T* dw, T* dbias, const T* dout, T* keep, const T* inp, const T* wt,
+                    int IC, int OC) {
+    if (weights) {
+      linear_backward(dinp, dw, dbias, dout, inp, wt, N, IC, OC);
+    } else {
+      std::memcpy(keep, dout, static_cast<size_t>(N) * OC * sizeof(T));
+      linear_backward<T>(dinp, nullptr, nullptr, dout, inp, wt, N, IC, OC);
+    }
+  };
   {
     const T* dout = branch_grad(a.mlp_mask);
     auto t = timed(Kernel::kMatmulMLPProj, true);
-    linear_backward(dfc, gw.mlp_w, gw.mlp_b, dout, a.fc_gelu, w.mlp_w, N, Fl, C);
+    linear(dfc, gw.mlp_w, gw.mlp_b, dout, a.d_mlp, a.fc_gelu, w.mlp_w, Fl, C);
   }
   {
     auto t = timed(Kernel::kGelu, true);
@@ -492,7 +587,7 @@ void GPTModel<T>::Impl::block_backward(int l) {
   }
   {
     auto t = timed(Kernel::kMatmulFC, true);
-    linear_backward(dln, gw.fc_w, gw.fc_b, dfc, a.ln2, w.fc_w, N, C, Fl);
+    linear(dln, gw.fc_w, gw.fc_b, dfc, a.d_fc, a.ln2, w.fc_w, C, Fl);
   }
   reduce(dln, NC);
   {
@@ -503,7 +598,7 @@ void GPTModel<T>::Impl::block_backward(int l) {
   {
     const T* dout = branch_grad(a.proj_mask);
     auto t = timed(Kernel::kMatmulAttnProj, true);
-    linear_backward(datty, gw.proj_w, gw.proj_b, dout, a.atty, w.proj_w, N, Cl, C);
+    linear(datty, gw.proj_w, gw.proj_b, dout, a.d_proj, a.atty, w.proj_w, Cl, C);
   }
   {
     auto t = timed(Kernel::kAttention, true);
@@ -512,7 +607,7 @@ void GPTModel<T>::Impl::block_backward(int l) {
   }
   {
     auto t = timed(Kernel::kMatmulQKV, true);
-    linear_backward(dln, gw.qkv_w, gw.qkv_b, dqkv, a.ln1, w.qkv_w, N, C, 3 * Cl);
+    linear(dln, gw.qkv_w, gw.qkv_b, dqkv, a.d_qkv, a.ln1, w.qkv_w, C, 3 * Cl);
   }
   reduce(dln, NC);
   {
@@ -559,6 +654,21 @@ size_t GPTModel<T>::activation_bytes() const {
 }
 template <typename T>
 size_t GPTModel<T>::logits_bytes() const { return impl_->logits_elems * sizeof(T); }
+
+template <typename T>
+void GPTModel<T>::ActivationsDeleter::operator()(Activations* a) const {
+  delete a;
+}
+
+template <typename T>
+typename GPTModel<T>::ActivationsPtr GPTModel<T>::new_activations() {
+  return ActivationsPtr(new Activations);
+}
+
+template <typename T>
+void GPTModel<T>::swap_activations(Activations& other) {
+  std::swap(static_cast<ActivationState<T>&>(*impl_), other.state);
+}
 
 template <typename T>
 const T* GPTModel<T>::output() const {
@@ -640,14 +750,31 @@ template <typename T>
 void GPTModel<T>::backward(T loss_scale, const GradReadyFn& on_ready) {
   LOOM_CHECK(impl_->shard.has_head, "backward: a stage without the head takes its output's "
              "gradient (backward_from_output)");
-  impl_->backward(loss_scale, nullptr, on_ready);
+  impl_->backward(loss_scale, nullptr, on_ready, /*weights=*/true);
+}
+
+template <typename T>
+void GPTModel<T>::set_split_backward(bool split) {
+  impl_->split = split;
+}
+
+template <typename T>
+void GPTModel<T>::backward_input(T loss_scale, const T* doutput) {
+  LOOM_CHECK(impl_->shard.has_head == (doutput == nullptr),
+             "backward_input: the output's gradient is given exactly on stages without the head");
+  impl_->backward(loss_scale, doutput, {}, /*weights=*/false);
+}
+
+template <typename T>
+void GPTModel<T>::backward_weights() {
+  impl_->backward_weights();
 }
 
 template <typename T>
 void GPTModel<T>::backward_from_output(const T* doutput, const GradReadyFn& on_ready) {
   LOOM_CHECK(!impl_->shard.has_head && doutput != nullptr,
              "backward_from_output: for a stage without the head, given its output's gradient");
-  impl_->backward(T(1), doutput, on_ready);
+  impl_->backward(T(1), doutput, on_ready, /*weights=*/true);
 }
 
 template <typename T>

@@ -86,6 +86,16 @@ class GPTModel {
   void backward(T loss_scale = T(1), const GradReadyFn& on_ready = {});
   // Backward of a stage without the head: `doutput` (B, T, C) is the gradient of output().
   void backward_from_output(const T* doutput, const GradReadyFn& on_ready = {});
+  // The backward split in two, for zero-bubble pipeline schedules (after
+  // set_split_backward(true) and a forward): backward_input (B) computes the gradient of the
+  // stage's input (input_grad()) and of the LayerNorms, and keeps the linear layers' output
+  // gradients (more activation memory); backward_weights (W) then adds every other weight
+  // gradient. B then W adds exactly what backward() / backward_from_output() add. doutput: the
+  // output's gradient on a stage without the head, nullptr on the last stage (which starts
+  // from its loss, scaled by loss_scale).
+  void set_split_backward(bool split);
+  void backward_input(T loss_scale, const T* doutput);
+  void backward_weights();
   // (B, T, C): after the backward of a stage without the embedding, the gradient of its input.
   const T* input_grad() const;
   void zero_grad();
@@ -94,6 +104,18 @@ class GPTModel {
   // backward's scratch), and of the logits among them, as planned for the largest batch seen.
   size_t activation_bytes() const;
   size_t logits_bytes() const;
+
+  // Activation sets, for pipeline parallelism: forward and backward work on the model's current
+  // set, and swap_activations exchanges it with another (nothing is copied), so a stage with
+  // several micro-batches in flight keeps each one's activations in its own set. A new set is
+  // empty; the first forward run on it allocates its buffers.
+  struct Activations;
+  struct ActivationsDeleter {
+    void operator()(Activations* a) const;
+  };
+  using ActivationsPtr = std::unique_ptr<Activations, ActivationsDeleter>;
+  static ActivationsPtr new_activations();
+  void swap_activations(Activations& other);
 
   // Attach a per-kernel timing profile (nullptr detaches); used by `loom bench train`.
   void set_profile(KernelProfile* profile);

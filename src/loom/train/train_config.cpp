@@ -10,6 +10,7 @@
 #include "loom/core/check.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
 namespace {
@@ -52,7 +53,10 @@ void visit_train_fields(C& c, F&& f) {
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
-  f("pp", c.pp, "pipeline stages; only 1 so far");
+  f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
+  f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
+  f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b or zb1p");
+  f("parallel", c.parallel, "manual: the layout given by tp, pp, micro_batches, schedule; auto: the planner (loom plan) picks them for nproc ranks at the global batch batch_size x nproc x grad_accum");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -134,7 +138,20 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
   LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
   check_tp_divides_heads(rc.model, c.tp, "--tp");
-  LOOM_CHECK(c.pp == 1, "pp must be 1 (pipeline parallelism is not implemented yet), got ", c.pp);
+  LOOM_CHECK(c.pp >= 1 && c.pp <= rc.model.n_layer, "pp must be between 1 and n_layer (",
+             rc.model.n_layer, "): every stage needs at least one block, got ", c.pp);
+  LOOM_CHECK(c.micro_batches >= 0, "micro_batches must be >= 0, got ", c.micro_batches);
+  const int m = c.micro_batches > 0 ? c.micro_batches : c.pp;
+  LOOM_CHECK(c.batch_size % m == 0, "micro_batches ", m, c.micro_batches > 0 ? "" : " (= pp)",
+             " must divide batch_size ", c.batch_size);
+  LOOM_CHECK(c.parallel == "manual" || c.parallel == "auto", "parallel must be manual or auto, got '",
+             c.parallel, "'");
+  const pipeline::ScheduleKind kind = pipeline::parse_schedule_kind(c.schedule);
+  LOOM_CHECK(kind != pipeline::ScheduleKind::Interleaved,
+             "schedule interleaved: GPT stages of several chunks per rank are not supported by "
+             "`loom train` yet (`loom bench pipeline` runs it); use gpipe, 1f1b or zb1p");
+  LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
+             "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

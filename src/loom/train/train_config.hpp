@@ -50,7 +50,10 @@ struct TrainConfig {
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
-  int pp = 1;  // pipeline stages (1 until pipeline parallelism exists)
+  int pp = 1;  // pipeline stages
+  int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
+  std::string schedule = "1f1b";  // gpipe, 1f1b, zb1p (parallel/pipeline/schedule.hpp)
+  std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
 };
 
 struct RunConfig {

@@ -1,5 +1,7 @@
 #include "loom/train/trainer.hpp"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +20,7 @@
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
+#include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
@@ -70,6 +73,16 @@ size_t buffer_size(const std::vector<ParamInfo>& layout) {
   return layout.back().offset + layout.back().numel;
 }
 
+// This rank's piece of the model: its tp slice of its pipeline stage (the whole model at pp 1).
+ModelShard rank_shard(const TrainConfig& c, parallel::Mesh* mesh,
+                      const pipeline::Partition& partition) {
+  const int tp_rank = mesh ? mesh->coord().tp : 0;
+  if (c.pp == 1) return ModelShard{tp_rank, c.tp};
+  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp);
+}
+
+int micro_batches(const TrainConfig& c) { return c.micro_batches > 0 ? c.micro_batches : c.pp; }
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -78,8 +91,10 @@ struct Trainer::Impl {
   std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // tp > 1
   int world_rank;
   int rank, world;  // data-parallel rank and size: the data and the loss are split over these
+  pipeline::Partition partition;  // pp > 1: the stages' blocks
   GPT model;
   parallel::DataParallel dp;
+  std::unique_ptr<pipeline::PipelineTraining> pipe;  // pp > 1
   LrSchedule schedule;
   std::string tokenizer_name;
   std::unique_ptr<Tokenizer> tokenizer;
@@ -99,9 +114,16 @@ struct Trainer::Impl {
         world_rank(comm ? comm->rank() : 0),
         rank(mesh ? mesh->coord().dp : 0),
         world(mesh ? mesh->shape().dp : 1),
-        model(c.model, ModelShard{mesh ? mesh->coord().tp : 0, c.train.tp}, tp.get()),
+        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model, c.train.pp,
+                                                             c.train.seq_len, omp_get_max_threads())
+                                 : pipeline::Partition{}),
+        model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
            {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+        pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
+                                  *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
+                                  micro_batches(c.train))
+                            : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
@@ -145,9 +167,12 @@ struct Trainer::Impl {
       const size_t rows = std::min(B, mine.size() - first);
       for (size_t r = 0; r < rows; ++r)
         data.get(mine[first + r], inputs.data() + r * T, targets.data() + r * T);
-      sum += rows * model.forward(inputs.data(), targets.data(), static_cast<int>(rows),
-                                  static_cast<int>(T), /*train=*/false);
+      sum += rows * (pipe ? pipe->forward_only(inputs.data(), targets.data(),
+                                               static_cast<int>(rows), static_cast<int>(T))
+                          : model.forward(inputs.data(), targets.data(), static_cast<int>(rows),
+                                          static_cast<int>(T), /*train=*/false));
     }
+    if (pipe) sum = pipe->sum_over_stages(sum);  // the loss is on the last stage
     return dp.sum(sum) / static_cast<double>(count);
   }
 
@@ -181,12 +206,12 @@ void Trainer::resume(const std::string& checkpoint) {
   LOOM_CHECK(state.config.is_object() && state.config.contains("model") && state.config["model"] == model_now,
              dir, ": the checkpoint's model config differs from this run's: ",
              config_diff(state.config.value("model", nlohmann::json::object()), model_now));
-  if (!m.tp) {
+  if (!m.tp && !m.pipe) {
     load_checkpoint_params(dir, m.model.layout(), m.model.params());
     m.dp.load_full_optimizer(
         [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
   } else {
-    // The checkpoint holds whole tensors: each rank keeps its pieces.
+    // The checkpoint holds whole tensors: each rank keeps its pieces (of its stage).
     const auto whole_layout = gpt_param_layout(m.cfg.model);
     std::vector<float> whole(buffer_size(whole_layout));
     load_checkpoint_params(dir, whole_layout, whole.data());
@@ -215,7 +240,21 @@ StepStats Trainer::step() {
   // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
   // until the optimizer step, so their bf16 copies are made once per step.
   std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
-  for (int a = 0; a < c.grad_accum; ++a) {
+  for (int a = 0; a < c.grad_accum && m.pipe; ++a) {
+    // Every stage of a pipeline reads the same batch (stage 0 its tokens, the last its targets).
+    m.loader.next(m.inputs.data(), m.targets.data());
+    s.loss += m.pipe->forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
+                                       1.0f / static_cast<float>(c.grad_accum));
+  }
+  if (m.pipe) {
+    m.pipe->reduce_tied_embedding();
+    const auto all_at_once = m.dp.last_backward_hook();  // no overlap with the pipeline yet
+    if (all_at_once) all_at_once(0, m.model.num_params());
+    s.loss = m.pipe->sum_over_stages(s.loss);
+    LOOM_CHECK(std::isfinite(s.loss), "the loss is ", s.loss, " at step ", m.step + 1,
+               ": training diverged (try a lower lr)");
+  }
+  for (int a = 0; a < c.grad_accum && !m.pipe; ++a) {
     m.loader.next(m.inputs.data(), m.targets.data());
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
@@ -229,7 +268,8 @@ StepStats Trainer::step() {
   }
   autocast.reset();
   m.dp.reduce_gradients();
-  const double sq_sum = m.dp.grad_sq_sum();
+  const double sq_sum =
+      m.pipe ? m.pipe->global_grad_sq_sum([&] { return m.dp.grad_sq_sum(); }) : m.dp.grad_sq_sum();
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
   s.grad_norm = std::sqrt(sq_sum);
   LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",
@@ -277,16 +317,21 @@ std::string Trainer::save() {
   std::string dir;
   m.dp.with_full_optimizer([&](const AdamW& opt) {
     if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
-    if (!m.tp) {
+    if (!m.tp && !m.pipe) {
       dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
     } else {
-      // Collective over the tp group: the shards assembled into whole tensors.
+      // Collective over the tp group, then the pp group: the shards and the stages assembled
+      // into whole tensors.
       const auto whole_layout = gpt_param_layout(m.cfg.model);
       std::vector<float> whole(buffer_size(whole_layout));
       AdamW full(whole_layout, m.adamw_params());
-      parallel::gather_whole(m.mesh->tp(), m.model.layout(), m.model.params(), whole_layout, whole.data());
-      parallel::gather_whole(m.mesh->tp(), m.model.layout(), opt.m(), whole_layout, full.m());
-      parallel::gather_whole(m.mesh->tp(), m.model.layout(), opt.v(), whole_layout, full.v());
+      auto assemble = [&](const float* local, float* out) {
+        parallel::gather_whole(m.mesh->tp(), m.model.layout(), local, whole_layout, out);
+        if (m.pipe) m.pipe->gather_stages(whole_layout, out);
+      };
+      assemble(m.model.params(), whole.data());
+      assemble(opt.m(), full.m());
+      assemble(opt.v(), full.v());
       full.set_step_count(opt.step_count());
       if (m.world_rank == 0) dir = save_checkpoint(m.cfg.train.out_dir, s, whole_layout, whole.data(), full);
     }
@@ -313,9 +358,15 @@ void Trainer::run() {
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
               << " | tokenizer " << m.tokenizer_name << " | " << m.world << " rank(s), global batch "
               << c.batch_size * m.world * c.grad_accum << " sequences"
-              << (c.tp > 1 ? " | dp " + std::to_string(m.world) + " x tp " + std::to_string(c.tp) : "")
+              << (c.tp > 1 || c.pp > 1 ? " | dp " + std::to_string(m.world) + " x tp " +
+                                             std::to_string(c.tp) + " x pp " + std::to_string(c.pp)
+                                       : "")
               << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
               << kernels::precision_name(m.precision) << " matmuls" << std::endl;
+    if (m.pipe)
+      std::cout << "pipeline: " << c.schedule << ", " << m.pipe->schedule().micro_batches()
+                << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
+                << " sequences | " << m.partition.describe() << std::endl;
   }
   Timer elapsed;
   while (m.step < c.max_steps) {
@@ -336,7 +387,9 @@ void Trainer::run() {
       }
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
-    if (due(m.step, sample_freq)) {
+    if (due(m.step, sample_freq) && m.pipe) {
+      if (main) std::cout << "sample: (not generated: sampling under pp > 1 is not supported yet)" << std::endl;
+    } else if (due(m.step, sample_freq)) {
       // Generation is collective over the tp group: replica 0's tp ranks sample together.
       const std::string text = m.rank == 0 ? sample() : "";
       if (main) std::cout << "sample: " << text << std::endl;

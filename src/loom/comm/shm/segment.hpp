@@ -24,7 +24,7 @@ constexpr uint32_t kMaxSlots = 16;
 
 struct Config {
   int world = 1;
-  int max_contexts = 8;
+  int max_contexts = 16;  // world + mesh groups (tp, dp, pp, embedding) + pipeline lanes
   uint32_t slots = 8;             // power of two, <= kMaxSlots
   size_t slot_bytes = 512 * 1024;  // multiple of 64
 };

@@ -48,7 +48,7 @@ void linear_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, cons
   if (dinp != nullptr) {
     matmul<T>(false, true, N, IC, OC, T(1), dout, OC, w, OC, T(0), dinp, IC, ConstOperand::kB);
   }
-  matmul<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
+  if (dw != nullptr) matmul<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
   if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
 }
 

@@ -12,8 +12,10 @@ void lm_head_forward(T* logits, const T* x, const T* wte, int N, int C, int V) {
 template <typename T>
 void lm_head_backward(T* dx, T* dwte, const T* dlogits, const T* x, const T* wte, int N, int C,
                       int V) {
-  matmul<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C, ConstOperand::kB);
-  matmul<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
+  if (dx != nullptr) {
+    matmul<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C, ConstOperand::kB);
+  }
+  if (dwte != nullptr) matmul<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
 }
 
 template void lm_head_forward<float>(float*, const float*, const float*, int, int, int);

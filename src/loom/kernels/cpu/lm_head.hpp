@@ -7,8 +7,8 @@ namespace loom::kernels {
 template <typename T>
 void lm_head_forward(T* logits, const T* x, const T* wte, int N, int C, int V);
 
-// dx[N,C] = dlogits[N,V] @ wte[V,C]   (overwritten)
-// dwte[V,C] += dlogits^T @ x
+// dx[N,C] = dlogits[N,V] @ wte[V,C]   (overwritten; may be nullptr to skip)
+// dwte[V,C] += dlogits^T @ x          (may be nullptr to skip)
 template <typename T>
 void lm_head_backward(T* dx, T* dwte, const T* dlogits, const T* x, const T* wte, int N, int C,
                       int V);

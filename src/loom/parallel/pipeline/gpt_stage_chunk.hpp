@@ -1,0 +1,58 @@
+#pragma once
+// A GPT pipeline stage (a GPT model built for a ModelShard's blocks, with the embedding on the
+// first stage and the head on the last) as the runtime's StageChunk. A step's batch (B rows of T
+// tokens) is cut into micro-batches of B / m rows.
+//
+// Every micro-batch in flight keeps its activations in its own activation set of the model
+// (GPTModel::swap_activations), taken from a pool when its forward starts and returned when its
+// backward is done: the stage holds exactly as many sets as the schedule has micro-batches in
+// flight (m for GPipe, at most P - stage for 1F1B). With split_backward (zero-bubble schedules)
+// B and W are the model's backward_input and backward_weights, and a micro-batch's set is held
+// until its W; otherwise B is the model's whole backward and W has nothing left to do.
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "loom/model/gpt.hpp"
+#include "loom/parallel/pipeline/stage.hpp"
+
+namespace loom::pipeline {
+
+class GptStageChunk : public StageChunk {
+ public:
+  GptStageChunk(GPT& model, int micro_batches, bool split_backward);
+
+  // The step's batch (valid until the step ends): tokens and targets (batch, seq); each
+  // micro-batch's gradient is scaled by loss_scale (1 / (micro_batches x grad_accum) for a mean).
+  void set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
+                 float loss_scale);
+
+  size_t input_size() const override;
+  size_t output_size() const override;
+  void forward(int mb, const float* input, float* output) override;
+  void backward_input(int mb, const float* grad_output, float* grad_input) override;
+  void backward_weights(int mb) override;
+
+  // Sum of the micro-batches' mean losses since set_batch (last stage only).
+  double loss_sum() const { return loss_sum_; }
+  // Most activation sets held at once, and their bytes.
+  size_t peak_in_flight() const { return peak_in_flight_; }
+  size_t peak_activation_bytes() const { return peak_in_flight_ * set_bytes_; }
+
+ private:
+  size_t rows_elems() const;  // micro-batch rows x seq
+
+  GPT& model_;
+  int m_;
+  bool split_;
+  const int32_t* tokens_ = nullptr;
+  const int32_t* targets_ = nullptr;
+  int rows_ = 0, seq_ = 0;
+  float loss_scale_ = 1;
+  std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
+  std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
+  double loss_sum_ = 0;
+  size_t peak_in_flight_ = 0, set_bytes_ = 0;
+};
+
+}  // namespace loom::pipeline

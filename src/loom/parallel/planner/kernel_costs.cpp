@@ -1,0 +1,112 @@
+#include "loom/parallel/planner/kernel_costs.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "loom/core/check.hpp"
+#include "loom/core/cpu_env.hpp"
+#include "loom/core/rng.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/model/gpt.hpp"
+#include "loom/model/kernel_profile.hpp"
+#include "loom/optim/adamw.hpp"
+
+namespace loom::planner {
+namespace {
+
+double at(const std::array<double, KernelProfile::kNum>& a, Kernel k) {
+  return a[static_cast<size_t>(k)];
+}
+
+bool is_linear(Kernel k) {
+  return k == Kernel::kMatmulQKV || k == Kernel::kMatmulAttnProj || k == Kernel::kMatmulFC ||
+         k == Kernel::kMatmulMLPProj || k == Kernel::kLMHead;
+}
+
+}  // namespace
+
+KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads) {
+  LOOM_CHECK(seq >= 1 && seq <= model.context_len, "plan: sequence length ", seq,
+             " outside [1, context_len ", model.context_len, "]");
+  set_num_threads(threads);
+  GPTConfig two = model;
+  two.n_layer = 2;
+  two.dropout = 0;
+  GPT gpt(two);
+  gpt.init_weights(1);
+  Rng rng(7);
+  std::vector<int32_t> tokens(static_cast<size_t>(seq) + 1);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(two.vocab_size));
+  KernelProfile profile;
+  // One untimed step (allocations, caches), then the fastest of two profiled ones.
+  double best = 1e300;
+  KernelProfile best_profile;
+  for (int i = 0; i < 3; ++i) {
+    gpt.set_profile(i == 0 ? nullptr : &profile);
+    profile.clear();
+    Timer t;
+    gpt.zero_grad();
+    gpt.forward(tokens.data(), tokens.data() + 1, 1, seq, /*train=*/true);
+    gpt.backward();
+    const double s = t.seconds();
+    if (i > 0 && s < best) {
+      best = s;
+      best_profile = profile;
+    }
+  }
+  gpt.set_profile(nullptr);
+  const auto& F = best_profile.forward_s;
+  const auto& Bk = best_profile.backward_s;
+  // Time outside the profiled kernels (loops, copies) is spread over the parts in proportion.
+  double profiled = 0;
+  for (size_t k = 0; k < KernelProfile::kNum; ++k) profiled += F[k] + Bk[k];
+  const double spread = profiled > 0 ? best / profiled : 1.0;
+
+  KernelCosts c;
+  c.seq = seq;
+  c.threads = threads;
+  // 5 LayerNorms: two per block, one (ln_f) in the head.
+  const double ln_f = at(F, Kernel::kLayerNorm) / 5, ln_b = at(Bk, Kernel::kLayerNorm) / 5;
+  PartTime blocks;
+  for (size_t i = 0; i < KernelProfile::kNum; ++i) {
+    const auto k = static_cast<Kernel>(i);
+    if (k == Kernel::kEmbedding || k == Kernel::kLMHead || k == Kernel::kSoftmaxCE ||
+        k == Kernel::kLayerNorm)
+      continue;
+    blocks.f += F[i];
+    const double w = is_linear(k) ? Bk[i] / 2 : 0;
+    blocks.w += w;
+    blocks.b += Bk[i] - w;
+  }
+  blocks.f += 4 * ln_f;
+  blocks.b += 4 * ln_b;
+  c.block = {spread * blocks.f / 2, spread * blocks.b / 2, spread * blocks.w / 2};
+  c.embedding = {spread * at(F, Kernel::kEmbedding), 0, spread * at(Bk, Kernel::kEmbedding)};
+  const double lm_b = at(Bk, Kernel::kLMHead);
+  c.head = {spread * (at(F, Kernel::kLMHead) + at(F, Kernel::kSoftmaxCE) + ln_f),
+            spread * (lm_b / 2 + at(Bk, Kernel::kSoftmaxCE) + ln_b), spread * lm_b / 2};
+
+  // AdamW: one step over the 2-block model's parameters.
+  AdamW opt(gpt.layout(), AdamWParams{});
+  opt.step(gpt.params(), gpt.grads(), 1e-6f);
+  Timer t;
+  opt.step(gpt.params(), gpt.grads(), 1e-6f);
+  c.adamw_s_per_param = t.seconds() / static_cast<double>(gpt.num_params());
+  return c;
+}
+
+double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp) {
+  const double C = m.d_model, H = m.n_head;
+  // ln1, mid, ln2, block output (C each) and 4 LayerNorm statistics stay whole; q/k/v (3C),
+  // attention probabilities (H x T), the attention output (C) and the MLP's two 4C
+  // activations are split with the heads and columns.
+  return 4 * C + 4 + (12 * C + H * seq) / tp;
+}
+
+double head_activation_floats_per_token(const GPTConfig& m, int tp) {
+  return m.d_model + 4 + static_cast<double>(m.vocab_size) / tp;  // ln_f, statistics, logits
+}
+
+double embedding_activation_floats_per_token(const GPTConfig& m) { return m.d_model; }
+
+}  // namespace loom::planner

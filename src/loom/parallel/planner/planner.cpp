@@ -1,0 +1,167 @@
+#include "loom/parallel/planner/planner.hpp"
+
+#include <algorithm>
+
+#include "loom/core/check.hpp"
+#include "loom/parallel/pipeline/partition.hpp"
+#include "loom/parallel/pipeline/simulator.hpp"
+
+namespace loom::planner {
+namespace {
+
+// Ring all-reduce of `bytes` over n ranks at bus bandwidth `gbps`.
+double allreduce_s(double bytes, int n, double gbps) {
+  return n <= 1 ? 0.0 : bytes * 2.0 * (n - 1) / n / (gbps * 1e9);
+}
+
+std::vector<int> divisors(int n) {
+  std::vector<int> d;
+  for (int i = 1; i <= n; ++i)
+    if (n % i == 0) d.push_back(i);
+  return d;
+}
+
+// Parameters of one block held by one of tp ranks: the split matrices and their split biases
+// (c_attn, attn.c_proj, c_fc, mlp.c_proj) over tp; LayerNorms and row-parallel biases whole.
+double block_params(const GPTConfig& m, int tp) {
+  const double C = m.d_model;
+  return (12 * C * C + 7 * C) / tp + 6 * C;
+}
+
+}  // namespace
+
+std::string Layout::describe() const {
+  std::string s = detail::concat("dp ", dp, " x tp ", tp, " x pp ", pp);
+  if (pp > 1) {
+    s += detail::concat(", ", pipeline::name(schedule));
+    if (virtual_stages > 1) s += detail::concat(" v", virtual_stages);
+    s += detail::concat(", m ", micro_batches);
+  }
+  return s;
+}
+
+Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidths& bw,
+                   const Layout& L) {
+  const GPTConfig& m = req.model;
+  const int S = L.pp * L.virtual_stages;
+  LOOM_CHECK(L.dp * L.tp * L.pp == req.world, "plan: dp ", L.dp, " x tp ", L.tp, " x pp ", L.pp,
+             " != world size ", req.world);
+  LOOM_CHECK(req.global_batch % (L.dp * L.micro_batches) == 0, "plan: global batch ",
+             req.global_batch, " is not divisible by dp x micro_batches = ", L.dp * L.micro_batches);
+  const double mbs = static_cast<double>(req.global_batch) / (L.dp * L.micro_batches);
+  const double tokens = mbs * req.seq;
+  const double scale = mbs * req.seq / k.seq;  // the costs are per sequence of k.seq tokens
+  const double act_bytes = tokens * m.d_model * 4.0;
+  // Tensor parallel: compute / tp; per block two all-reduces of the activations in F, two in B.
+  const double tp_ar = allreduce_s(act_bytes, L.tp, bw.allreduce_gbps);
+  pipeline::PartCosts parts;
+  parts.block.assign(m.n_layer, k.block.total() * scale / L.tp + 4 * tp_ar);
+  parts.embedding = k.embedding.total() * scale / L.tp + tp_ar;
+  parts.head = k.head.total() * scale / L.tp;
+  const pipeline::Partition part = pipeline::balanced_partition(parts, S);
+
+  const pipeline::Schedule sched =
+      pipeline::make_schedule(L.schedule, L.pp, L.micro_batches, L.virtual_stages);
+  pipeline::SimCosts sim;
+  sim.p2p_s = L.pp > 1 ? act_bytes / (bw.p2p_gbps * 1e9) : 0.0;
+  sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
+  std::vector<double> stage_params(L.pp, 0.0);
+  for (int s = 0; s < L.pp; ++s)
+    for (int c = 0; c < L.virtual_stages; ++c) {
+      const int g = sched.virtual_stage(s, c);
+      const int nb = part.first[g + 1] - part.first[g];
+      pipeline::ChunkCost& cc = sim.chunk[s][c];
+      cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
+      cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar);
+      cc.w = nb * k.block.w * scale / L.tp;
+      double floats = nb * block_activation_floats_per_token(m, req.seq, L.tp);
+      // A split backward (zb1p) keeps the linear layers' output gradients from B until W.
+      if (L.schedule == pipeline::ScheduleKind::ZeroBubbleH1)
+        floats += nb * (2.0 * m.d_model + 7.0 * m.d_model / L.tp);
+      stage_params[s] += nb * block_params(m, L.tp);
+      if (g == 0) {
+        cc.f += k.embedding.f * scale / L.tp + tp_ar;
+        cc.w += k.embedding.w * scale / L.tp;
+        floats += embedding_activation_floats_per_token(m);
+        stage_params[s] += (static_cast<double>(m.vocab_size) / L.tp + m.context_len) * m.d_model;
+      }
+      if (g == S - 1) {
+        cc.f += k.head.f * scale / L.tp;
+        cc.b += k.head.b * scale / L.tp;
+        cc.w += k.head.w * scale / L.tp;
+        floats += head_activation_floats_per_token(m, L.tp);
+        stage_params[s] += 2.0 * m.d_model;
+        if (L.pp > 1) stage_params[s] += static_cast<double>(m.vocab_size) / L.tp * m.d_model;
+      }
+      cc.activation_bytes = floats * tokens * 4.0;
+    }
+  const pipeline::SimResult r = pipeline::simulate(sched, sim);
+
+  Prediction p;
+  p.layout = L;
+  p.pipeline_s = r.step_s;
+  p.bubble = L.pp > 1 ? r.bubble_fraction : 0.0;
+  p.stage_first_block = part.first;
+  double worst_comm = 0, worst_opt = 0, worst_mem = 0;
+  for (int s = 0; s < L.pp; ++s) {
+    const double params = stage_params[s];
+    double comm = allreduce_s(params * 4, L.dp, bw.allreduce_gbps);
+    if (L.pp > 1 && (s == 0 || s == L.pp - 1))
+      comm += allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4, 2,
+                          bw.allreduce_gbps);
+    if (L.dp > 1) comm += params * 4 * (L.dp - 1) / L.dp / (bw.allreduce_gbps * 1e9);  // ZeRO-1 all-gather
+    const double opt = params / L.dp * k.adamw_s_per_param;
+    const double mem = params * 4 * 2 + params * 4 * 2 / L.dp + r.peak_activation_bytes[s];
+    worst_comm = std::max(worst_comm, comm);
+    worst_opt = std::max(worst_opt, opt);
+    worst_mem = std::max(worst_mem, mem);
+  }
+  p.dp_comm_s = worst_comm;
+  p.optimizer_s = worst_opt;
+  p.step_s = p.pipeline_s + p.dp_comm_s + p.optimizer_s;
+  p.memory_gb = worst_mem / 1e9;
+  p.fits = req.mem_gb <= 0 || p.memory_gb <= req.mem_gb;
+  return p;
+}
+
+std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const Bandwidths& bw) {
+  LOOM_CHECK(req.world >= 1, "--nproc must be >= 1, got ", req.world);
+  LOOM_CHECK(req.global_batch >= 1, "--global_batch must be >= 1, got ", req.global_batch);
+  std::vector<Prediction> out;
+  using pipeline::ScheduleKind;
+  for (int tp : divisors(req.world)) {
+    if (tp > req.max_tp || req.model.n_head % tp != 0) continue;
+    for (int pp : divisors(req.world / tp)) {
+      const int dp = req.world / tp / pp;
+      if (pp > req.model.n_layer || req.global_batch % dp != 0) continue;
+      const int per_replica = req.global_batch / dp;
+      if (pp == 1) {
+        out.push_back(predict(req, k, bw, {dp, tp, 1, ScheduleKind::OneFOneB, 1, 1}));
+        continue;
+      }
+      for (int mb : divisors(per_replica)) {
+        for (ScheduleKind s : {ScheduleKind::GPipe, ScheduleKind::OneFOneB, ScheduleKind::ZeroBubbleH1})
+          out.push_back(predict(req, k, bw, {dp, tp, pp, s, 1, mb}));
+        if (mb % pp == 0 && req.model.n_layer >= 2 * pp)
+          out.push_back(predict(req, k, bw, {dp, tp, pp, ScheduleKind::Interleaved, 2, mb}));
+      }
+    }
+  }
+  LOOM_CHECK(!out.empty(), "plan: no dp x tp x pp layout of ", req.world, " ranks fits n_head ",
+             req.model.n_head, ", n_layer ", req.model.n_layer, " and global batch ",
+             req.global_batch);
+  std::stable_sort(out.begin(), out.end(), [](const Prediction& a, const Prediction& b) {
+    if (a.fits != b.fits) return a.fits;
+    return a.step_s < b.step_s;
+  });
+  return out;
+}
+
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw) {
+  for (const Prediction& p : plan(req, costs, bw))
+    if (p.fits && p.layout.schedule != pipeline::ScheduleKind::Interleaved) return p;
+  LOOM_FAIL("plan: no layout of ", req.world, " ranks fits in --mem_gb ", req.mem_gb, " GB per rank");
+}
+
+}  // namespace loom::planner

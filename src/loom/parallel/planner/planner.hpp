@@ -1,0 +1,72 @@
+#pragma once
+// The planner behind `loom plan` (and later `--parallel auto`): enumerates every dp x tp x pp
+// layout of a world size with its pipeline schedules and micro-batch counts, predicts each one's
+// step time from calibrated kernel costs, the communication bandwidths and the pipeline
+// simulator, estimates memory per rank, drops what does not fit and ranks the rest.
+//
+// Prediction of one step at a fixed global batch (sequences per optimizer step):
+//   pipeline    the schedule simulated with per-chunk F/B/W costs (blocks balanced over the
+//               stages; tensor parallel divides compute by tp and adds two all-reduces of the
+//               activations per block in F and two in B), messages of one micro-batch's
+//               activations at p2p bandwidth
+//   + dp        all-reduce of the rank's gradients over dp (not assumed hidden behind backward)
+//   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
+//   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
+//               of updated parameters that ZeRO-1 needs
+// Memory per rank: parameters and gradients (f32), AdamW moments / dp, and the simulator's
+// peak activation bytes of the most loaded stage.
+#include <string>
+#include <vector>
+
+#include "loom/model/gpt_config.hpp"
+#include "loom/parallel/pipeline/schedule.hpp"
+#include "loom/parallel/planner/kernel_costs.hpp"
+
+namespace loom::planner {
+
+struct Bandwidths {
+  double p2p_gbps = 10;        // point to point, GB/s
+  double allreduce_gbps = 8;   // ring all-reduce bus bandwidth, GB/s
+};
+
+struct PlanRequest {
+  GPTConfig model;
+  int world = 1;
+  int global_batch = 8;  // sequences per step over all replicas
+  int seq = 0;           // tokens per sequence
+  double mem_gb = 0;     // per rank; 0: no limit
+  int max_tp = 8;
+};
+
+struct Layout {
+  int dp = 1, tp = 1, pp = 1;
+  pipeline::ScheduleKind schedule = pipeline::ScheduleKind::OneFOneB;
+  int virtual_stages = 1;
+  int micro_batches = 1;
+  std::string describe() const;  // "dp 2 x tp 1 x pp 2, 1f1b, m 8"
+};
+
+struct Prediction {
+  Layout layout;
+  double step_s = 0;
+  double pipeline_s = 0, dp_comm_s = 0, optimizer_s = 0;
+  double bubble = 0;      // simulator's, 0 without pipeline
+  double memory_gb = 0;   // most loaded rank
+  bool fits = true;
+  std::vector<int> stage_first_block;  // the balanced partition (pp x v + 1 entries)
+};
+
+// Every valid layout, best (fitting, fastest) first. Throws naming the flag if none is valid.
+std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& costs,
+                             const Bandwidths& bw);
+
+// The best layout `loom train` can run (no interleaving: its GPT stages are one chunk per rank)
+// that fits the memory limit; throws naming --mem_gb if none does.
+Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
+                                 const Bandwidths& bw);
+
+// One layout's prediction (also for comparing a plan with a measured run).
+Prediction predict(const PlanRequest& req, const KernelCosts& costs, const Bandwidths& bw,
+                   const Layout& layout);
+
+}  // namespace loom::planner

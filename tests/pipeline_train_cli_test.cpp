@@ -1,0 +1,125 @@
+// Pipeline parallelism end to end: the real CLI at pp 2 (every schedule) and pp 4, and pp
+// combined with tp and dp (up to 8 ranks, oversubscribed), against one rank with the same
+// global batch over 20 steps; a pp 2 x tp 2 checkpoint resumed at 1 rank and at pp 4; a stage
+// killed mid-step; bad layouts refused before anything is written. The model has 4 blocks of
+// 12 heads of width 4 and the byte vocabulary.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "comm_process_util.hpp"
+#include "layout_equivalence.hpp"
+
+namespace loom {
+namespace {
+namespace fs = std::filesystem;
+using testing::Result;
+using testing::train_losses;
+
+class PipelineTrainCli : public testing::LayoutEquivalenceTest {
+ protected:
+  void SetUp() override { make_config(4); }
+};
+
+TEST_F(PipelineTrainCli, Pp2AndPp4WithEveryScheduleMatchOneRank) {
+  for (const auto& [out, flags] :
+       {std::pair<std::string, std::string>{"gpipe", "--nproc 2 --pp 2 --micro_batches 4 --schedule gpipe"},
+        {"1f1b", "--nproc 2 --pp 2 --micro_batches 4 --schedule 1f1b"},
+        {"zb1p", "--nproc 2 --pp 2 --micro_batches 2 --schedule zb1p"},
+        {"pp4-gpipe", "--nproc 4 --pp 4 --micro_batches 4 --schedule gpipe"},
+        {"pp4-1f1b", "--nproc 4 --pp 4 --micro_batches 4"},
+        {"pp4-zb1p", "--nproc 4 --pp 4 --micro_batches 4 --schedule zb1p"}}) {
+    const Result r = train(out, flags + " --batch_size 4");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_matches_reference(out);
+    EXPECT_NE(r.out.find("[rank 0] pipeline: "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[rank 0] eval step 20"), std::string::npos) << r.out;
+  }
+}
+
+TEST_F(PipelineTrainCli, PpWithTpAndDpMatchesOneRank) {
+  for (const auto& [out, flags] :
+       {std::pair<std::string, std::string>{"pp2tp2", "--nproc 4 --pp 2 --tp 2 --batch_size 4"},
+        {"pp2dp2", "--nproc 4 --pp 2 --batch_size 2 --micro_batches 2"},
+        {"pp2dp2zero", "--nproc 4 --pp 2 --batch_size 2 --micro_batches 2 --zero 1"},
+        {"pp2tp2dp2", "--nproc 8 --pp 2 --tp 2 --batch_size 2"}}) {
+    const Result r = train(out, flags);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_matches_reference(out);
+  }
+}
+
+TEST_F(PipelineTrainCli, MpirunPp2xTp2MatchesOneRank) {
+  if (!testing::have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  const Result r = train("mpi", "--pp 2 --tp 2 --batch_size 4 --schedule zb1p", 4);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  expect_matches_reference("mpi");
+}
+
+// The planner picks the layout, the ranks train it.
+TEST_F(PipelineTrainCli, ParallelAutoTrainsThePlannersLayout) {
+  const Result r = train("auto", "--nproc 4 --parallel auto --batch_size 2 --max_steps 6");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("parallel auto: dp "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("predicted "), std::string::npos) << r.out;
+  EXPECT_EQ(train_losses(dir_ / "auto/metrics.jsonl").size(), 6u) << r.out;
+}
+
+// Saved at pp 2 x tp 2 (whole tensors), resumed at 1 rank and at pp 4: the next steps' losses
+// are the uninterrupted run's.
+TEST_F(PipelineTrainCli, Pp2xTp2CheckpointResumesAtOneRankAndAtPp4) {
+  ASSERT_EQ(train("pp2tp2", "--nproc 4 --pp 2 --tp 2 --batch_size 4").rc, 0);
+  const auto full = train_losses(dir_ / "pp2tp2/metrics.jsonl");
+  const std::string ckpt = dir_ / "pp2tp2/step_000010";
+  for (const auto& [out, flags] : {std::pair<std::string, std::string>{"one", "--batch_size 4"},
+                                   {"pp4", "--nproc 4 --pp 4 --batch_size 4"}}) {
+    const Result r = train(out, "--resume " + ckpt + " " + flags);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const auto resumed = train_losses(dir_ / out + "/metrics.jsonl");
+    ASSERT_EQ(resumed.size(), 10u) << out;
+    for (const auto& [step, loss] : resumed)
+      EXPECT_LT(std::abs(loss - full.at(step)) / loss, kTolerance) << out << " step " << step;
+  }
+}
+
+// Refused before any work, naming the flag and what is valid; nothing is written.
+TEST_F(PipelineTrainCli, BadLayoutsAreRefused) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--nproc 8 --pp 8", "pp must be between 1 and n_layer (4)"},
+      {"--nproc 2 --pp 2 --micro_batches 3 --batch_size 4", "micro_batches 3 must divide batch_size 4"},
+      {"--nproc 4 --pp 3 --micro_batches 2", "--pp 3 must divide the world size 4"},
+      {"--nproc 2 --pp 2 --schedule 2f2b", "unknown schedule '2f2b'"},
+      {"--nproc 2 --pp 2 --schedule interleaved", "schedule interleaved: GPT stages"}};
+  for (const auto& [flags, message] : cases) {
+    const Result r = train("bad", flags);
+    EXPECT_NE(r.rc, 0) << flags;
+    EXPECT_NE(r.out.find(message), std::string::npos) << flags << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "bad")) << flags << ": wrote its out_dir";
+  }
+}
+
+// Stage 1 of 2, started by hand (so no launcher stops its peer), is killed while training: stage
+// 0 fails within the timeout with an error naming rank 1.
+TEST_F(PipelineTrainCli, AKilledStageMakesTheOtherFailNamingIt) {
+  const std::string seg = "/loom-test-pp-kill-" + std::to_string(getpid());
+  std::string script;
+  for (int r = 0; r < 2; ++r)
+    script += "LOOM_COMM_TIMEOUT=5 LOOM_SHM_NAME=" + seg + " LOOM_RANK=" + std::to_string(r) +
+              " LOOM_WORLD_SIZE=2 " + test::loom() + " train --config " + config_ +
+              " --out_dir " + dir_ / "kill" + " --pp 2 --batch_size 4 --max_steps 100000 " +
+              "--eval_freq 0 --save_freq 0 --threads 1 > " + dir_ / ("log" + std::to_string(r)) +
+              " 2>&1 & p" + std::to_string(r) + "=$!; ";
+  // Once stage 0 has logged a few steps, stage 1 dies.
+  script += "for i in $(seq 300); do grep -q \"^step 3/\" " + dir_ / "log0" +
+            " && break; sleep 0.1; done; kill -9 $p1; wait $p0; echo exit=$?; cat " + dir_ / "log0";
+  const auto r = test::run_shell(script, 90);
+  EXPECT_NE(r.output.find("exit=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 (pid"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is gone"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 60) << r.output;
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,117 @@
+// The planner over a synthetic cost model (no timing): it enumerates exactly the valid layouts,
+// its one-rank prediction is the sum of the parts, the schedules rank as the simulator says, and
+// --mem_gb drops what does not fit.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "loom/core/check.hpp"
+#include "loom/parallel/planner/planner.hpp"
+
+namespace loom::planner {
+namespace {
+
+KernelCosts synthetic_costs() {
+  KernelCosts k;
+  k.seq = 64;
+  k.block = {1e-3, 1e-3, 1e-3};
+  k.embedding = {1e-4, 0, 1e-4};
+  k.head = {2e-3, 2e-3, 2e-3};
+  k.adamw_s_per_param = 1e-9;
+  return k;
+}
+
+PlanRequest request(int world) {
+  PlanRequest r;
+  r.model.vocab_size = 1000;
+  r.model.context_len = 64;
+  r.model.n_layer = 12;
+  r.model.n_head = 12;
+  r.model.d_model = 96;
+  r.world = world;
+  r.global_batch = 16;
+  r.seq = 64;
+  return r;
+}
+
+TEST(Planner, EnumeratesEveryValidLayout) {
+  const auto preds = plan(request(8), synthetic_costs(), {});
+  std::set<std::tuple<int, int, int>> layouts;
+  for (const auto& p : preds) {
+    const Layout& L = p.layout;
+    EXPECT_EQ(L.dp * L.tp * L.pp, 8);
+    EXPECT_EQ(12 % L.tp, 0) << "tp must divide n_head";
+    EXPECT_EQ(16 % (L.dp * L.micro_batches), 0);
+    layouts.insert({L.dp, L.tp, L.pp});
+  }
+  // tp in {1, 2, 4} (8 does not divide 12 heads), pp any divisor of what is left.
+  const std::set<std::tuple<int, int, int>> want = {{8, 1, 1}, {4, 1, 2}, {2, 1, 4}, {1, 1, 8},
+                                                    {4, 2, 1}, {2, 2, 2}, {1, 2, 4}, {2, 4, 1},
+                                                    {1, 4, 2}};
+  EXPECT_EQ(layouts, want);
+  for (size_t i = 1; i < preds.size(); ++i) EXPECT_LE(preds[i - 1].step_s, preds[i].step_s);
+}
+
+TEST(Planner, OneRankPredictionIsTheSumOfTheParts) {
+  const KernelCosts k = synthetic_costs();
+  const PlanRequest r = request(1);
+  const Prediction p = predict(r, k, {}, {1, 1, 1, pipeline::ScheduleKind::OneFOneB, 1, 1});
+  const double compute = 16 * (12 * k.block.total() + k.embedding.total() + k.head.total());
+  EXPECT_NEAR(p.pipeline_s, compute, 1e-12);
+  EXPECT_EQ(p.dp_comm_s, 0);
+  EXPECT_GT(p.optimizer_s, 0);
+  EXPECT_NEAR(p.step_s, p.pipeline_s + p.optimizer_s, 1e-12);
+}
+
+TEST(Planner, SchedulesRankAsTheSimulatorSays) {
+  const KernelCosts k = synthetic_costs();
+  const PlanRequest r = request(4);
+  using S = pipeline::ScheduleKind;
+  const Prediction one = predict(r, k, {}, {1, 1, 4, S::OneFOneB, 1, 8});
+  const Prediction zb = predict(r, k, {}, {1, 1, 4, S::ZeroBubbleH1, 1, 8});
+  const Prediction gpipe = predict(r, k, {}, {1, 1, 4, S::GPipe, 1, 8});
+  EXPECT_LT(zb.step_s, one.step_s);
+  EXPECT_LT(zb.bubble, one.bubble);
+  EXPECT_GT(gpipe.memory_gb, one.memory_gb);  // 8 micro-batches in flight instead of 4
+  // More micro-batches: smaller bubble.
+  EXPECT_LT(predict(r, k, {}, {1, 1, 4, S::OneFOneB, 1, 16}).bubble, one.bubble);
+  // The LM head (2 blocks' worth here) gets a stage with fewer blocks.
+  EXPECT_LT(one.stage_first_block[4] - one.stage_first_block[3],
+            one.stage_first_block[1] - one.stage_first_block[0]);
+}
+
+TEST(Planner, MemoryLimitDropsLayoutsAndTheRestComeFirst) {
+  PlanRequest r = request(4);
+  const auto all = plan(r, synthetic_costs(), {});
+  double lo = 1e30, hi = 0;
+  for (const auto& p : all) {
+    lo = std::min(lo, p.memory_gb);
+    hi = std::max(hi, p.memory_gb);
+  }
+  r.mem_gb = (lo + hi) / 2;
+  const auto limited = plan(r, synthetic_costs(), {});
+  bool seen_over = false;
+  int over = 0;
+  for (const auto& p : limited) {
+    EXPECT_EQ(p.fits, p.memory_gb <= r.mem_gb);
+    if (!p.fits) ++over;
+    if (seen_over) {
+      EXPECT_FALSE(p.fits) << "a fitting layout after one that does not fit";
+    }
+    seen_over = seen_over || !p.fits;
+  }
+  EXPECT_GT(over, 0);
+  EXPECT_LT(over, static_cast<int>(limited.size()));
+}
+
+TEST(Planner, ImpossibleRequestsAreErrors) {
+  PlanRequest r = request(4);
+  r.model.n_layer = 1;
+  r.model.n_head = 1;
+  r.global_batch = 1;  // dp must divide it, tp must divide 1 head, pp <= 1 layer: none of 4 ranks
+  EXPECT_THROW(plan(r, synthetic_costs(), {}), Error);
+  EXPECT_THROW(predict(request(4), synthetic_costs(), {}, {3, 1, 1}), Error);  // 3 != 4 ranks
+}
+
+}  // namespace
+}  // namespace loom::planner

@@ -1,0 +1,96 @@
+// `loom plan --config C --nproc N [--mem_gb G]`: predicted step time, pipeline bubble and memory
+// per rank for every dp x tp x pp layout (with schedules and micro-batch counts) of N ranks,
+// best first (see loom/parallel/planner/planner.hpp). Kernel costs are timed once at start-up.
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "command_registry.hpp"
+#include "loom/core/check.hpp"
+#include "loom/model/gpt_config.hpp"
+#include "loom/parallel/planner/planner.hpp"
+#include "loom/train/train_config.hpp"
+
+namespace {
+
+struct Options {
+  std::string config;
+  int nproc = 1;
+  double mem_gb = 0;
+  int global_batch = 0;
+  int seq = 0;
+  int threads = 1;
+  int top = 20;
+  loom::planner::Bandwidths bw;
+};
+
+int run(const Options& o) {
+  const nlohmann::json j = loom::load_config_json(o.config);
+  LOOM_CHECK(j.is_object() && j.contains("model"), o.config, ": no \"model\" section");
+  loom::planner::PlanRequest req;
+  req.model = j["model"].get<loom::GPTConfig>();
+  req.model.validate();
+  const nlohmann::json train = j.value("train", nlohmann::json::object());
+  const int batch = train.value("batch_size", 8);
+  req.world = o.nproc;
+  req.global_batch = o.global_batch > 0 ? o.global_batch : batch * o.nproc;
+  req.seq = o.seq > 0 ? o.seq : train.value("seq_len", 0) > 0 ? train.value("seq_len", 0)
+                                                               : req.model.context_len;
+  req.mem_gb = o.mem_gb;
+  LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
+  LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
+  LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
+
+  const auto k = loom::planner::calibrate_kernel_costs(req.model, req.seq, o.threads);
+  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens\n",
+              o.config.c_str(), req.world, o.threads, req.global_batch, req.seq);
+  std::printf("calibrated per sequence: block F %.1f B %.1f W %.1f ms | embedding F %.1f W %.1f ms"
+              " | head F %.1f B %.1f W %.1f ms | AdamW %.2f ns/param\n",
+              k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
+              k.embedding.w * 1e3, k.head.f * 1e3, k.head.b * 1e3, k.head.w * 1e3,
+              k.adamw_s_per_param * 1e9);
+  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s\n", o.bw.p2p_gbps,
+              o.bw.allreduce_gbps);
+  const auto preds = loom::planner::plan(req, k, o.bw);
+  std::printf("%4s  %-36s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
+              "pipe_s", "comm_s", "bubble", "mem_GB", "stage blocks");
+  int shown = 0;
+  for (const auto& p : preds) {
+    if (shown == o.top) break;
+    std::string cuts;
+    for (size_t i = 0; i + 1 < p.stage_first_block.size(); ++i) {
+      if (i > 0) cuts += ',';
+      cuts += std::to_string(p.stage_first_block[i + 1] - p.stage_first_block[i]);
+    }
+    std::printf("%4d  %-36s %9.3f %9.0f %8.3f %8.3f %6.1f%% %8.2f%s  %s\n", ++shown,
+                p.layout.describe().c_str(), p.step_s,
+                static_cast<double>(req.global_batch) * req.seq / p.step_s, p.pipeline_s,
+                p.dp_comm_s, p.bubble * 100, p.memory_gb, p.fits ? " " : "!", cuts.c_str());
+  }
+  const size_t over = std::count_if(preds.begin(), preds.end(), [](const auto& p) { return !p.fits; });
+  if (over > 0) std::printf("(!: over --mem_gb %.2f; %zu of %zu layouts)\n", o.mem_gb, over, preds.size());
+  return 0;
+}
+
+const bool registered = loom::cli::register_command(
+    "plan",
+    "Predict step time, pipeline bubble and memory per rank of every dp x tp x pp layout, best "
+    "first",
+    [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--config", o->config, "config file (its \"model\" and \"train\" sections)")->required();
+      app.add_option("--nproc,-n", o->nproc, "world size (ranks)")->capture_default_str();
+      app.add_option("--mem_gb,--mem-gb", o->mem_gb, "memory per rank in GB; 0: no limit")->capture_default_str();
+      app.add_option("--global_batch,--global-batch", o->global_batch,
+                     "sequences per step; 0: train.batch_size x nproc")->capture_default_str();
+      app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
+      app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
+      app.add_option("--top", o->top, "rows to print")->capture_default_str();
+      app.add_option("--p2p_gbps,--p2p-gbps", o->bw.p2p_gbps,
+                     "point-to-point bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
+      app.add_option("--allreduce_gbps,--allreduce-gbps", o->bw.allreduce_gbps,
+                     "all-reduce bus bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
+      return [o] { return run(*o); };
+    });
+
+}  // namespace
