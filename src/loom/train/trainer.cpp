@@ -14,6 +14,7 @@
 #include "loom/core/timer.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/data/window_dataset.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/generate.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
@@ -114,6 +115,7 @@ struct Trainer::Impl {
   std::optional<WindowDataset> val_data;
   BatchLoader loader;
   Rng dropout_rng;
+  kernels::MatmulPrecision precision;  // what runs (bf16 falls back to f32 without AVX512_BF16)
   int64_t step = 0;
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
@@ -133,7 +135,7 @@ struct Trainer::Impl {
                                  : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero == 1, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
                                   micro_batches(c.train))
@@ -144,7 +146,9 @@ struct Trainer::Impl {
         train_data(find_shards(c.train.data_dir, "train"), c.train.seq_len, c.train.stride,
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
-        dropout_rng(c.train.seed + 1) {
+        dropout_rng(c.train.seed + 1),
+        precision(kernels::resolve_precision(
+            kernels::parse_precision(c.train.precision, "--precision"))) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -173,6 +177,7 @@ struct Trainer::Impl {
     const size_t count = std::min(data.size(), B * world * cfg.train.eval_iter);
     double sum = 0;
     std::vector<size_t> mine;
+    kernels::MatmulPrecisionScope autocast(precision);
     for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
     for (size_t first = 0; first < mine.size(); first += B) {
       const size_t rows = std::min(B, mine.size() - first);
@@ -272,6 +277,9 @@ StepStats Trainer::step() {
   trace::set_step(m.step + 1);
   trace::Scope step_event("step", "step");
   m.model.zero_grad();
+  // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
+  // until the optimizer step, so their bf16 copies are made once per step.
+  std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
   for (int a = 0; a < c.grad_accum && m.pipe; ++a) {
     // Every stage of a pipeline reads the same batch (stage 0 its tokens, the last its targets).
     m.loader.next(m.inputs.data(), m.targets.data());
@@ -303,6 +311,7 @@ StepStats Trainer::step() {
                                           m.model.layout()));
     s.loss += loss;
   }
+  autocast.reset();
   trace::Scope reduce("gradient sync", "comm");
   m.dp.reduce_gradients();
   reduce.end();
@@ -402,7 +411,8 @@ void Trainer::run() {
               << (c.tp > 1 || c.pp > 1 ? " | dp " + std::to_string(m.world) + " x tp " +
                                              std::to_string(c.tp) + " x pp " + std::to_string(c.pp)
                                        : "")
-              << (c.zero ? " | ZeRO-1" : "") << std::endl;
+              << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
+              << kernels::precision_name(m.precision) << " matmuls" << std::endl;
     if (m.pipe)
       std::cout << "pipeline: " << c.schedule << ", " << m.pipe->schedule().micro_batches()
                 << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
