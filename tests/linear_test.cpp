@@ -1,9 +1,9 @@
 // Gradient checks (double precision) for the GEMM-based kernels: linear (Conv1D) and the tied
-// LM head; plus the gemm wrapper's transposes against a naive product.
+// LM head; plus the matmul interface's double transposes against a naive product.
 #include <gtest/gtest.h>
 
 #include "gradcheck.hpp"
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/kernels/cpu/linear.hpp"
 #include "loom/kernels/cpu/lm_head.hpp"
 
@@ -15,7 +15,7 @@ using test::kGradTolerance;
 using test::max_rel_error;
 using test::random_vector;
 
-TEST(Gemm, AllTransposeCombinationsMatchNaiveProduct) {
+TEST(Matmul, DoubleTransposeCombinationsMatchNaiveProduct) {
   const int M = 5, N = 7, K = 3;
   const auto A = random_vector(M * K, 1), B = random_vector(K * N, 2);
   // Reference C = A[M,K] @ B[K,N]; transposed inputs are the same data stored transposed.
@@ -30,8 +30,8 @@ TEST(Gemm, AllTransposeCombinationsMatchNaiveProduct) {
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
       std::vector<double> C(M * N, 1.0);
-      gemm<double>(ta, tb, M, N, K, 2.0, ta ? At.data() : A.data(), ta ? M : K,
-                   tb ? Bt.data() : B.data(), tb ? K : N, 0.5, C.data(), N);
+      matmul<double>(ta, tb, M, N, K, 2.0, ta ? At.data() : A.data(), ta ? M : K,
+                     tb ? Bt.data() : B.data(), tb ? K : N, 0.5, C.data(), N);
       for (int i = 0; i < M * N; ++i) EXPECT_NEAR(C[i], 2.0 * ref[i] + 0.5, 1e-12) << ta << tb;
     }
   }

@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "command_registry.hpp"
-#include "flag_names.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/data/tokenizer.hpp"
@@ -15,7 +14,6 @@
 
 namespace {
 
-using loom::cli::flag_names;
 
 struct Options {
   std::string config;
@@ -65,12 +63,12 @@ static const bool registered = loom::cli::register_command(
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->config, "config file (its \"model\" section; random weights)")
           ->required();
-      app.add_option(flag_names("prompt_len"), o->bench.prompt_len, "prompt tokens")->capture_default_str();
-      app.add_option(flag_names("new_tokens"), o->bench.new_tokens, "generated tokens")->capture_default_str();
+      app.add_option("--prompt_len", o->bench.prompt_len, "prompt tokens")->capture_default_str();
+      app.add_option("--new_tokens", o->bench.new_tokens, "generated tokens")->capture_default_str();
       app.add_option("--batch", o->batches, "prompts generated together, comma-separated")->capture_default_str();
       app.add_option("--threads", o->bench.threads, "threads (Loom and llama.cpp)")->capture_default_str();
       app.add_option("--seed", o->bench.seed, "weights and prompts")->capture_default_str();
-      app.add_flag(flag_names("no_llama_cpp"), o->no_llama_cpp, "skip the llama.cpp rows");
-      app.add_option(flag_names("npm_dir"), o->bench.npm_dir, "node_modules holding node-llama-cpp (default: the source tree's .deps)");
+      app.add_flag("--no_llama_cpp", o->no_llama_cpp, "skip the llama.cpp rows");
+      app.add_option("--npm_dir", o->bench.npm_dir, "node_modules holding node-llama-cpp (default: the source tree's .deps)");
       return [o] { return run(*o); };
     });

@@ -23,7 +23,7 @@ struct Options {
   std::string algos = "ring,tree,naive,native";
   std::string counts = "0,1,2,3,7,1001,65537,300007";
   double timeout_s = 60;
-  std::string fault;  // kill | stop | exit | exit-first-attempt
+  std::string fault;  // kill | stop | exit | exit-first-attempt | mismatch-count | mismatch-op
   int fault_rank = -1;
   int fault_after_ms = 200;
 };
@@ -47,8 +47,18 @@ int run_fault(Communicator& comm, const Options& o) {
     }
     return -1;  // no fault on this rank/attempt: run the normal check
   }
+  if (o.fault == "mismatch-count" || o.fault == "mismatch-op") {
+    // One all-reduce, with a different count or reduce op on the faulty rank: a programming
+    // error that LOOM_COMM_DEBUG=1 names on every rank.
+    std::vector<float> data(1001, 1.0f);
+    const bool count = o.fault == "mismatch-count";
+    comm.allreduce(data.data(), me && count ? 1001 : 1000,
+                   me && !count ? ReduceOp::Avg : ReduceOp::Sum);
+    std::cout << "comm check: rank " << comm.rank() << ": the mismatched all-reduce returned\n";
+    return 0;
+  }
   LOOM_CHECK(o.fault == "kill" || o.fault == "stop" || o.fault == "exit",
-             "--fault must be kill, stop, exit or exit-first-attempt");
+             "--fault must be kill, stop, exit, exit-first-attempt, mismatch-count or mismatch-op");
   if (me) {
     std::thread([o] {
       std::this_thread::sleep_for(std::chrono::milliseconds(o.fault_after_ms));
@@ -101,7 +111,8 @@ const bool registered = loom::cli::register_command(
       app.add_option("--counts", o->counts, "Comma-separated element counts");
       app.add_option("--timeout", o->timeout_s, "Seconds each call may take");
       app.add_option("--fault", o->fault,
-                     "Inject a failure: kill | stop | exit (mid all-reduce), exit-first-attempt");
+                     "Inject a failure: kill | stop | exit (mid all-reduce), exit-first-attempt, "
+                     "mismatch-count | mismatch-op (one all-reduce that differs on --fault-rank)");
       app.add_option("--fault-rank", o->fault_rank, "The rank that fails");
       app.add_option("--fault-after-ms", o->fault_after_ms, "When it fails");
       return [o] { return run(*o); };

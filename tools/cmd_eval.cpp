@@ -7,7 +7,6 @@
 #include <thread>
 
 #include "command_registry.hpp"
-#include "flag_names.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
@@ -18,7 +17,6 @@
 
 namespace {
 
-using loom::cli::flag_names;
 
 struct Options {
   std::string checkpoint;
@@ -77,14 +75,14 @@ static const bool registered = loom::cli::register_command(
       auto o = std::make_shared<Options>();
       app.add_option("--checkpoint", o->checkpoint, "checkpoint directory or a `latest` file")
           ->required();
-      app.add_option(flag_names("data_dir"), o->data_dir, "directory of token shards (loom tokenize)")
+      app.add_option("--data_dir", o->data_dir, "directory of token shards (loom tokenize)")
           ->required();
       app.add_option("--split", o->split, "val or train shards")->capture_default_str();
-      app.add_option(flag_names("seq_len"), o->seq_len, "window length; 0: the model's context_len")
+      app.add_option("--seq_len", o->seq_len, "window length; 0: the model's context_len")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
-      app.add_option(flag_names("batch_size"), o->batch_size, "windows per forward")
+      app.add_option("--batch_size", o->batch_size, "windows per forward")
           ->capture_default_str()->check(CLI::PositiveNumber);
-      app.add_option(flag_names("max_windows"), o->max_windows,
+      app.add_option("--max_windows", o->max_windows,
                      "score this many non-overlapping windows spread over the split; 0: all")
           ->capture_default_str();
       app.add_option("--quantize", o->quantize, "none (f32) or int8 weights")->capture_default_str();

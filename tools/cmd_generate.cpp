@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
-#include "flag_names.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/rng.hpp"
@@ -17,7 +16,6 @@
 
 namespace {
 
-using loom::cli::flag_names;
 
 struct Options {
   std::string checkpoint;
@@ -94,23 +92,23 @@ static const bool registered = loom::cli::register_command(
                      "checkpoint directory or a `latest` file (e.g. runs/tiny/latest)")
           ->required();
       app.add_option("--prompt", o->prompt, "text to continue");
-      app.add_option(flag_names("batch_prompts"), o->batch_prompts,
+      app.add_option("--batch_prompts", o->batch_prompts,
                      "file with one prompt per line, generated together (prints JSON lines "
                      "{\"prompt\", \"completion\"})");
-      app.add_option(flag_names("max_new_tokens"), o->max_new_tokens, "tokens to generate")
+      app.add_option("--max_new_tokens", o->max_new_tokens, "tokens to generate")
           ->capture_default_str()->check(CLI::Range(1, 1 << 20));
       app.add_option("--temperature", o->temperature, "sampling temperature; 0: greedy")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
-      app.add_option(flag_names("top_k"), o->top_k, "sample among the k most likely tokens; 0: all")
+      app.add_option("--top_k", o->top_k, "sample among the k most likely tokens; 0: all")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
       app.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
       app.add_option("--tokenizer", o->tokenizer, "gpt2 or byte (default: the checkpoint's)");
       app.add_option("--quantize", o->quantize,
                      "weights for generation: none (f32) or int8 (per-output-channel scales)")
           ->capture_default_str();
-      app.add_flag(flag_names("no_cache"), o->no_cache,
+      app.add_flag("--no_cache", o->no_cache,
                    "recompute the whole context for every token (the reference path)");
-      app.add_flag(flag_names("print_ids"), o->print_ids, "print the generated token ids, one line per prompt");
+      app.add_flag("--print_ids", o->print_ids, "print the generated token ids, one line per prompt");
       app.add_option("--threads", o->threads, "OpenMP/BLAS threads; 0: default")->capture_default_str();
       return [o] { return run(*o); };
     });

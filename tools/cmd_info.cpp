@@ -1,5 +1,5 @@
-// `loom info`: what this build and machine will use (BLAS kernels, threads, backends), and with
-// --nproc/--tp/--pp the process mesh a job of that shape would have.
+// `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
+// and with --nproc/--tp/--pp the process mesh a job of that shape would have.
 #include <cblas.h>
 #include <omp.h>
 
@@ -7,6 +7,8 @@
 #include <memory>
 
 #include "command_registry.hpp"
+#include "loom/device/device.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/parallel/mesh.hpp"
 
 extern "C" char* openblas_get_corename();
@@ -22,10 +24,15 @@ struct Options {
 int run(const Options& o) {
   // Checked first: a shape that does not fit is an error before anything is printed.
   const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp);
-  std::cout << "openblas: " << openblas_get_config() << "\n"
+  namespace k = loom::kernels;
+  std::cout << "matmul: f32 on " << k::backend_name(k::f32_backend()) << ", bf16 "
+            << (k::bf16_matmul_available() ? "on oneDNN (AVX512_BF16)" : "unavailable")
+            << ", double on OpenBLAS\n"
+            << "openblas: " << openblas_get_config() << "\n"
             << "openblas core: " << openblas_get_corename() << "\n"
             << "openblas threads: " << openblas_get_num_threads() << "\n"
             << "openmp threads: " << omp_get_max_threads() << "\n"
+            << loom::device::describe_cuda()
 #ifdef LOOM_WITH_MPI
             << "backends: shm mpi\n";
 #else
@@ -38,7 +45,7 @@ int run(const Options& o) {
 }  // namespace
 
 static const bool registered = loom::cli::register_command(
-    "info", "Print the BLAS kernels, thread counts, communication backends and a process mesh",
+    "info", "Print the matmul backends, thread counts, communication backends and a process mesh",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--nproc", o->nproc, "world size of the mesh to print (0: no mesh)")

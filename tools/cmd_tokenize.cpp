@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -36,7 +37,16 @@ struct Options {
   size_t shard_tokens = 100'000'000;
   int threads = 0;
   std::string encode, decode;
+  std::string encode_file;  // "-": stdin
 };
+
+// The whole of FILE's bytes, or of stdin for "-" (trailing newlines and all).
+std::string read_text(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  std::ifstream in(path, std::ios::binary);
+  LOOM_CHECK(in, "--encode-file: cannot open ", path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 bool is_val(uint64_t doc, double f) {
   return std::floor(static_cast<double>(doc + 1) * f) > std::floor(static_cast<double>(doc) * f);
@@ -151,10 +161,11 @@ int run_corpus(const Options& o) {
 
 int run(const Options& o) {
   loom::set_num_threads(o.threads);
-  if (!o.encode.empty() || !o.decode.empty()) {
+  LOOM_CHECK(o.encode.empty() || o.encode_file.empty(), "give --encode or --encode-file, not both");
+  if (!o.encode.empty() || !o.encode_file.empty() || !o.decode.empty()) {
     const auto tok = loom::load_tokenizer(o.tokenizer);
-    if (!o.encode.empty()) {
-      const auto ids = tok->encode(o.encode);
+    if (!o.encode.empty() || !o.encode_file.empty()) {
+      const auto ids = tok->encode(o.encode_file.empty() ? o.encode : read_text(o.encode_file));
       for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
       std::cout << "\n";
     }
@@ -195,6 +206,8 @@ const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--threads", o->threads, "Encoding threads (default: all cores)");
       app.add_option("--encode", o->encode, "Print the token ids of this text");
+      app.add_option("--encode-file", o->encode_file,
+                     "Print the token ids of this file's text, exactly (- = stdin)");
       app.add_option("--decode", o->decode, "Print the text of these ids (\"15496 995\")");
       return [o] { return run(*o); };
     });

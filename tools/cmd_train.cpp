@@ -1,25 +1,30 @@
 // `loom train`: train a model from a JSON config (configs/*.json); every config field is also a
-// flag (--lr 1e-3) that overrides the file, under its own name and, for names with underscores,
-// a dashed alias (--grad-accum = --grad_accum). --resume continues from a checkpoint.
+// flag (--lr 1e-3) that overrides the file (dashes or underscores: --grad-accum = --grad_accum).
+// --resume continues from a checkpoint; --resume auto continues the latest one if any (restarts).
 // Data parallel: `--nproc N` relaunches this command as N local ranks (loom launch, shm
 // backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
 // splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <thread>
 
 #include "command_registry.hpp"
+#include "device_option.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
+#include "loom/core/trace.hpp"
 #include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/train_config.hpp"
+#include "loom/train/trace_file.hpp"
 #include "loom/train/trainer.hpp"
 
 namespace {
@@ -27,6 +32,8 @@ namespace {
 struct Options {
   std::string config;
   std::string resume;
+  std::string trace;
+  int max_restarts = 0;
   std::map<std::string, std::string> values;  // field name -> flag text, for every field
   std::map<std::string, CLI::Option*> flags;
 };
@@ -36,6 +43,7 @@ std::vector<std::string> rank_args(const Options& o, const std::map<std::string,
   std::vector<std::string> args = {"train"};
   if (!o.config.empty()) args.insert(args.end(), {"--config", o.config});
   if (!o.resume.empty()) args.insert(args.end(), {"--resume", o.resume});
+  if (!o.trace.empty()) args.insert(args.end(), {"--trace", o.trace});
   for (const auto& [name, text] : overrides)
     if (name != "nproc") args.insert(args.end(), {"--" + name, text});
   return args;
@@ -80,14 +88,16 @@ int run(const Options& o) {
   nlohmann::json j = loom::load_config_json(o.config);  // {} without --config
   loom::apply_overrides(j, overrides);
   std::string checkpoint_dir, origin = o.config.empty() ? "command line" : o.config;
-  if (!o.resume.empty()) {
-    std::string path = o.resume;
-    if (path == "latest") {
-      const auto train = j.is_object() ? j.value("train", nlohmann::json::object()) : nlohmann::json();
-      LOOM_CHECK(train.is_object() && train.contains("out_dir") && train["out_dir"].is_string(),
-                 "--resume latest needs out_dir (in the --config file or as --out_dir)");
-      path = train["out_dir"].get<std::string>() + "/latest";
-    }
+  std::string path = o.resume;
+  if (path == "latest" || path == "auto") {
+    const auto train = j.is_object() ? j.value("train", nlohmann::json::object()) : nlohmann::json();
+    LOOM_CHECK(train.is_object() && train.contains("out_dir") && train["out_dir"].is_string(),
+               "--resume ", path, " needs out_dir (in the --config file or as --out_dir)");
+    const std::string latest = train["out_dir"].get<std::string>() + "/latest";
+    // auto (torchrun-elastic style): continue the latest checkpoint if there is one, else start.
+    path = path == "auto" && !std::filesystem::exists(latest) ? "" : latest;
+  }
+  if (!path.empty()) {
     checkpoint_dir = loom::resolve_checkpoint(path);
     if (o.config.empty()) {  // without --config, a resumed run starts from the checkpoint's own
       j = loom::read_checkpoint_state(checkpoint_dir).config;
@@ -113,8 +123,20 @@ int run(const Options& o) {
   const bool launching = env.launcher == loom::launch::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
                              config.train.pp);
-  if (config.train.nproc > 1 && env.launcher == loom::launch::Launcher::None)
-    return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), {});
+  LOOM_CHECK(o.max_restarts == 0 || launching,
+             "--max_restarts: this process is already a rank of a job (", loom::launch::name(env.launcher),
+             "); restarts are its launcher's to make");
+  // Ranks (and restarts) are the local launcher's: this command runs again under it.
+  if ((config.train.nproc > 1 || o.max_restarts > 0) && launching) {
+    loom::launch::LaunchOptions launch;
+    launch.max_restarts = o.max_restarts;
+    return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), launch);
+  }
+  if (env.rank == 0 && env.restart_count > 0)
+    std::cout << "restart " << env.restart_count << ": "
+              << (checkpoint_dir.empty() ? "no checkpoint yet, starting from step 0"
+                                         : "resuming from " + checkpoint_dir)
+              << std::endl;
   // Ranks on one host share its cores: by default each takes its part rather than all of them.
   int threads = config.train.threads;
   if (threads == 0 && env.local_world_size > 1)
@@ -122,9 +144,14 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
 
   const auto comm = loom::comm::communicator_from_env();
+  if (!o.trace.empty()) loom::trace::enable(comm->rank());
   loom::Trainer trainer(config, comm.get());
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
   trainer.run();
+  if (!o.trace.empty()) {
+    const size_t n = loom::write_trace(comm.get(), o.trace);
+    if (comm->rank() == 0) std::cout << "trace: " << n << " entries in " << o.trace << std::endl;
+  }
   return 0;
 }
 
@@ -133,15 +160,20 @@ int run(const Options& o) {
 static const bool registered = loom::cli::register_command(
     "train", "Train a GPT model (every config field is also a --flag)", [](CLI::App& app) {
       auto o = std::make_shared<Options>();
+      loom::cli::add_device_option(app, "train");
       app.add_option("--config", o->config, "JSON config file: {\"model\": {..}, \"train\": {..}}");
       app.add_option("--resume", o->resume,
-                     "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, or "
-                     "`latest` (<out_dir>/latest)");
+                     "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, "
+                     "`latest` (<out_dir>/latest), or `auto` (<out_dir>/latest if it exists, else "
+                     "start afresh: for restarts)");
+      app.add_option("--max_restarts", o->max_restarts,
+                     "restart all ranks (or the one process) up to this many times after a "
+                     "failure (use with --resume auto)");
+      app.add_option("--trace", o->trace,
+                     "write a Chrome/Perfetto timeline of every rank (compute, communication, "
+                     "checkpoints) to this JSON file");
       for (const auto& f : loom::config_fields()) {
-        std::string names = "--" + f.name, dashed = f.name;
-        std::replace(dashed.begin(), dashed.end(), '_', '-');
-        if (dashed != f.name) names += ",--" + dashed;
-        o->flags[f.name] = app.add_option(names, o->values[f.name], f.help)
+        o->flags[f.name] = app.add_option("--" + f.name, o->values[f.name], f.help)
                                ->type_name(f.type)
                                ->default_str(f.default_text)
                                ->group(f.section == "model" ? "Model fields" : "Train fields");

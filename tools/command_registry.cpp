@@ -23,6 +23,46 @@ std::vector<Entry>& registry() {
   return entries;
 }
 
+// "max_new_tokens" and "max-new-tokens" are one flag: the key both spellings share.
+std::string flag_key(std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+// Rewrites every long flag of argv to the spelling its command registered, so each flag is
+// accepted with dashes or underscores (--max-new-tokens = --max_new_tokens) without registering
+// each twice. The command is followed through its subcommand words; nothing after a bare "--"
+// is touched (it is another command's argv, e.g. `loom launch ... -- train ...`).
+std::vector<std::string> normalise_flags(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  CLI::App* current = &app;
+  std::map<std::string, std::string> spelling;  // key -> registered long name
+  auto learn = [&](CLI::App* a) {
+    for (const CLI::Option* opt : a->get_options())
+      for (const std::string& n : opt->get_lnames()) spelling[flag_key(n)] = n;
+  };
+  learn(current);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& a = args[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) == 0) {
+      const size_t eq = a.find('=');
+      const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+      const auto it = spelling.find(flag_key(name));
+      if (it != spelling.end()) a = "--" + it->second + (eq == std::string::npos ? "" : a.substr(eq));
+    } else if (a[0] != '-') {
+      try {
+        CLI::App* sub = current->get_subcommand(a);
+        current = sub;
+        learn(current);
+      } catch (const CLI::OptionNotFound&) {
+        // a value or a positional argument, not a subcommand
+      }
+    }
+  }
+  return args;
+}
+
 std::vector<std::string> split_words(const std::string& path) {
   std::istringstream is(path);
   std::vector<std::string> words;
@@ -67,8 +107,12 @@ int run_main(int argc, char** argv) {
     names[sub] = e.path;
   }
 
+  app.footer("Every flag may be written with dashes or underscores (--max-new-tokens = --max_new_tokens).");
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = normalise_flags(app, argc, argv);
+    std::reverse(args.begin() + 1, args.end());  // CLI11 takes the arguments reversed
+    args.erase(args.begin());
+    app.parse(std::move(args));
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

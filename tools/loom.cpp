@@ -3,6 +3,6 @@
 #include "loom/core/cpu_env.hpp"
 
 int main(int argc, char** argv) {
-  loom::reexec_with_fast_blas(argc, argv);
+  loom::reexec_with_cpu_env(argc, argv);
   return loom::cli::run_main(argc, argv);
 }

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "loom/comm/algorithms/algorithms.hpp"
+#include "loom/comm/call_signature.hpp"
+#include "loom/core/trace.hpp"
 
 namespace loom::comm {
 
@@ -28,7 +30,11 @@ class Communicator::AsyncQueue {
     std::shared_future<void> f = pt.get_future().share();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!worker_.joinable()) worker_ = std::thread([this] { loop(); });
+      if (!worker_.joinable())
+        worker_ = std::thread([this] {
+          trace::name_thread("comm worker");
+          loop();
+        });
       tasks_.push_back(std::move(pt));
       last_ = f;
     }
@@ -88,6 +94,7 @@ Communicator::Communicator(std::unique_ptr<Backend> backend, const CommOptions& 
       name_(std::move(group_name)),
       algo_(opts.algo),
       timeout_s_(opts.timeout_s),
+      debug_(opts.debug),
       next_context_(std::make_shared<int>(1)),
       async_(std::make_unique<AsyncQueue>()) {
   LOOM_CHECK(timeout_s_ > 0, "communicator timeout must be positive, got ", timeout_s_);
@@ -102,10 +109,14 @@ std::string Communicator::describe_group() const {
   const auto& m = members();
   for (size_t i = 0; i < m.size(); ++i) {
     if (i == 8 && m.size() > 9) {
-      s += " ... " + std::to_string(m.back());
+      s += " ... ";
+      s += std::to_string(m.back());
       break;
     }
-    s += (i ? "," : " ") + std::to_string(m[i]);
+    // Appended piece by piece: `"x" + std::to_string(..)` trips GCC 12's -Wrestrict (a false
+    // positive in its inlined std::string code).
+    s += i ? "," : " ";
+    s += std::to_string(m[i]);
   }
   return s + "]";
 }
@@ -119,8 +130,10 @@ void Communicator::guarded(const std::string& what, const Body& body) {
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(timeout_s_));
   transport().set_deadline(deadline);
+  const double start = trace::enabled() ? trace::now_us() : -1;
   try {
     body(deadline);
+    if (start >= 0) trace::complete(what, "comm", start);
   } catch (const std::exception& e) {
     broken_ = e.what();
     LOOM_FAIL(what, " in group ", describe_group(), ": ", e.what(), " (timeout ", timeout_s_,
@@ -129,6 +142,17 @@ void Communicator::guarded(const std::string& what, const Body& body) {
 }
 
 void Communicator::wait_for_async() { async_->drain(); }
+
+void Communicator::agree_on_call(const char* kind, const Collective& c, Algo algo) {
+  const CallSignature mine = make_signature(calls_++, kind, c, algo, members());
+  const size_t words = sizeof(CallSignature) / sizeof(float);
+  std::vector<CallSignature> all(static_cast<size_t>(size()));
+  all[static_cast<size_t>(rank())] = mine;
+  // All-gather moves bytes without arithmetic: the signatures travel as "f32" words.
+  algorithms::ring(transport(), {OpKind::AllGather, all.data(), words * all.size(), DType::F32});
+  const std::string mismatch = describe_mismatch(all, members());
+  LOOM_CHECK(mismatch.empty(), "collective mismatch (LOOM_COMM_DEBUG): ", mismatch);
+}
 
 void Communicator::run_now(const Collective& c, Algo algo) {
   LOOM_CHECK(c.data != nullptr || c.count == 0, name(c.kind), ": null buffer");
@@ -139,6 +163,7 @@ void Communicator::run_now(const Collective& c, Algo algo) {
   const std::string what = detail::concat(name(c.kind), " (", name(algo), ", ", c.count, " x ",
                                           name(c.dtype), ")");
   guarded(what, [&](Clock::time_point deadline) {
+    if (debug_) agree_on_call(name(c.kind), c, algo);
     switch (algo) {
       case Algo::Ring: algorithms::ring(transport(), c); break;
       case Algo::Tree: algorithms::tree(transport(), c); break;
@@ -189,6 +214,7 @@ void Communicator::barrier() {
   wait_for_async();
   const bool native = algo_ == Algo::Native && backend_->has_native();
   guarded("barrier", [&](Clock::time_point deadline) {
+    if (debug_) agree_on_call("barrier", {OpKind::AllReduce, nullptr, 0}, algo_);
     if (native)
       backend_->native_barrier(deadline);
     else
@@ -223,6 +249,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   info[3 * rank() + 2] = *next_context_;
   // All-gather moves bytes without arithmetic, so ints travel safely as "f32" elements.
   guarded("split (allgather of colors)", [&](Clock::time_point) {
+    if (debug_) agree_on_call("split", {OpKind::AllGather, nullptr, info.size()}, Algo::Ring);
     algorithms::ring(transport(), {OpKind::AllGather, info.data(), info.size(), DType::F32});
   });
   std::vector<int> group;
@@ -237,6 +264,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   CommOptions opts;
   opts.algo = algo_;
   opts.timeout_s = timeout_s_;
+  opts.debug = debug_;
   auto child = std::make_unique<Communicator>(backend_->split(color, key, group, context), opts,
                                               name);
   child->next_context_ = next_context_;

@@ -6,6 +6,11 @@
 //     loom::Error naming the operation, the group and the missing rank, never hang,
 //   - runs in program order with every other call on this communicator, async ones included.
 // After a failure the communicator is unusable (its streams are out of step): later calls throw.
+// Debug mode (CommOptions::debug, LOOM_COMM_DEBUG=1; as PyTorch's TORCH_DISTRIBUTED_DEBUG=DETAIL):
+// before every collective the ranks first exchange what they are about to call (sequence
+// number, operation, count, dtype, reduce op, root, algorithm, group); if any rank's call
+// differs, every rank throws an error listing each rank's call instead of hanging or mixing up
+// buffers. Off by default: it costs one small all-gather per collective.
 #include <cstddef>
 #include <cstdint>
 #include <future>
@@ -24,6 +29,7 @@ struct CommOptions {
   std::string backend = "auto";  // auto (from the environment), shm, mpi
   Algo algo = Algo::Ring;        // default algorithm; LOOM_COMM_ALGO overrides
   double timeout_s = 300;        // per call; LOOM_COMM_TIMEOUT (seconds) overrides
+  bool debug = false;            // agree on every call first; LOOM_COMM_DEBUG=1 turns it on
 };
 
 // A pending non-blocking collective.
@@ -59,6 +65,7 @@ class Communicator {
   void set_algo(Algo a) { algo_ = a; }
   double timeout_s() const { return timeout_s_; }
   void set_timeout_s(double s) { timeout_s_ = s; }
+  bool debug() const { return debug_; }
 
   // In place on `data`; see Collective in types.hpp for the exact semantics of each.
   void allreduce(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
@@ -95,11 +102,16 @@ class Communicator {
   void guarded(const std::string& what, const Body& body);
   void wait_for_async();
   std::string describe_group() const;
+  // Debug mode: throws unless every rank is about to make this same call (kind: a name(OpKind)
+  // or "barrier"/"split"). Called inside guarded().
+  void agree_on_call(const char* kind, const Collective& c, Algo algo);
 
   std::unique_ptr<Backend> backend_;
   std::string name_;
   Algo algo_;
   double timeout_s_;
+  bool debug_;
+  int64_t calls_ = 0;   // collectives started on this communicator (debug mode's sequence number)
   std::string broken_;  // first failure's message; non-empty = unusable
   std::shared_ptr<int> next_context_;  // shared by a world and all its sub-groups
   class AsyncQueue;

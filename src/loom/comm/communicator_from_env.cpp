@@ -17,6 +17,11 @@ CommOptions with_env_overrides(CommOptions opts) {
     LOOM_CHECK(opts.timeout_s > 0, "LOOM_COMM_TIMEOUT='", t, "' is not a positive number");
   }
   if (const char* a = std::getenv("LOOM_COMM_ALGO")) opts.algo = parse_algo(a);
+  if (const char* d = std::getenv("LOOM_COMM_DEBUG")) {
+    const std::string v = d;
+    LOOM_CHECK(v == "0" || v == "1", "LOOM_COMM_DEBUG='", v, "': expected 0 or 1");
+    opts.debug = v == "1";
+  }
   return opts;
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/kernels/cpu/parallel.hpp"
 
 namespace loom::infer {
@@ -134,8 +134,8 @@ void int8_linear_forward(float* out, const float* inp, const Int8Matrix& w, cons
       float* o = out + o0;
       if (bias != nullptr)
         for (int n = 0; n < N; ++n) std::copy(bias + o0, bias + o0 + n_out, o + static_cast<size_t>(n) * R);
-      kernels::gemm<float>(false, true, N, n_out, K, 1.0f, inp, K, tile.data(), K,
-                           bias ? 1.0f : 0.0f, o, R);
+      kernels::matmul<float>(false, true, N, n_out, K, 1.0f, inp, K, tile.data(), K,
+                             bias ? 1.0f : 0.0f, o, R);
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <random>
 
 #include "loom/core/check.hpp"
@@ -18,8 +19,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-volatile sig_atomic_t g_interrupt = 0;  // SIGINT/SIGTERM received by the launcher
-void on_signal(int sig) { g_interrupt = sig; }
+// SIGINT/SIGTERM received by the launcher: the first one's number, and how many arrived.
+volatile sig_atomic_t g_interrupt = 0, g_signals = 0;
+void on_signal(int sig) {
+  if (g_signals == 0) g_interrupt = sig;
+  g_signals = g_signals + 1;
+}
 
 // Installs the launcher's SIGINT/SIGTERM handlers for its lifetime (the ranks are stopped
 // cleanly instead of being orphaned), restoring the previous ones after.
@@ -27,6 +32,7 @@ class SignalGuard {
  public:
   SignalGuard() {
     g_interrupt = 0;
+    g_signals = 0;
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -79,16 +85,24 @@ class Job {
   Outcome run() {
     Outcome outcome;
     Clock::time_point kill_at = Clock::time_point::max();
+    int forwarded = 0;  // the interrupting signal passed on to the ranks
+    bool second_signal = false;
     while (busy()) {
       pump_output(50);
       reap();
       if (g_interrupt && !outcome.interrupted) {
+        // Preemption (Slurm's SIGTERM, Ctrl-C): every rank gets the signal once, agrees with the
+        // others on a step, checkpoints and exits 0; the launcher waits for that.
         outcome.interrupted = true;
-        outcome.exit_code = 128 + g_interrupt;
-        log("loom launch: interrupted by signal ", static_cast<int>(g_interrupt),
-            ", stopping the ranks");
-        stop_all(SIGTERM);
-        kill_at = Clock::now() + grace();
+        forwarded = g_interrupt;
+        log("loom launch: signal ", forwarded, " received: passing it to the ranks (they save and "
+            "stop at the next step; a second signal stops them at once)");
+        signal_all(forwarded);
+      }
+      if (g_signals > 1 && !second_signal) {
+        second_signal = true;
+        log("loom launch: second signal: stopping the ranks now");
+        kill_at = Clock::now();
       }
       if (first_failure_ >= 0 && outcome.exit_code == 0) {
         const RankProcess& p = ranks_[first_failure_];
@@ -96,11 +110,13 @@ class Job {
         log("loom launch: rank ", p.rank, " (pid ", p.pid, ") ", describe_status(p.status),
             "; stopping the other ranks");
         stop_all(SIGTERM);
-        kill_at = Clock::now() + grace();
+        kill_at = std::min(kill_at, Clock::now() + grace());
       }
+      if (stopping_) kill_stopped_ranks();
       if (Clock::now() >= kill_at) {
         stop_all(SIGKILL);
         kill_at = Clock::time_point::max();
+        if (outcome.interrupted && outcome.exit_code == 0) outcome.exit_code = 128 + forwarded;
       }
     }
     return outcome;
@@ -169,6 +185,11 @@ class Job {
     }
   }
 
+  void signal_all(int sig) {
+    for (const auto& p : ranks_)
+      if (p.running) kill(p.pid, sig);
+  }
+
   void stop_all(int sig) {
     stopping_ = true;
     for (const auto& p : ranks_)
@@ -176,6 +197,21 @@ class Job {
     if (sig == SIGKILL)  // a stopped (SIGSTOP) rank only dies of SIGKILL; SIGCONT is harmless
       for (const auto& p : ranks_)
         if (p.running) kill(p.pid, SIGCONT);
+  }
+
+  // A rank stopped by SIGSTOP (state T) cannot act on SIGTERM: no need to wait the grace for it.
+  void kill_stopped_ranks() {
+    for (const auto& p : ranks_) {
+      if (!p.running) continue;
+      std::ifstream stat("/proc/" + std::to_string(p.pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);  // "pid (comm) state ...", comm may hold spaces
+      const size_t paren = line.rfind(')');
+      if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') {
+        kill(p.pid, SIGKILL);
+        kill(p.pid, SIGCONT);
+      }
+    }
   }
 
   void close_pipes() {
@@ -219,6 +255,7 @@ int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOp
       Job job(nproc, args, opts, attempt);
       outcome = job.run();
     }
+    // A preempted job whose ranks all saved and exited 0 succeeded; it is not restarted either way.
     if (outcome.exit_code == 0 || outcome.interrupted) return outcome.exit_code;
     if (attempt >= opts.max_restarts) {
       if (opts.max_restarts > 0)

@@ -1,10 +1,16 @@
 #pragma once
 // The local launcher behind `loom launch` and `loom train --nproc N`: runs N copies of a loom
-// command as the ranks of one job on this host (shm backend), prefixes every line they print
-// with "[rank r] ", and watches them. The first rank that fails (non-zero exit or a signal) is
-// reported with its exit code or signal, and the others are stopped (SIGTERM, then SIGKILL
-// after a grace period). With max_restarts > 0 the whole job is then started again; ranks see
-// how often in LOOM_RESTART_COUNT (the trainer resumes from its latest checkpoint).
+// command as the ranks of one job on this host (shm backend), prints rank 0's lines as they are
+// and prefixes other ranks' lines with "[rank r] ", and watches them. The first rank that fails
+// (non-zero exit or a signal) is reported with its exit code or signal, and the others are
+// stopped: SIGTERM, then SIGKILL after a grace period, long enough for rank 0 to finish a
+// checkpoint it is writing in the background (a stopped rank, which can finish nothing, is
+// killed at once; others end within ms, their collectives failing). With max_restarts > 0 the
+// whole job is
+// then started again; ranks see how often in LOOM_RESTART_COUNT (`train --resume auto` continues
+// from the latest checkpoint). SIGTERM/SIGINT to the launcher is passed to every rank once and
+// the launcher waits for them (the trainer saves and exits 0: preemption); a second signal kills
+// them at once. An interrupted job is never restarted.
 #include <string>
 #include <vector>
 
@@ -12,7 +18,7 @@ namespace loom::launch {
 
 struct LaunchOptions {
   int max_restarts = 0;
-  double grace_s = 3;                      // between SIGTERM and SIGKILL
+  double grace_s = 30;                     // between SIGTERM and SIGKILL
   std::string program = "/proc/self/exe";  // the loom binary the ranks run
 };
 

@@ -53,6 +53,9 @@ RankProcess spawn_rank(int rank, const std::string& program, const std::vector<s
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the launcher died before prctl took effect
+    // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which passes it on
+    // once (a rank that got it twice would take the second as "stop now").
+    setpgid(0, 0);
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     execve(program.c_str(), argv.data(), envp.data());
@@ -75,7 +78,8 @@ void forward_output(RankProcess& p, int& fd, std::string& partial, int target_fd
   char buf[65536];
   const ssize_t n = read(fd, buf, sizeof buf);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  const std::string prefix = "[rank " + std::to_string(p.rank) + "] ";
+  // Rank 0 speaks for the job and prints plainly; other ranks' lines (mostly errors) say who.
+  const std::string prefix = p.rank == 0 ? "" : "[rank " + std::to_string(p.rank) + "] ";
   if (n <= 0) {
     if (!partial.empty()) write_all(target_fd, prefix + partial + "\n");
     partial.clear();

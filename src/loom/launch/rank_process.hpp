@@ -1,6 +1,6 @@
 #pragma once
 // One launched rank: its process and the pipes carrying its stdout/stderr, which are forwarded
-// line by line with a "[rank r] " prefix.
+// line by line, other ranks' than rank 0's with a "[rank r] " prefix.
 #include <sys/types.h>
 
 #include <map>

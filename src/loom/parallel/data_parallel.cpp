@@ -13,7 +13,18 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
       tp_(tp && tp->size() > 1 ? tp : nullptr),
       model_(model),
       hp_(hp) {
-  if (comm_ && opts.zero) {
+  if (comm_ && opts.zero == 2) {
+    // ZeRO-2: each bucket is reduce-scattered during backward; the buckets are the partitions
+    // of the sharded optimizer.
+    LOOM_CHECK(opts.bucket_mb > 0, "bucket_mb must be > 0, got ", opts.bucket_mb);
+    buckets_.emplace(*comm_, model.grads(), model.num_params(),
+                     static_cast<size_t>(opts.bucket_mb * (1 << 20)), comm::OpKind::ReduceScatter);
+    std::vector<FlatRange> parts;
+    for (const auto& b : buckets_->buckets()) parts.push_back({b.begin, b.end});
+    zero_.emplace(*comm_, model.layout(), hp, parts);
+    return;
+  }
+  if (comm_ && opts.zero == 1) {
     zero_.emplace(*comm_, model.layout(), hp);
     return;
   }
@@ -36,17 +47,21 @@ GPT::GradReadyFn DataParallel::last_backward_hook() {
 }
 
 void DataParallel::reduce_gradients() {
-  if (zero_)
+  if (buckets_)
+    buckets_->finish();  // DDP's all-reduces or ZeRO-2's reduce-scatters
+  else if (zero_)
     zero_->reduce_gradients(model_.grads());
-  else if (buckets_)
-    buckets_->finish();
 }
 
 double DataParallel::grad_sq_sum() {
   if (tp_) {
-    const comm::Block mine = zero_ ? zero_->shard() : comm::Block{0, model_.num_params()};
-    double sum = sharded_grad_sq_sum(model_.grads(), model_.layout(), mine.offset,
-                                     mine.offset + mine.count, tp_->rank() == 0);
+    const std::vector<FlatRange> mine =
+        zero_ ? zero_->shard_ranges() : std::vector<FlatRange>{{0, model_.num_params()}};
+    double sum = 0;
+    for (const FlatRange& r : mine) {
+      sum += sharded_grad_sq_sum(model_.grads(), model_.layout(), r.begin, r.end,
+                                 tp_->rank() == 0);
+    }
     if (zero_) sum = allreduce_sum(*comm_, sum);
     return allreduce_sum(*tp_, sum);
   }

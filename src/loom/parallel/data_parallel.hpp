@@ -5,6 +5,8 @@
 //   world > 1, zero 0  gradients averaged by bucketed all-reduce overlapped with the last
 //                      backward (GradientBuckets); every rank runs the same full AdamW step.
 //   world > 1, zero 1  ZeRO-1 (ZeroOptimizer): reduce-scatter, sharded AdamW, all-gather.
+//   world > 1, zero 2  ZeRO-2: ZeRO-1 with the reduce-scatter done bucket by bucket during the
+//                      last backward (GradientBuckets), each bucket one partition of the shards.
 // The clip norm is always the global norm of the averaged gradient. Every method marked
 // collective must be called by all ranks in the same order.
 // Under tensor parallelism (tp group given) each rank holds shards: gradients are still averaged
@@ -23,7 +25,7 @@
 namespace loom::parallel {
 
 struct DataParallelOptions {
-  bool zero = false;
+  int zero = 0;  // ZeRO stage: 0, 1 or 2
   double bucket_mb = 25;
 };
 
@@ -66,8 +68,8 @@ class DataParallel {
   GPT& model_;
   AdamWParams hp_;
   std::optional<AdamW> adamw_;           // zero 0
-  std::optional<ZeroOptimizer> zero_;    // zero 1
-  std::optional<GradientBuckets> buckets_;  // zero 0 and world > 1
+  std::optional<ZeroOptimizer> zero_;    // zero 1 and 2
+  std::optional<GradientBuckets> buckets_;  // zero 0 and 2, world > 1
 };
 
 }  // namespace loom::parallel

@@ -4,8 +4,10 @@
 // gradients in reverse layout order (ln_f, h.L-1, ..., h.0, wpe/wte), so the last bucket fills
 // first. During the last backward of a step, GPT::backward's on_ready(begin, end) callbacks move
 // a frontier (everything at or above it is final); each bucket entirely above the frontier is
-// all-reduced (average over ranks) asynchronously right away, while backward computes the
-// earlier layers. finish() launches what is left and waits for all of them.
+// averaged over the ranks asynchronously right away, while backward computes the earlier layers.
+// finish() launches what is left and waits for all of them. The averaging is an all-reduce (DDP)
+// or a reduce-scatter (ZeRO-2: rank r keeps block_of(bucket size, world, r) of each bucket, the
+// shard its optimizer updates).
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -16,30 +18,35 @@ namespace loom::parallel {
 
 class GradientBuckets {
  public:
-  // `grads` (count floats) must outlive this object; bucket_bytes > 0.
-  GradientBuckets(comm::Communicator& comm, float* grads, size_t count, size_t bucket_bytes);
+  // `grads` (count floats) must outlive this object; bucket_bytes > 0; op is AllReduce or
+  // ReduceScatter.
+  GradientBuckets(comm::Communicator& comm, float* grads, size_t count, size_t bucket_bytes,
+                  comm::OpKind op = comm::OpKind::AllReduce);
 
   // Starts a step's last backward: nothing is final yet.
   void begin();
   // grads[begin, end) is final (the GPT::backward callback).
   void on_ready(size_t begin, size_t end);
   // Launches the buckets not yet launched, waits for every bucket; afterwards every rank holds
-  // the average of all ranks' gradients. Returns the seconds spent waiting: the all-reduce time
-  // that backward did not hide.
+  // the average of all ranks' gradients (its blocks of them under ReduceScatter). Returns the
+  // seconds spent waiting: the communication time that backward did not hide.
   double finish();
 
-  size_t num_buckets() const { return buckets_.size(); }
-
- private:
   struct Bucket {
     size_t begin, end;
   };
+  // From the end of the buffer to its start.
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  size_t num_buckets() const { return buckets_.size(); }
+
+ private:
   void launch_ready();
 
   comm::Communicator& comm_;
   float* grads_;
   size_t count_;
-  std::vector<Bucket> buckets_;  // from the end of the buffer to its start
+  comm::OpKind op_;
+  std::vector<Bucket> buckets_;
   size_t frontier_ = 0;          // grads_[frontier_, count_) is final
   size_t launched_ = 0;          // buckets_[0, launched_) are in flight
   std::vector<std::unique_ptr<comm::Work>> work_;

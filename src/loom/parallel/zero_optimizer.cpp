@@ -16,43 +16,71 @@ size_t total_params(const std::vector<ParamInfo>& layout) {
 }  // namespace
 
 ZeroOptimizer::ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamInfo>& layout,
-                             const AdamWParams& hp)
-    : comm_(comm),
-      layout_(layout),
-      hp_(hp),
-      count_(total_params(layout)),
-      shard_(comm::block_of(count_, comm.size(), comm.rank())),
-      opt_(layout, hp, shard_.offset, shard_.offset + shard_.count) {}
+                             const AdamWParams& hp, std::vector<FlatRange> partitions)
+    : comm_(comm), layout_(layout), hp_(hp), count_(total_params(layout)) {
+  if (partitions.empty()) partitions.push_back({0, count_});
+  std::sort(partitions.begin(), partitions.end(),
+            [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+  size_t covered = 0;
+  for (const FlatRange& p : partitions) {
+    LOOM_CHECK(p.begin == covered && p.begin <= p.end, "ZeRO: partitions must tile [0, ", count_,
+               ") without gaps or overlaps");
+    covered = p.end;
+    const comm::Block b = comm::block_of(p.end - p.begin, comm.size(), comm.rank());
+    parts_.push_back({p, AdamW(layout, hp, p.begin + b.offset, p.begin + b.offset + b.count)});
+  }
+  LOOM_CHECK(covered == count_, "ZeRO: partitions must tile [0, ", count_, ")");
+}
 
 void ZeroOptimizer::reduce_gradients(float* grads) {
-  comm_.reduce_scatter(grads, count_, comm::ReduceOp::Avg);
+  for (const Part& p : parts_) {
+    comm_.reduce_scatter(grads + p.range.begin, p.range.end - p.range.begin, comm::ReduceOp::Avg);
+  }
 }
 
 double ZeroOptimizer::grad_sq_sum(const float* grads) {
-  return allreduce_sum(comm_, loom::grad_sq_sum(grads + shard_.offset, shard_.count));
+  double local = 0;
+  for (const FlatRange& r : shard_ranges()) {
+    local += loom::grad_sq_sum(grads + r.begin, r.end - r.begin);
+  }
+  return allreduce_sum(comm_, local);
 }
 
 void ZeroOptimizer::step(float* params, float* grads, float lr, float clip) {
-  opt_.step(params, grads, lr, clip);
-  comm_.allgather(params, count_);
+  for (Part& p : parts_) {
+    p.opt.step(params, grads, lr, clip);
+    comm_.allgather(params + p.range.begin, p.range.end - p.range.begin);
+  }
 }
 
 AdamW ZeroOptimizer::full_state() const {
   AdamW full(layout_, hp_);
-  std::copy_n(opt_.m(), shard_.count, full.m() + shard_.offset);
-  std::copy_n(opt_.v(), shard_.count, full.v() + shard_.offset);
-  comm_.allgather(full.m(), count_);
-  comm_.allgather(full.v(), count_);
-  full.set_step_count(opt_.step_count());
+  for (const Part& p : parts_) {
+    const size_t n = p.opt.end() - p.opt.begin();
+    std::copy_n(p.opt.m(), n, full.m() + p.opt.begin());
+    std::copy_n(p.opt.v(), n, full.v() + p.opt.begin());
+    comm_.allgather(full.m() + p.range.begin, p.range.end - p.range.begin);
+    comm_.allgather(full.v() + p.range.begin, p.range.end - p.range.begin);
+  }
+  full.set_step_count(parts_.front().opt.step_count());
   return full;
 }
 
 void ZeroOptimizer::load_full_state(const AdamW& full) {
   LOOM_CHECK(full.begin() == 0 && full.end() == count_,
              "ZeRO: a full optimizer state must cover all ", count_, " parameters");
-  std::copy_n(full.m() + shard_.offset, shard_.count, opt_.m());
-  std::copy_n(full.v() + shard_.offset, shard_.count, opt_.v());
-  opt_.set_step_count(full.step_count());
+  for (Part& p : parts_) {
+    const size_t n = p.opt.end() - p.opt.begin();
+    std::copy_n(full.m() + p.opt.begin(), n, p.opt.m());
+    std::copy_n(full.v() + p.opt.begin(), n, p.opt.v());
+    p.opt.set_step_count(full.step_count());
+  }
+}
+
+std::vector<FlatRange> ZeroOptimizer::shard_ranges() const {
+  std::vector<FlatRange> out;
+  for (const Part& p : parts_) out.push_back({p.opt.begin(), p.opt.end()});
+  return out;
 }
 
 }  // namespace loom::parallel

@@ -1,15 +1,18 @@
 #pragma once
-// ZeRO stage 1: AdamW whose moments are sharded over the data-parallel ranks. Rank r owns the
-// flat range block_of(n, world, r) (comm::block_of, the same blocks reduce_scatter and allgather
-// use). One step:
-//   reduce_gradients  reduce-scatter (average) of the whole gradient buffer: rank r gets its
-//                     block of the averaged gradient
-//   grad_sq_sum       the global sum of squares (for clipping): a scalar all-reduce of each
-//                     shard's sum
-//   step              scales the shard (clipping), AdamW on the shard, all-gather of parameters
+// ZeRO stages 1 and 2: AdamW whose moments are sharded over the data-parallel ranks. The flat
+// buffer is cut into partitions: one (the whole buffer) for stage 1, the gradient buckets for
+// stage 2. In partition [b, e) rank r owns the flat range b + block_of(e - b, world, r)
+// (comm::block_of, the blocks reduce_scatter and allgather use on that partition), so its shard
+// is one block per partition. One step:
+//   gradients   reduce-scatter (average) of each partition: rank r gets its blocks of the
+//               averaged gradient. Stage 1: reduce_gradients() after backward; stage 2: the
+//               GradientBuckets reduce-scatter each bucket while backward runs.
+//   grad_sq_sum the global sum of squares (for clipping): a scalar all-reduce of the shards' sums
+//   step        scales the shard (clipping), AdamW on the shard, all-gather of each partition's
+//               parameters
 // Optimizer memory per rank: 2 n / world floats instead of 2 n.
 // Checkpoints stay world-size independent: full_state() gathers the moments to every rank and
-// load_full_state() keeps this rank's block of a full state.
+// load_full_state() keeps this rank's blocks of a full state.
 #include <cstddef>
 #include <vector>
 
@@ -19,12 +22,19 @@
 
 namespace loom::parallel {
 
+struct FlatRange {
+  size_t begin, end;
+};
+
 class ZeroOptimizer {
  public:
+  // `partitions` must cover the whole buffer without overlapping (any order); empty = one
+  // partition over the whole buffer (stage 1).
   ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamInfo>& layout,
-                const AdamWParams& hp);
+                const AdamWParams& hp, std::vector<FlatRange> partitions = {});
 
-  // Collective. grads: the whole flat buffer; afterwards only this rank's shard is meaningful.
+  // Collective (stage 1). grads: the whole flat buffer; afterwards only this rank's shard is
+  // meaningful.
   void reduce_gradients(float* grads);
   // Collective: the sum of squares of the whole averaged gradient (from every rank's shard).
   double grad_sq_sum(const float* grads);
@@ -36,16 +46,19 @@ class ZeroOptimizer {
   AdamW full_state() const;
   void load_full_state(const AdamW& full);
 
-  comm::Block shard() const { return shard_; }
-  const AdamW& shard_optimizer() const { return opt_; }
+  // This rank's shard: one flat range per partition, in buffer order.
+  std::vector<FlatRange> shard_ranges() const;
 
  private:
+  struct Part {
+    FlatRange range;  // the partition
+    AdamW opt;        // over this rank's block of it
+  };
   comm::Communicator& comm_;
   std::vector<ParamInfo> layout_;
   AdamWParams hp_;
   size_t count_;
-  comm::Block shard_;
-  AdamW opt_;
+  std::vector<Part> parts_;
 };
 
 }  // namespace loom::parallel

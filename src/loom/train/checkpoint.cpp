@@ -105,20 +105,25 @@ std::string save_checkpoint(const std::string& out_dir, const CheckpointState& s
                             const AdamW& optimizer) {
   LOOM_CHECK(optimizer.begin() == 0 && optimizer.end() == layout.back().offset + layout.back().numel,
              "save_checkpoint: the optimizer must own the whole parameter buffer");
+  const CheckpointData data{state, layout, params, optimizer.m(), optimizer.v(),
+                            optimizer.step_count()};
+  return publish_checkpoint(out_dir, write_checkpoint_files(out_dir, data));
+}
+
+std::string write_checkpoint_files(const std::string& out_dir, const CheckpointData& data) {
+  const CheckpointState& state = data.state;
   fs::create_directories(out_dir);
-  const std::string name = checkpoint_dir_name(state.step);
-  const std::string tmp = out_dir + "/.tmp-" + name, final_dir = out_dir + "/" + name;
+  const std::string tmp = out_dir + "/.tmp-" + checkpoint_dir_name(state.step);
   fs::remove_all(tmp);  // left over by an interrupted save
   fs::create_directory(tmp);
 
   std::vector<TensorToWrite> model, moments;
-  for (const auto& p : layout) {
-    model.push_back({p.name, "F32", p.shape, params + p.offset});
-    moments.push_back({"m." + p.name, "F32", p.shape, optimizer.m() + p.offset});
-    moments.push_back({"v." + p.name, "F32", p.shape, optimizer.v() + p.offset});
+  for (const auto& p : data.layout) {
+    model.push_back({p.name, "F32", p.shape, data.params + p.offset});
+    moments.push_back({"m." + p.name, "F32", p.shape, data.m + p.offset});
+    moments.push_back({"v." + p.name, "F32", p.shape, data.v + p.offset});
   }
-  const int64_t opt_step = optimizer.step_count();
-  moments.push_back({"step", "I64", {}, &opt_step});
+  moments.push_back({"step", "I64", {}, &data.optimizer_step});
 
   const std::string model_path = tmp + "/" + kModelFile, opt_path = tmp + "/" + kOptimizerFile;
   nlohmann::json files;
@@ -142,8 +147,15 @@ std::string save_checkpoint(const std::string& out_dir, const CheckpointState& s
   sf.write(text.data(), text.size());
   sf.close();
   fsync_dir(tmp);
+  return tmp;
+}
 
-  rename_into_place(tmp, final_dir);
+std::string publish_checkpoint(const std::string& out_dir, const std::string& tmp_dir) {
+  const std::string tmp_name = fs::path(tmp_dir).filename().string();
+  LOOM_CHECK(tmp_name.rfind(".tmp-", 0) == 0, "publish_checkpoint: ", tmp_dir,
+             " is not a .tmp-step_XXXXXX directory");
+  const std::string name = tmp_name.substr(5), final_dir = out_dir + "/" + name;
+  rename_into_place(tmp_dir, final_dir);
   fsync_dir(out_dir);
   write_file_atomic(out_dir + "/latest", name + "\n");
   return final_dir;

@@ -47,9 +47,26 @@ std::string checkpoint_dir_name(int64_t step);  // "step_000100"
 
 // Writes <out_dir>/step_XXXXXX (creating out_dir) and points <out_dir>/latest at it. The
 // optimizer must own the whole flat buffer. Returns the checkpoint directory.
+// = publish_checkpoint(out_dir, write_checkpoint_files(out_dir, {state, layout, params, ...})).
 std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
                             const std::vector<ParamInfo>& layout, const float* params,
                             const AdamW& optimizer);
+
+// What a checkpoint holds, wherever it lives (the live model, or a staged copy being written in
+// the background): params, m and v are whole flat buffers described by layout.
+struct CheckpointData {
+  const CheckpointState& state;
+  const std::vector<ParamInfo>& layout;
+  const float* params;
+  const float* m;
+  const float* v;
+  int64_t optimizer_step;
+};
+// The two halves of a save. Writes and fsyncs every file into <out_dir>/.tmp-step_XXXXXX (its
+// path is returned); nothing else in out_dir changes, so `latest` still names the previous one.
+std::string write_checkpoint_files(const std::string& out_dir, const CheckpointData& data);
+// Renames that directory to step_XXXXXX and points `latest` at it; returns the new directory.
+std::string publish_checkpoint(const std::string& out_dir, const std::string& tmp_dir);
 
 // A checkpoint directory, or a `latest` file (resolved to the directory it names).
 std::string resolve_checkpoint(const std::string& path);

@@ -3,6 +3,7 @@
 // keeps everything logged before the crash:
 //   {"type": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}
 //   {"type": "eval", "step", "train_loss", "val_loss"}
+//   {"type": "save", "step", "stall_s"}   (how long the training loop waited for the save)
 // `step` counts completed optimizer steps (1 after the first step).
 #include <cstdint>
 #include <fstream>
@@ -18,11 +19,16 @@ class MetricsLog {
   void train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,
              double elapsed_s);
   void eval(int64_t step, double train_loss, double val_loss);
+  void save(int64_t step, double stall_s);
 
  private:
   void write(const nlohmann::json& j);
   std::string path_;
   std::ofstream out_;
 };
+
+// The largest "train" step in the metrics log at `path`; -1 when there is none (or no file).
+// A restarted run compares it with its checkpoint's step: the difference is the steps lost.
+int64_t last_logged_step(const std::string& path);
 
 }  // namespace loom

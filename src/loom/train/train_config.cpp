@@ -1,6 +1,7 @@
 #include "loom/train/train_config.hpp"
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <fstream>
 
 #include "loom/core/check.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
@@ -47,9 +49,11 @@ void visit_train_fields(C& c, F&& f) {
   f("temperature", c.temperature, "sampling temperature; 0: greedy");
   f("seed", c.seed, "seed of initialisation, data order and dropout");
   f("threads", c.threads, "OpenMP/BLAS threads per rank; 0: all cores, divided among the ranks on this host");
+  f("precision", c.precision, "matmul inputs: f32, or bf16 (autocast-style: weights, gradients, optimizer and reductions stay f32)");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
+  f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
   f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
-  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 0: replicate them");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
   f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
@@ -132,8 +136,9 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.top_k >= 0, "top_k must be >= 0, got ", c.top_k);
   LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
+  kernels::parse_precision(c.precision, "precision");
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
-  LOOM_CHECK(c.zero == 0 || c.zero == 1, "zero must be 0 or 1, got ", c.zero);
+  LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
   LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
   check_tp_divides_heads(rc.model, c.tp, "--tp");
@@ -186,6 +191,18 @@ nlohmann::json parse_flag_value(const std::string& name, const std::string& text
   return x;
 }
 
+// A float as the user wrote it: the shortest decimal that reads back as the same float (0.9f is
+// recorded as 0.9, not as the double 0.8999999761581421).
+nlohmann::json as_written(float x) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, x);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+template <typename T>
+nlohmann::json as_written(const T& x) {
+  return x;
+}
+
 nlohmann::json defaults_json() { return to_json(RunConfig{}); }
 
 }  // namespace
@@ -193,7 +210,7 @@ nlohmann::json defaults_json() { return to_json(RunConfig{}); }
 nlohmann::json to_json(const RunConfig& c) {
   nlohmann::json train = nlohmann::json::object();
   visit_train_fields(c.train, [&](const char* name, const auto& member, const char*) {
-    train[name] = member;
+    train[name] = as_written(member);
   });
   return {{"model", c.model}, {"train", train}};
 }
@@ -225,6 +242,18 @@ nlohmann::json load_config_json(const std::string& path) {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
     LOOM_FAIL(path, ": not valid JSON: ", e.what());
+  }
+}
+
+GPTConfig load_model_config(const std::string& path) {
+  const nlohmann::json j = load_config_json(path);
+  LOOM_CHECK(j.is_object() && j.contains("model"), path, ": no \"model\" section");
+  try {
+    GPTConfig c = j.at("model").get<GPTConfig>();
+    c.validate();
+    return c;
+  } catch (const std::exception& e) {
+    LOOM_FAIL(path, ": ", e.what());
   }
 }
 

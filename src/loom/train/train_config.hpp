@@ -42,10 +42,12 @@ struct TrainConfig {
   float temperature = 0.0f;  // 0: greedy
   uint64_t seed = 1337;
   int threads = 0;  // 0: OpenMP's default
+  std::string precision = "f32";  // GEMM inputs: f32, or bf16 (f32 weights, optimizer, reductions)
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
+  bool async_save = true;  // checkpoint files are written in the background
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
-  int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks
+  int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
@@ -71,6 +73,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& origin);
 // line) applied; not yet validated.
 nlohmann::json load_config_json(const std::string& path);
 void apply_overrides(nlohmann::json& j, const std::map<std::string, std::string>& overrides);
+
+// The validated "model" section of the config file `path` (for the benchmarks and `loom memory`,
+// which need no "train" section); errors name the file.
+GPTConfig load_model_config(const std::string& path);
 
 // Every field, for the command line: name, section ("model" or "train"), value type ("INT",
 // "FLOAT", "BOOL", "TEXT"), default as text, help.

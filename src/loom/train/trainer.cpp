@@ -14,16 +14,21 @@
 #include "loom/core/timer.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/data/window_dataset.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/generate.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/core/trace.hpp"
+#include "loom/train/async_checkpoint.hpp"
+#include "loom/train/backward_trace.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/preemption.hpp"
 
 namespace loom {
 namespace fs = std::filesystem;
@@ -60,6 +65,15 @@ std::string config_diff(const nlohmann::json& saved, const nlohmann::json& now) 
 }
 
 bool due(int64_t step, int64_t freq) { return freq > 0 && step % freq == 0; }
+
+// " (12 steps lost since the checkpoint)": the steps the metrics log shows beyond `step`.
+std::string steps_lost_note(const std::string& out_dir, const std::string& log_file, int64_t step) {
+  if (log_file.empty()) return "";
+  const int64_t last = last_logged_step((fs::path(out_dir) / log_file).string());
+  return last >= step ? detail::concat(" (", last - step, last - step == 1 ? " step" : " steps",
+                                       " lost since the checkpoint)")
+                      : "";
+}
 
 // The mesh of `world` for the config's tp and pp (none for a single process, where they must
 // be 1).
@@ -101,9 +115,13 @@ struct Trainer::Impl {
   std::optional<WindowDataset> val_data;
   BatchLoader loader;
   Rng dropout_rng;
+  kernels::MatmulPrecision precision;  // what runs (bf16 falls back to f32 without AVX512_BF16)
   int64_t step = 0;
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
+  AsyncCheckpointer saver{[](const std::string& dir, double s) {
+    std::cout << detail::concat("saved ", dir, " (written in the background in ", s, " s)\n") << std::flush;
+  }};
 
   Impl(const RunConfig& c, comm::Communicator* comm)
       : cfg(c),
@@ -117,7 +135,7 @@ struct Trainer::Impl {
                                  : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero == 1, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
                                   micro_batches(c.train))
@@ -128,7 +146,9 @@ struct Trainer::Impl {
         train_data(find_shards(c.train.data_dir, "train"), c.train.seq_len, c.train.stride,
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
-        dropout_rng(c.train.seed + 1) {
+        dropout_rng(c.train.seed + 1),
+        precision(kernels::resolve_precision(
+            kernels::parse_precision(c.train.precision, "--precision"))) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -158,6 +178,7 @@ struct Trainer::Impl {
     const size_t count = std::min(data.size(), B * world * cfg.train.eval_iter);
     double sum = 0;
     std::vector<size_t> mine;
+    kernels::MatmulPrecisionScope autocast(precision);
     for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
     for (size_t first = 0; first < mine.size(); first += B) {
       const size_t rows = std::min(B, mine.size() - first);
@@ -174,6 +195,26 @@ struct Trainer::Impl {
 
   AdamWParams adamw_params() const {
     return {cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay};
+  }
+
+  // Rank 0: writes a checkpoint of whole tensors (in the background with async_save), then
+  // prunes the old ones. Returns its directory.
+  std::string write_checkpoint(const CheckpointState& s, const std::vector<ParamInfo>& layout,
+                               const float* params, const AdamW& opt) {
+    const TrainConfig& c = cfg.train;
+    if (c.async_save) return saver.save(c.out_dir, s, layout, params, opt, c.keep_last);
+    trace::Scope write("checkpoint write", "checkpoint");
+    const std::string dir = save_checkpoint(c.out_dir, s, layout, params, opt);
+    prune_checkpoints(c.out_dir, c.keep_last);
+    return dir;
+  }
+
+  // Collective over all ranks: whether any of them was asked to stop (`signal` > 0 on it).
+  bool any_rank_stops(int signal) {
+    if (!mesh || mesh->world().size() == 1) return signal > 0;
+    float flag = signal > 0 ? 1.0f : 0.0f;
+    mesh->world().allreduce(&flag, 1);
+    return flag > 0;
   }
 
   void print_step(const StepStats& s) const {
@@ -224,7 +265,9 @@ void Trainer::resume(const std::string& checkpoint) {
   m.dropout_rng.set_state(state.dropout_rng);
   m.step = state.step;
   m.resumed = true;
-  if (m.world_rank == 0) std::cout << "resumed from " << dir << " at step " << m.step << std::endl;
+  if (m.world_rank == 0)
+    std::cout << "resumed from " << dir << " at step " << m.step
+              << steps_lost_note(m.cfg.train.out_dir, m.cfg.train.log_file, m.step) << std::endl;
 }
 
 StepStats Trainer::step() {
@@ -232,10 +275,16 @@ StepStats Trainer::step() {
   const TrainConfig& c = m.cfg.train;
   Timer timer;
   StepStats s;
+  trace::set_step(m.step + 1);
+  trace::Scope step_event("step", "step");
   m.model.zero_grad();
+  // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
+  // until the optimizer step, so their bf16 copies are made once per step.
+  std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
   for (int a = 0; a < c.grad_accum && m.pipe; ++a) {
     // Every stage of a pipeline reads the same batch (stage 0 its tokens, the last its targets).
     m.loader.next(m.inputs.data(), m.targets.data());
+    trace::Scope schedule("pipeline schedule", "compute");
     s.loss += m.pipe->forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        1.0f / static_cast<float>(c.grad_accum));
   }
@@ -249,17 +298,24 @@ StepStats Trainer::step() {
   }
   for (int a = 0; a < c.grad_accum && !m.pipe; ++a) {
     m.loader.next(m.inputs.data(), m.targets.data());
+    trace::Scope forward("forward", "compute");
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
     LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
                m.world_rank, ": training diverged (try a lower lr)");
     // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
     const bool last = a + 1 == c.grad_accum;
+    forward.end();
+    trace::Scope backward("backward", "compute");
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
-                     last ? m.dp.last_backward_hook() : GPT::GradReadyFn{});
+                     traced_backward_hook(last ? m.dp.last_backward_hook() : GPT::GradReadyFn{},
+                                          m.model.layout()));
     s.loss += loss;
   }
+  autocast.reset();
+  trace::Scope reduce("gradient sync", "comm");
   m.dp.reduce_gradients();
+  reduce.end();
   const double sq_sum =
       m.pipe ? m.pipe->global_grad_sq_sum([&] { return m.dp.grad_sq_sum(); }) : m.dp.grad_sq_sum();
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
@@ -272,8 +328,12 @@ StepStats Trainer::step() {
     s.clipped = scale != 1.0f;
   }
   s.lr = m.schedule.at(m.step);
+  trace::Scope optimizer("optimizer", "compute");
   m.dp.step(s.lr, scale);
+  optimizer.end();
   ++m.step;
+  step_event.end();
+  trace::set_step(-1);
   s.seconds = timer.seconds();
   s.tokens_per_s = static_cast<double>(c.batch_size) * c.seq_len * c.grad_accum * m.world / s.seconds;
   return s;
@@ -310,7 +370,7 @@ std::string Trainer::save() {
   m.dp.with_full_optimizer([&](const AdamW& opt) {
     if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
     if (!m.tp && !m.pipe) {
-      dir = save_checkpoint(m.cfg.train.out_dir, s, m.model.layout(), m.model.params(), opt);
+      dir = m.write_checkpoint(s, m.model.layout(), m.model.params(), opt);
     } else {
       // Collective over the tp group, then the pp group: the shards and the stages assembled
       // into whole tensors.
@@ -325,9 +385,8 @@ std::string Trainer::save() {
       assemble(opt.m(), full.m());
       assemble(opt.v(), full.v());
       full.set_step_count(opt.step_count());
-      if (m.world_rank == 0) dir = save_checkpoint(m.cfg.train.out_dir, s, whole_layout, whole.data(), full);
+      if (m.world_rank == 0) dir = m.write_checkpoint(s, whole_layout, whole.data(), full);
     }
-    if (m.world_rank == 0) prune_checkpoints(m.cfg.train.out_dir, m.cfg.train.keep_last);
   });
   return dir;
 }
@@ -353,21 +412,26 @@ void Trainer::run() {
               << (c.tp > 1 || c.pp > 1 ? " | dp " + std::to_string(m.world) + " x tp " +
                                              std::to_string(c.tp) + " x pp " + std::to_string(c.pp)
                                        : "")
-              << (c.zero ? " | ZeRO-1" : "") << std::endl;
+              << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
+              << kernels::precision_name(m.precision) << " matmuls" << std::endl;
     if (m.pipe)
       std::cout << "pipeline: " << c.schedule << ", " << m.pipe->schedule().micro_batches()
                 << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
                 << " sequences | " << m.partition.describe() << std::endl;
   }
   Timer elapsed;
+  PreemptionWatch preemption;
   while (m.step < c.max_steps) {
     const StepStats s = step();
+    // Every rank stops at the same step: the one where any of them has seen the signal.
+    const bool stop_signal = m.any_rank_stops(preemption.signal());
     if (main) {
       m.print_step(s);
       log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
     }
     const bool last = m.step == c.max_steps;
     if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
+      trace::Scope eval_event("evaluate", "eval");
       const EvalStats e = evaluate();
       if (main) {
         char line[128];
@@ -385,11 +449,25 @@ void Trainer::run() {
       const std::string text = m.rank == 0 ? sample() : "";
       if (main) std::cout << "sample: " << text << std::endl;
     }
-    if (due(m.step, c.save_freq) || last) {
+    if (due(m.step, c.save_freq) || last || stop_signal) {
+      Timer stall;
+      trace::Scope save_event("save", "checkpoint");
       const std::string dir = save();
-      if (main) std::cout << "saved " << dir << std::endl;
+      save_event.end();
+      if (main) {
+        log.save(m.step, stall.seconds());
+        if (!c.async_save) std::cout << "saved " << dir << std::endl;
+      }
+    }
+    if (stop_signal && m.step < c.max_steps) {
+      m.saver.wait();
+      if (main)
+        std::cout << "preempted by a signal: saved the checkpoint of step " << m.step
+                  << "; continue with --resume auto" << std::endl;
+      return;
     }
   }
+  m.saver.wait();
 }
 
 }  // namespace loom

@@ -52,14 +52,18 @@ class Trainer {
   void resume(const std::string& checkpoint);
 
   // Trains to max_steps with console output, metrics, evaluation, samples and checkpoints.
-  // A fresh (not resumed) run refuses an out_dir that already holds checkpoints.
+  // A fresh (not resumed) run refuses an out_dir that already holds checkpoints. SIGTERM/SIGINT
+  // (preemption) ends it early: all ranks stop after the same step and save it (see
+  // preemption.hpp). Returns once every checkpoint is written.
   void run();
 
   // The pieces run() is made of. step(), evaluate() and save() are collective over the ranks.
   StepStats step();
   EvalStats evaluate();
   std::string sample();  // sample_prompt + generated text, decoded
-  std::string save();    // returns the checkpoint directory (written by rank 0)
+  // Returns the checkpoint directory (written by rank 0; with train.async_save in the
+  // background, finished by the next save or the end of run()).
+  std::string save();
 
   int64_t steps_done() const;
   const RunConfig& config() const;

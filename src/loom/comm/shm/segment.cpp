@@ -134,7 +134,10 @@ std::unique_ptr<Segment> Segment::attach(const std::string& name, int rank, cons
     if (Clock::now() >= deadline) {
       std::string missing;
       for (int r = 0; r < cfg.world; ++r)
-        if (seg->rank_info(r).pid.load() == 0) missing += " " + std::to_string(r);
+        if (seg->rank_info(r).pid.load() == 0) {
+          missing += " ";  // not `" " + to_string(r)`: GCC 12 -Wrestrict false positive
+          missing += std::to_string(r);
+        }
       if (rank == 0) shm_unlink(name.c_str());
       LOOM_FAIL("shm: ranks", missing, " did not attach to ", name, " in time");
     }

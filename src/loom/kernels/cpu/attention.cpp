@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "loom/core/check.hpp"
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/kernels/cpu/vec_math.hpp"
 
 namespace loom::kernels {
@@ -65,8 +65,8 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
       // S = scale * q k^T, by row blocks: rows [r0, r1) need only columns [0, r1).
       for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
         const int r1 = std::min(Tn, r0 + kRowBlock);
-        gemm<T>(false, true, r1 - r0, r1, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k, C3,
-                T(0), P + static_cast<size_t>(r0) * Tn, Tn);
+        matmul<T>(false, true, r1 - r0, r1, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k,
+                  C3, T(0), P + static_cast<size_t>(r0) * Tn, Tn);
       }
       for (int t = 0; t < Tn; ++t) {
         T* row = P + static_cast<size_t>(t) * Tn;
@@ -93,8 +93,8 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
       T* o = out + static_cast<size_t>(b) * Tn * C + h * hs;
       for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
         const int r1 = std::min(Tn, r0 + kRowBlock);
-        gemm<T>(false, false, r1 - r0, hs, r1, T(1), Pd + static_cast<size_t>(r0) * Tn, Tn, v, C3,
-                T(0), o + static_cast<size_t>(r0) * C, C);
+        matmul<T>(false, false, r1 - r0, hs, r1, T(1), Pd + static_cast<size_t>(r0) * Tn, Tn, v,
+                  C3, T(0), o + static_cast<size_t>(r0) * C, C);
       }
     }
   }
@@ -140,8 +140,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
         const T* dO_r = dO + static_cast<size_t>(r0) * C;
         T* dP_r = dP + static_cast<size_t>(r0) * Tn;
         // dv[0:r1] (+)= Pd[r0:r1, 0:r1]^T @ dO[r0:r1];  dPd[r0:r1, 0:r1] = dO[r0:r1] @ v[0:r1]^T
-        gemm<T>(true, false, r1, hs, rows, T(1), Pd_r, Tn, dO_r, C, beta, dv, C3);
-        gemm<T>(false, true, rows, r1, hs, T(1), dO_r, C, v, C3, T(0), dP_r, Tn);
+        matmul<T>(true, false, r1, hs, rows, T(1), Pd_r, Tn, dO_r, C, beta, dv, C3);
+        matmul<T>(false, true, rows, r1, hs, T(1), dO_r, C, v, C3, T(0), dP_r, Tn);
       }
       if (m != nullptr) apply_dropout(dP, dP, m, p, TT);
       // Softmax backward, with the 1/sqrt(hs) of S folded in:
@@ -161,10 +161,10 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
         const T beta = r1 == Tn ? T(0) : T(1);
         const T* dS_r = dP + static_cast<size_t>(r0) * Tn;
         // dq[r0:r1] = dS[r0:r1, 0:r1] @ k[0:r1];  dk[0:r1] (+)= dS[r0:r1, 0:r1]^T @ q[r0:r1]
-        gemm<T>(false, false, rows, hs, r1, T(1), dS_r, Tn, k, C3, T(0),
-                dq + static_cast<size_t>(r0) * C3, C3);
-        gemm<T>(true, false, r1, hs, rows, T(1), dS_r, Tn, q + static_cast<size_t>(r0) * C3, C3,
-                beta, dk, C3);
+        matmul<T>(false, false, rows, hs, r1, T(1), dS_r, Tn, k, C3, T(0),
+                  dq + static_cast<size_t>(r0) * C3, C3);
+        matmul<T>(true, false, r1, hs, rows, T(1), dS_r, Tn, q + static_cast<size_t>(r0) * C3,
+                  C3, beta, dk, C3);
       }
     }
   }

@@ -1,6 +1,7 @@
 #pragma once
 // Causal multi-head self-attention on a fused q,k,v tensor, one (batch, head) pair per task;
-// the per-head products are CBLAS GEMMs on strided views of qkv (no copies).
+// the per-head products are kernels::matmul calls on strided views of qkv (no copies), so they
+// run in bf16 under a bf16 MatmulPrecisionScope like every other GEMM.
 #include <cstddef>
 #include <cstdint>
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 
 namespace loom::kernels {
 
@@ -15,7 +15,8 @@ void linear_forward(T* out, const T* inp, const T* w, const T* bias, int N, int 
 #pragma omp parallel for schedule(static) if (worth_threads(static_cast<size_t>(N) * OC))
     for (int n = 0; n < N; ++n) std::copy(bias, bias + OC, out + static_cast<size_t>(n) * OC);
   }
-  gemm<T>(false, false, N, OC, IC, T(1), inp, IC, w, OC, bias ? T(1) : T(0), out, OC);
+  matmul<T>(false, false, N, OC, IC, T(1), inp, IC, w, OC, bias ? T(1) : T(0), out, OC,
+            ConstOperand::kB);
 }
 
 namespace {
@@ -44,8 +45,10 @@ void bias_backward(T* dbias, const T* dout, int N, int OC) {
 template <typename T>
 void linear_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, const T* w, int N,
                      int IC, int OC) {
-  if (dinp != nullptr) gemm<T>(false, true, N, IC, OC, T(1), dout, OC, w, OC, T(0), dinp, IC);
-  if (dw != nullptr) gemm<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
+  if (dinp != nullptr) {
+    matmul<T>(false, true, N, IC, OC, T(1), dout, OC, w, OC, T(0), dinp, IC, ConstOperand::kB);
+  }
+  if (dw != nullptr) matmul<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
   if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
 }
 

@@ -1,19 +1,21 @@
 #include "loom/kernels/cpu/lm_head.hpp"
 
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 
 namespace loom::kernels {
 
 template <typename T>
 void lm_head_forward(T* logits, const T* x, const T* wte, int N, int C, int V) {
-  gemm<T>(false, true, N, V, C, T(1), x, C, wte, C, T(0), logits, V);
+  matmul<T>(false, true, N, V, C, T(1), x, C, wte, C, T(0), logits, V, ConstOperand::kB);
 }
 
 template <typename T>
 void lm_head_backward(T* dx, T* dwte, const T* dlogits, const T* x, const T* wte, int N, int C,
                       int V) {
-  if (dx != nullptr) gemm<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C);
-  if (dwte != nullptr) gemm<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
+  if (dx != nullptr) {
+    matmul<T>(false, false, N, C, V, T(1), dlogits, V, wte, C, T(0), dx, C, ConstOperand::kB);
+  }
+  if (dwte != nullptr) matmul<T>(true, false, V, C, N, T(1), dlogits, V, x, C, T(1), dwte, C);
 }
 
 template void lm_head_forward<float>(float*, const float*, const float*, int, int, int);

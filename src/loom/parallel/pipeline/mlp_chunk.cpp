@@ -5,7 +5,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
-#include "loom/kernels/cpu/gemm.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 
 namespace loom::pipeline {
 namespace {
@@ -74,7 +74,7 @@ void MlpChunk::forward(int mb, const float* input, float* output) {
     const float* x = s.x.data() + nd() * l;                 // (n, d)
     float* h = s.x.data() + nd() * (l + 1);                 // (n, d)
     for (int r = 0; r < n; ++r) std::copy(b, b + d, h + static_cast<size_t>(r) * d);
-    kernels::gemm<float>(false, false, n, d, d, 1.0f, x, d, W, d, 1.0f, h, d);
+    kernels::matmul<float>(false, false, n, d, d, 1.0f, x, d, W, d, 1.0f, h, d);
     for (size_t i = 0; i < nd(); ++i) h[i] = std::tanh(h[i]);
   }
   const float* y = s.x.data() + nd() * L;
@@ -116,7 +116,7 @@ void MlpChunk::backward_input(int mb, const float* grad_output, float* grad_inpu
     if (l == 0 && first_ == 0) break;  // the model's input needs no gradient
     float* dx = l == 0 ? grad_input : dh.data();
     // dx (n, d) = dz (n, d) @ W^T
-    kernels::gemm<float>(false, true, n, d, d, 1.0f, dz, d, W, d, 0.0f, dx, d);
+    kernels::matmul<float>(false, true, n, d, d, 1.0f, dz, d, W, d, 0.0f, dx, d);
   }
   note_memory();
 }
@@ -133,7 +133,7 @@ void MlpChunk::backward_weights(int mb) {
     const float* x = s.x.data() + nd() * l;
     const float* dz = s.dz.data() + nd() * l;
     // dW (d, d) += x^T (d, n) @ dz (n, d); db (d) += column sums of dz
-    kernels::gemm<float>(true, false, d, d, n, 1.0f, x, d, dz, d, 1.0f, dW, d);
+    kernels::matmul<float>(true, false, d, d, n, 1.0f, x, d, dz, d, 1.0f, dW, d);
     for (int r = 0; r < n; ++r)
       for (int j = 0; j < d; ++j) db[j] += dz[static_cast<size_t>(r) * d + j];
   }

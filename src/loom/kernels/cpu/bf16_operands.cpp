@@ -1,0 +1,70 @@
+#include "loom/kernels/cpu/bf16_operands.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "loom/core/aligned_buffer.hpp"
+#include "loom/core/check.hpp"
+
+namespace loom::kernels {
+
+namespace {
+
+struct WeightCopy {
+  int rows = 0, cols = 0, ld = 0;
+  uint64_t generation = 0;
+  AlignedBuffer<bf16> data;
+};
+
+std::atomic<uint64_t> g_generation{1};
+std::atomic<int64_t> g_weights_ns{0}, g_others_ns{0};
+
+// Converts and adds the time taken to `total`.
+void timed_convert(std::atomic<int64_t>& total, bf16* dst, const float* src, int rows, int cols,
+                   int ld) {
+  const auto t0 = std::chrono::steady_clock::now();
+  convert_to_bf16(dst, src, rows, cols, ld);
+  total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                                t0)
+               .count();
+}
+std::mutex g_mutex;
+std::unordered_map<const float*, WeightCopy> g_weights;
+
+}  // namespace
+
+const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld, bool weight) {
+  LOOM_CHECK(slot == 0 || slot == 1, "bf16 scratch slot must be 0 or 1, got ", slot);
+  thread_local AlignedBuffer<bf16> buffers[2];
+  AlignedBuffer<bf16>& buf = buffers[slot];
+  const size_t n = static_cast<size_t>(rows) * cols;
+  if (buf.size() < n) buf.resize(n);
+  timed_convert(weight ? g_weights_ns : g_others_ns, buf.data(), src, rows, cols, ld);
+  return buf.data();
+}
+
+const bf16* cached_bf16(const float* src, int rows, int cols, int ld) {
+  const uint64_t generation = g_generation.load();
+  std::lock_guard<std::mutex> lock(g_mutex);
+  WeightCopy& w = g_weights[src];
+  if (w.generation == generation && w.rows == rows && w.cols == cols && w.ld == ld) {
+    return w.data.data();
+  }
+  const size_t n = static_cast<size_t>(rows) * cols;
+  if (w.data.size() < n) w.data.resize(n);
+  timed_convert(g_weights_ns, w.data.data(), src, rows, cols, ld);
+  w.rows = rows, w.cols = cols, w.ld = ld, w.generation = generation;
+  return w.data.data();
+}
+
+void new_weight_generation() { g_generation.fetch_add(1); }
+
+Bf16ConversionTime bf16_conversion_time() {
+  return {static_cast<double>(g_weights_ns.load()) * 1e-9,
+          static_cast<double>(g_others_ns.load()) * 1e-9};
+}
+
+}  // namespace loom::kernels

@@ -1,0 +1,21 @@
+#pragma once
+// bfloat16 copies of GEMM operands for the bf16 matmul path (internal to kernels/cpu).
+#include "loom/kernels/cpu/bf16.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
+
+namespace loom::kernels {
+
+// A dense bf16 copy of src[rows, cols] (row stride ld) in this thread's scratch slot (0 or 1),
+// valid until the thread's next call with the same slot. `weight` only says which conversion
+// time (bf16_conversion_time) it counts towards.
+const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld, bool weight);
+
+// A dense bf16 copy of the constant matrix src[rows, cols] (row stride ld), converted on its
+// first use in the current weight generation and returned unchanged afterwards. Thread-safe.
+// The buffers are kept across generations (refilled, not reallocated): 2 bytes per weight.
+const bf16* cached_bf16(const float* src, int rows, int cols, int ld);
+
+// Invalidates every cached copy (the parameters may have changed).
+void new_weight_generation();
+
+}  // namespace loom::kernels

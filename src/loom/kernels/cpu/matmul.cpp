@@ -1,0 +1,155 @@
+#include "loom/kernels/cpu/matmul.hpp"
+
+#include <cblas.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "loom/core/check.hpp"
+#include "loom/kernels/cpu/bf16_operands.hpp"
+#include "loom/kernels/cpu/matmul_onednn.hpp"
+
+namespace loom::kernels {
+
+namespace {
+
+// Process-wide, not thread-local: OpenMP worker threads (the attention's per-head products) must
+// see the precision that the main thread set.
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::kF32};
+std::atomic<bool> g_cache_weights{true};
+
+void openblas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Rounds both operands to bf16 (dense copies; a ConstOperand from the weight cache) and runs
+// oneDNN's bf16 product with float accumulation.
+void bf16_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc, ConstOperand constant,
+                 bool cache_weights) {
+  // Stored shapes: A is [M,K] ([K,M] when ta), B is [K,N] ([N,K] when tb).
+  const int a_rows = ta ? K : M, a_cols = ta ? M : K;
+  const int b_rows = tb ? N : K, b_cols = tb ? K : N;
+  const bool a_const = constant == ConstOperand::kA, b_const = constant == ConstOperand::kB;
+  const bf16* a16 = a_const && cache_weights ? cached_bf16(A, a_rows, a_cols, lda)
+                                             : scratch_bf16(0, A, a_rows, a_cols, lda, a_const);
+  const bf16* b16 = b_const && cache_weights ? cached_bf16(B, b_rows, b_cols, ldb)
+                                             : scratch_bf16(1, B, b_rows, b_cols, ldb, b_const);
+  onednn::matmul(true, ta, tb, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, ldc);
+}
+
+// K == 0: the product is empty, C = beta * C (a BLAS convention that oneDNN does not handle).
+void scale_only(int M, int N, float beta, float* C, int ldc) {
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) C[static_cast<size_t>(m) * ldc + n] *= beta;
+}
+
+}  // namespace
+
+// oneDNN by default: on the GPT-2 shapes its f32 measured as fast as OpenBLAS's AVX-512 kernels
+// (`loom bench gemm`), and it selects its kernels from the CPU's features by itself, where
+// Debian's OpenBLAS needs OPENBLAS_CORETYPE set before it loads. LOOM_F32_MATMUL=openblas
+// selects OpenBLAS (for comparisons).
+MatmulBackend f32_backend() {
+  static const MatmulBackend backend = [] {
+    const char* env = std::getenv("LOOM_F32_MATMUL");
+    if (env == nullptr || std::strcmp(env, "onednn") == 0) return MatmulBackend::kOneDNN;
+    if (std::strcmp(env, "openblas") == 0) return MatmulBackend::kOpenBLAS;
+    LOOM_FAIL("LOOM_F32_MATMUL: expected onednn or openblas, got \"", env, "\"");
+  }();
+  return backend;
+}
+
+void matmul_with(MatmulBackend backend, MatmulPrecision p, bool ta, bool tb, int M, int N, int K,
+                 float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+                 float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_only(M, N, beta, C, ldc);
+  if (p == MatmulPrecision::kBF16) {
+    LOOM_CHECK(backend == MatmulBackend::kOneDNN, "bf16 matmul needs the oneDNN backend");
+    return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ConstOperand::kNone,
+                       false);
+  }
+  if (backend == MatmulBackend::kOpenBLAS) {
+    return openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  onednn::matmul(false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <>
+void matmul<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc, ConstOperand constant) {
+  if (g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBF16 && M > 0 && N > 0 &&
+      K > 0) {
+    return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, constant,
+                       g_cache_weights.load(std::memory_order_relaxed));
+  }
+  matmul_with(f32_backend(), MatmulPrecision::kF32, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
+              C, ldc);
+}
+
+template <>
+void matmul<double>(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+                    const double* B, int ldb, double beta, double* C, int ldc, ConstOperand) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+MatmulPrecisionScope::MatmulPrecisionScope(MatmulPrecision p, bool cache_weights)
+    : saved_(g_precision.load()), saved_cache_(g_cache_weights.load()) {
+  if (p == MatmulPrecision::kBF16) new_weight_generation();
+  g_cache_weights.store(cache_weights);
+  g_precision.store(p);
+}
+
+MatmulPrecisionScope::~MatmulPrecisionScope() {
+  g_precision.store(saved_);
+  g_cache_weights.store(saved_cache_);
+  // Weight copies made in this scope must not be reused by a later one (parameters change in
+  // between).
+  new_weight_generation();
+}
+
+MatmulPrecision matmul_precision() { return g_precision.load(); }
+
+bool bf16_matmul_available() {
+  const char* env = std::getenv("LOOM_BF16");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  return onednn::cpu_has_bf16();
+}
+
+MatmulPrecision resolve_precision(MatmulPrecision requested) {
+  f32_backend();  // a bad LOOM_F32_MATMUL fails here, at start-up, not in the first product
+  if (requested != MatmulPrecision::kBF16 || bf16_matmul_available()) return requested;
+  std::fprintf(stderr, "loom: bf16 matmul unavailable (%s): computing in f32 instead\n",
+               onednn::cpu_has_bf16() ? "disabled by LOOM_BF16=0" : "this CPU has no AVX512_BF16");
+  return MatmulPrecision::kF32;
+}
+
+const char* precision_name(MatmulPrecision p) {
+  return p == MatmulPrecision::kBF16 ? "bf16" : "f32";
+}
+
+MatmulPrecision parse_precision(const std::string& s, const std::string& what) {
+  if (s == "f32" || s == "fp32" || s == "float32") return MatmulPrecision::kF32;
+  if (s == "bf16" || s == "bfloat16") return MatmulPrecision::kBF16;
+  LOOM_FAIL(what, ": unknown precision \"", s, "\" (expected f32 or bf16)");
+}
+
+const char* backend_name(MatmulBackend b) {
+  return b == MatmulBackend::kOpenBLAS ? "OpenBLAS" : "oneDNN";
+}
+
+BlasSingleThreaded::BlasSingleThreaded() : saved_(openblas_get_num_threads()) {
+  if (saved_ != 1) openblas_set_num_threads(1);
+}
+
+BlasSingleThreaded::~BlasSingleThreaded() {
+  if (saved_ != 1) openblas_set_num_threads(saved_);
+}
+
+}  // namespace loom::kernels

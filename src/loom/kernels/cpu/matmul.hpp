@@ -1,0 +1,92 @@
+#pragma once
+// The one way Loom multiplies matrices. Row-major, transposed operands given as flags over the
+// stored layouts (no copies by the caller):
+//   C[M,N] = alpha * op(A) @ op(B) + beta * C
+// op(A) is [M,K] (A stored [K,M] when trans_a), op(B) is [K,N] (B stored [N,K] when trans_b),
+// leading dimensions lda/ldb/ldc.
+//
+// float runs at the precision of the innermost live MatmulPrecisionScope (f32 outside any):
+//   kF32   float inputs, float accumulation (OpenBLAS or oneDNN: see matmul.cpp for which)
+//   kBF16  inputs rounded to bfloat16, float accumulation and output (oneDNN's AVX512_BF16
+//          kernels), as torch.autocast does it on CPU
+// double always runs CBLAS dgemm (the gradient checks need exact double products).
+#include <string>
+
+namespace loom::kernels {
+
+enum class MatmulPrecision { kF32, kBF16 };
+
+// An operand that stays unchanged while the current MatmulPrecisionScope lives (a weight). Under
+// kBF16 its bfloat16 copy is made on first use in the scope and reused by later products that
+// read the same matrix (forward and backward of one step read every weight twice).
+enum class ConstOperand { kNone, kA, kB };
+
+template <typename T>
+void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+            const T* B, int ldb, T beta, T* C, int ldc,
+            ConstOperand constant = ConstOperand::kNone);
+
+// Sets the float GEMMs' precision process-wide (OpenMP worker threads included) until
+// destroyed, then restores the previous setting. Parameters must not change while a kBF16 scope
+// lives (its weight copies would go stale): scope forward + backward, not the optimizer step.
+// cache_weights = false converts ConstOperands on every use instead (autocast without its cache).
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(MatmulPrecision p, bool cache_weights = true);
+  ~MatmulPrecisionScope();
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision saved_;
+  bool saved_cache_;
+};
+
+MatmulPrecision matmul_precision();
+
+// True when bf16 GEMMs run natively: oneDNN finds AVX512_BF16 (or better) on this CPU, and the
+// environment does not force the fallback with LOOM_BF16=0.
+bool bf16_matmul_available();
+// The precision that will actually run for `requested`: kBF16 without bf16_matmul_available()
+// falls back to kF32 and prints one line saying so on stderr. Throws if LOOM_F32_MATMUL is set
+// to something other than onednn or openblas.
+MatmulPrecision resolve_precision(MatmulPrecision requested);
+
+const char* precision_name(MatmulPrecision p);  // "f32", "bf16"
+// "f32"/"fp32"/"float32" or "bf16"/"bfloat16"; anything else throws loom::Error naming `what`
+// (a flag or file) and the accepted values.
+MatmulPrecision parse_precision(const std::string& s, const std::string& what);
+
+// Thread-seconds spent rounding GEMM operands to bf16 since start-up (for `loom bench train`):
+// weights (ConstOperands) and the other operands (activations and their gradients).
+struct Bf16ConversionTime {
+  double weights_s = 0, others_s = 0;
+};
+Bf16ConversionTime bf16_conversion_time();
+
+// One float GEMM on an explicit implementation, for `loom bench gemm` and the tests.
+enum class MatmulBackend { kOpenBLAS, kOneDNN };
+const char* backend_name(MatmulBackend b);
+// kOpenBLAS supports only kF32. Ignores the scope.
+void matmul_with(MatmulBackend backend, MatmulPrecision p, bool trans_a, bool trans_b, int M,
+                 int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc);
+// The implementation that kF32 float GEMMs use.
+MatmulBackend f32_backend();
+
+// While alive, BLAS calls run single-threaded: for regions where OpenMP threads each issue
+// their own small GEMMs (per attention head). OpenBLAS's pthread server serves one caller at a
+// time, so concurrent multi-threaded calls would queue and spin instead of running in parallel.
+// (oneDNN runs single-threaded inside a parallel region by itself.)
+class BlasSingleThreaded {
+ public:
+  BlasSingleThreaded();
+  ~BlasSingleThreaded();
+  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+ private:
+  int saved_;
+};
+
+}  // namespace loom::kernels

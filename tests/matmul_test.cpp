@@ -1,0 +1,198 @@
+// kernels::matmul: bf16 products against float references for every transposition, the oneDNN
+// f32 path against OpenBLAS, the per-scope weight cache, the precision scope reaching the GEMM
+// kernels, and the forced bf16 fallback.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <vector>
+
+#include "loom/core/check.hpp"
+#include "loom/core/rng.hpp"
+#include "loom/kernels/cpu/attention.hpp"
+#include "loom/kernels/cpu/bf16.hpp"
+#include "loom/kernels/cpu/linear.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
+
+namespace loom::kernels {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
+float round_bf16(float x) { return from_bf16(to_bf16(x)); }
+
+// C = alpha op(A) op(B) + beta C0 in double, on the stored (padded) layouts; `rounded` first
+// rounds A and B to bf16. Also returns sum_k |op(A)[m,k] op(B)[k,n]| * |alpha| per element, the
+// scale of the rounding error.
+struct Reference {
+  std::vector<double> c, scale;
+};
+Reference reference(bool ta, bool tb, int M, int N, int K, float alpha, const std::vector<float>& A,
+                    int lda, const std::vector<float>& B, int ldb, float beta,
+                    const std::vector<float>& C0, int ldc, bool rounded) {
+  Reference r{std::vector<double>(C0.begin(), C0.end()), std::vector<double>(C0.size(), 0.0)};
+  auto at = [&](const std::vector<float>& X, int i, int j, int ld, bool t) {
+    const float x = t ? X[static_cast<size_t>(j) * ld + i] : X[static_cast<size_t>(i) * ld + j];
+    return static_cast<double>(rounded ? round_bf16(x) : x);
+  };
+  for (int m = 0; m < M; ++m) {
+    for (int n = 0; n < N; ++n) {
+      double acc = 0, mag = 0;
+      for (int k = 0; k < K; ++k) {
+        const double p = at(A, m, k, lda, ta) * at(B, k, n, ldb, tb);
+        acc += p;
+        mag += std::abs(p);
+      }
+      const size_t i = static_cast<size_t>(m) * ldc + n;
+      r.c[i] = alpha * acc + beta * C0[i];
+      r.scale[i] = std::abs(alpha) * mag;
+    }
+  }
+  return r;
+}
+
+TEST(Matmul, Bf16MatchesFloatReferenceForEveryTransposition) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int M = 37, N = 29, K = 70;  // odd sizes: no kernel's natural blocking
+  const float alpha = 0.7f, beta = 0.5f;
+  for (int ta = 0; ta < 2; ++ta) {
+    for (int tb = 0; tb < 2; ++tb) {
+      // Stored shapes with padded leading dimensions: the strides must be honoured.
+      const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+      const auto A = random_floats(static_cast<size_t>(ta ? K : M) * lda, 1);
+      const auto B = random_floats(static_cast<size_t>(tb ? N : K) * ldb, 2);
+      const auto C0 = random_floats(static_cast<size_t>(M) * ldc, 3);
+      std::vector<float> C = C0;
+      {
+        MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+        matmul<float>(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+      }
+      const Reference exact = reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, false);
+      const Reference of_bf16 =
+          reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, true);
+      double worst_exact = 0, worst_bf16 = 0, largest_gap = 0;
+      for (int m = 0; m < M; ++m) {
+        for (int n = 0; n < N; ++n) {
+          const size_t i = static_cast<size_t>(m) * ldc + n;
+          // bf16 keeps 8 significant bits: each product is off by at most ~2^-8 of its size.
+          worst_exact = std::max(worst_exact, std::abs(C[i] - exact.c[i]) / exact.scale[i]);
+          // With the rounding of the inputs accounted for, only float accumulation remains.
+          worst_bf16 = std::max(worst_bf16, std::abs(C[i] - of_bf16.c[i]) / of_bf16.scale[i]);
+          largest_gap = std::max(largest_gap, std::abs(exact.c[i] - of_bf16.c[i]) / exact.scale[i]);
+        }
+        for (int n = N; n < ldc; ++n) {  // the padding is not written
+          const size_t i = static_cast<size_t>(m) * ldc + n;
+          EXPECT_EQ(C[i], C0[i]);
+        }
+      }
+      EXPECT_LT(worst_exact, 1.0 / 256) << "ta " << ta << " tb " << tb;
+      EXPECT_LT(worst_bf16, 1e-6) << "ta " << ta << " tb " << tb;
+      EXPECT_GT(largest_gap, 1e-4) << "the inputs were not rounded to bf16";
+    }
+  }
+}
+
+TEST(Matmul, OneDnnF32MatchesOpenBlas) {
+  const int M = 33, N = 65, K = 130;
+  for (int ta = 0; ta < 2; ++ta) {
+    for (int tb = 0; tb < 2; ++tb) {
+      const int lda = ta ? M : K, ldb = tb ? K : N;
+      const auto A = random_floats(static_cast<size_t>(M) * K, 4);
+      const auto B = random_floats(static_cast<size_t>(K) * N, 5);
+      const auto C0 = random_floats(static_cast<size_t>(M) * N, 6);
+      std::vector<float> blas = C0, dnnl = C0;
+      matmul_with(MatmulBackend::kOpenBLAS, MatmulPrecision::kF32, ta, tb, M, N, K, 1.5f,
+                  A.data(), lda, B.data(), ldb, 1.0f, blas.data(), N);
+      matmul_with(MatmulBackend::kOneDNN, MatmulPrecision::kF32, ta, tb, M, N, K, 1.5f, A.data(),
+                  lda, B.data(), ldb, 1.0f, dnnl.data(), N);
+      double worst = 0;
+      for (size_t i = 0; i < blas.size(); ++i) {
+        worst = std::max(worst, std::abs(blas[i] - dnnl[i]) / (1.0 + std::abs(blas[i])));
+      }
+      EXPECT_LT(worst, 1e-5) << "ta " << ta << " tb " << tb;
+    }
+  }
+}
+
+TEST(Matmul, WeightCopiesLiveOneScope) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int N = 8, IC = 16, OC = 12;
+  const auto x = random_floats(N * IC, 7);
+  auto w = random_floats(IC * OC, 8);
+  std::vector<float> first(N * OC), again(N * OC), fresh(N * OC);
+  {
+    MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+    linear_forward<float>(first.data(), x.data(), w.data(), nullptr, N, IC, OC);
+    for (auto& v : w) v *= 2;  // not allowed in a scope: shows that the copy is reused
+    linear_forward<float>(again.data(), x.data(), w.data(), nullptr, N, IC, OC);
+  }
+  EXPECT_EQ(first, again);
+  {
+    MatmulPrecisionScope bf16(MatmulPrecision::kBF16);  // a new scope converts again
+    linear_forward<float>(fresh.data(), x.data(), w.data(), nullptr, N, IC, OC);
+  }
+  for (size_t i = 0; i < fresh.size(); ++i) EXPECT_NEAR(fresh[i], 2 * first[i], 1e-5f) << i;
+  {
+    MatmulPrecisionScope per_use(MatmulPrecision::kBF16, /*cache_weights=*/false);
+    linear_forward<float>(first.data(), x.data(), w.data(), nullptr, N, IC, OC);
+    for (auto& v : w) v /= 2;
+    linear_forward<float>(again.data(), x.data(), w.data(), nullptr, N, IC, OC);
+  }
+  for (size_t i = 0; i < again.size(); ++i) EXPECT_NEAR(first[i], 2 * again[i], 1e-5f) << i;
+}
+
+// The attention's batched products follow the scope too: its output moves by about bf16's
+// rounding (not 0, not more).
+TEST(Matmul, AttentionRunsInBf16UnderTheScope) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const AttentionShape s{2, 16, 32, 4};
+  const auto qkv = random_floats(static_cast<size_t>(s.B) * s.Tn * 3 * s.C, 9);
+  const size_t out_n = static_cast<size_t>(s.B) * s.Tn * s.C;
+  const size_t att_n = static_cast<size_t>(s.B) * s.H * s.Tn * s.Tn;
+  std::vector<float> out32(out_n), out16(out_n), att(att_n);
+  std::vector<float> scratch(attention_scratch_size(s, 64));
+  attention_forward(out32.data(), att.data(), qkv.data(), nullptr, 0.0f, s, scratch.data(),
+                    scratch.size());
+  {
+    MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+    attention_forward(out16.data(), att.data(), qkv.data(), nullptr, 0.0f, s, scratch.data(),
+                      scratch.size());
+  }
+  double worst = 0;
+  for (size_t i = 0; i < out_n; ++i) worst = std::max(worst, double(std::abs(out32[i] - out16[i])));
+  EXPECT_GT(worst, 1e-5);
+  EXPECT_LT(worst, 0.05);
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::kF32);  // restored
+}
+
+TEST(Matmul, Bf16FallsBackToF32WhenForced) {
+  ASSERT_EQ(setenv("LOOM_BF16", "0", 1), 0);
+  EXPECT_FALSE(bf16_matmul_available());
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(resolve_precision(MatmulPrecision::kBF16), MatmulPrecision::kF32);
+  const std::string notice = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(notice.find("computing in f32 instead"), std::string::npos) << notice;
+  EXPECT_EQ(resolve_precision(MatmulPrecision::kF32), MatmulPrecision::kF32);
+  unsetenv("LOOM_BF16");
+}
+
+TEST(Matmul, ParsePrecisionNamesTheBadValue) {
+  EXPECT_EQ(parse_precision("bf16", "--precision"), MatmulPrecision::kBF16);
+  EXPECT_EQ(parse_precision("f32", "--precision"), MatmulPrecision::kF32);
+  try {
+    parse_precision("fp8", "--precision");
+    FAIL() << "fp8 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision: unknown precision \"fp8\""),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace loom::kernels

@@ -1,0 +1,32 @@
+#include "device_option.hpp"
+
+#include "loom/core/check.hpp"
+#include "loom/device/device.hpp"
+
+namespace loom::cli {
+
+namespace {
+void check_device(const std::string& value, const std::string& command) {
+  if (device::parse_device(value, "--device") == device::Device::kCpu) return;
+  device::require_cuda("--device cuda");
+  LOOM_FAIL("--device cuda: ", command,
+            " cannot run on the GPU yet: the CUDA kernels, cuBLASLt GEMMs and the NCCL backend "
+            "are built, but the model and trainer do not use them (issue 12)");
+}
+}  // namespace
+
+void add_device_option(CLI::App& app, const std::string& command) {
+  app.add_option_function<std::string>(
+         "--device",
+         [command](const std::string& value) {
+           try {
+             check_device(value, command);
+           } catch (const Error& e) {
+             throw CLI::ValidationError(e.what());  // CLI11 prints it and exits non-zero
+           }
+         },
+         "cpu, or cuda (one GPU per rank)")
+      ->default_str("cpu");
+}
+
+}  // namespace loom::cli
