@@ -1,12 +1,13 @@
-// Activation recomputation: gradients bit-identical to keeping every activation (f32, with and
-// without dropout, whole model, pipeline stages, split backward, activation sets), activation
-// buffers smaller, and the combinations that cannot work refused.
+// Activation recomputation: gradients bit-identical to keeping every activation (f32 with and
+// without dropout, bf16 matmuls; whole model, pipeline stages, split backward, activation sets),
+// activation buffers smaller, and the combinations that cannot work refused.
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <functional>
 
 #include "error_of.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/gpt.hpp"
 #include "model_shard_util.hpp"
 
@@ -92,6 +93,25 @@ TEST(Recompute, GradientsAreBitIdenticalToKeepingEverything) {
                                        << " blocks from " << shard.first_block;
       }
     }
+  }
+}
+
+// Under bf16 matmuls (autocast) the recomputed forward rounds exactly as the first one did.
+TEST(Recompute, Bf16GradientsAreBitIdenticalToo) {
+  if (!kernels::bf16_matmul_available()) GTEST_SKIP() << "no bf16 matmul on this CPU";
+  const GPTConfig cfg = recompute_config(0.1f);
+  const auto params = test::random_whole_params(cfg, 8);
+  const Batch batch(cfg, 9);
+  kernels::MatmulPrecisionScope autocast(kernels::MatmulPrecision::kBF16);
+  GPT ref(cfg);
+  load(ref, params);
+  const auto want = two_steps(ref, batch);
+  for (const Recompute mode : {Recompute::kSelective, Recompute::kFull}) {
+    GPT m(cfg);
+    load(m, params);
+    m.set_recompute(mode);
+    EXPECT_EQ(two_steps(m, batch), want) << recompute_name(mode);
+    EXPECT_TRUE(same_bits(m, ref)) << recompute_name(mode);
   }
 }
 
