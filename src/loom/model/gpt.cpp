@@ -400,12 +400,9 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
   }
   {
     auto t = timed(Kernel::kAttention, false);
-    uint8_t* mask = nullptr;
-    if (dropped) {
-      // Each tp rank drops in its own heads: a distinct stream per rank (rank 0's is tp 1's).
-      mask = a.att_mask;
-    }
+    uint8_t* mask = dropped ? a.att_mask : nullptr;
     if (dropped && !redo) {
+      // Each tp rank drops in its own heads: a distinct stream per rank (rank 0's is tp 1's).
       const uint64_t seed = rng->next_u64() + 0x9e3779b97f4a7c15ULL * shard.tp_rank;
       dropout_mask(mask, static_cast<size_t>(N) * Tn * Hl, pdrop, seed);
     }
