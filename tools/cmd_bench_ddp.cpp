@@ -60,7 +60,7 @@ const bool registered = loom::cli::register_command(
       app.add_option("--seq", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
-      app.add_option("--bucket_mb,--bucket-mb", o->bucket_list,
+      app.add_option("--bucket_mb", o->bucket_list,
                      "gradient bucket size(s) in MiB, comma-separated for a sweep")
           ->capture_default_str();
       app.add_option("--worker-out", o->worker_out, "(internal) result file of a launched rank")

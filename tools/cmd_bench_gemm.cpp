@@ -78,7 +78,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--threads", o->threads, "threads (0: default)")->capture_default_str();
       app.add_option("--rows", o->rows, "rows (batch x seq) of the GPT-2 shapes")
           ->capture_default_str();
-      app.add_option("--d_model,--d-model", o->d_model, "model width of the GPT-2 shapes")
+      app.add_option("--d_model", o->d_model, "model width of the GPT-2 shapes")
           ->capture_default_str();
       app.add_option("--vocab", o->vocab, "vocabulary of the GPT-2 shapes")->capture_default_str();
       return [o] {

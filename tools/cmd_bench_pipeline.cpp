@@ -59,10 +59,10 @@ const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--pp", o->pp, "pipeline depths, comma-separated (one job of pp ranks each)")->capture_default_str();
-      app.add_option("--micro_batches,--micro-batches", o->micro_batches,
+      app.add_option("--micro_batches", o->micro_batches,
                      "micro-batches per step, comma-separated")->capture_default_str();
       app.add_option("--schedule", o->schedules, "gpipe, 1f1b, interleaved, zb1p; comma-separated")->capture_default_str();
-      app.add_option("--virtual_stages,--virtual-stages", o->bench.virtual_stages,
+      app.add_option("--virtual_stages", o->bench.virtual_stages,
                      "chunks per rank for interleaved")->capture_default_str();
       app.add_option("--config", o->bench.config, "GPT stages of this config's model (default: a dense-layer model)");
       app.add_option("--batch", o->bench.batch, "GPT: sequences per step")->capture_default_str();

@@ -54,7 +54,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--precision", o->precisions,
                      "comma-separated matmul precisions to run in turn (f32, bf16)")
           ->capture_default_str();
-      app.add_flag("--per_use_weights,--per-use-weights", o->per_use_weights,
+      app.add_flag("--per_use_weights", o->per_use_weights,
                    "bf16: convert weights to bf16 at every use instead of once per step");
       app.add_option("--recompute", o->recompute, "activation recomputation: none, selective, full")
           ->capture_default_str();

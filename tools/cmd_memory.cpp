@@ -156,7 +156,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--zero", o->zero, "ZeRO stage: 0, 1 or 2")->capture_default_str();
       app.add_option("--recompute", o->recompute, "activation recomputation: none, selective, full")
           ->capture_default_str();
-      app.add_option("--bucket_mb,--bucket-mb", o->bucket_mb, "gradient bucket size (MiB)")
+      app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size (MiB)")
           ->capture_default_str();
       app.add_option("--steps", o->steps, "training steps measured")->capture_default_str();
       return [o] { return run(*o); };

@@ -80,15 +80,15 @@ const bool registered = loom::cli::register_command(
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->config, "config file (its \"model\" and \"train\" sections)")->required();
       app.add_option("--nproc,-n", o->nproc, "world size (ranks)")->capture_default_str();
-      app.add_option("--mem_gb,--mem-gb", o->mem_gb, "memory per rank in GB; 0: no limit")->capture_default_str();
-      app.add_option("--global_batch,--global-batch", o->global_batch,
+      app.add_option("--mem_gb", o->mem_gb, "memory per rank in GB; 0: no limit")->capture_default_str();
+      app.add_option("--global_batch", o->global_batch,
                      "sequences per step; 0: train.batch_size x nproc")->capture_default_str();
       app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
-      app.add_option("--p2p_gbps,--p2p-gbps", o->bw.p2p_gbps,
+      app.add_option("--p2p_gbps", o->bw.p2p_gbps,
                      "point-to-point bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
-      app.add_option("--allreduce_gbps,--allreduce-gbps", o->bw.allreduce_gbps,
+      app.add_option("--allreduce_gbps", o->bw.allreduce_gbps,
                      "all-reduce bus bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
       return [o] { return run(*o); };
     });
