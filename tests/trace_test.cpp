@@ -46,6 +46,16 @@ TEST(Trace, TwoRankRunWritesOneValidTraceWithCommNestedInSteps) {
     EXPECT_EQ(names[n], 12) << n;
   for (const char* n : {"forward", "backward", "optimizer", "allreduce", "evaluate", "save", "checkpoin"})
     EXPECT_GT(names[n], 0) << n;
+  // Forward per block (training steps, plus the evaluation's forwards) and every kernel's forward
+  // and backward ("kernel fwd" / "kernel bwd" events, named like loom bench train's rows).
+  for (const char* n : {"forward h.0", "forward h.1"}) EXPECT_GE(names[n], 12) << n;
+  std::map<std::string, int> kernel_events;
+  for (const auto& e : j["traceEvents"])
+    if (e["ph"] == "X" && e["cat"].get<std::string>().rfind("kernel", 0) == 0)
+      kernel_events[e["cat"].get<std::string>() + " " + e["name"].get<std::string>()]++;
+  for (const char* n : {"kernel fwd matmul qkv", "kernel bwd matmul qkv", "kernel fwd attention",
+                        "kernel bwd attention", "kernel fwd lm head", "kernel bwd softmax+ce"})
+    EXPECT_GE(kernel_events[n], 12) << n;
   int nested = 0;
   for (const auto& e : j["traceEvents"]) {
     if (e["ph"] != "X" || e["cat"] != "comm" || !e.contains("args")) continue;

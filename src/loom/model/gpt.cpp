@@ -10,6 +10,7 @@
 
 #include "loom/core/aligned_buffer.hpp"
 #include "loom/core/check.hpp"
+#include "loom/core/trace.hpp"
 #include "loom/kernels/cpu/attention.hpp"
 #include "loom/kernels/cpu/dropout.hpp"
 #include "loom/kernels/cpu/embedding.hpp"
@@ -343,7 +344,10 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
     std::memcpy(resid0, input, static_cast<size_t>(N) * C * sizeof(T));
   const T* x = resid0;
   for (int l = 0; l < last - first; ++l) {
+    // Trace: one event per block (named like the backward's "backward h.<l>" events).
+    const double block_start = trace::enabled() ? trace::now_us() : -1;
     block_forward(l, x, rng);
+    if (block_start >= 0) trace::complete("forward h." + std::to_string(first + l), "compute", block_start);
     x = resid_out[l];
   }
   return shard.has_head ? head_forward() : T(0);
