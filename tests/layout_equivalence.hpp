@@ -6,6 +6,8 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
@@ -53,6 +55,22 @@ class LayoutEquivalenceTest : public ::testing::Test {
                                reference() + "/step_000020/" + file),
                 kTolerance)
           << out << ": " << file << " differs from the 1-rank run";
+  }
+
+  // Run `saved` (20 steps) resumed from its step-10 checkpoint as each (out, flags) layout: the
+  // next 10 steps' losses are the uninterrupted run's.
+  void expect_resumes_like_the_run(const std::string& saved,
+                                   const std::vector<std::pair<std::string, std::string>>& layouts) {
+    const auto full = train_losses(dir_ / saved + "/metrics.jsonl");
+    const std::string ckpt = dir_ / saved + "/step_000010";
+    for (const auto& [out, flags] : layouts) {
+      const Result r = train(out, "--resume " + ckpt + " " + flags);
+      ASSERT_EQ(r.rc, 0) << r.out;
+      const auto resumed = train_losses(dir_ / out + "/metrics.jsonl");
+      ASSERT_EQ(resumed.size(), 10u) << out;
+      for (const auto& [step, loss] : resumed)
+        EXPECT_LT(std::abs(loss - full.at(step)) / loss, kTolerance) << out << " step " << step;
+    }
   }
 
   TempDir dir_;

@@ -51,17 +51,8 @@ TEST_F(TensorParallelCli, MpirunTp2Tp4AndDp2xTp2MatchOneRank) {
 // are the uninterrupted run's.
 TEST_F(TensorParallelCli, Dp2xTp2CheckpointResumesAtOneRankAndAtTp4) {
   ASSERT_EQ(train("dp2tp2", "--nproc 4 --tp 2 --batch_size 2").rc, 0);
-  const auto full = train_losses(dir_ / "dp2tp2/metrics.jsonl");
-  const std::string ckpt = dir_ / "dp2tp2/step_000010";
-  for (const auto& [out, flags] : {std::pair<std::string, std::string>{"one", "--batch_size 4"},
-                                   {"tp4", "--nproc 4 --tp 4 --batch_size 4"}}) {
-    const Result r = train(out, "--resume " + ckpt + " " + flags);
-    ASSERT_EQ(r.rc, 0) << r.out;
-    const auto resumed = train_losses(dir_ / out + "/metrics.jsonl");
-    ASSERT_EQ(resumed.size(), 10u) << out;
-    for (const auto& [step, loss] : resumed)
-      EXPECT_LT(std::abs(loss - full.at(step)) / loss, kTolerance) << out << " step " << step;
-  }
+  expect_resumes_like_the_run("dp2tp2",
+                              {{"one", "--batch_size 4"}, {"tp4", "--nproc 4 --tp 4 --batch_size 4"}});
 }
 
 // Refused before any work, naming the flag, the value and what is valid; nothing is written.

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 
 #include "loom/core/check.hpp"
+#include "loom/kernels/cpu/vocab_parallel_embedding.hpp"
 
 namespace loom::kernels {
 
@@ -31,22 +33,9 @@ void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe
 template <typename T>
 void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int Tn,
                         int C) {
-  // Threads own column slices, so repeated tokens never race and the sums are deterministic.
-  constexpr int kBlock = 64;
-#pragma omp parallel for schedule(static) if (worth_threads(static_cast<size_t>(B) * Tn * C))
-  for (int c0 = 0; c0 < C; c0 += kBlock) {
-    const int c1 = std::min(C, c0 + kBlock);
-    for (int n = 0; n < B * Tn; ++n) {
-      const T* d = dout + static_cast<size_t>(n) * C;
-      T* te = dwte + static_cast<size_t>(tokens[n]) * C;
-      T* pe = dwpe + static_cast<size_t>(n % Tn) * C;
-#pragma omp simd
-      for (int c = c0; c < c1; ++c) {
-        te[c] += d[c];
-        pe[c] += d[c];
-      }
-    }
-  }
+  // The whole vocabulary is the one slice that holds every token.
+  vocab_parallel_embedding_backward(dwte, dwpe, dout, tokens, B, Tn, C, /*vocab_start=*/0,
+                                    std::numeric_limits<int>::max());
 }
 
 template void embedding_forward<float>(float*, const int32_t*, const float*, const float*, int,
