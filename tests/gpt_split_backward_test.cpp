@@ -23,7 +23,7 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
     dout[i] = std::cos(0.7 * static_cast<double>(i)) * 1e-2;
   }
   // The whole model, a first, a middle and a last stage.
-  for (const ModelShard shard : {ModelShard{}, ModelShard{0, 1, 0, 1, true, false},
+  for (const ModelShard& shard : {ModelShard{}, ModelShard{0, 1, 0, 1, true, false},
                                  ModelShard{0, 1, 1, 2, false, false}, ModelShard{0, 1, 2, 3, false, true}}) {
     GPTModel<double> fused(cfg, shard), split(cfg, shard);
     test::load_pieces(fused, params);

@@ -58,7 +58,8 @@ void visit_train_fields(C& c, F&& f) {
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
   f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
   f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
-  f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b or zb1p");
+  f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b, interleaved (with virtual_stages) or zb1p");
+  f("virtual_stages", c.virtual_stages, "schedule interleaved: model chunks per pipeline rank (the model is cut into pp x virtual_stages parts; rank r holds parts r, pp + r, ..); 1 otherwise");
   f("parallel", c.parallel, "manual: the layout given by tp, pp, micro_batches, schedule; auto: the planner (loom plan) picks them for nproc ranks at the global batch batch_size x nproc x grad_accum");
   f("recompute", c.recompute, "activation recomputation: none; selective (the attention probabilities are recomputed in backward); full (only each block's input is kept, the block is recomputed in backward); gradients are identical");
 }
@@ -151,16 +152,22 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.parallel == "manual" || c.parallel == "auto", "parallel must be manual or auto, got '",
              c.parallel, "'");
   const pipeline::ScheduleKind kind = pipeline::parse_schedule_kind(c.schedule);
-  LOOM_CHECK(kind != pipeline::ScheduleKind::Interleaved,
-             "schedule interleaved: GPT stages of several chunks per rank are not supported by "
-             "`loom train` yet (`loom bench pipeline` runs it); use gpipe, 1f1b or zb1p");
+  const bool interleaved = kind == pipeline::ScheduleKind::Interleaved;
+  LOOM_CHECK(c.virtual_stages >= 1, "virtual_stages must be >= 1, got ", c.virtual_stages);
+  LOOM_CHECK(interleaved || c.virtual_stages == 1, "virtual_stages ", c.virtual_stages,
+             " needs schedule interleaved (schedule ", c.schedule, " runs one chunk per rank)");
+  LOOM_CHECK(!interleaved || (c.pp > 1 && c.virtual_stages > 1), "schedule interleaved needs pp > 1 "
+             "and virtual_stages > 1 (chunks per rank), got pp ", c.pp, ", virtual_stages ", c.virtual_stages);
+  LOOM_CHECK(!interleaved || m % c.pp == 0, "schedule interleaved: micro_batches ", m,
+             " must be a multiple of pp ", c.pp, " (micro-batches go round the ranks in groups of pp)");
+  LOOM_CHECK(c.pp * c.virtual_stages <= rc.model.n_layer, "pp x virtual_stages = ", c.pp, " x ",
+             c.virtual_stages, " model chunks need n_layer >= ", c.pp * c.virtual_stages,
+             " (at least one block each), got n_layer ", rc.model.n_layer);
   const Recompute recompute = parse_recompute(c.recompute);
   LOOM_CHECK(recompute != Recompute::kFull || c.pp == 1 || kind != pipeline::ScheduleKind::ZeroBubbleH1,
              "recompute full cannot run with schedule zb1p: its weight-gradient pass needs every "
              "block's layer inputs, which full recomputation does not keep; use recompute "
              "selective, or schedule gpipe or 1f1b");
-  LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
-             "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

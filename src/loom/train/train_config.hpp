@@ -53,7 +53,8 @@ struct TrainConfig {
   int tp = 1;  // tensor-parallel ranks per model replica
   int pp = 1;  // pipeline stages
   int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
-  std::string schedule = "1f1b";  // gpipe, 1f1b, zb1p (parallel/pipeline/schedule.hpp)
+  std::string schedule = "1f1b";  // gpipe, 1f1b, interleaved, zb1p (parallel/pipeline/schedule.hpp)
+  int virtual_stages = 1;  // schedule interleaved: model chunks per pipeline rank
   std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
   std::string recompute = "none";   // activation recomputation: none, selective, full
 };

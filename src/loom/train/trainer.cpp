@@ -91,7 +91,7 @@ ModelShard rank_shard(const TrainConfig& c, parallel::Mesh* mesh,
                       const pipeline::Partition& partition) {
   const int tp_rank = mesh ? mesh->coord().tp : 0;
   if (c.pp == 1) return ModelShard{tp_rank, c.tp};
-  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp);
+  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp, c.virtual_stages);
 }
 
 int micro_batches(const TrainConfig& c) { return c.micro_batches > 0 ? c.micro_batches : c.pp; }
@@ -130,7 +130,8 @@ struct Trainer::Impl {
         world_rank(comm ? comm->rank() : 0),
         rank(mesh ? mesh->coord().dp : 0),
         world(mesh ? mesh->shape().dp : 1),
-        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model, c.train.pp,
+        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model,
+                                                             c.train.pp * c.train.virtual_stages,
                                                              c.train.seq_len, omp_get_max_threads())
                                  : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
@@ -138,7 +139,7 @@ struct Trainer::Impl {
            {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
-                                  micro_batches(c.train))
+                                  micro_batches(c.train), c.train.virtual_stages)
                             : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
@@ -286,7 +287,7 @@ StepStats Trainer::step() {
     m.loader.next(m.inputs.data(), m.targets.data());
     trace::Scope schedule("pipeline schedule", "compute");
     s.loss += m.pipe->forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
-                                       1.0f / static_cast<float>(c.grad_accum));
+                                       1.0f / static_cast<float>(c.grad_accum), m.dropout_rng);
   }
   if (m.pipe) {
     m.pipe->reduce_tied_embedding();
