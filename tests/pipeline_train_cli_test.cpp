@@ -19,6 +19,14 @@ namespace fs = std::filesystem;
 using testing::Result;
 using testing::train_losses;
 
+// The "sample: ..." lines of a run's output.
+std::vector<std::string> samples(const std::string& out) {
+  std::vector<std::string> lines;
+  for (size_t at = out.find("sample: "); at != std::string::npos; at = out.find("sample: ", at + 1))
+    lines.push_back(out.substr(at, out.find('\n', at) - at));
+  return lines;
+}
+
 class PipelineTrainCli : public testing::LayoutEquivalenceTest {
  protected:
   void SetUp() override { make_config(4); }
@@ -60,17 +68,20 @@ TEST_F(PipelineTrainCli, InterleavedMatchesOneRankAndItsCheckpointResumesAtOneRa
 
 // Dropout masks are a function of (step key, sample, layer, site, head), not of the layout: pp 2
 // (micro-batches of 1 sequence, each stage drawing only its layers' masks) and pp 2 x tp 2 give
-// the 1-rank run with dropout, and a resumed run continues with the same masks.
+// the 1-rank run with dropout, and a resumed run continues with the same masks. The samples
+// printed during training (generated through the chained stages) are the 1-rank run's.
 TEST_F(PipelineTrainCli, DropoutUnderPpMatchesOneRankAndResumes) {
-  const Result one = train("drop-one", "--batch_size 4 --dropout 0.1");
+  const Result one = train("drop-one", "--batch_size 4 --dropout 0.1 --temperature 0.8");
   ASSERT_EQ(one.rc, 0) << one.out;
   const auto ref = train_losses(dir_ / "drop-one/metrics.jsonl");
   for (const auto& [out, flags] :
        {std::pair<std::string, std::string>{"drop-pp2", "--nproc 2 --pp 2 --micro_batches 4"},
         {"drop-pp2tp2", "--nproc 4 --pp 2 --tp 2 --schedule zb1p"},
         {"drop-inter", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2"}}) {
-    const Result r = train(out, flags + " --batch_size 4 --dropout 0.1");
+    const Result r = train(out, flags + " --batch_size 4 --dropout 0.1 --temperature 0.8");
     ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(samples(r.out), samples(one.out)) << r.out;
+    EXPECT_EQ(samples(r.out).size(), 2u) << r.out;
     const auto got = train_losses(dir_ / out + "/metrics.jsonl");
     ASSERT_EQ(got.size(), 20u) << out;
     for (const auto& [step, loss] : ref)

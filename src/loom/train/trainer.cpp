@@ -353,7 +353,9 @@ std::string Trainer::sample() {
   if (prompt.empty()) prompt.push_back(m.tokenizer->eot_id());
   // Seeded from (seed, step), not from a stream: sampling never changes the training run.
   Rng rng(c.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(m.step + 1)));
-  const auto ids = generate(m.model, prompt, c.sample_tokens, {c.temperature, c.top_k}, rng);
+  const SampleOptions opts{c.temperature, c.top_k};
+  const auto ids = m.pipe ? m.pipe->generate(prompt, c.sample_tokens, opts, rng)
+                          : generate(m.model, prompt, c.sample_tokens, opts, rng);
   return c.sample_prompt + m.tokenizer->decode(ids);
 }
 
@@ -443,10 +445,8 @@ void Trainer::run() {
       }
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
-    if (due(m.step, sample_freq) && m.pipe) {
-      if (main) std::cout << "sample: (not generated: sampling under pp > 1 is not supported yet)" << std::endl;
-    } else if (due(m.step, sample_freq)) {
-      // Generation is collective over the tp group: replica 0's tp ranks sample together.
+    if (due(m.step, sample_freq)) {
+      // Generation is collective over the tp (and pp) group: replica 0's ranks sample together.
       const std::string text = m.rank == 0 ? sample() : "";
       if (main) std::cout << "sample: " << text << std::endl;
     }

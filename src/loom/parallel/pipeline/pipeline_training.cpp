@@ -114,8 +114,26 @@ double PipelineTraining::forward_only(const int32_t* tokens, const int32_t* targ
       lanes_.act_out()->post_send(out).get();
     }
   }
-  model_.set_chunk(0);
-  return s.has_head ? loss : 0.0;
+  return s.has_head ? loss : 0.0;  // the model stays on its last chunk: the logits are there
+}
+
+std::vector<int32_t> PipelineTraining::generate(const std::vector<int32_t>& prompt,
+                                                int max_new_tokens, const SampleOptions& opts,
+                                                Rng& rng) {
+  const int V = model_.config().vocab_size;
+  std::vector<float> row(V);
+  return generate_tokens(prompt, max_new_tokens, model_.config().context_len,
+                         [&](const int32_t* window, int n) {
+                           forward_only(window, nullptr, 1, n);
+                           // Token ids < 2^24 are exact in a float.
+                           float token = 0;
+                           if (model_.shard().has_head) {
+                             model_.logits_row(n - 1, row.data());
+                             token = static_cast<float>(sample_token(row.data(), V, opts, rng));
+                           }
+                           mesh_.pp().broadcast(&token, 1, mesh_.shape().pp - 1);
+                           return static_cast<int32_t>(token);
+                         });
 }
 
 void PipelineTraining::reduce_tied_embedding() {

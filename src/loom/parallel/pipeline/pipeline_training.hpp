@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "loom/model/generate.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
@@ -51,8 +52,13 @@ class PipelineTraining {
   double forward_backward(const int32_t* tokens, const int32_t* targets, int batch, int seq,
                           float grad_scale, Rng& dropout_rng);
   // Mean loss of (batch x seq) through the chained stages (no gradients); on the last stage,
-  // 0 on the others.
+  // 0 on the others. targets may be nullptr: the last stage then only computes the logits.
   double forward_only(const int32_t* tokens, const int32_t* targets, int batch, int seq);
+  // Collective over the pp group (and the tp group): generate() through the chained stages.
+  // The last stage samples each token (with its rng) and sends it to the others; every stage
+  // returns the same tokens.
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                const SampleOptions& opts, Rng& rng);
   // After the last backward of a step: wte's gradient summed over the embedding group.
   void reduce_tied_embedding();
   // Runs sq_sum() with the tied wte's gradient hidden on the last stage (the first stage
