@@ -101,7 +101,9 @@ struct BlockActs {
   T* fc;                         // (N, Fl) c_fc output (GELU input)
   T* fc_gelu;                    // (N, Fl)
   uint8_t *att_mask, *proj_mask, *mlp_mask;  // dropout masks (nullptr without dropout)
-  // Split backward only: the gradients of the four linear layers' outputs, kept by B for W.
+  // Split backward only: the gradients of the four linear layers' outputs, kept by B for W. They
+  // take the place of activations that B has finished with when it writes them (qkv, mid, fc and
+  // the block's output), so a split backward needs no more activation memory than a fused one.
   T *d_qkv, *d_proj, *d_fc, *d_mlp;  // (N, 3Cl), (N, C), (N, Fl), (N, C)
 };
 
@@ -287,10 +289,12 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       b.mlp_mask = drop ? m.take(N * C) : nullptr;
       b.d_qkv = b.d_proj = b.d_fc = b.d_mlp = nullptr;
       if (split) {
-        b.d_qkv = a.take(N * 3 * Cl);
-        b.d_proj = a.take(N * C);
-        b.d_fc = a.take(N * Fl);
-        b.d_mlp = a.take(N * C);
+        // B reads qkv last in the attention's backward, mid in ln_2's, fc in the GELU's, and
+        // resid_out[l] not at all (block l + 1's backward, before it, was its last reader).
+        b.d_qkv = b.qkv;
+        b.d_proj = b.mid;
+        b.d_fc = b.fc;
+        b.d_mlp = resid_out[l];
       }
     }
     lnf = lnf_mean = lnf_rstd = logits = losses = lse = ce_stats = nullptr;
