@@ -1,6 +1,6 @@
 // The backward split in two (B: input gradient, W: weight gradients, for zero-bubble pipeline
 // schedules) adds exactly what the fused backward adds, on every kind of stage, with dropout,
-// and refuses to be misused.
+// in no more activation memory, and refuses to be misused.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -56,6 +56,8 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
     const std::vector<double> want(fused.grads(), fused.grads() + fused.num_params());
     const std::vector<double> got(split.grads(), split.grads() + split.num_params());
     EXPECT_EQ(test::max_abs_diff(got, want), 0.0) << "blocks from " << shard.first_block;
+    // What B keeps for W takes the place of what B has finished with.
+    EXPECT_EQ(split.activation_bytes(), fused.activation_bytes()) << "blocks from " << shard.first_block;
     if (!shard.has_embedding) {
       EXPECT_EQ(std::vector<double>(split.input_grad(), split.input_grad() + input.size()),
                 std::vector<double>(fused.input_grad(), fused.input_grad() + input.size()));
