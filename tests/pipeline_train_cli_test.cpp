@@ -48,14 +48,15 @@ TEST_F(PipelineTrainCli, Pp2AndPp4WithEveryScheduleMatchOneRank) {
   }
 }
 
-// pp 2 x 2 chunks per rank: rank 0 holds blocks 0 and 2 (and the embedding), rank 1 blocks 1
-// and 3 (and the head); micro-batches go round the ranks twice.
+// pp 2 x 2 chunks per rank (alone, x tp 2, x dp 2): rank 0 holds blocks 0 and 2 (and the
+// embedding), rank 1 blocks 1 and 3 (and the head); micro-batches go round the ranks twice.
 TEST_F(PipelineTrainCli, InterleavedMatchesOneRankAndItsCheckpointResumesAtOneRank) {
   for (const auto& [out, flags] :
        {std::pair<std::string, std::string>{
-            "inter", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 4"},
-        {"inter-tp2", "--nproc 4 --pp 2 --tp 2 --schedule interleaved --virtual-stages 2 --micro_batches 2"}}) {
-    const Result r = train(out, flags + " --batch_size 4");
+            "inter", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 4 --batch_size 4"},
+        {"inter-tp2", "--nproc 4 --pp 2 --tp 2 --schedule interleaved --virtual-stages 2 --micro_batches 2 --batch_size 4"},
+        {"inter-dp2", "--nproc 4 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 2 --batch_size 2"}}) {
+    const Result r = train(out, flags);
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("pipeline: interleaved"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("stage 3: blocks 3"), std::string::npos) << r.out;  // 4 chunks of 1 block

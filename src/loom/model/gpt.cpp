@@ -118,13 +118,13 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, bool redo) {
     auto t = timed(Kernel::kMatmulQKV, false);
     linear_forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * Cl);
   }
+  uint8_t* att_mask = dropped ? a.att_mask : nullptr;
+  // Each tp rank drops in its own heads, with the masks of those heads at tp 1.
+  if (dropped && !redo)
+    draw_masks(att_mask, layer, DropSite::kAttention, Hl, static_cast<size_t>(Tn) * Tn);
   {
     auto t = timed(Kernel::kAttention, false);
-    uint8_t* mask = dropped ? a.att_mask : nullptr;
-    // Each tp rank drops in its own heads, with the masks of those heads at tp 1.
-    if (dropped && !redo)
-      draw_masks(mask, layer, DropSite::kAttention, Hl, static_cast<size_t>(Tn) * Tn);
-    attention_forward(a.atty, a.att, a.qkv, mask, pdrop, AttentionShape{B, Tn, Cl, Hl},
+    attention_forward(a.atty, a.att, a.qkv, att_mask, pdrop, AttentionShape{B, Tn, Cl, Hl},
                       att_scratch, att_scratch_size);
   }
   {
