@@ -8,11 +8,9 @@
 namespace loom::parallel {
 
 GradientBuckets::GradientBuckets(comm::Communicator& comm, float* grads, size_t count,
-                                 size_t bucket_bytes, comm::OpKind op)
-    : comm_(comm), grads_(grads), count_(count), op_(op) {
+                                 size_t bucket_bytes)
+    : comm_(comm), grads_(grads), count_(count) {
   LOOM_CHECK(bucket_bytes > 0, "gradient buckets: the bucket size must be > 0");
-  LOOM_CHECK(op == comm::OpKind::AllReduce || op == comm::OpKind::ReduceScatter,
-             "gradient buckets: the reduction must be an all-reduce or a reduce-scatter");
   const size_t elems = std::max<size_t>(1, bucket_bytes / sizeof(float));
   for (size_t end = count; end > 0;) {
     const size_t begin = end > elems ? end - elems : 0;
@@ -43,7 +41,7 @@ void GradientBuckets::launch_ready() {
   while (launched_ < buckets_.size() && buckets_[launched_].begin >= frontier_) {
     const Bucket& b = buckets_[launched_++];
     work_.push_back(comm_.run_async(
-        {op_, grads_ + b.begin, b.end - b.begin, comm::DType::F32, comm::ReduceOp::Avg}));
+        {comm::OpKind::AllReduce, grads_ + b.begin, b.end - b.begin, comm::DType::F32, comm::ReduceOp::Avg}));
   }
 }
 

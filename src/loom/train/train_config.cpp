@@ -144,6 +144,10 @@ void validate(const RunConfig& rc) {
   check_tp_divides_heads(rc.model, c.tp, "--tp");
   LOOM_CHECK(c.pp >= 1 && c.pp <= rc.model.n_layer, "pp must be between 1 and n_layer (",
              rc.model.n_layer, "): every stage needs at least one block, got ", c.pp);
+  LOOM_CHECK(c.zero != 2 || c.pp == 1, "--zero 2 cannot be combined with --pp ", c.pp,
+             ": ZeRO-2 reduce-scatters each gradient bucket as soon as one backward has written "
+             "it, but a pipeline stage sums its gradients over several micro-batches' backwards "
+             "(split into B and W under zb1p); use --zero 1 with --pp");
   LOOM_CHECK(c.micro_batches >= 0, "micro_batches must be >= 0, got ", c.micro_batches);
   const int m = c.micro_batches > 0 ? c.micro_batches : c.pp;
   LOOM_CHECK(c.batch_size % m == 0, "micro_batches ", m, c.micro_batches > 0 ? "" : " (= pp)",
