@@ -14,11 +14,13 @@ namespace {
 // Where GPT::backward's on_ready slices begin: each block's first tensor and ln_f. Everything
 // before the first of them is the embedding (wte, wpe).
 std::set<size_t> slice_starts(const std::vector<ParamInfo>& layout) {
+  const std::string first_of_block = ".ln_1.weight";
   std::set<size_t> starts;
   for (const ParamInfo& p : layout) {
     const std::string& n = p.name;
-    const bool block_start = n.rfind("transformer.h.", 0) == 0 &&
-                             n.size() > 12 && n.compare(n.size() - 12, 12, ".ln_1.weight") == 0;
+    const bool block_start =
+        n.rfind("transformer.h.", 0) == 0 && n.size() > first_of_block.size() &&
+        n.compare(n.size() - first_of_block.size(), first_of_block.size(), first_of_block) == 0;
     if (block_start || n == "transformer.ln_f.weight") starts.insert(p.offset);
   }
   return starts;
