@@ -13,6 +13,8 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
       tp_(tp && tp->size() > 1 ? tp : nullptr),
       model_(model),
       hp_(hp) {
+  LOOM_CHECK(!opts.bf16_reduce || opts.zero == 0, "the bf16 gradient all-reduce needs ZeRO 0 (ZeRO ",
+             opts.zero, " reduce-scatters the gradients in f32)");
   if (comm_ && opts.zero == 2) {
     // ZeRO-2: the model's gradients move into the bucket pool (its flat buffer is freed); the
     // buckets are the partitions of the sharded optimizer.
@@ -31,7 +33,8 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
   if (comm_) {
     LOOM_CHECK(opts.bucket_mb > 0, "bucket_mb must be > 0, got ", opts.bucket_mb);
     buckets_.emplace(*comm_, model.grads(), model.num_params(),
-                     static_cast<size_t>(opts.bucket_mb * (1 << 20)));
+                     static_cast<size_t>(opts.bucket_mb * (1 << 20)),
+                     opts.bf16_reduce ? comm::DType::BF16 : comm::DType::F32);
   }
 }
 

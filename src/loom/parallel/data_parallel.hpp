@@ -30,6 +30,7 @@ namespace loom::parallel {
 struct DataParallelOptions {
   int zero = 0;  // ZeRO stage: 0, 1 or 2
   double bucket_mb = 25;
+  bool bf16_reduce = false;  // zero 0: all-reduce the gradients in bf16 (GradientBuckets)
 };
 
 class DataParallel {

@@ -7,18 +7,24 @@
 // averaged over the ranks asynchronously right away, while backward computes the earlier layers.
 // finish() launches what is left and waits for all of them. (ZeRO-2 reduce-scatters its buckets
 // out of a small pool instead of a flat buffer: sharded_gradients.hpp.)
+// On the wire the gradients are f32, or, optionally, bf16: each bucket is rounded to bf16 into a
+// staging buffer when it is launched and all-reduced there (each hop sums in f32), and finish()
+// writes the averages back as f32 — half the bytes moved, for gradients rounded to 8 bits of
+// mantissa.
 #include <cstddef>
 #include <memory>
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/aligned_buffer.hpp"
 
 namespace loom::parallel {
 
 class GradientBuckets {
  public:
-  // `grads` (count floats) must outlive this object; bucket_bytes > 0.
-  GradientBuckets(comm::Communicator& comm, float* grads, size_t count, size_t bucket_bytes);
+  // `grads` (count floats) must outlive this object; bucket_bytes > 0; wire: F32 or BF16.
+  GradientBuckets(comm::Communicator& comm, float* grads, size_t count, size_t bucket_bytes,
+                  comm::DType wire = comm::DType::F32);
 
   // Starts a step's last backward: nothing is final yet.
   void begin();
@@ -42,6 +48,8 @@ class GradientBuckets {
   comm::Communicator& comm_;
   float* grads_;
   size_t count_;
+  comm::DType wire_;
+  AlignedBuffer<uint16_t> staging_;  // bf16 on the wire: the gradients being all-reduced
   std::vector<Bucket> buckets_;
   size_t frontier_ = 0;          // grads_[frontier_, count_) is final
   size_t launched_ = 0;          // buckets_[0, launched_) are in flight

@@ -135,7 +135,8 @@ struct Trainer::Impl {
                                  : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == "bf16"},
+           mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
                                   micro_batches(c.train))
