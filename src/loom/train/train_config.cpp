@@ -53,7 +53,7 @@ void visit_train_fields(C& c, F&& f) {
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
   f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
-  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also shard the gradients (each bucket reduce-scattered as backward finishes it; not with pp); 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
