@@ -23,9 +23,10 @@
 namespace loom::pipeline {
 
 // Collective over the world: the blocks of every stage, balanced with the costs of one
-// sequence of `seq` tokens timed on world rank 0 (with `threads` threads).
+// sequence of `seq` tokens timed on world rank 0 (with `threads` threads), or `blocks` per stage
+// when given (--partition); every rank gets the costs.
 Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int pp, int seq,
-                          int threads);
+                          int threads, const std::vector<int>& blocks = {});
 
 // The ModelShard of mesh position (pp rank, tp rank) for a partition.
 ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size);
@@ -54,6 +55,8 @@ class PipelineTraining {
   void gather_stages(const std::vector<ParamInfo>& whole_layout, float* whole);
 
   const Schedule& schedule() const { return schedule_; }
+  // Seconds this stage spent computing (F, B, W; not waiting) in all forward_backward calls.
+  double compute_seconds() const { return compute_s_; }
 
  private:
   parallel::Mesh& mesh_;
@@ -62,6 +65,7 @@ class PipelineTraining {
   P2PLanes lanes_;
   GptStageChunk chunk_;
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
+  double compute_s_ = 0;
 };
 
 }  // namespace loom::pipeline
