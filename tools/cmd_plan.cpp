@@ -21,6 +21,7 @@ struct Options {
   int seq = 0;
   int threads = 1;
   int top = 20;
+  std::string recompute = "none";
   loom::planner::Bandwidths bw;
 };
 
@@ -37,13 +38,15 @@ int run(const Options& o) {
   req.seq = o.seq > 0 ? o.seq : train.value("seq_len", 0) > 0 ? train.value("seq_len", 0)
                                                                : req.model.context_len;
   req.mem_gb = o.mem_gb;
+  req.recompute = loom::parse_recompute(o.recompute);
   LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
   LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
   LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
 
   const auto k = loom::planner::calibrate_kernel_costs(req.model, req.seq, o.threads);
-  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens\n",
-              o.config.c_str(), req.world, o.threads, req.global_batch, req.seq);
+  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens, recompute %s\n",
+              o.config.c_str(), req.world, o.threads, req.global_batch, req.seq,
+              loom::recompute_name(req.recompute));
   std::printf("calibrated per sequence: block F %.1f B %.1f W %.1f ms | embedding F %.1f W %.1f ms"
               " | head F %.1f B %.1f W %.1f ms | AdamW %.2f ns/param\n",
               k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
@@ -86,6 +89,10 @@ const bool registered = loom::cli::register_command(
       app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
+      app.add_option("--recompute", o->recompute,
+                     "activation recomputation the run will use: none, selective or full (adds "
+                     "its backward cost, lowers activation memory; full excludes zb1p)")
+          ->capture_default_str();
       app.add_option("--p2p_gbps", o->bw.p2p_gbps,
                      "point-to-point bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
       app.add_option("--allreduce_gbps", o->bw.allreduce_gbps,

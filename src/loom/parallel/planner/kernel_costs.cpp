@@ -81,6 +81,7 @@ KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads)
   blocks.f += 4 * ln_f;
   blocks.b += 4 * ln_b;
   c.block = {spread * blocks.f / 2, spread * blocks.b / 2, spread * blocks.w / 2};
+  c.block_attention_f = spread * at(F, Kernel::kAttention) / 2;
   c.embedding = {spread * at(F, Kernel::kEmbedding), 0, spread * at(Bk, Kernel::kEmbedding)};
   const double lm_b = at(Bk, Kernel::kLMHead);
   c.head = {spread * (at(F, Kernel::kLMHead) + at(F, Kernel::kSoftmaxCE) + ln_f),
@@ -95,12 +96,14 @@ KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads)
   return c;
 }
 
-double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp) {
+double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp, Recompute recompute) {
   const double C = m.d_model, H = m.n_head;
+  if (recompute == Recompute::kFull) return C;  // the block's input
   // ln1, mid, ln2, block output (C each) and 4 LayerNorm statistics stay whole; q/k/v (3C),
-  // attention probabilities (H x T), the attention output (C) and the MLP's two 4C
-  // activations are split with the heads and columns.
-  return 4 * C + 4 + (12 * C + H * seq) / tp;
+  // attention probabilities (H x T, not kept under selective recomputation), the attention
+  // output (C) and the MLP's two 4C activations are split with the heads and columns.
+  const double probs = recompute == Recompute::kSelective ? 0.0 : H * seq;
+  return 4 * C + 4 + (12 * C + probs) / tp;
 }
 
 double head_activation_floats_per_token(const GPTConfig& m, int tp) {
