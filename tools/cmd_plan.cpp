@@ -1,6 +1,9 @@
 // `loom plan --config C --nproc N [--mem_gb G]`: predicted step time, pipeline bubble and memory
 // per rank for every dp x tp x pp layout (with schedules and micro-batch counts) of N ranks,
 // best first (see loom/parallel/planner/planner.hpp). Kernel costs are timed once at start-up.
+// `--validate K` (or `--layouts 2x1x1,1x1x2:zb1p:4`) then trains K of the layouts for a few
+// steps each on N local ranks and prints predicted beside measured step time
+// (loom/parallel/planner/validation.hpp).
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -9,6 +12,7 @@
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/parallel/planner/planner.hpp"
+#include "loom/parallel/planner/validation.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace {
@@ -22,8 +26,42 @@ struct Options {
   int threads = 1;
   int top = 20;
   std::string recompute = "none";
+  int validate = 0;
+  std::string layouts;
+  loom::planner::ValidationRun run;
   loom::planner::Bandwidths bw;
 };
+
+// Trains the chosen layouts and prints predicted beside measured step times.
+void validate(const Options& o, const loom::planner::PlanRequest& req,
+              const loom::planner::KernelCosts& k, const std::vector<loom::planner::Prediction>& preds) {
+  namespace planner = loom::planner;
+  std::vector<planner::Layout> layouts;
+  if (!o.layouts.empty()) {
+    layouts = planner::parse_layouts(o.layouts, req.world, "--layouts");
+  } else {
+    for (const auto& p : planner::pick_layouts(preds, o.validate)) layouts.push_back(p.layout);
+  }
+  planner::ValidationRun run = o.run;
+  run.config = o.config;
+  run.threads = o.threads;
+  run.recompute = req.recompute;
+  std::printf("\nvalidation: %zu layouts trained by `loom train` on %d local ranks x %d thread(s), "
+              "%d steps each, median step of steps 3-%d (logs in %s)\n",
+              layouts.size(), req.world, o.threads, run.steps, run.steps, run.out_dir.c_str());
+  std::fflush(stdout);
+  std::vector<planner::ValidationRow> rows;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    planner::ValidationRow r;
+    r.layout = layouts[i];
+    r.predicted_s = planner::predict(req, k, o.bw, layouts[i]).step_s;
+    r.measured_s = planner::measure_layout(req, layouts[i], run, static_cast<int>(i));
+    std::printf("  measured %s: %.4f s/step\n", r.layout.describe().c_str(), r.measured_s);
+    std::fflush(stdout);
+    rows.push_back(r);
+  }
+  std::printf("%s", planner::validation_table(rows).c_str());
+}
 
 int run(const Options& o) {
   const nlohmann::json j = loom::load_config_json(o.config);
@@ -41,6 +79,9 @@ int run(const Options& o) {
   req.recompute = loom::parse_recompute(o.recompute);
   LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
   LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
+  LOOM_CHECK(o.validate >= 0, "--validate must be >= 0, got ", o.validate);
+  LOOM_CHECK(o.run.steps >= 3, "--steps must be >= 3 (the first two warm up), got ", o.run.steps);
+  if (!o.layouts.empty()) loom::planner::parse_layouts(o.layouts, o.nproc, "--layouts");
   LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
 
   const auto k = loom::planner::calibrate_kernel_costs(req.model, req.seq, o.threads);
@@ -72,6 +113,7 @@ int run(const Options& o) {
   }
   const size_t over = std::count_if(preds.begin(), preds.end(), [](const auto& p) { return !p.fits; });
   if (over > 0) std::printf("(!: over --mem_gb %.2f; %zu of %zu layouts)\n", o.mem_gb, over, preds.size());
+  if (o.validate > 0 || !o.layouts.empty()) validate(o, req, k, preds);
   return 0;
 }
 
@@ -89,6 +131,19 @@ const bool registered = loom::cli::register_command(
       app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
+      app.add_option("--validate", o->validate,
+                     "then train this many of the layouts (the best of each dp x tp x pp shape "
+                     "first) for --steps steps each and print predicted beside measured step time")
+          ->capture_default_str();
+      app.add_option("--layouts", o->layouts,
+                     "validate these layouts instead: DPxTPxPP[:schedule[:micro_batches]], "
+                     "comma-separated, e.g. 2x1x1,1x2x1,1x1x2:zb1p:4");
+      app.add_option("--steps", o->run.steps, "training steps per validated layout (>= 3)")
+          ->capture_default_str();
+      app.add_option("--data_dir", o->run.data_dir,
+                     "data of the validation runs; default: the config's train.data_dir");
+      app.add_option("--out_dir", o->run.out_dir, "where the validation runs write (one directory and log each)")
+          ->capture_default_str();
       app.add_option("--recompute", o->recompute,
                      "activation recomputation the run will use: none, selective or full (adds "
                      "its backward cost, lowers activation memory; full excludes zb1p)")
