@@ -29,11 +29,12 @@ int parse_count(const std::string& item, const std::string& text, const std::str
   return static_cast<int>(x);
 }
 
+// "a,b," -> {"a", "b", ""}; "" -> {""}.
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
   std::stringstream in(text);
   for (std::string item; std::getline(in, item, sep);) out.push_back(item);
-  if (!text.empty() && text.back() == sep) out.emplace_back();
+  if (text.empty() || text.back() == sep) out.emplace_back();
   return out;
 }
 
