@@ -100,13 +100,22 @@ TEST(PlannerValidation, MedianStepTimeComesFromTheMetricsLog) {
 }
 
 TEST(PlannerValidation, TableShowsPredictedMeasuredAndError) {
-  const std::string t = validation_table({{{2, 1, 1}, 0.9, 1.0}, {{1, 1, 2, pipeline::ScheduleKind::GPipe, 1, 2}, 1.5, 1.0}});
+  const std::vector<ValidationRow> rows = {{{2, 1, 1}, 0.9, 1.0},
+                                           {{1, 1, 2, pipeline::ScheduleKind::GPipe, 1, 2}, 1.5, 1.0}};
+  const std::string t = validation_table(rows);
   EXPECT_NE(t.find("predicted_s"), std::string::npos) << t;
   EXPECT_NE(t.find("measured_s"), std::string::npos) << t;
   EXPECT_NE(t.find("dp 2 x tp 1 x pp 1"), std::string::npos) << t;
   EXPECT_NE(t.find("-10.0%"), std::string::npos) << t;
   EXPECT_NE(t.find("+50.0%"), std::string::npos) << t;
   EXPECT_NE(t.find("mean |error| 30.0%; within 15%: 1 of 2"), std::string::npos) << t;
+  EXPECT_EQ(t.find("speedup"), std::string::npos) << t;
+  // Against a 1-rank baseline predicted at 1.8 s and measured at 1.5 s: speedups 2.00 / 1.50
+  // and 1.20 / 1.50.
+  const ValidationRow one{{1, 1, 1}, 1.8, 1.5};
+  const std::string b = validation_table(rows, &one);
+  EXPECT_NE(b.find("-10.0%          2.00   1.50"), std::string::npos) << b;
+  EXPECT_NE(b.find("+50.0%          1.20   1.50"), std::string::npos) << b;
 }
 
 // The real command: 3 layouts of 2 ranks (dp 2, tp 2, pp 2), 3 steps each.
@@ -130,6 +139,9 @@ TEST(PlannerValidation, PlanValidateTrainsLayoutsAndPrintsBothTimes) {
   EXPECT_EQ(shapes, (std::set<std::string>{"dp 2 x tp 1 x pp 1", "dp 1 x tp 2 x pp 1", "dp 1 x tp 1 x pp 2"}))
       << r.out;
   EXPECT_NE(r.out.find("within 15%: "), std::string::npos) << r.out;
+  // The 1-rank run of the same global batch, for the speedup columns.
+  EXPECT_NE(r.out.find("measured dp 1 x tp 1 x pp 1 (1-rank baseline): "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("speedup pred   meas"), std::string::npos) << r.out;
 }
 
 TEST(PlannerValidation, BadValidationFlagsAreRefused) {
@@ -140,10 +152,10 @@ TEST(PlannerValidation, BadValidationFlagsAreRefused) {
            {"--validate -1", "--validate must be >= 0"},
            {"--layouts 4x1x1", "--layouts: '4x1x1' has 4 ranks, --nproc is 2"},
            {"--layouts 1x1x2:1f1b:3", "global batch 8 is not divisible by dp x micro_batches = 3"},
-           // A run that fails shows its own error.
-           {"--layouts 2x1x1 --out_dir " + dir / "v" + " --data_dir " + dir / "nothing",
-            "training dp 2 x tp 1 x pp 1 failed (exit code 1); its output"}}) {
-    const auto r = testing::loom_cli("plan --config " + config + " --nproc 2 " + flags);
+           // A run that fails (the 1-rank baseline, trained first) shows its own error.
+           {"--layouts 2x1x1 --data_dir " + dir / "nothing",
+            "training dp 1 x tp 1 x pp 1 failed (exit code 1); its output"}}) {
+    const auto r = testing::loom_cli("plan --config " + config + " --nproc 2 --out_dir " + dir / "v" + " " + flags);
     EXPECT_NE(r.rc, 0) << flags;
     EXPECT_NE(r.out.find(message), std::string::npos) << flags << "\n" << r.out;
   }

@@ -6,6 +6,7 @@
 // (loom/parallel/planner/validation.hpp).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
@@ -27,6 +28,7 @@ struct Options {
   int top = 20;
   std::string recompute = "none";
   int validate = 0;
+  bool baseline = true;
   std::string layouts;
   loom::planner::ValidationRun run;
   loom::planner::Bandwidths bw;
@@ -50,17 +52,23 @@ void validate(const Options& o, const loom::planner::PlanRequest& req,
               "%d steps each, median step of steps 3-%d (logs in %s)\n",
               layouts.size(), req.world, o.threads, run.steps, run.steps, run.out_dir.c_str());
   std::fflush(stdout);
+  // Every prediction first: a layout the request cannot run is refused before any training.
   std::vector<planner::ValidationRow> rows;
-  for (size_t i = 0; i < layouts.size(); ++i) {
-    planner::ValidationRow r;
-    r.layout = layouts[i];
-    r.predicted_s = planner::predict(req, k, o.bw, layouts[i]).step_s;
-    r.measured_s = planner::measure_layout(req, layouts[i], run, static_cast<int>(i));
-    std::printf("  measured %s: %.4f s/step\n", r.layout.describe().c_str(), r.measured_s);
+  for (const auto& L : layouts) rows.push_back({L, planner::predict(req, k, o.bw, L).step_s, 0});
+  planner::PlanRequest one = req;
+  one.world = 1;
+  std::optional<planner::ValidationRow> baseline;
+  if (req.world > 1 && o.baseline)
+    baseline = planner::ValidationRow{planner::Layout{}, planner::predict(one, k, o.bw, {}).step_s, 0};
+  auto measure = [&](const planner::PlanRequest& r, planner::ValidationRow& row, const std::string& name) {
+    row.measured_s = planner::measure_layout(r, row.layout, run, name);
+    std::printf("  measured %s%s: %.4f s/step\n", row.layout.describe().c_str(),
+                &r == &one ? " (1-rank baseline)" : "", row.measured_s);
     std::fflush(stdout);
-    rows.push_back(r);
-  }
-  std::printf("%s", planner::validation_table(rows).c_str());
+  };
+  if (baseline) measure(one, *baseline, "baseline");
+  for (size_t i = 0; i < rows.size(); ++i) measure(req, rows[i], std::to_string(i));
+  std::printf("%s", planner::validation_table(rows, baseline ? &*baseline : nullptr).c_str());
 }
 
 int run(const Options& o) {
@@ -138,6 +146,10 @@ const bool registered = loom::cli::register_command(
       app.add_option("--layouts", o->layouts,
                      "validate these layouts instead: DPxTPxPP[:schedule[:micro_batches]], "
                      "comma-separated, e.g. 2x1x1,1x2x1,1x1x2:zb1p:4");
+      app.add_option("--baseline", o->baseline,
+                     "with --validate on several ranks: also train the 1-rank layout first and "
+                     "print each layout's predicted and measured speedup over it")
+          ->capture_default_str();
       app.add_option("--steps", o->run.steps, "training steps per validated layout (>= 3)")
           ->capture_default_str();
       app.add_option("--data_dir", o->run.data_dir,

@@ -24,7 +24,7 @@ struct KernelCosts {
 
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
-// matmuls, ...), split into parts; backward of the weight-gradient GEMMs (half of each linear's
+// matmuls, ...; each kernel's fastest of 5 steps), split into parts; backward of the weight-gradient GEMMs (half of each linear's
 // backward) and the embedding's whole backward count as W, the rest as B. Plus one AdamW step.
 KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads);
 

@@ -158,11 +158,11 @@ double median_step_seconds(const std::string& metrics, int first_step, double to
   return parallel::median(seconds);
 }
 
-double measure_layout(const PlanRequest& req, const Layout& L, const ValidationRun& run, int index,
-                      const std::string& program) {
+double measure_layout(const PlanRequest& req, const Layout& L, const ValidationRun& run,
+                      const std::string& name, const std::string& program) {
   namespace fs = std::filesystem;
   LOOM_CHECK(run.steps >= 3, "--steps must be >= 3 (the first two warm up), got ", run.steps);
-  const std::string dir = (fs::path(run.out_dir) / std::to_string(index)).string();
+  const std::string dir = (fs::path(run.out_dir) / name).string();
   const std::string log = dir + ".log";
   fs::remove_all(dir);
   fs::create_directories(run.out_dir);
@@ -180,10 +180,10 @@ double measure_layout(const PlanRequest& req, const Layout& L, const ValidationR
   return median_step_seconds(dir + "/metrics.jsonl", 3, static_cast<double>(req.global_batch) * req.seq);
 }
 
-std::string validation_table(const std::vector<ValidationRow>& rows) {
-  char line[160];
-  std::snprintf(line, sizeof line, "%-36s %12s %12s %8s\n", "layout", "predicted_s", "measured_s",
-                "error");
+std::string validation_table(const std::vector<ValidationRow>& rows, const ValidationRow* baseline) {
+  char line[200];
+  std::snprintf(line, sizeof line, "%-36s %12s %12s %8s%s\n", "layout", "predicted_s", "measured_s",
+                "error", baseline ? "  speedup pred   meas" : "");
   std::string s = line;
   double sum_abs = 0;
   int within = 0;
@@ -191,9 +191,15 @@ std::string validation_table(const std::vector<ValidationRow>& rows) {
     const double err = r.predicted_s / r.measured_s - 1;
     sum_abs += std::abs(err);
     within += std::abs(err) <= 0.15;
-    std::snprintf(line, sizeof line, "%-36s %12.4f %12.4f %+7.1f%%\n", r.layout.describe().c_str(),
+    std::snprintf(line, sizeof line, "%-36s %12.4f %12.4f %+7.1f%%", r.layout.describe().c_str(),
                   r.predicted_s, r.measured_s, 100 * err);
     s += line;
+    if (baseline) {
+      std::snprintf(line, sizeof line, "  %12.2f %6.2f", baseline->predicted_s / r.predicted_s,
+                    baseline->measured_s / r.measured_s);
+      s += line;
+    }
+    s += "\n";
   }
   if (!rows.empty()) {
     std::snprintf(line, sizeof line,

@@ -2,9 +2,10 @@
 // Checking the planner against real runs (`loom plan --validate N`): each layout is trained for
 // a few steps by `loom train` on local ranks, its median step time read back from the metrics
 // log, and printed beside the prediction:
-//   layout                              predicted_s  measured_s   error
-//   dp 2 x tp 1 x pp 1                        0.412       0.455   -9.5%
-// error = predicted / measured - 1 (negative: the planner is optimistic).
+//   layout                              predicted_s  measured_s   error  speedup pred  meas
+//   dp 2 x tp 1 x pp 1                        0.412       0.455   -9.5%          1.95  1.80
+// error = predicted / measured - 1 (negative: the planner is optimistic); speedup: over the
+// 1-rank run of the same global batch.
 #include <string>
 #include <vector>
 
@@ -41,10 +42,11 @@ std::vector<std::string> layout_train_args(const PlanRequest& req, const Layout&
 // none.
 double median_step_seconds(const std::string& metrics, int first_step, double tokens_per_step);
 
-// Trains `layout` for run.steps steps on req.world local ranks (output in <out_dir>/<i>.log,
-// shown when the run fails) and returns its median step time. Throws on failure.
+// Trains `layout` for run.steps steps on req.world local ranks (in <out_dir>/<name>, output in
+// <out_dir>/<name>.log, shown when the run fails) and returns its median step time. Throws on
+// failure.
 double measure_layout(const PlanRequest& req, const Layout& layout, const ValidationRun& run,
-                      int index, const std::string& program = "/proc/self/exe");
+                      const std::string& name, const std::string& program = "/proc/self/exe");
 
 struct ValidationRow {
   Layout layout;
@@ -52,7 +54,11 @@ struct ValidationRow {
   double measured_s = 0;
 };
 
-// The side-by-side table and a summary line (mean |error|, how many within 15%).
-std::string validation_table(const std::vector<ValidationRow>& rows);
+// The side-by-side table and a summary line (mean |error|, how many within 15%). With a
+// `baseline` (the 1-rank run at the same global batch, measured in the same session) also each
+// layout's speedup over it, predicted and measured: a ratio that a machine slowed down by other
+// work (both runs alike) distorts less than the absolute times.
+std::string validation_table(const std::vector<ValidationRow>& rows,
+                             const ValidationRow* baseline = nullptr);
 
 }  // namespace loom::planner
