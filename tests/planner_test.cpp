@@ -7,6 +7,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/parallel/planner/planner.hpp"
+#include "loom/parallel/planner/validation.hpp"
 
 namespace loom::planner {
 namespace {
@@ -157,6 +158,21 @@ TEST(Planner, RecomputeFullNeverPlansZeroBubble) {
   const Prediction chosen = best_trainable_layout(r, k, {});
   EXPECT_EQ(chosen.layout.pp, 2);
   EXPECT_NE(chosen.layout.schedule, pipeline::ScheduleKind::ZeroBubbleH1);
+}
+
+// `loom plan --validate K` runs K layouts: the best of each mesh shape first.
+TEST(Planner, PickedLayoutsCoverEveryMeshShapeFirst) {
+  const auto ranked = plan(request(8), synthetic_costs(), {});
+  std::set<std::tuple<int, int, int>> shapes;
+  for (const auto& p : ranked) shapes.insert({p.layout.dp, p.layout.tp, p.layout.pp});
+  const auto picked = pick_layouts(ranked, static_cast<int>(shapes.size()) + 3);
+  ASSERT_EQ(picked.size(), shapes.size() + 3);
+  std::set<std::tuple<int, int, int>> first;
+  for (size_t i = 0; i < shapes.size(); ++i)
+    first.insert({picked[i].layout.dp, picked[i].layout.tp, picked[i].layout.pp});
+  EXPECT_EQ(first, shapes) << "the first picks are one per mesh shape";
+  for (const auto& p : picked) EXPECT_NE(p.layout.schedule, pipeline::ScheduleKind::Interleaved);
+  EXPECT_EQ(pick_layouts(ranked, 2).size(), 2u);
 }
 
 TEST(Planner, ImpossibleRequestsAreErrors) {
