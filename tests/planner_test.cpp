@@ -175,6 +175,22 @@ TEST(Planner, PickedLayoutsCoverEveryMeshShapeFirst) {
   EXPECT_EQ(pick_layouts(ranked, 2).size(), 2u);
 }
 
+// 4 ranks of 1 thread on 2 cores: each gets half a core, so compute takes twice as long;
+// communication does not change.
+TEST(Planner, RanksOutnumberingTheCoresSlowCompute) {
+  const KernelCosts k = synthetic_costs();
+  PlanRequest r = request(4);
+  const Layout L{4, 1, 1, pipeline::ScheduleKind::OneFOneB, 1, 1};
+  const Prediction free = predict(r, k, {}, L);
+  r.cores = 4;
+  EXPECT_DOUBLE_EQ(predict(r, k, {}, L).step_s, free.step_s);
+  r.cores = 2;
+  const Prediction shared = predict(r, k, {}, L);
+  EXPECT_NEAR(shared.pipeline_s, 2 * free.pipeline_s, 1e-12);
+  EXPECT_NEAR(shared.optimizer_s, 2 * free.optimizer_s, 1e-15);
+  EXPECT_DOUBLE_EQ(shared.dp_comm_s, free.dp_comm_s);
+}
+
 TEST(Planner, ImpossibleRequestsAreErrors) {
   PlanRequest r = request(4);
   r.model.n_layer = 1;

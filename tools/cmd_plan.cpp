@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
@@ -28,6 +29,7 @@ struct Options {
   int top = 20;
   std::string recompute = "none";
   int validate = 0;
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
   bool baseline = true;
   std::string layouts;
   loom::planner::ValidationRun run;
@@ -85,8 +87,10 @@ int run(const Options& o) {
                                                                : req.model.context_len;
   req.mem_gb = o.mem_gb;
   req.recompute = loom::parse_recompute(o.recompute);
+  req.cores = o.cores;
   LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
   LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
+  LOOM_CHECK(o.cores >= 0, "--cores must be >= 0, got ", o.cores);
   LOOM_CHECK(o.validate >= 0, "--validate must be >= 0, got ", o.validate);
   LOOM_CHECK(o.run.steps >= 3, "--steps must be >= 3 (the first two warm up), got ", o.run.steps);
   if (!o.layouts.empty()) loom::planner::parse_layouts(o.layouts, o.nproc, "--layouts");
@@ -101,8 +105,9 @@ int run(const Options& o) {
               k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
               k.embedding.w * 1e3, k.head.f * 1e3, k.head.b * 1e3, k.head.w * 1e3,
               k.adamw_s_per_param * 1e9);
-  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s\n", o.bw.p2p_gbps,
-              o.bw.allreduce_gbps);
+  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s | %d cores%s\n", o.bw.p2p_gbps,
+              o.bw.allreduce_gbps, o.cores,
+              o.cores > 0 && req.world * o.threads > o.cores ? " (oversubscribed: compute slowed)" : "");
   const auto preds = loom::planner::plan(req, k, o.bw);
   std::printf("%4s  %-36s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
               "pipe_s", "comm_s", "bubble", "mem_GB", "stage blocks");
@@ -139,6 +144,10 @@ const bool registered = loom::cli::register_command(
       app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
+      app.add_option("--cores", o->cores,
+                     "hardware threads the ranks share (default: this machine's); more rank "
+                     "threads than that slow compute proportionally; 0: no limit")
+          ->capture_default_str();
       app.add_option("--validate", o->validate,
                      "then train this many of the layouts (the best of each dp x tp x pp shape "
                      "first) for --steps steps each and print predicted beside measured step time")

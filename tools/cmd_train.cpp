@@ -59,6 +59,7 @@ void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& 
   req.global_batch = t.batch_size * t.nproc;
   req.seq = t.seq_len;
   req.recompute = loom::parse_recompute(t.recompute);
+  req.cores = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = t.threads > 0 ? t.threads
                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / t.nproc);
   const auto costs = loom::planner::calibrate_kernel_costs(config.model, t.seq_len, threads);

@@ -50,7 +50,11 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
              req.global_batch, " is not divisible by dp x micro_batches = ", L.dp * L.micro_batches);
   const double mbs = static_cast<double>(req.global_batch) / (L.dp * L.micro_batches);
   const double tokens = mbs * req.seq;
-  const double scale = mbs * req.seq / k.seq;  // the costs are per sequence of k.seq tokens
+  // Ranks whose threads outnumber the cores each get a share of them.
+  const double slowdown =
+      req.cores > 0 ? std::max(1.0, static_cast<double>(req.world) * k.threads / req.cores) : 1.0;
+  // The costs are per sequence of k.seq tokens.
+  const double scale = mbs * req.seq / k.seq * slowdown;
   const double act_bytes = tokens * m.d_model * 4.0;
   // Tensor parallel: compute / tp; per block two all-reduces of the activations in F, two in B.
   const double tp_ar = allreduce_s(act_bytes, L.tp, bw.allreduce_gbps);
@@ -120,7 +124,7 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       comm += allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4, 2,
                           bw.allreduce_gbps);
     if (L.dp > 1) comm += params * 4 * (L.dp - 1) / L.dp / (bw.allreduce_gbps * 1e9);  // ZeRO-1 all-gather
-    const double opt = params / L.dp * k.adamw_s_per_param;
+    const double opt = params / L.dp * k.adamw_s_per_param * slowdown;
     const double mem = params * 4 * 2 + params * 4 * 2 / L.dp + r.peak_activation_bytes[s] +
                        transient_floats[s] * tokens * 4.0;
     worst_comm = std::max(worst_comm, comm);

@@ -15,6 +15,8 @@
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
 //   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
 //               of updated parameters that ZeRO-1 needs
+// Compute (pipeline and AdamW) is slowed by world x threads / cores when the ranks' threads
+// outnumber the machine's cores (--cores): the calibration ran alone.
 // Memory per rank: parameters and gradients (f32), AdamW moments / dp, and the simulator's
 // peak activation bytes of the most loaded stage (selective keeps no attention probabilities;
 // full keeps each block's input, plus one block's activations while its backward runs).
@@ -42,6 +44,7 @@ struct PlanRequest {
   double mem_gb = 0;     // per rank; 0: no limit
   int max_tp = 8;
   Recompute recompute = Recompute::kNone;
+  int cores = 0;  // hardware threads the ranks share (e.g. one host's); 0: never fewer than needed
 };
 
 struct Layout {
