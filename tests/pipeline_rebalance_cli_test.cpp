@@ -95,6 +95,7 @@ TEST_F(PipelineRebalanceCli, BadFlagsAreRefused) {
            {"--nproc 2 --pp 2 --partition 1,1,4", "partition: 3 block counts for 2 pipeline stages"},
            {"--nproc 2 --pp 2 --partition 3,three", "partition: expected blocks per stage as positive integers"},
            {"--nproc 2 --pp 2 --rebalance true --rebalance_steps 0", "rebalance_steps must be >= 1, got 0"},
+           {"--nproc 2 --pp 2 --rebalance true --save_freq 0", "rebalance re-partitions at a checkpoint: it needs save_freq > 0"},
            {"--nproc 2 --pp 2 --rebalance yes", "--rebalance: expected true or false, got 'yes'"}}) {
     const Result r = train("bad", flags);
     EXPECT_NE(r.rc, 0) << flags;

@@ -171,6 +171,8 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(!c.rebalance || pipelined,
              "rebalance re-partitions pipeline stages: it needs pp > 1, got pp ", c.pp);
   LOOM_CHECK(c.rebalance_steps >= 1, "rebalance_steps must be >= 1, got ", c.rebalance_steps);
+  LOOM_CHECK(!c.rebalance || c.save_freq > 0, "rebalance re-partitions at a checkpoint: it needs "
+             "save_freq > 0, got 0 (only the final save)");
   LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
              "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }
