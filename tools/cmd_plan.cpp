@@ -38,7 +38,8 @@ struct Options {
 
 // Trains the chosen layouts and prints predicted beside measured step times.
 void validate(const Options& o, const loom::planner::PlanRequest& req,
-              const loom::planner::KernelCosts& k, const std::vector<loom::planner::Prediction>& preds) {
+              const loom::planner::KernelCosts& k,
+              const std::vector<loom::planner::Prediction>& preds) {
   namespace planner = loom::planner;
   std::vector<planner::Layout> layouts;
   if (!o.layouts.empty()) {
@@ -61,8 +62,9 @@ void validate(const Options& o, const loom::planner::PlanRequest& req,
   one.world = 1;
   std::optional<planner::ValidationRow> baseline;
   if (req.world > 1 && o.baseline)
-    baseline = planner::ValidationRow{planner::Layout{}, planner::predict(one, k, o.bw, {}).step_s, 0};
-  auto measure = [&](const planner::PlanRequest& r, planner::ValidationRow& row, const std::string& name) {
+    baseline = planner::ValidationRow{{}, planner::predict(one, k, o.bw, {}).step_s, 0};
+  auto measure = [&](const planner::PlanRequest& r, planner::ValidationRow& row,
+                     const std::string& name) {
     row.measured_s = planner::measure_layout(r, row.layout, run, name);
     std::printf("  measured %s%s: %.4f s/step\n", row.layout.describe().c_str(),
                 &r == &one ? " (1-rank baseline)" : "", row.measured_s);
@@ -107,7 +109,8 @@ int run(const Options& o) {
               k.adamw_s_per_param * 1e9);
   std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s | %d cores%s\n", o.bw.p2p_gbps,
               o.bw.allreduce_gbps, o.cores,
-              o.cores > 0 && req.world * o.threads > o.cores ? " (oversubscribed: compute slowed)" : "");
+              o.cores > 0 && req.world * o.threads > o.cores ? " (oversubscribed: compute slowed)"
+                                                              : "");
   const auto preds = loom::planner::plan(req, k, o.bw);
   std::printf("%4s  %-36s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
               "pipe_s", "comm_s", "bubble", "mem_GB", "stage blocks");
@@ -163,7 +166,8 @@ const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--data_dir", o->run.data_dir,
                      "data of the validation runs; default: the config's train.data_dir");
-      app.add_option("--out_dir", o->run.out_dir, "where the validation runs write (one directory and log each)")
+      app.add_option("--out_dir", o->run.out_dir,
+                     "where the validation runs write (one directory and log each)")
           ->capture_default_str();
       app.add_option("--recompute", o->recompute,
                      "activation recomputation the run will use: none, selective or full (adds "

@@ -5,8 +5,8 @@
 //                          and "step" (I64, shape []): the optimizer's step count
 //   state.json             {"format": "loom-checkpoint", "version": 1, "step", "data": {"epoch",
 //                          "samples"}, "rng": {"dropout": [4 x hex]}, "world_size", "tokenizer",
-//                          "config": {"model", "train"}, "layout": {"pp", "dp", "tp",
-//                          under pp > 1 "stage_blocks" (e.g. "2,4"), with --rebalance "rebalanced"},
+//                          "config": {"model", "train"}, "layout": {"pp", "dp", "tp", under
+//                          pp > 1 "stage_blocks" ("2,4"), with --rebalance "rebalanced"},
 //                          "files": {"<file>": {"bytes", "fnv1a64"}}}
 // The tensors are always whole (any layout saves and loads them: see parallel/tensor_parallel);
 // "layout" records the saving run's mesh (--rebalance reads its stage blocks back).

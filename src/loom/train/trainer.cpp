@@ -126,18 +126,20 @@ struct Trainer::Impl {
   }};
 
   // `reuse`: the mesh of `comm` already made (a stage re-built by --rebalance keeps it).
-  Impl(const RunConfig& c, comm::Communicator* comm, std::unique_ptr<parallel::Mesh> reuse = nullptr)
+  Impl(const RunConfig& c, comm::Communicator* comm,
+       std::unique_ptr<parallel::Mesh> reuse = nullptr)
       : cfg(c),
         mesh(reuse ? std::move(reuse) : make_mesh(c.train, comm)),
         tp(c.train.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp()) : nullptr),
         world_rank(comm ? comm->rank() : 0),
         rank(mesh ? mesh->coord().dp : 0),
         world(mesh ? mesh->shape().dp : 1),
-        partition(c.train.pp > 1 ? pipeline::stage_partition(
-                                       *comm, c.model, c.train.pp, c.train.seq_len, omp_get_max_threads(),
-                                       pipeline::parse_stage_blocks(c.train.partition, c.model.n_layer,
-                                                                    c.train.pp, "--partition"))
-                                 : pipeline::Partition{}),
+        partition(c.train.pp > 1
+                      ? pipeline::stage_partition(
+                            *comm, c.model, c.train.pp, c.train.seq_len, omp_get_max_threads(),
+                            pipeline::parse_stage_blocks(c.train.partition, c.model.n_layer,
+                                                         c.train.pp, "--partition"))
+                      : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
            {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),

@@ -98,8 +98,8 @@ void Rebalancer::after_step(comm::Communicator& world, int pp_rank, int ranks_pe
   if (world.rank() == 0) {
     const std::vector<double> measured(per_stage.begin(), per_stage.end());
     const RebalanceDecision d = decide_rebalance(current_, measured, threshold_);
-    std::cout << "rebalance (steps " << kFirst << "-" << kFirst + steps_ - 1 << " of this run): "
-              << d.describe(current_) << std::endl;
+    std::cout << "rebalance (steps " << kFirst << "-" << kFirst + steps_ - 1
+              << " of this run): " << d.describe(current_) << std::endl;
     if (d.repartition) {
       first[0] = 1;
       for (int k = 0; k <= S; ++k) first[k + 1] = static_cast<float>(d.next.first[k]);

@@ -62,8 +62,8 @@ class Rebalancer {
   int steps_;
   double threshold_;
   int64_t calls_ = 0;
-  double last_s_ = 0;            // compute seconds after the previous step
-  std::vector<double> step_s_;   // per measured step
+  double last_s_ = 0;           // compute seconds after the previous step
+  std::vector<double> step_s_;  // per measured step
   bool pending_ = false, finished_ = false, repartitioned_ = false;
   std::vector<int> next_blocks_;
 };

@@ -24,8 +24,9 @@ struct KernelCosts {
 
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
-// matmuls, ...; each kernel's fastest of 5 steps), split into parts; backward of the weight-gradient GEMMs (half of each linear's
-// backward) and the embedding's whole backward count as W, the rest as B. Plus one AdamW step.
+// matmuls, ...; each kernel's fastest of 5 steps), split into parts; backward of the
+// weight-gradient GEMMs (half of each linear's backward) and the embedding's whole backward
+// count as W, the rest as B. Plus AdamW steps.
 KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads);
 
 // Activation floats held per token between a micro-batch's F and W (as gpt.cpp plans them),

@@ -58,13 +58,14 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const double act_bytes = tokens * m.d_model * 4.0;
   // Tensor parallel: compute / tp; per block two all-reduces of the activations in F, two in B.
   const double tp_ar = allreduce_s(act_bytes, L.tp, bw.allreduce_gbps);
-  LOOM_CHECK(req.recompute != Recompute::kFull || L.schedule != pipeline::ScheduleKind::ZeroBubbleH1 ||
-                 L.pp == 1,
+  const bool zero_bubble = L.pp > 1 && L.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
+  LOOM_CHECK(req.recompute != Recompute::kFull || !zero_bubble,
              "plan: recompute full cannot run with schedule zb1p (", L.describe(), ")");
   // What backward runs again per block, with the all-reduces of a recomputed tp forward.
-  const double redo = req.recompute == Recompute::kFull        ? k.block.f * scale / L.tp + 2 * tp_ar
-                      : req.recompute == Recompute::kSelective ? k.block_attention_f * scale / L.tp
-                                                               : 0.0;
+  const double redo = req.recompute == Recompute::kFull ? k.block.f * scale / L.tp + 2 * tp_ar
+                      : req.recompute == Recompute::kSelective
+                          ? k.block_attention_f * scale / L.tp
+                          : 0.0;
   pipeline::PartCosts parts;
   parts.block.assign(m.n_layer, k.block.total() * scale / L.tp + 4 * tp_ar + redo);
   parts.embedding = k.embedding.total() * scale / L.tp + tp_ar;
@@ -83,7 +84,8 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       const int nb = part.first[g + 1] - part.first[g];
       // Full recomputation holds one block's whole activations while that block's backward runs.
       if (req.recompute == Recompute::kFull)
-        transient_floats[s] = std::max(transient_floats[s], block_activation_floats_per_token(m, req.seq, L.tp));
+        transient_floats[s] =
+            std::max(transient_floats[s], block_activation_floats_per_token(m, req.seq, L.tp));
       pipeline::ChunkCost& cc = sim.chunk[s][c];
       cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
       cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar + redo);

@@ -129,13 +129,23 @@ std::vector<std::string> layout_train_args(const PlanRequest& req, const Layout&
                                            const ValidationRun& run, const std::string& out_dir) {
   LOOM_CHECK(req.global_batch % L.dp == 0, "plan --validate: global batch ", req.global_batch,
              " is not divisible by dp ", L.dp);
-  std::vector<std::string> a = {
-      "--config", run.config, "--out_dir", out_dir, "--nproc", std::to_string(req.world),
-      "--parallel", "manual", "--tp", std::to_string(L.tp), "--pp", std::to_string(L.pp),
-      "--batch_size", std::to_string(req.global_batch / L.dp), "--grad_accum", "1",
-      "--seq_len", std::to_string(req.seq), "--max_steps", std::to_string(run.steps),
-      "--warmup_steps", "0",       "--eval_freq", "0", "--sample_freq", "-1", "--save_freq", "0", "--log_file", "metrics.jsonl",
-      "--threads", std::to_string(run.threads), "--recompute", recompute_name(run.recompute)};
+  std::vector<std::string> a = {"--config",       run.config,
+                                "--out_dir",      out_dir,
+                                "--nproc",        std::to_string(req.world),
+                                "--parallel",     "manual",
+                                "--tp",           std::to_string(L.tp),
+                                "--pp",           std::to_string(L.pp),
+                                "--batch_size",   std::to_string(req.global_batch / L.dp),
+                                "--grad_accum",   "1",
+                                "--seq_len",      std::to_string(req.seq),
+                                "--max_steps",    std::to_string(run.steps),
+                                "--warmup_steps", "0",
+                                "--eval_freq",    "0",
+                                "--sample_freq",  "-1",
+                                "--save_freq",    "0",
+                                "--log_file",     "metrics.jsonl",
+                                "--threads",      std::to_string(run.threads),
+                                "--recompute",    recompute_name(run.recompute)};
   if (L.pp > 1)
     a.insert(a.end(), {"--schedule", pipeline::name(L.schedule), "--micro_batches",
                        std::to_string(L.micro_batches)});
@@ -177,10 +187,12 @@ double measure_layout(const PlanRequest& req, const Layout& L, const ValidationR
   }
   LOOM_CHECK(rc == 0, "plan --validate: training ", L.describe(), " failed (exit code ", rc,
              "); its output (", log, "):\n", tail(log, 3000));
-  return median_step_seconds(dir + "/metrics.jsonl", 3, static_cast<double>(req.global_batch) * req.seq);
+  return median_step_seconds(dir + "/metrics.jsonl", 3,
+                             static_cast<double>(req.global_batch) * req.seq);
 }
 
-std::string validation_table(const std::vector<ValidationRow>& rows, const ValidationRow* baseline) {
+std::string validation_table(const std::vector<ValidationRow>& rows,
+                             const ValidationRow* baseline) {
   char line[200];
   std::snprintf(line, sizeof line, "%-36s %12s %12s %8s%s\n", "layout", "predicted_s", "measured_s",
                 "error", baseline ? "  speedup pred   meas" : "");
@@ -202,9 +214,10 @@ std::string validation_table(const std::vector<ValidationRow>& rows, const Valid
     s += "\n";
   }
   if (!rows.empty()) {
-    std::snprintf(line, sizeof line,
-                  "mean |error| %.1f%%; within 15%%: %d of %zu (error = predicted / measured - 1)\n",
-                  100 * sum_abs / rows.size(), within, rows.size());
+    std::snprintf(
+        line, sizeof line,
+        "mean |error| %.1f%%; within 15%%: %d of %zu (error = predicted / measured - 1)\n",
+        100 * sum_abs / rows.size(), within, rows.size());
     s += line;
   }
   return s;

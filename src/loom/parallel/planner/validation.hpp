@@ -24,11 +24,11 @@ std::vector<Layout> parse_layouts(const std::string& text, int world, const std:
 std::vector<Prediction> pick_layouts(const std::vector<Prediction>& ranked, int count);
 
 struct ValidationRun {
-  std::string config;    // --config of loom train
-  std::string data_dir;  // "": the config's
+  std::string config;                          // --config of loom train
+  std::string data_dir;                        // "": the config's
   std::string out_dir = "runs/plan-validate";  // one directory and log per layout
-  int steps = 8;         // trained per layout; the median is over steps 3..steps
-  int threads = 1;       // per rank
+  int steps = 8;    // trained per layout; the median is over steps 3..steps
+  int threads = 1;  // per rank
   Recompute recompute = Recompute::kNone;
 };
 
