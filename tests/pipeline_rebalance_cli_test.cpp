@@ -2,7 +2,8 @@
 // 1,5) is re-timed, re-partitioned at the step-10 checkpoint and continued from it in-process,
 // under the local launcher and under mpirun, with the losses and final state of one rank; a
 // resumed checkpoint of the re-partitioned run keeps its blocks; a balanced start keeps its
-// partition; bad flags are refused before anything is written.
+// partition; --parallel auto accepts --rebalance; bad flags are refused before anything is
+// written.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -85,6 +86,18 @@ TEST_F(PipelineRebalanceCli, ABalancedStartKeepsItsPartition) {
   EXPECT_EQ(layout_of("even/step_000020")["stage_blocks"], "3,3");
   EXPECT_EQ(layout_of("even/step_000020")["rebalanced"], false);
   expect_matches_reference("even");
+}
+
+// The planner may choose no pipeline: then there is nothing to re-partition, and the run says so
+// instead of refusing the flag it was given.
+TEST_F(PipelineRebalanceCli, ParallelAutoTakesRebalance) {
+  const Result r = train("auto", "--nproc 2 --parallel auto --rebalance true --max_steps 8");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const bool pipelined = r.out.find("x pp 2, ") != std::string::npos;
+  EXPECT_NE(r.out.find(pipelined ? "median compute per step"
+                                  : "no pipeline stages, so --rebalance has nothing to do"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST_F(PipelineRebalanceCli, BadFlagsAreRefused) {

@@ -79,6 +79,11 @@ void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& 
   std::printf("parallel auto: %s, batch_size %d per data-parallel rank | predicted %.3f s/step, "
               "bubble %.1f%%, %.2f GB per rank\n",
               p.layout.describe().c_str(), t.batch_size, p.step_s, p.bubble * 100, p.memory_gb);
+  if (t.pp == 1 && t.rebalance) {  // no stages to re-partition
+    t.rebalance = false;
+    overrides["rebalance"] = "false";
+    std::printf("parallel auto: no pipeline stages, so --rebalance has nothing to do\n");
+  }
   std::fflush(stdout);
 }
 
