@@ -112,7 +112,7 @@ int run(const Options& o) {
               o.cores > 0 && req.world * o.threads > o.cores ? " (oversubscribed: compute slowed)"
                                                               : "");
   const auto preds = loom::planner::plan(req, k, o.bw);
-  std::printf("%4s  %-36s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
+  std::printf("%4s  %-40s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
               "pipe_s", "comm_s", "bubble", "mem_GB", "stage blocks");
   int shown = 0;
   for (const auto& p : preds) {
@@ -122,7 +122,7 @@ int run(const Options& o) {
       if (i > 0) cuts += ',';
       cuts += std::to_string(p.stage_first_block[i + 1] - p.stage_first_block[i]);
     }
-    std::printf("%4d  %-36s %9.3f %9.0f %8.3f %8.3f %6.1f%% %8.2f%s  %s\n", ++shown,
+    std::printf("%4d  %-40s %9.3f %9.0f %8.3f %8.3f %6.1f%% %8.2f%s  %s\n", ++shown,
                 p.layout.describe().c_str(), p.step_s,
                 static_cast<double>(req.global_batch) * req.seq / p.step_s, p.pipeline_s,
                 p.dp_comm_s, p.bubble * 100, p.memory_gb, p.fits ? " " : "!", cuts.c_str());
