@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -43,6 +44,14 @@ TEST_F(PipelineRebalanceCli, AnUnevenStartIsRepartitionedAtACheckpointAndMatches
   EXPECT_LT(r.out.find("step 10/20"), at) << r.out;
   EXPECT_GT(r.out.find("step 11/20"), at) << r.out;
   expect_matches_reference("uneven");
+  // The log's clock runs on across the re-partition.
+  std::map<int64_t, double> elapsed;
+  std::ifstream log(dir_ / "uneven/metrics.jsonl");
+  for (std::string line; std::getline(log, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["type"] == "train") elapsed[j["step"].get<int64_t>()] = j["elapsed_s"].get<double>();
+  }
+  EXPECT_GT(elapsed.at(11), elapsed.at(10));
   // The checkpoints say which blocks each stage held and whether the run re-partitioned.
   EXPECT_EQ(layout_of("uneven/step_000005")["stage_blocks"], "1,5");
   EXPECT_EQ(layout_of("uneven/step_000010")["rebalanced"], false);

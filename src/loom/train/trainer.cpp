@@ -407,7 +407,8 @@ std::string Trainer::save() {
 void Trainer::run() {
   // --rebalance: training stops at the checkpoint where the stages are re-partitioned; each rank
   // re-builds its stage with the new blocks, loads that checkpoint, and training goes on.
-  while (run_until_repartition()) {
+  const Timer elapsed;  // the metrics' elapsed_s runs on across re-partitions
+  while (run_until_repartition(elapsed)) {
     Impl& m = *impl_;
     m.saver.wait();  // the checkpoint is on disk before any rank reads it
     if (m.mesh) m.mesh->world().barrier();
@@ -449,7 +450,7 @@ void Trainer::adopt_rebalanced_partition(const nlohmann::json& layout, const std
               << impl_->partition.describe() << std::endl;
 }
 
-bool Trainer::run_until_repartition() {
+bool Trainer::run_until_repartition(const Timer& elapsed) {
   Impl& m = *impl_;
   const TrainConfig& c = m.cfg.train;
   const bool main = m.world_rank == 0;
@@ -477,7 +478,6 @@ bool Trainer::run_until_repartition() {
                 << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
                 << " sequences | " << m.partition.describe() << std::endl;
   }
-  Timer elapsed;
   PreemptionWatch preemption;
   while (m.step < c.max_steps) {
     const StepStats s = step();

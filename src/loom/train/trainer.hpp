@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/train/train_config.hpp"
 
@@ -72,8 +73,9 @@ class Trainer {
   GPT& model();
 
  private:
-  // run()'s loop; true when it stopped at a checkpoint for a --rebalance re-partition.
-  bool run_until_repartition();
+  // run()'s loop (`elapsed` since run() began); true when it stopped at a checkpoint for a
+  // --rebalance re-partition.
+  bool run_until_repartition(const Timer& elapsed);
   // Collective: this rank's stage re-built with `blocks` per pipeline stage on the same mesh
   // (freshly initialised until a checkpoint is loaded into it).
   void rebuild_stage(const std::vector<int>& blocks);
