@@ -51,8 +51,18 @@ TEST(MemoryModel, ComponentsFollowPrecisionAndZero) {
   o.zero = 2;
   const auto z2 = predict_memory(o);
   EXPECT_EQ(item(z2, "AdamW moments"), 4 * P);
-  EXPECT_EQ(item(z2, "gradients"), 4 * P);  // GPTModel keeps the whole gradient buffer
+  // Two blocks fit one bucket: with no bucket to reuse a buffer, every bucket stays resident.
+  EXPECT_EQ(item(z2, "gradients"), 4 * P);
   EXPECT_GT(item(z2, "shm ring"), 0);
+  // Eight blocks of 0.75 M parameters in 1 MiB buckets: a pool of two block-sized buffers (one
+  // also holds ln_f, in the last block's bucket), the embedding (V*C + T*C) and half the rest.
+  o.model.n_layer = 8;
+  o.bucket_mb = 1;
+  const double C = 256, block = 12 * C * C + 13 * C, embedding = (8192 + 128) * C;
+  const double blocks = 8 * block + 2 * C;  // and ln_f, in the last block's bucket
+  EXPECT_NEAR(item(predict_memory(o), "gradients"),
+              4 * (2 * block + 2 * C + embedding + blocks / 2), 4 * 8);
+  EXPECT_LT(item(predict_memory(o), "gradients"), 0.85 * 4 * o.model.num_params());
 }
 
 TEST(MemoryModel, RecomputeKeepsFewerBlockActivations) {

@@ -64,7 +64,7 @@ void run_steps(const Options& o, const loom::GPTConfig& cfg, loom::kernels::Matm
     {
       loom::kernels::MatmulPrecisionScope precision(p);
       model.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
-      model.backward(1.0f, dp.last_backward_hook());
+      model.backward(1.0f, dp.backward_hook(true));
     }
     dp.reduce_gradients();
     dp.grad_sq_sum();
@@ -104,6 +104,7 @@ int run(const Options& o) {
   mo.precision = precision;
   mo.world = world;
   mo.zero = o.zero;
+  mo.bucket_mb = o.bucket_mb;
   mo.recompute = recompute;
   const auto items = loom::predict_memory(mo);
   const double runtime = status_bytes("VmRSS");  // binary, libraries, comm set-up: measured

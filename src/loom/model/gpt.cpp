@@ -328,12 +328,36 @@ void GPTModel<T>::backward_from_output(const T* doutput, const GradReadyFn& on_r
   impl_->backward(T(1), doutput, on_ready, /*weights=*/true);
 }
 
+namespace {
+
 template <typename T>
-void GPTModel<T>::zero_grad() {
-  T* gp = impl_->grads.data();
-  const size_t n = impl_->n_params;
+void zero_floats(T* gp, size_t n) {
 #pragma omp parallel for schedule(static) if (kernels::worth_threads(n))
   for (size_t i = 0; i < n; ++i) gp[i] = T(0);
+}
+
+}  // namespace
+
+template <typename T>
+void GPTModel<T>::zero_grad() {
+  Impl& m = *impl_;
+  if (m.grads.size() > 0) {
+    zero_floats(m.grads.data(), m.n_params);
+    return;
+  }
+  for (size_t i = 0; i < m.layout.size(); ++i) zero_floats(m.grad_storage[i], m.layout[i].numel);
+}
+
+template <typename T>
+void GPTModel<T>::bind_gradients(const std::vector<T*>& storage) {
+  Impl& m = *impl_;
+  LOOM_CHECK(storage.size() == m.layout.size(), "bind_gradients: ", storage.size(),
+             " pointers for the ", m.layout.size(), " tensors of the layout");
+  for (size_t i = 0; i < storage.size(); ++i)
+    LOOM_CHECK(storage[i] != nullptr, "bind_gradients: no storage for ", m.layout[i].name);
+  m.grad_storage = storage;
+  m.g = bind_tensors(m.grad_storage, m.layout, m.first, m.last);
+  m.grads.resize(0);
 }
 
 template class GPTModel<float>;

@@ -46,8 +46,17 @@ class GPTModel {
   size_t num_params() const;
   T* params();
   const T* params() const;
+  // The flat gradient buffer, laid out like params(); nullptr after bind_gradients.
   T* grads();
   const T* grads() const;
+  // Moves the gradients out of the model: tensor layout()[i] (numel elements) lives at
+  // storage[i] from now on, in memory the caller owns and keeps alive, and the flat buffer is
+  // freed (nothing is allocated). Backward adds into the bound tensors as it added into
+  // grads(), on_ready reports the same flat ranges of layout(), and zero_grad() zeroes every
+  // bound tensor. Tensors may share memory if their gradients are never live at once: ZeRO-2
+  // (parallel/sharded_gradients) reuses a few bucket buffers and reduce-scatters each bucket
+  // as backward finishes it. Called before training; without it the model is unchanged.
+  void bind_gradients(const std::vector<T*>& storage);
 
   // GPT-2 initialisation from `seed`: weights N(0, 0.02), residual projections
   // (attn.c_proj.weight, mlp.c_proj.weight) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm gains 1.
@@ -80,7 +89,7 @@ class GPTModel {
 
   // Backward of the last forward (which had targets) of a stage with the head, once: it turns
   // logits() into the logits' gradient in place. Adds loss_scale * d(mean loss)/d(param)
-  // into grads() (accumulates: call zero_grad() between steps). After the gradient slice
+  // into grads() (accumulates: call zero_grad() between steps; or the bound storage). After the gradient slice
   // grads()[begin, end) is final, calls on_ready(begin, end); slices come in backward order,
   // from the end of the buffer to its start. Collective over the tp group.
   using GradReadyFn = std::function<void(size_t begin, size_t end)>;

@@ -51,13 +51,15 @@ struct ModelTensors {
   std::vector<BlockTensors<T>> blocks;  // the shard's blocks, first_block first
 };
 
+// storage[i]: where layout[i] lives (base + offset for a flat buffer).
 template <typename T>
-ModelTensors<T> bind_tensors(T* base, const std::vector<ParamInfo>& layout, int first, int last) {
-  std::map<std::string, const ParamInfo*> at;
-  for (const auto& p : layout) at[p.name] = &p;
+ModelTensors<T> bind_tensors(const std::vector<T*>& storage, const std::vector<ParamInfo>& layout,
+                             int first, int last) {
+  std::map<std::string, size_t> at;
+  for (size_t i = 0; i < layout.size(); ++i) at[layout[i].name] = i;
   auto get = [&](const std::string& name) -> T* {
     auto it = at.find(name);
-    return it == at.end() ? nullptr : base + it->second->offset;
+    return it == at.end() ? nullptr : storage[it->second];
   };
   ModelTensors<T> m;
   m.wte = get("transformer.wte.weight");
@@ -66,8 +68,8 @@ ModelTensors<T> bind_tensors(T* base, const std::vector<ParamInfo>& layout, int 
   m.lnf_b = get("transformer.ln_f.bias");
   for (int l = first; l < last; ++l) {
     const std::string h = "transformer.h." + std::to_string(l) + ".";
-    const ParamInfo& head = *at.at(h + "ln_1.weight");
-    const ParamInfo& tail = *at.at(h + "mlp.c_proj.bias");
+    const ParamInfo& head = layout[at.at(h + "ln_1.weight")];
+    const ParamInfo& tail = layout[at.at(h + "mlp.c_proj.bias")];
     m.blocks.push_back({get(h + "ln_1.weight"), get(h + "ln_1.bias"), get(h + "attn.c_attn.weight"),
                         get(h + "attn.c_attn.bias"), get(h + "attn.c_proj.weight"),
                         get(h + "attn.c_proj.bias"), get(h + "ln_2.weight"), get(h + "ln_2.bias"),
@@ -76,6 +78,14 @@ ModelTensors<T> bind_tensors(T* base, const std::vector<ParamInfo>& layout, int 
                         tail.offset + tail.numel});
   }
   return m;
+}
+
+// Pointers to every tensor of a flat buffer laid out by `layout`.
+template <typename T>
+std::vector<T*> flat_storage(T* base, const std::vector<ParamInfo>& layout) {
+  std::vector<T*> out;
+  for (const auto& p : layout) out.push_back(base + p.offset);
+  return out;
 }
 
 // Activations of one block kept for the backward. Under tensor parallelism the attention and MLP
@@ -159,8 +169,9 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   size_t n_params = 0;
   size_t prefix_end = 0;  // [0, prefix_end): wte and wpe; [head_begin, n_params): ln_f
   size_t head_begin = 0;
-  AlignedBuffer<T> params, grads;
-  ModelTensors<T> p, g;  // views into params and grads
+  AlignedBuffer<T> params, grads;  // grads: empty once bind_gradients has moved them
+  std::vector<T*> grad_storage;     // where each layout tensor's gradient lives
+  ModelTensors<T> p, g;             // views into params and grad_storage
   KernelProfile* profile = nullptr;
 
   using S = ActivationState<T>;
@@ -192,8 +203,9 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     n_params = layout.back().offset + layout.back().numel;
     params.resize(n_params);
     grads.resize(n_params);
-    p = bind_tensors(params.data(), layout, first, last);
-    g = bind_tensors(grads.data(), layout, first, last);
+    grad_storage = flat_storage(grads.data(), layout);
+    p = bind_tensors(flat_storage(params.data(), layout), layout, first, last);
+    g = bind_tensors(grad_storage, layout, first, last);
     for (const auto& info : layout) {
       if (info.name == "transformer.wte.weight")
         vocab = {static_cast<int>(info.shape[0]), static_cast<int>(info.split.dim < 0 ? info.shape[0] : info.split.valid),

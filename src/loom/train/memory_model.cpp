@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "loom/core/check.hpp"
+#include "loom/parallel/sharded_gradients.hpp"
 
 namespace loom {
 
@@ -34,9 +35,16 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
 
   std::vector<MemoryItem> v;
   v.push_back({"model state", "parameters (f32)", f * P});
-  // ZeRO-2 reduce-scatters the gradients, but GPTModel owns one full flat gradient buffer that
-  // backward writes, so a rank still holds every gradient.
-  v.push_back({"model state", "gradients (f32)", f * P});
+  // ZeRO-2 (parallel/sharded_gradients): a pool of bucket buffers, the embedding's buffer and
+  // this rank's shard of the rest, as planned there (rank 0's shard, the largest).
+  v.push_back({"model state", o.world > 1 && o.zero == 2
+                                  ? "gradients (f32, ZeRO-2: bucket pool, wte+wpe, shard)"
+                                  : "gradients (f32)",
+               o.world > 1 && o.zero == 2
+                   ? static_cast<double>(parallel::ShardedGradients::planned_bytes(
+                         gpt_param_layout(c), static_cast<size_t>(o.bucket_mb * (1 << 20)),
+                         o.world, 0))
+                   : f * P});
   v.push_back({"model state", sharded ? "AdamW moments (f32, this rank's shard)"
                                       : "AdamW moments (f32)",
                2 * f * (sharded ? P / o.world : P)});

@@ -24,6 +24,7 @@ struct MemoryOptions {
   kernels::MatmulPrecision precision = kernels::MatmulPrecision::kF32;
   int world = 1;    // data-parallel ranks
   int zero = 0;     // ZeRO stage 0, 1, 2
+  double bucket_mb = 25;  // gradient bucket size (ZeRO-2's pool buffers)
   Recompute recompute = Recompute::kNone;
   size_t shm_channel_bytes = 8 * 512 * 1024;  // one shm ring channel (slots x slot_bytes)
 };

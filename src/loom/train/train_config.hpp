@@ -49,6 +49,7 @@ struct TrainConfig {
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
+  std::string grad_reduce = "f32";  // what the gradient all-reduce moves: f32 or bf16 (zero 0)
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
   int pp = 1;  // pipeline stages

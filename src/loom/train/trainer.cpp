@@ -142,7 +142,8 @@ struct Trainer::Impl {
                       : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == "bf16"},
+           mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
                                   micro_batches(c.train))
@@ -301,7 +302,7 @@ StepStats Trainer::step() {
   }
   if (m.pipe) {
     m.pipe->reduce_tied_embedding();
-    const auto all_at_once = m.dp.last_backward_hook();  // no overlap with the pipeline yet
+    const auto all_at_once = m.dp.backward_hook(true);  // no overlap with the pipeline yet
     if (all_at_once) all_at_once(0, m.model.num_params());
     s.loss = m.pipe->sum_over_stages(s.loss);
     LOOM_CHECK(std::isfinite(s.loss), "the loss is ", s.loss, " at step ", m.step + 1,
@@ -314,12 +315,13 @@ StepStats Trainer::step() {
                                        /*train=*/true, &m.dropout_rng);
     LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
                m.world_rank, ": training diverged (try a lower lr)");
-    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
+    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward
+    // (under ZeRO-2 during every one: a rank keeps only its shard of the gradients).
     const bool last = a + 1 == c.grad_accum;
     forward.end();
     trace::Scope backward("backward", "compute");
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
-                     traced_backward_hook(last ? m.dp.last_backward_hook() : GPT::GradReadyFn{},
+                     traced_backward_hook(m.dp.backward_hook(last),
                                           m.model.layout()));
     s.loss += loss;
   }
