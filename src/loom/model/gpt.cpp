@@ -219,8 +219,16 @@ template <typename T>
 void GPTModel<T>::set_profile(KernelProfile* profile) { impl_->profile = profile; }
 template <typename T>
 size_t GPTModel<T>::activation_bytes() const {
-  return impl_->acts_buf.size() * sizeof(T) + impl_->mask_buf.size();
+  return impl_->bytes() + impl_->shared_bytes();
 }
+template <typename T>
+size_t GPTModel<T>::set_bytes() const { return impl_->bytes(); }
+template <typename T>
+size_t GPTModel<T>::set_bytes(const Activations& set) { return set.state.bytes(); }
+template <typename T>
+size_t GPTModel<T>::shared_activation_bytes() const { return impl_->shared_bytes(); }
+template <typename T>
+size_t GPTModel<T>::activation_allocations() const { return impl_->allocations; }
 template <typename T>
 void GPTModel<T>::set_recompute(Recompute mode) { impl_->recompute = mode; }
 template <typename T>
@@ -263,8 +271,8 @@ const T* GPTModel<T>::input_grad() const {
 template <typename T>
 void GPTModel<T>::logits_row(int n, T* out) const {
   const Impl& m = *impl_;
-  LOOM_CHECK(m.with_head && n >= 0 && n < m.B * m.Tn, "logits_row: row ", n,
-             " of the last forward does not exist");
+  LOOM_CHECK(m.with_head && n >= 0 && n < m.B * m.Tn && m.logits != nullptr, "logits_row: row ",
+             n, " of the last forward does not exist (or a split backward has released it)");
   const T* row = m.logits + static_cast<size_t>(n) * m.vocab.Vl;
   if (!m.tp) {
     std::copy(row, row + m.cfg.vocab_size, out);

@@ -85,7 +85,7 @@ class GPTModel {
   const T* output() const;
   // This rank's logits (B, T, local_vocab()) of the last forward (a stage with the head): the
   // whole vocabulary at tp 1, its vocab-parallel columns otherwise (after backward(): their
-  // gradient, computed in place).
+  // gradient, computed in place; after backward_input(): nullptr, released).
   const T* logits() const;
   int local_vocab() const;
   // Collective over the tp group: out[0, vocab_size) = the whole-vocabulary logits of row n
@@ -103,15 +103,20 @@ class GPTModel {
   void backward_from_output(const T* doutput, const GradReadyFn& on_ready = {});
   // The backward split in two, for zero-bubble pipeline schedules (after
   // set_split_backward(true) and a forward): backward_input (B) computes the gradient of the
-  // stage's input (input_grad()) and of the LayerNorms, and keeps the linear layers' output
-  // gradients (more activation memory); backward_weights (W) then adds every other weight
-  // gradient. B then W adds exactly what backward() / backward_from_output() add. doutput: the
-  // output's gradient on a stage without the head, nullptr on the last stage (which starts
-  // from its loss, scaled by loss_scale).
+  // stage's input (input_grad()), of the LayerNorms and of the head and the embedding (wte,
+  // wpe: their W is cheap next to the logits it would keep), keeps the blocks' linear layers'
+  // output gradients in place of activations it is done with, and returns the set's B-only
+  // buffers (logits, attention probabilities, statistics, masks) to the model's pool, so a set
+  // waiting for W holds only its blocks' linear layers' inputs and output gradients;
+  // backward_weights (W) then adds the blocks' linear layers' weight gradients. B then W adds
+  // exactly what backward() / backward_from_output() add. doutput: the output's gradient on a
+  // stage without the head, nullptr on the last stage (which starts from its loss, scaled by
+  // loss_scale).
   void set_split_backward(bool split);
   void backward_input(T loss_scale, const T* doutput);
   void backward_weights();
-  // (B, T, C): after the backward of a stage without the embedding, the gradient of its input.
+  // (B, T, C): after the backward of a stage without the embedding, the gradient of its input
+  // (in the model's shared scratch: valid until the next forward or backward of any set).
   const T* input_grad() const;
   void zero_grad();
 
@@ -126,15 +131,27 @@ class GPTModel {
   // A shard of several chunks (ModelShard::chunks, interleaved pipeline schedules): the following
   // forwards and backwards run chunk c alone: its blocks, the embedding if c is 0 (and the shard
   // has it), the head if c is the last (and the shard has it). Activation sets are planned for
-  // one chunk: each chunk should have its own (a set used for another chunk is re-planned).
+  // one chunk: each chunk should have its own (a set used for several chunks is re-planned at
+  // each switch, in buffers that grow to the largest chunk's and are then reused).
   // output() and input_grad() are the chunk's. Default: chunk 0.
   void set_chunk(int c);
   int chunk() const;
 
-  // Bytes of the activation buffers (everything kept between forward and backward plus the
-  // backward's scratch), and of the logits among them, as planned for the largest batch seen.
+  // Bytes of activation memory, as planned for the largest batch seen. A set's own buffers:
+  // what it keeps from its forward to its W (the blocks' linear layers' inputs and outputs), plus
+  // its B-only buffers (stage input, statistics, attention probabilities, masks, head tensors)
+  // while it holds them (from its forward to its B under a split backward, for good otherwise).
+  // The model's shared ones: the backward's scratch and the pooled B-only buffers no set holds
+  // (they are never freed: the next forward takes them). activation_bytes() = set_bytes() +
+  // shared_activation_bytes(): everything a model with one set uses. logits_bytes(): the logits'
+  // share of a set.
   size_t activation_bytes() const;
+  size_t set_bytes() const;
+  size_t shared_activation_bytes() const;
   size_t logits_bytes() const;
+  // Activation buffers allocated so far (a set's, a B-only pool's, the scratch): buffers are
+  // reused and grow only, so this stays put once every chunk has run its largest batch.
+  size_t activation_allocations() const;
 
   // Activation sets, for pipeline parallelism: forward and backward work on the model's current
   // set, and swap_activations exchanges it with another (nothing is copied), so a stage with
@@ -147,6 +164,8 @@ class GPTModel {
   using ActivationsPtr = std::unique_ptr<Activations, ActivationsDeleter>;
   static ActivationsPtr new_activations();
   void swap_activations(Activations& other);
+  // A set's own bytes (as set_bytes() when it is the current set).
+  static size_t set_bytes(const Activations& set);
 
   // Attach a per-kernel timing profile (nullptr detaches); used by `loom bench train`.
   void set_profile(KernelProfile* profile);

@@ -15,6 +15,8 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
              "into their gradient in place); run forward again");
   LOOM_CHECK(weights || planned_split, "backward_input: the last forward ran without "
              "set_split_backward(true)");
+  LOOM_CHECK(planned_chunk == chunk, "backward: the last forward on this activation set ran "
+             "chunk ", planned_chunk, ", not the current chunk ", chunk);
   backward_done = true;
   weights_pending = !weights;
   const size_t NC = static_cast<size_t>(B) * Tn * C;
@@ -22,7 +24,7 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
     if (on_ready && begin < end) on_ready(begin, end);
   };
   if (with_head) {
-    head_backward(loss_scale, weights);
+    head_backward(loss_scale);
     ready(head_begin, n_params);
   } else {
     std::memcpy(dres, doutput, NC * sizeof(T));
@@ -36,9 +38,10 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
       auto t = timed(Kernel::kDropout, true);
       dropout_backward(dres, dres, emb_mask, cfg.dropout, NC);
     }
-    if (weights) embedding_weights();
+    embedding_weights();
   }
   if (chunk == 0) ready(0, prefix_end);
+  if (!weights) release_b_only();
 }
 
 // dres holds the gradient of the embedding's output.
@@ -52,17 +55,15 @@ void GPTModel<T>::Impl::embedding_weights() {
                                       vocab.vocab_start, vocab.valid);
 }
 
-// W of a split backward: every weight gradient from the layers' inputs (kept by the forward)
-// and their outputs' gradients (kept by B), in the order the fused backward adds them.
+// W of a split backward: the blocks' linear layers' weight gradients from their inputs (kept by
+// the forward) and their outputs' gradients (kept by B), in the order the fused backward adds
+// them. B has taken the head's and the embedding's (the tied wte's) already, as the fused
+// backward does, so that a set waiting for W keeps neither the logits nor the scratch.
 template <typename T>
 void GPTModel<T>::Impl::backward_weights() {
   LOOM_CHECK(weights_pending, "backward_weights: no backward_input is waiting for its weights");
   weights_pending = false;
   const int N = B * Tn;
-  if (with_head) {
-    auto t = timed(Kernel::kLMHead, true);
-    lm_head_backward<T>(nullptr, g.wte, logits, lnf, p.wte, N, C, vocab.Vl);
-  }
   for (int l = hi - lo - 1; l >= 0; --l) {
     const BlockTensors<T>& w = p.blocks[lo + l];
     const BlockTensors<T>& gw = g.blocks[lo + l];
@@ -84,11 +85,10 @@ void GPTModel<T>::Impl::backward_weights() {
       linear_backward<T>(nullptr, gw.qkv_w, gw.qkv_b, a.d_qkv, a.ln1, w.qkv_w, N, C, 3 * Cl);
     }
   }
-  if (with_embedding) embedding_weights();
 }
 
 template <typename T>
-void GPTModel<T>::Impl::head_backward(T loss_scale, bool weights) {
+void GPTModel<T>::Impl::head_backward(T loss_scale) {
   const int N = B * Tn;
   {
     auto t = timed(Kernel::kSoftmaxCE, true);
@@ -99,8 +99,9 @@ void GPTModel<T>::Impl::head_backward(T loss_scale, bool weights) {
   }
   {
     auto t = timed(Kernel::kLMHead, true);
-    // The logits' gradient stays in `logits` for W when the backward is split.
-    lm_head_backward(dln, weights ? g.wte : nullptr, logits, lnf, p.wte, N, C, vocab.Vl);
+    // The weight gradient too under a split backward: W would need the logits' gradient (the
+    // largest activation by far) kept until then.
+    lm_head_backward(dln, g.wte, logits, lnf, p.wte, N, C, vocab.Vl);
   }
   reduce(dln, static_cast<size_t>(N) * C);  // each rank's vocabulary columns' share of dx
   const T* x_last = hi > lo ? resid_out[hi - lo - 1] : resid0;

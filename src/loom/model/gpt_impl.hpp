@@ -90,6 +90,9 @@ std::vector<T*> flat_storage(T* base, const std::vector<ParamInfo>& layout) {
 
 // Activations of one block kept for the backward. Under tensor parallelism the attention and MLP
 // inner tensors hold this rank's heads / hidden units only: Cl = C/tp, Hl = H/tp, Fl = 4C/tp.
+// The linear layers' inputs and outputs (ln1, qkv, atty, mid, ln2, fc, fc_gelu and the block's
+// output) live in the set's kept buffer, the rest (statistics, probabilities, masks) in its
+// B-only buffers (ActivationState).
 template <typename T>
 struct BlockActs {
   T *ln1, *ln1_mean, *ln1_rstd;  // ln_1 output (N, C) and its statistics (N)
@@ -122,17 +125,29 @@ struct Carver {
   }
 };
 
-// Everything one forward leaves for its backward, and the scratch both use: the model's current
-// activation set. A pipeline stage with several micro-batches in flight keeps one set per
-// micro-batch and swaps them in and out (GPTModel::swap_activations).
+// What only a forward and its B read: the stage input, LayerNorm statistics, attention
+// probabilities, dropout masks, and the head's tensors (logits included; the head's weight
+// gradient is taken inside B). A set holds its B-only buffers from its forward to the end of a
+// split B, then returns them to the model's pool for the next forward (no set waiting for W
+// holds them); after a fused backward the set keeps them (nothing waits).
+template <typename T>
+struct BOnlyBuffers {
+  AlignedBuffer<T> acts;
+  AlignedBuffer<uint8_t> masks;
+  size_t bytes() const { return acts.size() * sizeof(T) + masks.size(); }
+};
+
+// Everything one forward leaves for its backward: the model's current activation set. A
+// pipeline stage with several micro-batches in flight keeps one set per micro-batch and swaps
+// them in and out (GPTModel::swap_activations). The backward's scratch is the model's, shared by
+// all sets (GPTModel::Impl).
 template <typename T>
 struct ActivationState {
-  // Capacity the activation buffers were planned for: rows (B*T), B*T*T and T; and the chunk.
-  size_t cap_rows = 0, cap_rows_t = 0, cap_t = 0;
+  // Capacity the set was planned for (rows B*T and B*T*T), and the chunk and mode.
+  size_t cap_rows = 0, cap_rows_t = 0;
   int planned_chunk = -1;
-  int threads = 0;
-  AlignedBuffer<T> acts_buf;
-  AlignedBuffer<uint8_t> mask_buf;
+  AlignedBuffer<T> kept_buf;  // what W needs, and the chunk's output
+  std::unique_ptr<BOnlyBuffers<T>> b_only;  // nullptr while the set waits for W
   size_t logits_elems = 0;
   std::vector<BlockActs<T>> blocks;  // the current chunk's blocks
   T *resid0 = nullptr, *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr,
@@ -140,18 +155,16 @@ struct ActivationState {
   T* ce_stats = nullptr;  // tp > 1: row max (N), then sum-exp and target logit (2N)
   std::vector<T*> resid_out;  // block's output (N, C)
   uint8_t* emb_mask = nullptr;
-  // Backward scratch, shared by all blocks; dres ends as the gradient of the stage input.
-  T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
-    *dbranch = nullptr, *att_scratch = nullptr;
-  size_t att_scratch_size = 0;
 
   // The forward these activations are of.
   int B = 0, Tn = 0;
   bool have_targets = false, dropped = false, backward_done = false;
-  bool planned_split = false;    // the buffers hold what a split backward keeps for W
+  bool planned_split = false;    // the forward ran with the split backward on
   Recompute planned_recompute = Recompute::kNone;  // the mode the buffers were planned for
   bool weights_pending = false;  // B has run, W not yet
   std::vector<int32_t> tokens, targets;
+
+  size_t bytes() const { return kept_buf.size() * sizeof(T) + (b_only ? b_only->bytes() : 0); }
 };
 
 }  // namespace gpt_internal
@@ -186,12 +199,23 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   KernelProfile* profile = nullptr;
 
   using S = ActivationState<T>;
-  using S::cap_rows, S::cap_rows_t, S::cap_t, S::threads, S::acts_buf, S::mask_buf, S::logits_elems;
+  using S::cap_rows, S::cap_rows_t, S::kept_buf, S::b_only, S::logits_elems;
   using S::blocks, S::resid0, S::lnf, S::lnf_mean, S::lnf_rstd, S::logits, S::losses, S::lse;
-  using S::ce_stats, S::resid_out, S::emb_mask, S::dres, S::dln, S::dqkv, S::datty, S::dfc;
-  using S::dbranch, S::att_scratch, S::att_scratch_size, S::B, S::Tn, S::have_targets;
+  using S::ce_stats, S::resid_out, S::emb_mask, S::B, S::Tn, S::have_targets;
   using S::dropped, S::backward_done, S::planned_split, S::weights_pending, S::tokens, S::targets;
   using S::planned_recompute, S::planned_chunk;
+  // Shared by every activation set: the backward's scratch (dbranch is also the forward's branch
+  // buffer), for the most rows, the longest sequence and the most threads seen; dres ends as the
+  // gradient of the stage input.
+  AlignedBuffer<T> scratch_buf;
+  size_t scratch_rows = 0, scratch_t = 0;
+  int scratch_threads = 0;
+  T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
+    *dbranch = nullptr, *att_scratch = nullptr;
+  size_t att_scratch_size = 0;
+  // Per chunk: B-only buffers that no set holds (returned by split Bs), for the next forwards.
+  std::vector<std::vector<std::unique_ptr<BOnlyBuffers<T>>>> b_only_pool;
+  size_t allocations = 0;  // activation buffers allocated so far (GPTModel::activation_allocations)
   bool split = false;  // backward as B (input gradient) then W (weight gradients)
   // Dropout of the running forward: its key (drawn once from its Rng) and the index of its first
   // row's sample.
@@ -213,6 +237,7 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       for (int l = r.first; l < r.last; ++l) block_id.push_back(l);
     }
     chunk_begin.push_back(static_cast<int>(block_id.size()));
+    b_only_pool.resize(shard.num_chunks());
     select_chunk(0);
     C = cfg.d_model;
     Cl = C / shard.tp_size;
@@ -244,36 +269,40 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     with_head = c + 1 == shard.num_chunks() && shard.has_head;
   }
 
-  // Lays out all activations for N rows, N*T attention rows and sequence length T. Called with
-  // base pointers == nullptr to measure, then again to assign.
-  size_t plan(T* base, uint8_t* mbase, size_t* mask_elems, size_t N, size_t NT, size_t Tmax,
-              int nthreads) {
+  // Lays out the current set for its capacity (cap_rows rows, cap_rows_t attention rows): the
+  // kept tensors from kept_base, the B-only ones from b_base and mask_base. Called with null bases
+  // to measure (the sizes come back in elements), then again to assign; with null B-only bases
+  // (a set waiting for W) its B-only pointers become nullptr.
+  void plan(T* kept_base, T* b_base, uint8_t* mask_base, size_t* kept_elems, size_t* b_elems,
+            size_t* mask_elems) {
+    const size_t N = cap_rows, NT = cap_rows_t;
     const bool drop = cfg.dropout > 0;
-    Carver<T> a{base};
-    Carver<uint8_t> m{mbase};
+    Carver<T> k{kept_base}, a{b_base};
+    Carver<uint8_t> m{mask_base};
     resid0 = a.take(N * C);
     emb_mask = drop && with_embedding ? m.take(N * C) : nullptr;
-    // A block's recomputable activations; att is taken only when not shared (shared_att is
-    // nullptr in the measuring pass too, hence the flag).
+    // A block's recomputable activations, the linear layers' inputs and outputs from `lin`; att is
+    // taken only when not shared (shared_att is nullptr in the measuring pass too, hence the flag).
     const bool selective = recompute == Recompute::kSelective;
-    auto take_block = [&](BlockActs<T>& b, T* shared_att) {
-      b.ln1 = a.take(N * C);
+    auto take_block = [&](BlockActs<T>& b, Carver<T>& lin, T* shared_att) {
+      b.ln1 = lin.take(N * C);
       b.ln1_mean = a.take(N);
       b.ln1_rstd = a.take(N);
-      b.qkv = a.take(N * 3 * Cl);
+      b.qkv = lin.take(N * 3 * Cl);
       b.att = selective ? shared_att : a.take(NT * Hl);
-      b.atty = a.take(N * Cl);
-      b.mid = a.take(N * C);
-      b.ln2 = a.take(N * C);
+      b.atty = lin.take(N * Cl);
+      b.mid = lin.take(N * C);
+      b.ln2 = lin.take(N * C);
       b.ln2_mean = a.take(N);
       b.ln2_rstd = a.take(N);
-      b.fc = a.take(N * Fl);
-      b.fc_gelu = a.take(N * Fl);
+      b.fc = lin.take(N * Fl);
+      b.fc_gelu = lin.take(N * Fl);
     };
     // Recomputation shares buffers between the blocks, as each block's backward refills them:
-    // kFull one whole set of block activations, kSelective the attention probabilities.
+    // kFull one whole set of block activations (B-only: without a split backward nothing waits
+    // for W), kSelective the attention probabilities.
     BlockActs<T> shared{};
-    if (recompute == Recompute::kFull) take_block(shared, nullptr);
+    if (recompute == Recompute::kFull) take_block(shared, a, nullptr);
     T* shared_att = selective ? a.take(NT * Hl) : nullptr;
     blocks.assign(hi - lo, {});
     resid_out.assign(hi - lo, nullptr);
@@ -282,8 +311,8 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       if (recompute == Recompute::kFull)
         b = shared;
       else
-        take_block(b, shared_att);
-      resid_out[l] = a.take(N * C);
+        take_block(b, k, shared_att);
+      resid_out[l] = k.take(N * C);
       b.att_mask = drop ? m.take(NT * Hl) : nullptr;
       b.proj_mask = drop ? m.take(N * C) : nullptr;
       b.mlp_mask = drop ? m.take(N * C) : nullptr;
@@ -309,6 +338,15 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       lse = a.take(N);
       if (tp) ce_stats = a.take(3 * N);
     }
+    *kept_elems = k.used;
+    *b_elems = a.used;
+    *mask_elems = m.used;
+  }
+
+  // The backward's scratch for N rows, sequence length Tmax and nthreads threads (base nullptr:
+  // measures).
+  size_t plan_scratch(T* base, size_t N, size_t Tmax, int nthreads) {
+    Carver<T> a{base};
     dres = a.take(N * C);
     dln = a.take(N * C);
     dqkv = a.take(N * 3 * Cl);
@@ -317,30 +355,67 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     dbranch = a.take(N * C);
     att_scratch_size = attention_scratch_size({1, static_cast<int>(Tmax), Cl, Hl}, nthreads);
     att_scratch = a.take(att_scratch_size);
-    *mask_elems = m.used;
     return a.used;
   }
 
+  // Buffers grow only (a set switched between a stage's chunks, as evaluation and sampling do
+  // under interleaved schedules, keeps one buffer big enough for each and allocates no more),
+  // except on a change of recompute mode, which trades memory on purpose.
+  template <typename U>
+  void fit(AlignedBuffer<U>& buf, size_t n, bool exact) {
+    if (buf.size() >= n && !(exact && buf.size() != n)) return;
+    buf.resize(n);
+    ++allocations;
+  }
+
+  // Readies the current set (and the shared scratch) for a forward of batch x seq: its B-only
+  // buffers from the chunk's pool if it holds none, everything planned for the current chunk.
   void ensure_capacity(int batch, int seq) {
     const size_t N = static_cast<size_t>(batch) * seq, NT = N * seq;
-    const int nthreads = omp_get_max_threads();
-    if (N <= cap_rows && NT <= cap_rows_t && static_cast<size_t>(seq) <= cap_t &&
-        nthreads <= threads && planned_split == split && planned_recompute == recompute &&
-        planned_chunk == chunk) {
-      return;
-    }
+    const bool mode_changed = planned_recompute != recompute;
     cap_rows = std::max(cap_rows, N);
     cap_rows_t = std::max(cap_rows_t, NT);
-    cap_t = std::max(cap_t, static_cast<size_t>(seq));
-    threads = std::max(threads, nthreads);
     planned_split = split;
     planned_recompute = recompute;
     planned_chunk = chunk;
-    size_t mask_elems = 0;
-    const size_t elems = plan(nullptr, nullptr, &mask_elems, cap_rows, cap_rows_t, cap_t, threads);
-    acts_buf.resize(elems);
-    mask_buf.resize(mask_elems);
-    plan(acts_buf.data(), mask_buf.data(), &mask_elems, cap_rows, cap_rows_t, cap_t, threads);
+    size_t kept = 0, b_elems = 0, mask_elems = 0;
+    plan(nullptr, nullptr, nullptr, &kept, &b_elems, &mask_elems);
+    fit(kept_buf, kept, mode_changed);
+    if (!b_only) {
+      auto& pool = b_only_pool[chunk];
+      if (pool.empty()) {
+        b_only = std::make_unique<BOnlyBuffers<T>>();
+      } else {
+        b_only = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    fit(b_only->acts, b_elems, mode_changed);
+    fit(b_only->masks, mask_elems, mode_changed);
+    plan(kept_buf.data(), b_only->acts.data(), b_only->masks.data(), &kept, &b_elems, &mask_elems);
+    const int nthreads = omp_get_max_threads();
+    if (N > scratch_rows || static_cast<size_t>(seq) > scratch_t || nthreads > scratch_threads) {
+      scratch_rows = std::max(scratch_rows, N);
+      scratch_t = std::max(scratch_t, static_cast<size_t>(seq));
+      scratch_threads = std::max(scratch_threads, nthreads);
+      fit(scratch_buf, plan_scratch(nullptr, scratch_rows, scratch_t, scratch_threads), false);
+      plan_scratch(scratch_buf.data(), scratch_rows, scratch_t, scratch_threads);
+    }
+  }
+
+  // After a split B: the set keeps what W needs and returns its B-only buffers to the pool.
+  void release_b_only() {
+    b_only_pool[planned_chunk].push_back(std::move(b_only));
+    size_t kept = 0, b_elems = 0, mask_elems = 0;
+    plan(kept_buf.data(), nullptr, nullptr, &kept, &b_elems, &mask_elems);
+  }
+
+  // Bytes of the shared scratch and of the pooled B-only buffers.
+  size_t shared_bytes() const {
+    size_t n = scratch_buf.size() * sizeof(T);
+    for (const auto& pool : b_only_pool)
+      for (const auto& b : pool) n += b->bytes();
+    return n;
   }
 
   ProfileScope timed(Kernel k, bool backward) const { return ProfileScope(profile, k, backward); }
@@ -365,7 +440,7 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   T head_forward();
   // weights false: B only (split backward), keeping what backward_weights needs.
   void backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready, bool weights);
-  void head_backward(T loss_scale, bool weights);
+  void head_backward(T loss_scale);
   void block_backward(int l, bool weights);
   void embedding_weights();
   void backward_weights();

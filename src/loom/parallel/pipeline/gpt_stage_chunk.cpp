@@ -69,7 +69,6 @@ void GptStageChunk::forward(int mb, const float* input, float* output) {
   } else {
     std::copy(model_.output(), model_.output() + output_size(), output);
   }
-  set_bytes_ = std::max(set_bytes_, model_.activation_bytes());
   model_.swap_activations(*set);  // parked until the micro-batch's backward
   in_flight_[mb] = std::move(set);
   peak_in_flight_ = std::max(peak_in_flight_, in_flight_.size());
@@ -106,6 +105,13 @@ void GptStageChunk::backward_weights(int mb) {
   model_.swap_activations(*it->second);
   pool_.push_back(std::move(it->second));
   in_flight_.erase(it);
+}
+
+size_t GptStageChunk::held_bytes() const {
+  size_t n = 0;
+  for (const auto& [mb, set] : in_flight_) n += GPT::set_bytes(*set);
+  for (const auto& set : pool_) n += GPT::set_bytes(*set);
+  return n;
 }
 
 }  // namespace loom::pipeline

@@ -10,7 +10,9 @@
 // backward is done: the stage holds exactly as many sets as the schedule has micro-batches in
 // flight (m for GPipe, at most P - stage for 1F1B). With split_backward (zero-bubble schedules)
 // B and W are the model's backward_input and backward_weights, and a micro-batch's set is held
-// until its W; otherwise B is the model's whole backward and W has nothing left to do.
+// until its W, but from its B on without its B-only buffers (logits, attention probabilities:
+// the model pools them for the next forward); otherwise B is the model's whole backward and W has
+// nothing left to do.
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -40,9 +42,12 @@ class GptStageChunk : public StageChunk {
 
   // Sum of the micro-batches' mean losses since set_batch (last stage only).
   double loss_sum() const { return loss_sum_; }
-  // Most activation sets held at once, and their bytes.
+  // Most activation sets held at once.
   size_t peak_in_flight() const { return peak_in_flight_; }
-  size_t peak_activation_bytes() const { return peak_in_flight_ * set_bytes_; }
+  // Bytes of the sets this chunk holds (in flight or free for the next forward): with the model's
+  // shared_activation_bytes(), the stage's activation memory. Sets are never freed and buffers
+  // only grow, so after a step this is the step's peak.
+  size_t held_bytes() const;
 
  private:
   size_t rows_elems() const;  // micro-batch rows x seq
@@ -60,7 +65,7 @@ class GptStageChunk : public StageChunk {
   std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
   std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
   double loss_sum_ = 0;
-  size_t peak_in_flight_ = 0, set_bytes_ = 0;
+  size_t peak_in_flight_ = 0;
 };
 
 }  // namespace loom::pipeline
