@@ -8,6 +8,7 @@
 #include "error_of.hpp"
 #include "loom/model/gpt.hpp"
 #include "model_shard_util.hpp"
+#include "weights_pending_bound.hpp"
 
 namespace loom {
 namespace {
@@ -62,6 +63,55 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
       EXPECT_EQ(std::vector<double>(split.input_grad(), split.input_grad() + input.size()),
                 std::vector<double>(fused.input_grad(), fused.input_grad() + input.size()));
     }
+  }
+}
+
+// After B a set waiting for W holds only its blocks' linear layers' inputs and output gradients
+// (the bound of weights_pending_bound.hpp; no logits), and the next forward, on another set,
+// takes the B-only buffers B returned instead of allocating its own.
+TEST(GPTModel, ASetWaitingForWeightsHoldsOnlyWhatTheyNeed) {
+  GPTConfig cfg = test::shard_test_config(3);
+  cfg.dropout = 0.1f;
+  const auto params = test::random_whole_params(cfg, 31);
+  const test::TokenBatch batch(cfg.vocab_size, 32);
+  std::vector<double> input(static_cast<size_t>(batch.B) * batch.T * cfg.d_model, 0.25), dout(input.size(), 1e-2);
+  const size_t rows = static_cast<size_t>(batch.B) * batch.T;
+  for (const ModelShard& shard : {ModelShard{}, ModelShard{0, 1, 0, 1, true, false},
+                                 ModelShard{0, 1, 1, 2, false, false}, ModelShard{0, 1, 1, 3, false, true}}) {
+    const int blocks = shard.end_block(cfg) - shard.first_block;
+    GPTModel<double> m(cfg, shard);
+    test::load_pieces(m, params);
+    m.set_split_backward(true);
+    auto forward = [&] {
+      Rng rng(5);
+      if (shard.has_embedding)
+        m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
+      else
+        m.forward_activation(input.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
+    };
+    auto a = GPTModel<double>::new_activations(), b = GPTModel<double>::new_activations();
+    m.swap_activations(*a);
+    forward();
+    const size_t full = m.set_bytes();
+    m.backward_input(1.0, shard.has_head ? nullptr : dout.data());
+    const size_t pending = m.set_bytes();
+    EXPECT_LE(pending, test::weights_pending_bound(cfg, rows, blocks, sizeof(double)))
+        << "blocks from " << shard.first_block;
+    EXPECT_LT(pending, full);
+    if (shard.has_head) {
+      EXPECT_EQ(m.logits(), nullptr);
+      EXPECT_LE(pending + m.logits_bytes(), full);
+    }
+    m.swap_activations(*a);
+    const size_t allocations = m.activation_allocations();
+    m.swap_activations(*b);
+    forward();
+    EXPECT_EQ(m.activation_allocations(), allocations + 1) << "only b's kept buffer is new";
+    EXPECT_EQ(m.set_bytes(), full);
+    m.swap_activations(*b);
+    m.swap_activations(*a);
+    m.backward_weights();
+    m.swap_activations(*a);
   }
 }
 
