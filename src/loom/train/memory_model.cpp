@@ -1,6 +1,7 @@
 #include "loom/train/memory_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "loom/core/check.hpp"
 
@@ -66,9 +67,12 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
 
   if (o.precision == kernels::MatmulPrecision::kBF16) {
     v.push_back({"bf16", "bf16 weight copies (once per step)", 2 * gemm_weight_params(c)});
-    // The calling thread's two operand buffers: the largest non-weight operands are the logits'
-    // gradient (LM head backward) and the c_fc output gradient (its weight gradient).
-    v.push_back({"bf16", "bf16 operand scratch", 2 * (N * V + 4 * N * C)});
+    // The calling thread's operand buffers: the output gradient rounded once for both backward
+    // products (the largest is the logits' gradient, rows padded to 64), the A operand of other
+    // products (at most a c_fc output, N x 4C) and their B operand (the LM head's input, N x C).
+    const double padded_vocab_row = std::ceil(V / 64) * 64;
+    v.push_back({"bf16", "bf16 operand scratch",
+                 2 * (N * std::max(padded_vocab_row, 4 * C) + 4 * N * C + N * C)});
   }
   if (o.world > 1) {
     // The ring algorithms send to one neighbour and receive from the other: two channels.
