@@ -128,8 +128,10 @@ TEST(Matmul, RoundedOnceOperandMatchesTheBf16Product) {
             matmul<float>(ta, tb, M, N, K, 0.5f, a, B.data(), ldb, 1.0f, C.data(), ldc);
           }
         }
-        const Reference of_bf16 = reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, true);
-        const Reference exact = reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, false);
+        const Reference of_bf16 =
+            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, true);
+        const Reference exact =
+            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, false);
         double worst = 0, gap = 0;
         for (size_t i = 0; i < C.size(); ++i) {
           worst = std::max(worst, std::abs(C[i] - of_bf16.c[i]) / of_bf16.scale[i]);

@@ -1,6 +1,7 @@
-// `loom memory`: the prediction by component, and the prediction against the peak RSS measured
-// by the command itself (f32, bf16, recompute selective and full, and ZeRO-2 on two ranks)
-// within 10%.
+// `loom memory`: the prediction by component (parameters against the tp and pipeline-stage
+// layouts, tp splits, activation sets per schedule), and the prediction against the peak RSS
+// measured by the command itself (f32, bf16, recompute selective and full, ZeRO-2, tp 2, pp 2
+// under 1F1B and GPipe, each on two ranks) within 10%; bad layouts refused.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -213,13 +214,15 @@ class MemoryCli : public ::testing::Test {
 
 TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
   // Flags and the ranks they run on (each rank prints its ratio).
-  std::vector<std::pair<std::string, size_t>> runs = {{"", 1},
-                                                      {"--nproc 2 --zero 2", 2},
-                                                      {"--recompute selective", 1},
-                                                      {"--recompute full", 1},
-                                                      {"--tp 2", 2},
-                                                      {"--pp 2 --schedule 1f1b", 2},
-                                                      {"--pp 2 --schedule gpipe --micro_batches 4", 2}};
+  std::vector<std::pair<std::string, size_t>> runs = {
+      {"", 1},
+      {"--nproc 2 --zero 2", 2},
+      {"--recompute selective", 1},
+      {"--recompute full", 1},
+      {"--tp 2", 2},
+      {"--pp 2 --schedule 1f1b", 2},
+      {"--pp 2 --schedule gpipe --micro_batches 4", 2},
+  };
   if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1});
   for (const auto& [flags, ranks] : runs) {
     const auto r = ratios(flags);
@@ -232,22 +235,22 @@ TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
 }
 
 TEST_F(MemoryCli, BadFlagsAreRefused) {
-  auto r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --zero 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("--zero must be 0, 1 or 2, got 3"), std::string::npos) << r.out;
-  r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --precision fp8");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("unknown precision \"fp8\""), std::string::npos) << r.out;
-  // 4 heads, 2 layers: tp must divide the heads, every stage needs a block.
-  r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --tp 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("--tp"), std::string::npos) << r.out;
-  r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --pp 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("--pp 3 must be between 1 and n_layer (2)"), std::string::npos) << r.out;
-  r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --tp 2 --nproc 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("--tp 2 must divide the world size 3"), std::string::npos) << r.out;
+  // The model has 4 heads and 2 layers: tp must divide the heads, every stage needs a block.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--zero 3", "--zero must be 0, 1 or 2, got 3"},
+      {"--precision fp8", "unknown precision \"fp8\""},
+      {"--tp 3", "--tp 3: tensor parallelism splits the attention heads, so it must divide "
+                 "n_head = 4"},
+      {"--pp 3", "--pp 3 must be between 1 and n_layer (2)"},
+      {"--tp 2 --nproc 3", "--tp 2 must divide the world size 3"},
+      {"--pp 2 --micro_batches 3", "--micro_batches 3 must divide --batch 4"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const auto r =
+        testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 " + flags);
+    EXPECT_NE(r.rc, 0) << flags;
+    EXPECT_NE(r.out.find(message), std::string::npos) << flags << ": " << r.out;
+  }
 }
 
 }  // namespace

@@ -158,7 +158,7 @@ void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, d
 }
 
 int run(const Options& o) {
-  LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1, got ", o.nproc);
+  LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1 (or 0: tp x pp), got ", o.nproc);
   LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
   LOOM_CHECK(o.steps >= 1, "--steps must be >= 1, got ", o.steps);
   LOOM_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
