@@ -24,7 +24,7 @@ TEST(GPTModel, ActivationSetsKeepSeveralForwardsForTheirBackwards) {
   const auto params = test::random_whole_params(cfg, 5);
   const test::TokenBatch one(cfg.vocab_size, 6), two(cfg.vocab_size, 7);
   // Whole model, then a last stage fed by an activation: both kinds of forward.
-  for (const ModelShard shard : {ModelShard{}, ModelShard{0, 1, 1, 2, false, true}}) {
+  for (const ModelShard& shard : {ModelShard{}, ModelShard{0, 1, 1, 2, false, true}}) {
     GPTModel<double> ref(cfg, shard), sets(cfg, shard);
     test::load_pieces(ref, params);
     test::load_pieces(sets, params);

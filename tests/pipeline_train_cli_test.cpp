@@ -1,8 +1,9 @@
-// Pipeline parallelism end to end: the real CLI at pp 2 (every schedule) and pp 4, and pp
-// combined with tp and dp (up to 8 ranks, oversubscribed), against one rank with the same
-// global batch over 20 steps; a pp 2 x tp 2 checkpoint resumed at 1 rank and at pp 4; a stage
-// killed mid-step; bad layouts refused before anything is written. The model has 4 blocks of
-// 12 heads of width 4 and the byte vocabulary.
+// Pipeline parallelism end to end: the real CLI at pp 2 (every schedule, interleaved with 2
+// chunks per rank) and pp 4, and pp combined with tp and dp (up to 8 ranks, oversubscribed),
+// against one rank with the same global batch over 20 steps; dropout under pp; a pp 2 x tp 2
+// and an interleaved checkpoint resumed at other layouts; a stage killed mid-step; bad layouts
+// refused before anything is written. The model has 4 blocks of 12 heads of width 4 and the
+// byte vocabulary.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -17,6 +18,14 @@ namespace {
 namespace fs = std::filesystem;
 using testing::Result;
 using testing::train_losses;
+
+// The "sample: ..." lines of a run's output.
+std::vector<std::string> samples(const std::string& out) {
+  std::vector<std::string> lines;
+  for (size_t at = out.find("sample: "); at != std::string::npos; at = out.find("sample: ", at + 1))
+    lines.push_back(out.substr(at, out.find('\n', at) - at));
+  return lines;
+}
 
 class PipelineTrainCli : public testing::LayoutEquivalenceTest {
  protected:
@@ -37,6 +46,56 @@ TEST_F(PipelineTrainCli, Pp2AndPp4WithEveryScheduleMatchOneRank) {
     EXPECT_NE(r.out.find("pipeline: "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("eval step 20"), std::string::npos) << r.out;
   }
+}
+
+// pp 2 x 2 chunks per rank (alone, x tp 2, x dp 2): rank 0 holds blocks 0 and 2 (and the
+// embedding), rank 1 blocks 1 and 3 (and the head); micro-batches go round the ranks twice.
+TEST_F(PipelineTrainCli, InterleavedMatchesOneRankAndItsCheckpointResumesAtOneRank) {
+  for (const auto& [out, flags] :
+       {std::pair<std::string, std::string>{
+            "inter", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 4 --batch_size 4"},
+        {"inter-tp2", "--nproc 4 --pp 2 --tp 2 --schedule interleaved --virtual-stages 2 --micro_batches 2 --batch_size 4"},
+        {"inter-dp2", "--nproc 4 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 2 --batch_size 2"}}) {
+    const Result r = train(out, flags);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("pipeline: interleaved"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("stage 3: blocks 3"), std::string::npos) << r.out;  // 4 chunks of 1 block
+    expect_matches_reference(out);
+  }
+  expect_resumes_like_the_run(
+      "inter", {{"inter-one", "--batch_size 4"},
+                {"inter-pp2", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2 --batch_size 4"}});
+}
+
+// Dropout masks are a function of (step key, sample, layer, site, head), not of the layout: pp 2
+// (micro-batches of 1 sequence, each stage drawing only its layers' masks) and pp 2 x tp 2 give
+// the 1-rank run with dropout, and a resumed run continues with the same masks. The samples
+// printed during training (generated through the chained stages) are the 1-rank run's.
+TEST_F(PipelineTrainCli, DropoutUnderPpMatchesOneRankAndResumes) {
+  const Result one = train("drop-one", "--batch_size 4 --dropout 0.1 --temperature 0.8");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  const auto ref = train_losses(dir_ / "drop-one/metrics.jsonl");
+  for (const auto& [out, flags] :
+       {std::pair<std::string, std::string>{"drop-pp2", "--nproc 2 --pp 2 --micro_batches 4"},
+        {"drop-pp2tp2", "--nproc 4 --pp 2 --tp 2 --schedule zb1p"},
+        {"drop-inter", "--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2"}}) {
+    const Result r = train(out, flags + " --batch_size 4 --dropout 0.1 --temperature 0.8");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(samples(r.out), samples(one.out)) << r.out;
+    EXPECT_EQ(samples(r.out).size(), 2u) << r.out;
+    const auto got = train_losses(dir_ / out + "/metrics.jsonl");
+    ASSERT_EQ(got.size(), 20u) << out;
+    for (const auto& [step, loss] : ref)
+      EXPECT_LT(std::abs(got.at(step) - loss) / loss, kTolerance) << out << " step " << step;
+    EXPECT_LT(testing::relative_error(dir_ / out + "/step_000020/model.safetensors",
+                                      dir_ / "drop-one/step_000020/model.safetensors"),
+              kTolerance)
+        << out;
+  }
+  // Without dropout the losses differ: the runs above did drop.
+  const auto plain = train_losses(reference() + "/metrics.jsonl");
+  EXPECT_GT(std::abs(plain.at(20) - ref.at(20)) / ref.at(20), 1e-3);
+  expect_resumes_like_the_run("drop-pp2", {{"drop-pp2-one", "--batch_size 4 --dropout 0.1"}});
 }
 
 TEST_F(PipelineTrainCli, PpWithTpAndDpMatchesOneRank) {
@@ -82,7 +141,12 @@ TEST_F(PipelineTrainCli, BadLayoutsAreRefused) {
       {"--nproc 2 --pp 2 --micro_batches 3 --batch_size 4", "micro_batches 3 must divide batch_size 4"},
       {"--nproc 4 --pp 3 --micro_batches 2", "--pp 3 must divide the world size 4"},
       {"--nproc 2 --pp 2 --schedule 2f2b", "unknown schedule '2f2b'"},
-      {"--nproc 2 --pp 2 --schedule interleaved", "schedule interleaved: GPT stages"}};
+      {"--nproc 2 --pp 2 --schedule interleaved", "schedule interleaved needs pp > 1 and virtual_stages > 1"},
+      {"--nproc 2 --pp 2 --schedule interleaved --virtual_stages 2 --micro_batches 3 --batch_size 3",
+       "schedule interleaved: micro_batches 3 must be a multiple of pp 2"},
+      {"--nproc 2 --pp 2 --schedule interleaved --virtual_stages 3 --micro_batches 4 --batch_size 4",
+       "pp x virtual_stages = 2 x 3 model chunks need n_layer >= 6"},
+      {"--nproc 2 --pp 2 --virtual_stages 2", "virtual_stages 2 needs schedule interleaved"}};
   for (const auto& [flags, message] : cases) {
     const Result r = train("bad", flags);
     EXPECT_NE(r.rc, 0) << flags;

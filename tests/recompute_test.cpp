@@ -79,7 +79,7 @@ TEST(Recompute, GradientsAreBitIdenticalToKeepingEverything) {
     const auto params = test::random_whole_params(cfg, 3);
     const Batch batch(cfg, 4);
     // The whole model, a first stage (embedding, no head), a last stage fed by an activation.
-    for (const ModelShard shard : {ModelShard{}, ModelShard{0, 1, 0, 2, true, false},
+    for (const ModelShard& shard : {ModelShard{}, ModelShard{0, 1, 0, 2, true, false},
                                    ModelShard{0, 1, 1, 3, false, true}}) {
       GPT ref(cfg, shard);
       load(ref, params);

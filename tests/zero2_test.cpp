@@ -4,6 +4,8 @@
 // ZeRO.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "temp_dir.hpp"
@@ -22,12 +24,16 @@ const std::string kText = "the quick brown fox jumps over the lazy dog. ";
 class ZeroTwoCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    // ~35k parameters; --bucket_mb 0.01 cuts them into ~14 buckets, so the shards are many
-    // blocks and several reduce-scatters overlap backward.
+    // Five blocks of 12.7k parameters; --bucket_mb 0.01 makes each block a bucket, so the
+    // five buckets take turns in the pool of two buffers (ZeRO-2 reuses them while earlier
+    // buckets are reduce-scattered) and several reduce-scatters overlap backward.
     config_ = testing::make_run(dir_, kText, 40,
                                 {{"seq_len", 16}, {"max_steps", 6}, {"warmup_steps", 2},
                                  {"eval_freq", 0}, {"save_freq", 3}, {"sample_freq", -1},
                                  {"bucket_mb", 0.01}});
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(config_));
+    cfg["model"]["n_layer"] = 5;
+    std::ofstream(config_) << cfg.dump(2);
   }
   Result train(const std::string& out, const std::string& flags) {
     return loom_cli("train --config " + config_ + " --out_dir " + dir_ / out + " " + flags);
@@ -46,10 +52,14 @@ TEST_F(ZeroTwoCli, MatchesOneRankOnTwoAndThreeRanksAndResumesOnOne) {
   EXPECT_NE(r.out.find("ZeRO-2"), std::string::npos) << r.out;
   r = train("three", "--nproc 3 --zero 2 --batch_size 2 --grad_accum 2");
   ASSERT_EQ(r.rc, 0) << r.out;
+  // Buckets large enough that each has a buffer of its own (nothing pooled): accumulated in
+  // place and reduced once per step.
+  r = train("resident", "--nproc 3 --zero 2 --batch_size 2 --grad_accum 2 --bucket_mb 25");
+  ASSERT_EQ(r.rc, 0) << r.out;
   // With tensor parallelism: dp 2 x tp 2, ZeRO-2 over the dp group.
   r = train("dp2tp2", "--nproc 4 --tp 2 --zero 2 --batch_size 6");
   ASSERT_EQ(r.rc, 0) << r.out;
-  for (const std::string out : {"two", "three", "dp2tp2"}) {
+  for (const std::string out : {"two", "three", "resident", "dp2tp2"}) {
     EXPECT_LT(error(out, "ref", "model.safetensors"), kTolerance) << out;
     EXPECT_LT(error(out, "ref", "optimizer.safetensors"), kTolerance) << out;
   }
@@ -61,6 +71,13 @@ TEST_F(ZeroTwoCli, MatchesOneRankOnTwoAndThreeRanksAndResumesOnOne) {
   ASSERT_EQ(resumed.size(), 3u);
   for (const auto& [step, loss] : resumed) EXPECT_NEAR(loss, full.at(step), 1e-5) << step;
   EXPECT_LT(error("one", "two", "model.safetensors"), kTolerance);
+}
+
+TEST_F(ZeroTwoCli, PipelineParallelismIsRefusedNamingBothFlags) {
+  const Result r = train("bad", "--nproc 2 --zero 2 --pp 2");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--zero 2 cannot be combined with --pp 2"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "bad"));
 }
 
 TEST_F(ZeroTwoCli, StageThreeIsRefusedBeforeAnythingIsWritten) {

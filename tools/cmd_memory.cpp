@@ -106,11 +106,11 @@ struct RankRun {
         if (pipe) {
           pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f);
           pipe->reduce_tied_embedding();
-          if (const auto all_at_once = dp->last_backward_hook())
+          if (const auto all_at_once = dp->backward_hook(true))
             all_at_once(0, model->num_params());
         } else {
           model->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
-          model->backward(1.0f, dp->last_backward_hook());
+          model->backward(1.0f, dp->backward_hook(true));
         }
       }
       dp->reduce_gradients();
@@ -172,6 +172,7 @@ int run(const Options& o) {
   mo.batch = o.batch;
   mo.seq = o.seq;
   mo.zero = o.zero;
+  mo.bucket_mb = o.bucket_mb;
   mo.recompute = recompute;
   mo.tp = o.tp;
   mo.pp = o.pp;

@@ -39,24 +39,33 @@ int32_t sample_token(const T* logits, int V, const SampleOptions& opts, Rng& rng
   return ids[k - 1];  // u rounded up to sum
 }
 
+std::vector<int32_t> generate_tokens(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                     int context_len,
+                                     const std::function<int32_t(const int32_t*, int)>& next) {
+  LOOM_CHECK(!prompt.empty(), "generate: the prompt is empty");
+  LOOM_CHECK(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ", max_new_tokens);
+  std::vector<int32_t> text = prompt;
+  std::vector<int32_t> out;
+  for (int i = 0; i < max_new_tokens; ++i) {
+    const int n = std::min<int>(static_cast<int>(text.size()), context_len);
+    const int32_t token = next(text.data() + text.size() - n, n);
+    text.push_back(token);
+    out.push_back(token);
+  }
+  return out;
+}
+
 template <typename T>
 std::vector<int32_t> generate(GPTModel<T>& model, const std::vector<int32_t>& prompt,
                               int max_new_tokens, const SampleOptions& opts, Rng& rng) {
-  LOOM_CHECK(!prompt.empty(), "generate: the prompt is empty");
-  LOOM_CHECK(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ", max_new_tokens);
-  const int ctx = model.config().context_len, V = model.config().vocab_size;
-  std::vector<int32_t> text = prompt;
-  std::vector<int32_t> out;
+  const int V = model.config().vocab_size;
   std::vector<T> last(V);
-  for (int i = 0; i < max_new_tokens; ++i) {
-    const int n = std::min<int>(static_cast<int>(text.size()), ctx);
-    model.forward(text.data() + text.size() - n, nullptr, 1, n, /*train=*/false);
-    model.logits_row(n - 1, last.data());
-    const int32_t next = sample_token(last.data(), V, opts, rng);
-    text.push_back(next);
-    out.push_back(next);
-  }
-  return out;
+  return generate_tokens(prompt, max_new_tokens, model.config().context_len,
+                         [&](const int32_t* window, int n) {
+                           model.forward(window, nullptr, 1, n, /*train=*/false);
+                           model.logits_row(n - 1, last.data());
+                           return sample_token(last.data(), V, opts, rng);
+                         });
 }
 
 template int32_t sample_token<float>(const float*, int, const SampleOptions&, Rng&);

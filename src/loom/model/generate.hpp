@@ -2,6 +2,7 @@
 // Text generation from a prompt: greedy, temperature and top-k sampling. No KV cache: every
 // new token runs a forward over the (cropped) context.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "loom/core/rng.hpp"
@@ -18,6 +19,13 @@ struct SampleOptions {
 // draws exactly one rng.uniform(), so a run is reproducible from the Rng's state.
 template <typename T>
 int32_t sample_token(const T* logits, int V, const SampleOptions& opts, Rng& rng);
+
+// The generation loop: max_new_tokens tokens after `prompt` (non-empty), each one
+// next(window, n), the token after the last n (<= context_len) tokens of prompt + generated text.
+// Returns only the new tokens.
+std::vector<int32_t> generate_tokens(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                     int context_len,
+                                     const std::function<int32_t(const int32_t*, int)>& next);
 
 // Generates max_new_tokens tokens after `prompt` (non-empty) and returns only the new ones. The
 // model sees at most the last context_len tokens of prompt + generated text. Under tensor

@@ -8,7 +8,7 @@ namespace loom {
 
 template <typename T>
 T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* tgt, int batch,
-                             int seq, bool train, Rng* rng) {
+                             int seq, bool train, Rng* rng, int64_t first_sample) {
   LOOM_CHECK(batch > 0, "forward: batch must be > 0, got ", batch);
   LOOM_CHECK(seq > 0 && seq <= cfg.context_len, "forward: sequence length ", seq,
              " must be in [1, context_len = ", cfg.context_len, "]");
@@ -21,8 +21,13 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
   dropped = train && cfg.dropout > 0;
   LOOM_CHECK(!dropped || rng != nullptr, "forward: dropout ", cfg.dropout,
              " in training needs a dropout_rng");
+  LOOM_CHECK(first_sample >= 0, "forward: first_sample must be >= 0, got ", first_sample);
+  if (dropped) {
+    drop_key = rng->next_u64();
+    drop_first_sample = first_sample;
+  }
   if (tok != nullptr) check_tokens(tok, N, cfg.vocab_size, "tokens");
-  have_targets = tgt != nullptr && shard.has_head;
+  have_targets = tgt != nullptr && with_head;
   if (have_targets) check_tokens(tgt, N, cfg.vocab_size, "targets");
   ensure_capacity(batch, seq);
   B = batch;
@@ -31,22 +36,40 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
   if (tok != nullptr) tokens.assign(tok, tok + N);
   if (have_targets) targets.assign(tgt, tgt + N);
   if (tok != nullptr)
-    embed(tok, rng);
+    embed(tok);
   else
     std::memcpy(resid0, input, static_cast<size_t>(N) * C * sizeof(T));
   const T* x = resid0;
-  for (int l = 0; l < last - first; ++l) {
+  for (int l = 0; l < hi - lo; ++l) {
     // Trace: one event per block (named like the backward's "backward h.<l>" events).
     const double block_start = trace::enabled() ? trace::now_us() : -1;
-    block_forward(l, x, rng);
-    if (block_start >= 0) trace::complete("forward h." + std::to_string(first + l), "compute", block_start);
+    block_forward(l, x);
+    if (block_start >= 0)
+      trace::complete("forward h." + std::to_string(block_id[lo + l]), "compute", block_start);
     x = resid_out[l];
   }
-  return shard.has_head ? head_forward() : T(0);
+  return with_head ? head_forward() : T(0);
 }
 
 template <typename T>
-void GPTModel<T>::Impl::embed(const int32_t* tok, Rng* rng) {
+void GPTModel<T>::Impl::draw_masks(uint8_t* mask, int layer, DropSite site, int heads,
+                                   size_t per_head) {
+  auto t = timed(Kernel::kDropout, false);
+  const int head0 = site == DropSite::kAttention ? shard.tp_rank * heads : 0;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < heads; ++h) {
+      // The fields packed into one word (sample < 2^32, layer + 1 < 2^16, site < 2^4, head <
+      // 2^12), xored into the key: distinct words seed independent streams.
+      const uint64_t word = static_cast<uint64_t>(drop_first_sample + b) << 32 |
+                            static_cast<uint64_t>(layer + 1) << 16 |
+                            static_cast<uint64_t>(site) << 12 | static_cast<uint64_t>(head0 + h);
+      dropout_mask(mask + (static_cast<size_t>(b) * heads + h) * per_head, per_head, cfg.dropout,
+                   Rng(drop_key ^ word).next_u64());
+    }
+}
+
+template <typename T>
+void GPTModel<T>::Impl::embed(const int32_t* tok) {
   const size_t NC = static_cast<size_t>(B) * Tn * C;
   {
     auto t = timed(Kernel::kEmbedding, false);
@@ -60,25 +83,26 @@ void GPTModel<T>::Impl::embed(const int32_t* tok, Rng* rng) {
     }
   }
   if (dropped) {
+    draw_masks(emb_mask, -1, DropSite::kEmbedding, 1, static_cast<size_t>(Tn) * C);
     auto t = timed(Kernel::kDropout, false);
-    dropout_mask(emb_mask, NC, cfg.dropout, rng->next_u64());
     dropout_forward(resid0, resid0, emb_mask, cfg.dropout, NC);
   }
 }
 
 template <typename T>
-void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
+void GPTModel<T>::Impl::block_forward(int l, const T* x, bool redo) {
   const int N = B * Tn;
   const size_t NC = static_cast<size_t>(N) * C;
   const float pdrop = cfg.dropout;
-  const BlockTensors<T>& w = p.blocks[l];
+  const BlockTensors<T>& w = p.blocks[lo + l];
   BlockActs<T>& a = blocks[l];
+  const int layer = block_id[lo + l];
   // Residual-branch dropout: x_out = x_in + dropout(branch), with the branch in dbranch (free
-  // during the forward). The stream is replicated over the tp ranks, and so are its masks.
-  auto add_branch = [&](T* out, const T* in, T* branch, uint8_t* mask) {
+  // during the forward). The masks are replicated over the tp ranks.
+  auto add_branch = [&](T* out, const T* in, T* branch, uint8_t* mask, DropSite site) {
     if (dropped) {
+      if (!redo) draw_masks(mask, layer, site, 1, static_cast<size_t>(Tn) * C);
       auto t = timed(Kernel::kDropout, false);
-      if (!redo) dropout_mask(mask, NC, pdrop, rng->next_u64());
       dropout_forward(branch, branch, mask, pdrop, NC);
     }
     auto t = timed(Kernel::kResidual, false);
@@ -94,15 +118,13 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
     auto t = timed(Kernel::kMatmulQKV, false);
     linear_forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * Cl);
   }
+  uint8_t* att_mask = dropped ? a.att_mask : nullptr;
+  // Each tp rank drops in its own heads, with the masks of those heads at tp 1.
+  if (dropped && !redo)
+    draw_masks(att_mask, layer, DropSite::kAttention, Hl, static_cast<size_t>(Tn) * Tn);
   {
     auto t = timed(Kernel::kAttention, false);
-    uint8_t* mask = dropped ? a.att_mask : nullptr;
-    if (dropped && !redo) {
-      // Each tp rank drops in its own heads: a distinct stream per rank (rank 0's is tp 1's).
-      const uint64_t seed = rng->next_u64() + 0x9e3779b97f4a7c15ULL * shard.tp_rank;
-      dropout_mask(mask, static_cast<size_t>(N) * Tn * Hl, pdrop, seed);
-    }
-    attention_forward(a.atty, a.att, a.qkv, mask, pdrop, AttentionShape{B, Tn, Cl, Hl},
+    attention_forward(a.atty, a.att, a.qkv, att_mask, pdrop, AttentionShape{B, Tn, Cl, Hl},
                       att_scratch, att_scratch_size);
   }
   {
@@ -110,7 +132,7 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
     linear_forward(dbranch, a.atty, w.proj_w, add_bias ? w.proj_b : nullptr, N, Cl, C);
   }
   reduce(dbranch, NC);
-  add_branch(a.mid, x, dbranch, a.proj_mask);
+  add_branch(a.mid, x, dbranch, a.proj_mask, DropSite::kAttentionProj);
   {
     auto t = timed(Kernel::kLayerNorm, false);
     layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, w.ln2_w, w.ln2_b, N, C);
@@ -129,13 +151,13 @@ void GPTModel<T>::Impl::block_forward(int l, const T* x, Rng* rng, bool redo) {
     linear_forward(dbranch, a.fc_gelu, w.mlp_w, add_bias ? w.mlp_b : nullptr, N, Fl, C);
   }
   reduce(dbranch, NC);
-  add_branch(resid_out[l], a.mid, dbranch, a.mlp_mask);
+  add_branch(resid_out[l], a.mid, dbranch, a.mlp_mask, DropSite::kMlpProj);
 }
 
 template <typename T>
 T GPTModel<T>::Impl::head_forward() {
   const int N = B * Tn;
-  const T* x = last > first ? resid_out[last - first - 1] : resid0;
+  const T* x = hi > lo ? resid_out[hi - lo - 1] : resid0;
   {
     auto t = timed(Kernel::kLayerNorm, false);
     layernorm_forward(lnf, lnf_mean, lnf_rstd, x, p.lnf_w, p.lnf_b, N, C);
@@ -205,6 +227,10 @@ template <typename T>
 Recompute GPTModel<T>::recompute() const { return impl_->recompute; }
 template <typename T>
 size_t GPTModel<T>::logits_bytes() const { return impl_->logits_elems * sizeof(T); }
+template <typename T>
+void GPTModel<T>::set_chunk(int chunk) { impl_->select_chunk(chunk); }
+template <typename T>
+int GPTModel<T>::chunk() const { return impl_->chunk; }
 
 template <typename T>
 void GPTModel<T>::ActivationsDeleter::operator()(Activations* a) const {
@@ -224,20 +250,20 @@ void GPTModel<T>::swap_activations(Activations& other) {
 template <typename T>
 const T* GPTModel<T>::output() const {
   const Impl& m = *impl_;
-  return m.last > m.first ? m.resid_out[m.last - m.first - 1] : m.resid0;
+  return m.hi > m.lo ? m.resid_out[m.hi - m.lo - 1] : m.resid0;
 }
 
 template <typename T>
 const T* GPTModel<T>::input_grad() const {
-  LOOM_CHECK(!impl_->shard.has_embedding && impl_->backward_done,
-             "input_grad: only after the backward of a stage without the embedding");
+  LOOM_CHECK(!impl_->with_embedding && impl_->backward_done,
+             "input_grad: only after the backward of a stage (chunk) without the embedding");
   return impl_->dres;
 }
 
 template <typename T>
 void GPTModel<T>::logits_row(int n, T* out) const {
   const Impl& m = *impl_;
-  LOOM_CHECK(m.shard.has_head && n >= 0 && n < m.B * m.Tn, "logits_row: row ", n,
+  LOOM_CHECK(m.with_head && n >= 0 && n < m.B * m.Tn, "logits_row: row ", n,
              " of the last forward does not exist");
   const T* row = m.logits + static_cast<size_t>(n) * m.vocab.Vl;
   if (!m.tp) {
@@ -283,23 +309,23 @@ void GPTModel<T>::init_weights(uint64_t seed) {
 
 template <typename T>
 T GPTModel<T>::forward(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                       bool train, Rng* dropout_rng) {
-  LOOM_CHECK(impl_->shard.has_embedding && tokens != nullptr,
+                       bool train, Rng* dropout_rng, int64_t first_sample) {
+  LOOM_CHECK(impl_->with_embedding && tokens != nullptr,
              "forward: takes tokens on a stage with the embedding (forward_activation otherwise)");
-  return impl_->forward(tokens, nullptr, targets, batch, seq, train, dropout_rng);
+  return impl_->forward(tokens, nullptr, targets, batch, seq, train, dropout_rng, first_sample);
 }
 
 template <typename T>
 T GPTModel<T>::forward_activation(const T* input, const int32_t* targets, int batch, int seq,
-                                  bool train, Rng* dropout_rng) {
-  LOOM_CHECK(!impl_->shard.has_embedding && input != nullptr,
+                                  bool train, Rng* dropout_rng, int64_t first_sample) {
+  LOOM_CHECK(!impl_->with_embedding && input != nullptr,
              "forward_activation: takes an activation on a stage without the embedding");
-  return impl_->forward(nullptr, input, targets, batch, seq, train, dropout_rng);
+  return impl_->forward(nullptr, input, targets, batch, seq, train, dropout_rng, first_sample);
 }
 
 template <typename T>
 void GPTModel<T>::backward(T loss_scale, const GradReadyFn& on_ready) {
-  LOOM_CHECK(impl_->shard.has_head, "backward: a stage without the head takes its output's "
+  LOOM_CHECK(impl_->with_head, "backward: a stage without the head takes its output's "
              "gradient (backward_from_output)");
   impl_->backward(loss_scale, nullptr, on_ready, /*weights=*/true);
 }
@@ -311,7 +337,7 @@ void GPTModel<T>::set_split_backward(bool split) {
 
 template <typename T>
 void GPTModel<T>::backward_input(T loss_scale, const T* doutput) {
-  LOOM_CHECK(impl_->shard.has_head == (doutput == nullptr),
+  LOOM_CHECK(impl_->with_head == (doutput == nullptr),
              "backward_input: the output's gradient is given exactly on stages without the head");
   impl_->backward(loss_scale, doutput, {}, /*weights=*/false);
 }
@@ -323,17 +349,41 @@ void GPTModel<T>::backward_weights() {
 
 template <typename T>
 void GPTModel<T>::backward_from_output(const T* doutput, const GradReadyFn& on_ready) {
-  LOOM_CHECK(!impl_->shard.has_head && doutput != nullptr,
+  LOOM_CHECK(!impl_->with_head && doutput != nullptr,
              "backward_from_output: for a stage without the head, given its output's gradient");
   impl_->backward(T(1), doutput, on_ready, /*weights=*/true);
 }
 
+namespace {
+
 template <typename T>
-void GPTModel<T>::zero_grad() {
-  T* gp = impl_->grads.data();
-  const size_t n = impl_->n_params;
+void zero_floats(T* gp, size_t n) {
 #pragma omp parallel for schedule(static) if (kernels::worth_threads(n))
   for (size_t i = 0; i < n; ++i) gp[i] = T(0);
+}
+
+}  // namespace
+
+template <typename T>
+void GPTModel<T>::zero_grad() {
+  Impl& m = *impl_;
+  if (m.grads.size() > 0) {
+    zero_floats(m.grads.data(), m.n_params);
+    return;
+  }
+  for (size_t i = 0; i < m.layout.size(); ++i) zero_floats(m.grad_storage[i], m.layout[i].numel);
+}
+
+template <typename T>
+void GPTModel<T>::bind_gradients(const std::vector<T*>& storage) {
+  Impl& m = *impl_;
+  LOOM_CHECK(storage.size() == m.layout.size(), "bind_gradients: ", storage.size(),
+             " pointers for the ", m.layout.size(), " tensors of the layout");
+  for (size_t i = 0; i < storage.size(); ++i)
+    LOOM_CHECK(storage[i] != nullptr, "bind_gradients: no storage for ", m.layout[i].name);
+  m.grad_storage = storage;
+  m.g = bind_tensors(m.grad_storage, m.layout, m.block_id);
+  m.grads.resize(0);
 }
 
 template class GPTModel<float>;

@@ -46,8 +46,17 @@ class GPTModel {
   size_t num_params() const;
   T* params();
   const T* params() const;
+  // The flat gradient buffer, laid out like params(); nullptr after bind_gradients.
   T* grads();
   const T* grads() const;
+  // Moves the gradients out of the model: tensor layout()[i] (numel elements) lives at
+  // storage[i] from now on, in memory the caller owns and keeps alive, and the flat buffer is
+  // freed (nothing is allocated). Backward adds into the bound tensors as it added into
+  // grads(), on_ready reports the same flat ranges of layout(), and zero_grad() zeroes every
+  // bound tensor. Tensors may share memory if their gradients are never live at once: ZeRO-2
+  // (parallel/sharded_gradients) reuses a few bucket buffers and reduce-scatters each bucket
+  // as backward finishes it. Called before training; without it the model is unchanged.
+  void bind_gradients(const std::vector<T*>& storage);
 
   // GPT-2 initialisation from `seed`: weights N(0, 0.02), residual projections
   // (attn.c_proj.weight, mlp.c_proj.weight) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm gains 1.
@@ -58,15 +67,20 @@ class GPTModel {
   // Forward of a stage with the embedding. tokens, targets: (B, T) int32 with B = batch,
   // T = seq <= context_len; targets may be nullptr (inference; ignored without the head).
   // Activation buffers are allocated for the largest B*T seen and reused afterwards.
-  // Dropout is applied only when train && config().dropout > 0, drawing from *dropout_rng.
+  // Dropout is applied only when train && config().dropout > 0: the forward draws one key from
+  // *dropout_rng, and the mask of each (sample, layer, site, head) is a pure function of the key,
+  // the sample's index (first_sample + row of the batch), the layer, the site and the global
+  // head. So a batch cut into pipeline micro-batches (each forward given a copy of the same Rng
+  // and its first sample), spread over pipeline stages or tensor-parallel ranks, draws the masks
+  // of the whole batch on one rank.
   // Returns the mean cross-entropy over the B*T targets (0 without targets or without the head).
   // Collective over the tp group.
   T forward(const int32_t* tokens, const int32_t* targets, int batch, int seq, bool train,
-            Rng* dropout_rng = nullptr);
+            Rng* dropout_rng = nullptr, int64_t first_sample = 0);
   // Forward of a stage without the embedding: `input` (B, T, C) is the previous stage's
   // output() (copied). Otherwise as forward().
   T forward_activation(const T* input, const int32_t* targets, int batch, int seq, bool train,
-                       Rng* dropout_rng = nullptr);
+                       Rng* dropout_rng = nullptr, int64_t first_sample = 0);
   // (B, T, C): the residual stream after the stage's last block, for the next stage.
   const T* output() const;
   // This rank's logits (B, T, local_vocab()) of the last forward (a stage with the head): the
@@ -80,7 +94,7 @@ class GPTModel {
 
   // Backward of the last forward (which had targets) of a stage with the head, once: it turns
   // logits() into the logits' gradient in place. Adds loss_scale * d(mean loss)/d(param)
-  // into grads() (accumulates: call zero_grad() between steps). After the gradient slice
+  // into grads() (accumulates: call zero_grad() between steps; or the bound storage). After the gradient slice
   // grads()[begin, end) is final, calls on_ready(begin, end); slices come in backward order,
   // from the end of the buffer to its start. Collective over the tp group.
   using GradReadyFn = std::function<void(size_t begin, size_t end)>;
@@ -108,6 +122,14 @@ class GPTModel {
   // kFull cannot be combined with the split backward: W needs every block's layer inputs.
   void set_recompute(Recompute mode);
   Recompute recompute() const;
+
+  // A shard of several chunks (ModelShard::chunks, interleaved pipeline schedules): the following
+  // forwards and backwards run chunk c alone: its blocks, the embedding if c is 0 (and the shard
+  // has it), the head if c is the last (and the shard has it). Activation sets are planned for
+  // one chunk: each chunk should have its own (a set used for another chunk is re-planned).
+  // output() and input_grad() are the chunk's. Default: chunk 0.
+  void set_chunk(int c);
+  int chunk() const;
 
   // Bytes of the activation buffers (everything kept between forward and backward plus the
   // backward's scratch), and of the logits among them, as planned for the largest batch seen.

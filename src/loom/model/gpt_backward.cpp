@@ -10,7 +10,7 @@ template <typename T>
 void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReadyFn& on_ready,
                                  bool weights) {
   LOOM_CHECK(B > 0, "backward: no forward has run");
-  LOOM_CHECK(!shard.has_head || have_targets, "backward: the last forward had no targets");
+  LOOM_CHECK(!with_head || have_targets, "backward: the last forward had no targets");
   LOOM_CHECK(!backward_done, "backward: already run for the last forward (it turns the logits "
              "into their gradient in place); run forward again");
   LOOM_CHECK(weights || planned_split, "backward_input: the last forward ran without "
@@ -21,24 +21,24 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
   auto ready = [&](size_t begin, size_t end) {
     if (on_ready && begin < end) on_ready(begin, end);
   };
-  if (shard.has_head) {
+  if (with_head) {
     head_backward(loss_scale, weights);
     ready(head_begin, n_params);
   } else {
     std::memcpy(dres, doutput, NC * sizeof(T));
   }
-  for (int l = last - first - 1; l >= 0; --l) {
+  for (int l = hi - lo - 1; l >= 0; --l) {
     block_backward(l, weights);
-    ready(p.blocks[l].begin, p.blocks[l].end);
+    ready(p.blocks[lo + l].begin, p.blocks[lo + l].end);
   }
-  if (shard.has_embedding) {
+  if (with_embedding) {
     if (dropped) {
       auto t = timed(Kernel::kDropout, true);
       dropout_backward(dres, dres, emb_mask, cfg.dropout, NC);
     }
     if (weights) embedding_weights();
   }
-  ready(0, prefix_end);
+  if (chunk == 0) ready(0, prefix_end);
 }
 
 // dres holds the gradient of the embedding's output.
@@ -59,13 +59,13 @@ void GPTModel<T>::Impl::backward_weights() {
   LOOM_CHECK(weights_pending, "backward_weights: no backward_input is waiting for its weights");
   weights_pending = false;
   const int N = B * Tn;
-  if (shard.has_head) {
+  if (with_head) {
     auto t = timed(Kernel::kLMHead, true);
     lm_head_backward<T>(nullptr, g.wte, logits, lnf, p.wte, N, C, vocab.Vl);
   }
-  for (int l = last - first - 1; l >= 0; --l) {
-    const BlockTensors<T>& w = p.blocks[l];
-    const BlockTensors<T>& gw = g.blocks[l];
+  for (int l = hi - lo - 1; l >= 0; --l) {
+    const BlockTensors<T>& w = p.blocks[lo + l];
+    const BlockTensors<T>& gw = g.blocks[lo + l];
     const BlockActs<T>& a = blocks[l];
     {
       auto t = timed(Kernel::kMatmulMLPProj, true);
@@ -84,7 +84,7 @@ void GPTModel<T>::Impl::backward_weights() {
       linear_backward<T>(nullptr, gw.qkv_w, gw.qkv_b, a.d_qkv, a.ln1, w.qkv_w, N, C, 3 * Cl);
     }
   }
-  if (shard.has_embedding) embedding_weights();
+  if (with_embedding) embedding_weights();
 }
 
 template <typename T>
@@ -103,7 +103,7 @@ void GPTModel<T>::Impl::head_backward(T loss_scale, bool weights) {
     lm_head_backward(dln, weights ? g.wte : nullptr, logits, lnf, p.wte, N, C, vocab.Vl);
   }
   reduce(dln, static_cast<size_t>(N) * C);  // each rank's vocabulary columns' share of dx
-  const T* x_last = last > first ? resid_out[last - first - 1] : resid0;
+  const T* x_last = hi > lo ? resid_out[hi - lo - 1] : resid0;
   auto t = timed(Kernel::kLayerNorm, true);
   std::memset(dres, 0, static_cast<size_t>(N) * C * sizeof(T));
   layernorm_backward(dres, g.lnf_w, g.lnf_b, dln, x_last, p.lnf_w, lnf_mean, lnf_rstd, N, C);
@@ -117,11 +117,11 @@ void GPTModel<T>::Impl::block_backward(int l, bool weights) {
   const int N = B * Tn;
   const size_t NC = static_cast<size_t>(N) * C;
   const float pdrop = cfg.dropout;
-  const BlockTensors<T>& w = p.blocks[l];
-  const BlockTensors<T>& gw = g.blocks[l];
+  const BlockTensors<T>& w = p.blocks[lo + l];
+  const BlockTensors<T>& gw = g.blocks[lo + l];
   const BlockActs<T>& a = blocks[l];
   const T* x = l > 0 ? resid_out[l - 1] : resid0;
-  if (recompute == Recompute::kFull) block_forward(l, x, nullptr, /*redo=*/true);
+  if (recompute == Recompute::kFull) block_forward(l, x, /*redo=*/true);
   // Gradient reaching a residual branch's output: the stream gradient, through the dropout mask.
   auto branch_grad = [&](uint8_t* mask) -> const T* {
     if (!dropped) return dres;

@@ -32,6 +32,20 @@ void ModelShard::validate(const GPTConfig& c) const {
              c.n_layer, "]");
   LOOM_CHECK(first_block < last || has_embedding || has_head,
              "model shard: a stage needs at least one block, the embedding or the head");
+  if (chunks.empty()) return;
+  LOOM_CHECK(chunks.front().first == first_block && chunks.back().last == last,
+             "model shard: chunks span blocks [", chunks.front().first, ", ", chunks.back().last,
+             "), not the shard's [", first_block, ", ", last, ")");
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    LOOM_CHECK(chunks[c].first < chunks[c].last, "model shard: chunk ", c, " has no block");
+    LOOM_CHECK(c == 0 || chunks[c - 1].last <= chunks[c].first, "model shard: chunk ", c,
+               " does not come after chunk ", c - 1);
+  }
+}
+
+std::vector<BlockRange> ModelShard::block_chunks(const GPTConfig& c) const {
+  if (!chunks.empty()) return chunks;
+  return {{first_block, end_block(c)}};
 }
 
 }  // namespace loom

@@ -4,18 +4,31 @@
 // ln_f + LM head + loss (last stage). The tied wte lives on every stage that has the embedding or
 // the head. The default is the whole model on one rank.
 #include <cstdint>
+#include <vector>
 
 #include "loom/model/gpt_config.hpp"
 
 namespace loom {
+
+struct BlockRange {
+  int first = 0, last = 0;  // blocks [first, last)
+};
 
 struct ModelShard {
   int tp_rank = 0, tp_size = 1;
   int first_block = 0;
   int last_block = -1;  // one past the stage's last block; -1: n_layer
   bool has_embedding = true, has_head = true;
+  // Interleaved pipeline schedules: the stage is several chunks (virtual stages) of blocks, in
+  // increasing order, with the embedding on chunk 0 and the head on the last; first_block and
+  // last_block then span them (chunks.front().first, chunks.back().last). Empty: one chunk,
+  // [first_block, end_block).
+  std::vector<BlockRange> chunks = {};
 
   int end_block(const GPTConfig& c) const { return last_block < 0 ? c.n_layer : last_block; }
+  int num_chunks() const { return chunks.empty() ? 1 : static_cast<int>(chunks.size()); }
+  // The chunks' block ranges (one for a shard without chunks).
+  std::vector<BlockRange> block_chunks(const GPTConfig& c) const;
   // Throws loom::Error naming the field when the shard does not fit `config` (e.g. tp_size not
   // dividing n_head, an empty or out-of-range block range).
   void validate(const GPTConfig& config) const;

@@ -100,20 +100,22 @@ std::vector<ParamInfo> gpt_param_layout(const GPTConfig& config, const ModelShar
     }
   }
   if (shard.has_embedding) add("transformer.wpe.weight", {T, C});
-  for (int l = shard.first_block; l < shard.end_block(config); ++l) {
-    const std::string h = "transformer.h." + std::to_string(l) + ".";
-    add(h + "ln_1.weight", {C});
-    add(h + "ln_1.bias", {C});
-    add(h + "attn.c_attn.weight", {C, 3 * C}, 1, 3);
-    if (config.qkv_bias) add(h + "attn.c_attn.bias", {3 * C}, 0, 3);
-    add(h + "attn.c_proj.weight", {C, C}, 0);
-    add(h + "attn.c_proj.bias", {C});
-    add(h + "ln_2.weight", {C});
-    add(h + "ln_2.bias", {C});
-    add(h + "mlp.c_fc.weight", {C, 4 * C}, 1);
-    add(h + "mlp.c_fc.bias", {4 * C}, 0);
-    add(h + "mlp.c_proj.weight", {4 * C, C}, 0);
-    add(h + "mlp.c_proj.bias", {C});
+  for (const BlockRange& chunk : shard.block_chunks(config)) {
+    for (int l = chunk.first; l < chunk.last; ++l) {
+      const std::string h = "transformer.h." + std::to_string(l) + ".";
+      add(h + "ln_1.weight", {C});
+      add(h + "ln_1.bias", {C});
+      add(h + "attn.c_attn.weight", {C, 3 * C}, 1, 3);
+      if (config.qkv_bias) add(h + "attn.c_attn.bias", {3 * C}, 0, 3);
+      add(h + "attn.c_proj.weight", {C, C}, 0);
+      add(h + "attn.c_proj.bias", {C});
+      add(h + "ln_2.weight", {C});
+      add(h + "ln_2.bias", {C});
+      add(h + "mlp.c_fc.weight", {C, 4 * C}, 1);
+      add(h + "mlp.c_fc.bias", {4 * C}, 0);
+      add(h + "mlp.c_proj.weight", {4 * C, C}, 0);
+      add(h + "mlp.c_proj.bias", {C});
+    }
   }
   if (shard.has_head) {
     add("transformer.ln_f.weight", {C});

@@ -13,15 +13,16 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
       tp_(tp && tp->size() > 1 ? tp : nullptr),
       model_(model),
       hp_(hp) {
+  LOOM_CHECK(!opts.bf16_reduce || opts.zero == 0, "the bf16 gradient all-reduce needs ZeRO 0 (ZeRO ",
+             opts.zero, " reduce-scatters the gradients in f32)");
   if (comm_ && opts.zero == 2) {
-    // ZeRO-2: each bucket is reduce-scattered during backward; the buckets are the partitions
-    // of the sharded optimizer.
+    // ZeRO-2: the model's gradients move into the bucket pool (its flat buffer is freed); the
+    // buckets are the partitions of the sharded optimizer.
     LOOM_CHECK(opts.bucket_mb > 0, "bucket_mb must be > 0, got ", opts.bucket_mb);
-    buckets_.emplace(*comm_, model.grads(), model.num_params(),
-                     static_cast<size_t>(opts.bucket_mb * (1 << 20)), comm::OpKind::ReduceScatter);
-    std::vector<FlatRange> parts;
-    for (const auto& b : buckets_->buckets()) parts.push_back({b.begin, b.end});
-    zero_.emplace(*comm_, model.layout(), hp, parts);
+    sharded_ = std::make_unique<ShardedGradients>(
+        *comm_, model.layout(), static_cast<size_t>(opts.bucket_mb * (1 << 20)));
+    model.bind_gradients(sharded_->storage());
+    zero_.emplace(*comm_, model.layout(), hp, sharded_->partitions());
     return;
   }
   if (comm_ && opts.zero == 1) {
@@ -32,7 +33,8 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
   if (comm_) {
     LOOM_CHECK(opts.bucket_mb > 0, "bucket_mb must be > 0, got ", opts.bucket_mb);
     buckets_.emplace(*comm_, model.grads(), model.num_params(),
-                     static_cast<size_t>(opts.bucket_mb * (1 << 20)));
+                     static_cast<size_t>(opts.bucket_mb * (1 << 20)),
+                     opts.bf16_reduce ? comm::DType::BF16 : comm::DType::F32);
   }
 }
 
@@ -40,42 +42,55 @@ void DataParallel::check_identical_replicas() {
   if (comm_) parallel::check_identical_replicas(*comm_, model_.params(), model_.num_params());
 }
 
-GPT::GradReadyFn DataParallel::last_backward_hook() {
-  if (!buckets_) return {};
+GPT::GradReadyFn DataParallel::backward_hook(bool last) {
+  if (sharded_) {
+    sharded_->begin_backward(last);
+    return [this](size_t begin, size_t end) { sharded_->on_ready(begin, end); };
+  }
+  if (!buckets_ || !last) return {};
   buckets_->begin();
   return [this](size_t begin, size_t end) { buckets_->on_ready(begin, end); };
 }
 
 void DataParallel::reduce_gradients() {
-  if (buckets_)
-    buckets_->finish();  // DDP's all-reduces or ZeRO-2's reduce-scatters
+  if (sharded_)
+    sharded_->finish();
+  else if (buckets_)
+    buckets_->finish();
   else if (zero_)
     zero_->reduce_gradients(model_.grads());
 }
 
+ZeroOptimizer::Shard DataParallel::gradient_shard() {
+  if (sharded_) return sharded_->shard();
+  return {model_.grads() + zero_->shard_ranges().front().begin};  // ZeRO-1: one partition
+}
+
 double DataParallel::grad_sq_sum() {
-  if (tp_) {
-    const std::vector<FlatRange> mine =
-        zero_ ? zero_->shard_ranges() : std::vector<FlatRange>{{0, model_.num_params()}};
-    double sum = 0;
-    for (const FlatRange& r : mine) {
-      sum += sharded_grad_sq_sum(model_.grads(), model_.layout(), r.begin, r.end,
-                                 tp_->rank() == 0);
-    }
-    if (zero_) sum = allreduce_sum(*comm_, sum);
-    return allreduce_sum(*tp_, sum);
-  }
-  if (zero_) return zero_->grad_sq_sum(model_.grads());
-  // After the all-reduce every rank holds the same averaged gradient: the local sum is global.
-  return loom::grad_sq_sum(model_.grads(), model_.num_params());
+  // Under tp the replicated tensors are counted on tp rank 0 only, then the tp ranks' sums add.
+  const bool count_replicated = !tp_ || tp_->rank() == 0;
+  double sum = 0;
+  if (zero_)
+    sum = zero_->grad_sq_sum(gradient_shard(), count_replicated);
+  else if (tp_)
+    sum = sharded_grad_sq_sum(model_.grads(), model_.layout(), 0, model_.num_params(),
+                              count_replicated);
+  else  // after the all-reduce every rank holds the same averaged gradient: the local sum is global
+    sum = loom::grad_sq_sum(model_.grads(), model_.num_params());
+  return tp_ ? allreduce_sum(*tp_, sum) : sum;
 }
 
 void DataParallel::step(float lr, float clip) {
   if (zero_) {
-    zero_->step(model_.params(), model_.grads(), lr, clip);
+    zero_->step(model_.params(), gradient_shard(), lr, clip);
+    if (sharded_) sharded_->clear();
     return;
   }
   adamw_->step(model_.params(), model_.grads(), lr, clip);
+}
+
+size_t DataParallel::gradient_bytes() const {
+  return sharded_ ? sharded_->bytes() : model_.num_params() * sizeof(float);
 }
 
 double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }

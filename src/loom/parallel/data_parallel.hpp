@@ -5,8 +5,10 @@
 //   world > 1, zero 0  gradients averaged by bucketed all-reduce overlapped with the last
 //                      backward (GradientBuckets); every rank runs the same full AdamW step.
 //   world > 1, zero 1  ZeRO-1 (ZeroOptimizer): reduce-scatter, sharded AdamW, all-gather.
-//   world > 1, zero 2  ZeRO-2: ZeRO-1 with the reduce-scatter done bucket by bucket during the
-//                      last backward (GradientBuckets), each bucket one partition of the shards.
+//   world > 1, zero 2  ZeRO-2 (ShardedGradients): the model's gradients live in a small pool of
+//                      bucket buffers, reduce-scattered bucket by bucket during every backward,
+//                      so a rank holds only its shard of the averaged gradient (plus the pool
+//                      and the tied embedding's buffer); each bucket is one optimizer partition.
 // The clip norm is always the global norm of the averaged gradient. Every method marked
 // collective must be called by all ranks in the same order.
 // Under tensor parallelism (tp group given) each rank holds shards: gradients are still averaged
@@ -20,6 +22,7 @@
 #include "loom/model/gpt.hpp"
 #include "loom/optim/adamw.hpp"
 #include "loom/parallel/gradient_buckets.hpp"
+#include "loom/parallel/sharded_gradients.hpp"
 #include "loom/parallel/zero_optimizer.hpp"
 
 namespace loom::parallel {
@@ -27,6 +30,7 @@ namespace loom::parallel {
 struct DataParallelOptions {
   int zero = 0;  // ZeRO stage: 0, 1 or 2
   double bucket_mb = 25;
+  bool bf16_reduce = false;  // zero 0: all-reduce the gradients in bf16 (GradientBuckets)
 };
 
 class DataParallel {
@@ -42,9 +46,10 @@ class DataParallel {
   // Collective: throws unless every rank holds the same parameters.
   void check_identical_replicas();
 
-  // The on_ready callback for the backward of a step's last micro-batch (empty when there is
-  // nothing to overlap); starts the step's gradient synchronisation.
-  GPT::GradReadyFn last_backward_hook();
+  // The on_ready callback for the backward of one micro-batch (`last`: the step's last; empty
+  // when there is nothing to overlap). Under ZeRO-2 every micro-batch's backward reduces (its
+  // gradients do not stay on the rank), otherwise only the last one's.
+  GPT::GradReadyFn backward_hook(bool last);
   // Collective: finishes averaging the gradients over the ranks.
   void reduce_gradients();
   // Collective (under ZeRO): the global sum of squares of the averaged gradient, for clipping.
@@ -62,6 +67,10 @@ class DataParallel {
   // under ZeRO this rank keeps its shard.
   void load_full_optimizer(const std::function<void(AdamW&)>& fill);
 
+  // Bytes of gradient memory this rank holds: the model's flat buffer, or ZeRO-2's pool,
+  // embedding buffer and shard.
+  size_t gradient_bytes() const;
+
  private:
   comm::Communicator* comm_;
   comm::Communicator* tp_;
@@ -69,7 +78,11 @@ class DataParallel {
   AdamWParams hp_;
   std::optional<AdamW> adamw_;           // zero 0
   std::optional<ZeroOptimizer> zero_;    // zero 1 and 2
-  std::optional<GradientBuckets> buckets_;  // zero 0 and 2, world > 1
+  // This rank's averaged gradient for ZeroOptimizer, after reduce_gradients().
+  ZeroOptimizer::Shard gradient_shard();
+
+  std::optional<GradientBuckets> buckets_;  // zero 0, world > 1
+  std::unique_ptr<ShardedGradients> sharded_;  // zero 2, world > 1
 };
 
 }  // namespace loom::parallel

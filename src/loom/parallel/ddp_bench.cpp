@@ -74,7 +74,7 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
     Timer t;
     model.zero_grad();
     model.forward(tokens.data(), tokens.data() + 1, o.batch, T, /*train=*/true);
-    model.backward(1.0f, dp.last_backward_hook());
+    model.backward(1.0f, dp.backward_hook(true));
     const double my_backward_end = clock.now();
     dp.reduce_gradients();
     const double reduced = clock.now();

@@ -4,15 +4,16 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/timer.hpp"
+#include "loom/kernels/cpu/bf16.hpp"
+#include "loom/kernels/cpu/parallel.hpp"
 
 namespace loom::parallel {
 
 GradientBuckets::GradientBuckets(comm::Communicator& comm, float* grads, size_t count,
-                                 size_t bucket_bytes, comm::OpKind op)
-    : comm_(comm), grads_(grads), count_(count), op_(op) {
+                                 size_t bucket_bytes, comm::DType wire)
+    : comm_(comm), grads_(grads), count_(count), wire_(wire) {
   LOOM_CHECK(bucket_bytes > 0, "gradient buckets: the bucket size must be > 0");
-  LOOM_CHECK(op == comm::OpKind::AllReduce || op == comm::OpKind::ReduceScatter,
-             "gradient buckets: the reduction must be an all-reduce or a reduce-scatter");
+  if (wire_ == comm::DType::BF16) staging_.resize(count);
   const size_t elems = std::max<size_t>(1, bucket_bytes / sizeof(float));
   for (size_t end = count; end > 0;) {
     const size_t begin = end > elems ? end - elems : 0;
@@ -42,8 +43,14 @@ void GradientBuckets::on_ready(size_t begin, size_t end) {
 void GradientBuckets::launch_ready() {
   while (launched_ < buckets_.size() && buckets_[launched_].begin >= frontier_) {
     const Bucket& b = buckets_[launched_++];
-    work_.push_back(comm_.run_async(
-        {op_, grads_ + b.begin, b.end - b.begin, comm::DType::F32, comm::ReduceOp::Avg}));
+    const size_t n = b.end - b.begin;
+    void* data = grads_ + b.begin;
+    if (wire_ == comm::DType::BF16) {
+      kernels::convert_to_bf16(staging_.data() + b.begin, grads_ + b.begin, 1, n, n);
+      data = staging_.data() + b.begin;
+    }
+    work_.push_back(
+        comm_.run_async({comm::OpKind::AllReduce, data, n, wire_, comm::ReduceOp::Avg}));
   }
 }
 
@@ -53,6 +60,11 @@ double GradientBuckets::finish() {
   Timer wait;
   for (auto& w : work_) w->wait();
   work_.clear();
+  if (wire_ == comm::DType::BF16) {
+    const uint16_t* h = staging_.data();
+#pragma omp parallel for schedule(static) if (kernels::worth_threads(count_))
+    for (size_t i = 0; i < count_; ++i) grads_[i] = kernels::from_bf16(h[i]);
+  }
   return wait.seconds();
 }
 

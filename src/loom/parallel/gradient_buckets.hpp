@@ -5,30 +5,33 @@
 // first. During the last backward of a step, GPT::backward's on_ready(begin, end) callbacks move
 // a frontier (everything at or above it is final); each bucket entirely above the frontier is
 // averaged over the ranks asynchronously right away, while backward computes the earlier layers.
-// finish() launches what is left and waits for all of them. The averaging is an all-reduce (DDP)
-// or a reduce-scatter (ZeRO-2: rank r keeps block_of(bucket size, world, r) of each bucket, the
-// shard its optimizer updates).
+// finish() launches what is left and waits for all of them. (ZeRO-2 reduce-scatters its buckets
+// out of a small pool instead of a flat buffer: sharded_gradients.hpp.)
+// On the wire the gradients are f32, or, optionally, bf16: each bucket is rounded to bf16 into a
+// staging buffer when it is launched and all-reduced there (each hop sums in f32), and finish()
+// writes the averages back as f32 — half the bytes moved, for gradients rounded to 8 bits of
+// mantissa.
 #include <cstddef>
 #include <memory>
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/aligned_buffer.hpp"
 
 namespace loom::parallel {
 
 class GradientBuckets {
  public:
-  // `grads` (count floats) must outlive this object; bucket_bytes > 0; op is AllReduce or
-  // ReduceScatter.
+  // `grads` (count floats) must outlive this object; bucket_bytes > 0; wire: F32 or BF16.
   GradientBuckets(comm::Communicator& comm, float* grads, size_t count, size_t bucket_bytes,
-                  comm::OpKind op = comm::OpKind::AllReduce);
+                  comm::DType wire = comm::DType::F32);
 
   // Starts a step's last backward: nothing is final yet.
   void begin();
   // grads[begin, end) is final (the GPT::backward callback).
   void on_ready(size_t begin, size_t end);
   // Launches the buckets not yet launched, waits for every bucket; afterwards every rank holds
-  // the average of all ranks' gradients (its blocks of them under ReduceScatter). Returns the
+  // the average of all ranks' gradients. Returns the
   // seconds spent waiting: the communication time that backward did not hide.
   double finish();
 
@@ -45,7 +48,8 @@ class GradientBuckets {
   comm::Communicator& comm_;
   float* grads_;
   size_t count_;
-  comm::OpKind op_;
+  comm::DType wire_;
+  AlignedBuffer<uint16_t> staging_;  // bf16 on the wire: the gradients being all-reduced
   std::vector<Bucket> buckets_;
   size_t frontier_ = 0;          // grads_[frontier_, count_) is final
   size_t launched_ = 0;          // buckets_[0, launched_) are in flight

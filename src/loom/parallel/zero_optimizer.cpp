@@ -5,12 +5,30 @@
 #include "loom/core/check.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/parallel/replica_check.hpp"
+#include "loom/parallel/tensor_parallel.hpp"
 
 namespace loom::parallel {
 namespace {
 
 size_t total_params(const std::vector<ParamInfo>& layout) {
   return layout.empty() ? 0 : layout.back().offset + layout.back().numel;
+}
+
+// The pieces of layout's tensors inside [begin, end), with offsets counted from begin: the
+// layout of a gradient shard stored on its own.
+std::vector<ParamInfo> layout_of_range(const std::vector<ParamInfo>& layout, size_t begin,
+                                       size_t end) {
+  std::vector<ParamInfo> out;
+  for (const ParamInfo& p : layout) {
+    const size_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel);
+    if (b >= e) continue;
+    ParamInfo piece = p;
+    piece.offset = b - begin;
+    piece.numel = e - b;
+    piece.shape = {static_cast<int64_t>(e - b)};
+    out.push_back(std::move(piece));
+  }
+  return out;
 }
 
 }  // namespace
@@ -27,7 +45,10 @@ ZeroOptimizer::ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamIn
                ") without gaps or overlaps");
     covered = p.end;
     const comm::Block b = comm::block_of(p.end - p.begin, comm.size(), comm.rank());
-    parts_.push_back({p, AdamW(layout, hp, p.begin + b.offset, p.begin + b.offset + b.count)});
+    const FlatRange mine{p.begin + b.offset, p.begin + b.offset + b.count};
+    auto piece_layout = layout_of_range(layout, mine.begin, mine.end);
+    AdamW opt(piece_layout, hp, 0, mine.end - mine.begin);
+    parts_.push_back({p, mine, std::move(piece_layout), std::move(opt)});
   }
   LOOM_CHECK(covered == count_, "ZeRO: partitions must tile [0, ", count_, ")");
 }
@@ -38,17 +59,25 @@ void ZeroOptimizer::reduce_gradients(float* grads) {
   }
 }
 
-double ZeroOptimizer::grad_sq_sum(const float* grads) {
+double ZeroOptimizer::grad_sq_sum(const Shard& shard, bool count_replicated) {
+  LOOM_CHECK(shard.size() == parts_.size(), "ZeRO: ", shard.size(), " gradient blocks for ",
+             parts_.size(), " partitions");
   double local = 0;
-  for (const FlatRange& r : shard_ranges()) {
-    local += loom::grad_sq_sum(grads + r.begin, r.end - r.begin);
+  for (size_t k = 0; k < parts_.size(); ++k) {
+    const Part& p = parts_[k];
+    const size_t n = p.mine.end - p.mine.begin;
+    local += count_replicated ? loom::grad_sq_sum(shard[k], n)
+                              : sharded_grad_sq_sum(shard[k], p.layout, 0, n, false);
   }
   return allreduce_sum(comm_, local);
 }
 
-void ZeroOptimizer::step(float* params, float* grads, float lr, float clip) {
-  for (Part& p : parts_) {
-    p.opt.step(params, grads, lr, clip);
+void ZeroOptimizer::step(float* params, const Shard& shard, float lr, float clip) {
+  LOOM_CHECK(shard.size() == parts_.size(), "ZeRO: ", shard.size(), " gradient blocks for ",
+             parts_.size(), " partitions");
+  for (size_t k = 0; k < parts_.size(); ++k) {
+    Part& p = parts_[k];
+    p.opt.step(params + p.mine.begin, shard[k], lr, clip);
     comm_.allgather(params + p.range.begin, p.range.end - p.range.begin);
   }
 }
@@ -56,9 +85,9 @@ void ZeroOptimizer::step(float* params, float* grads, float lr, float clip) {
 AdamW ZeroOptimizer::full_state() const {
   AdamW full(layout_, hp_);
   for (const Part& p : parts_) {
-    const size_t n = p.opt.end() - p.opt.begin();
-    std::copy_n(p.opt.m(), n, full.m() + p.opt.begin());
-    std::copy_n(p.opt.v(), n, full.v() + p.opt.begin());
+    const size_t n = p.mine.end - p.mine.begin;
+    std::copy_n(p.opt.m(), n, full.m() + p.mine.begin);
+    std::copy_n(p.opt.v(), n, full.v() + p.mine.begin);
     comm_.allgather(full.m() + p.range.begin, p.range.end - p.range.begin);
     comm_.allgather(full.v() + p.range.begin, p.range.end - p.range.begin);
   }
@@ -70,16 +99,16 @@ void ZeroOptimizer::load_full_state(const AdamW& full) {
   LOOM_CHECK(full.begin() == 0 && full.end() == count_,
              "ZeRO: a full optimizer state must cover all ", count_, " parameters");
   for (Part& p : parts_) {
-    const size_t n = p.opt.end() - p.opt.begin();
-    std::copy_n(full.m() + p.opt.begin(), n, p.opt.m());
-    std::copy_n(full.v() + p.opt.begin(), n, p.opt.v());
+    const size_t n = p.mine.end - p.mine.begin;
+    std::copy_n(full.m() + p.mine.begin, n, p.opt.m());
+    std::copy_n(full.v() + p.mine.begin, n, p.opt.v());
     p.opt.set_step_count(full.step_count());
   }
 }
 
 std::vector<FlatRange> ZeroOptimizer::shard_ranges() const {
   std::vector<FlatRange> out;
-  for (const Part& p : parts_) out.push_back({p.opt.begin(), p.opt.end()});
+  for (const Part& p : parts_) out.push_back(p.mine);
   return out;
 }
 

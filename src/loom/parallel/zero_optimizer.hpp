@@ -5,14 +5,16 @@
 // (comm::block_of, the blocks reduce_scatter and allgather use on that partition), so its shard
 // is one block per partition. One step:
 //   gradients   reduce-scatter (average) of each partition: rank r gets its blocks of the
-//               averaged gradient. Stage 1: reduce_gradients() after backward; stage 2: the
-//               GradientBuckets reduce-scatter each bucket while backward runs.
+//               averaged gradient. Stage 1: reduce_gradients() on the model's flat buffer after
+//               backward; stage 2: ShardedGradients reduce-scatters each bucket while backward
+//               runs and keeps only this rank's blocks.
 //   grad_sq_sum the global sum of squares (for clipping): a scalar all-reduce of the shards' sums
 //   step        scales the shard (clipping), AdamW on the shard, all-gather of each partition's
 //               parameters
-// Optimizer memory per rank: 2 n / world floats instead of 2 n.
-// Checkpoints stay world-size independent: full_state() gathers the moments to every rank and
-// load_full_state() keeps this rank's blocks of a full state.
+// The gradient shard is passed as one pointer per partition (its block, wherever it is stored),
+// so the optimizer never needs the whole gradient. Optimizer memory per rank: 2 n / world floats
+// instead of 2 n. Checkpoints stay world-size independent: full_state() gathers the moments to
+// every rank and load_full_state() keeps this rank's blocks of a full state.
 #include <cstddef>
 #include <vector>
 
@@ -36,23 +38,30 @@ class ZeroOptimizer {
   // Collective (stage 1). grads: the whole flat buffer; afterwards only this rank's shard is
   // meaningful.
   void reduce_gradients(float* grads);
+
+  // This rank's shard: one flat range per partition, in buffer order.
+  std::vector<FlatRange> shard_ranges() const;
+  // shard[k]: this rank's averaged gradient of shard_ranges()[k] (that many floats).
+  using Shard = std::vector<float*>;
+
   // Collective: the sum of squares of the whole averaged gradient (from every rank's shard).
-  double grad_sq_sum(const float* grads);
+  // count_replicated false leaves out the tensors replicated over tensor parallelism (see
+  // sharded_grad_sq_sum), for every tp rank but one.
+  double grad_sq_sum(const Shard& shard, bool count_replicated = true);
   // Collective. Applies `clip` (1: none) to the shard's gradients, updates the shard of params,
   // then all-gathers params so every rank holds the whole updated model.
-  void step(float* params, float* grads, float lr, float clip);
+  void step(float* params, const Shard& shard, float lr, float clip);
 
   // Collective: an optimizer over the whole buffer holding every rank's moments.
   AdamW full_state() const;
   void load_full_state(const AdamW& full);
 
-  // This rank's shard: one flat range per partition, in buffer order.
-  std::vector<FlatRange> shard_ranges() const;
-
  private:
   struct Part {
-    FlatRange range;  // the partition
-    AdamW opt;        // over this rank's block of it
+    FlatRange range;                   // the partition
+    FlatRange mine;                    // this rank's block of it
+    std::vector<ParamInfo> layout;     // the tensors' pieces in `mine`, offsets from mine.begin
+    AdamW opt;                         // over `mine` (indices from mine.begin)
   };
   comm::Communicator& comm_;
   std::vector<ParamInfo> layout_;

@@ -5,6 +5,8 @@
 
 #include "loom/core/check.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/model/param_layout.hpp"
+#include "loom/parallel/sharded_gradients.hpp"
 
 namespace loom {
 
@@ -81,6 +83,10 @@ void check_memory_layout(const MemoryOptions& o) {
   LOOM_CHECK(o.pp >= 1 && o.pp <= o.model.n_layer, "--pp ", o.pp,
              " must be between 1 and n_layer (", o.model.n_layer,
              "): every stage needs at least one block");
+  LOOM_CHECK(o.zero != 2 || o.pp == 1, "--zero 2 cannot be combined with --pp ", o.pp,
+             " (as in loom train); use --zero 1 with --pp");
+  LOOM_CHECK(o.pp == 1 || o.schedule != pipeline::ScheduleKind::Interleaved,
+             "--schedule interleaved is not predicted by loom memory (gpipe, 1f1b or zb1p)");
   const int m = micro_batches(o);
   LOOM_CHECK(m >= 1 && o.batch % m == 0, "--micro_batches ", m, " must divide --batch ", o.batch);
   LOOM_CHECK(o.stage >= 0 && o.stage < o.pp, "memory: stage ", o.stage, " is outside [0, ", o.pp,
@@ -131,15 +137,21 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   const double Cl = r.Cl, Fl = r.Fl, Hl = r.Hl, T = o.seq, L = r.blocks;
   const double NT = N * T;  // rows x keys: B*T*T, one (T,T) matrix per sequence
   const bool sharded = o.world > 1 && o.zero > 0;
-  const bool split = o.pp > 1 && o.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
   const double f = 4;  // bytes per float
   const double sets = activation_sets_in_flight(o);
 
   std::vector<MemoryItem> v;
   v.push_back({"model state", "parameters (f32)", f * P});
-  // ZeRO-2 reduce-scatters the gradients, but GPTModel owns one full flat gradient buffer that
-  // backward writes, so a rank still holds every gradient.
-  v.push_back({"model state", "gradients (f32)", f * P});
+  // ZeRO-2 (parallel/sharded_gradients): a pool of bucket buffers, the embedding's buffer and
+  // this rank's shard of the rest, as planned there (rank 0's shard, the largest).
+  v.push_back({"model state", o.world > 1 && o.zero == 2
+                                  ? "gradients (f32, ZeRO-2: bucket pool, wte+wpe, shard)"
+                                  : "gradients (f32)",
+               o.world > 1 && o.zero == 2
+                   ? static_cast<double>(parallel::ShardedGradients::planned_bytes(
+                         gpt_param_layout(c, {0, o.tp}),
+                         static_cast<size_t>(o.bucket_mb * (1 << 20)), o.world, 0))
+                   : f * P});
   v.push_back({"model state", sharded ? "AdamW moments (f32, this rank's shard)"
                                       : "AdamW moments (f32)",
                2 * f * (sharded ? P / o.world : P)});
@@ -166,10 +178,6 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   if (r.head) {
     v.push_back({"activations", "logits (B*T*V) and losses",
                  sets * f * (carved(N * r.Vl) + 2 * carved(N) + (o.tp > 1 ? carved(3 * N) : 0))});
-  }
-  if (split) {
-    v.push_back({"activations", "linear output gradients kept from B to W",
-                 sets * f * L * (carved(3 * N * Cl) + 2 * carved(N * C) + carved(N * Fl))});
   }
   v.push_back({"activations", "backward scratch",
                sets * f * (3 * carved(N * C) + carved(N * Cl) + carved(3 * N * Cl) +

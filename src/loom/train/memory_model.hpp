@@ -28,6 +28,7 @@ struct MemoryOptions {
   kernels::MatmulPrecision precision = kernels::MatmulPrecision::kF32;
   int world = 1;    // data-parallel ranks
   int zero = 0;     // ZeRO stage 0, 1, 2
+  double bucket_mb = 25;  // gradient bucket size (ZeRO-2's pool buffers)
   Recompute recompute = Recompute::kNone;
   size_t shm_channel_bytes = 8 * 512 * 1024;  // one shm ring channel (slots x slot_bytes)
   int tp = 1;                // tensor-parallel ranks (must divide n_head)
@@ -40,8 +41,8 @@ struct MemoryOptions {
   int stage = 0;             // the pipeline stage predicted
 };
 
-// Checks tp, pp, micro_batches, stage and stage_first against the model; throws loom::Error
-// naming the flag (--tp, --pp, --micro_batches) and the valid values.
+// Checks tp, pp, micro_batches, schedule, zero, stage and stage_first against the model; throws
+// loom::Error naming the flag (--tp, --pp, --micro_batches, ...) and the valid values.
 void check_memory_layout(const MemoryOptions& o);
 
 // Parameters (elements) this rank holds under o's tp and pp (stage o.stage), from the formula

@@ -53,12 +53,14 @@ void visit_train_fields(C& c, F&& f) {
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
   f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
-  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also reduce-scatter the gradients bucket by bucket during backward; 0: replicate them");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also shard the gradients (each bucket reduce-scattered as backward finishes it; not with pp); 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
+  f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
   f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
   f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
-  f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b or zb1p");
+  f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b, interleaved (with virtual_stages) or zb1p");
+  f("virtual_stages", c.virtual_stages, "schedule interleaved: model chunks per pipeline rank (the model is cut into pp x virtual_stages parts; rank r holds parts r, pp + r, ..); 1 otherwise");
   f("parallel", c.parallel, "manual: the layout given by tp, pp, micro_batches, schedule; auto: the planner (loom plan) picks them for nproc ranks at the global batch batch_size x nproc x grad_accum");
   f("recompute", c.recompute, "activation recomputation: none; selective (the attention probabilities are recomputed in backward); full (only each block's input is kept, the block is recomputed in backward); gradients are identical");
 }
@@ -140,10 +142,18 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
+  LOOM_CHECK(c.grad_reduce == "f32" || c.grad_reduce == "bf16", "grad_reduce must be f32 or bf16, got '",
+             c.grad_reduce, "'");
+  LOOM_CHECK(c.grad_reduce == "f32" || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",
+             c.zero, " reduce-scatters the gradients in f32");
   LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
   check_tp_divides_heads(rc.model, c.tp, "--tp");
   LOOM_CHECK(c.pp >= 1 && c.pp <= rc.model.n_layer, "pp must be between 1 and n_layer (",
              rc.model.n_layer, "): every stage needs at least one block, got ", c.pp);
+  LOOM_CHECK(c.zero != 2 || c.pp == 1, "--zero 2 cannot be combined with --pp ", c.pp,
+             ": ZeRO-2 reduce-scatters each gradient bucket as soon as one backward has written "
+             "it, but a pipeline stage sums its gradients over several micro-batches' backwards "
+             "(split into B and W under zb1p); use --zero 1 with --pp");
   LOOM_CHECK(c.micro_batches >= 0, "micro_batches must be >= 0, got ", c.micro_batches);
   const int m = c.micro_batches > 0 ? c.micro_batches : c.pp;
   LOOM_CHECK(c.batch_size % m == 0, "micro_batches ", m, c.micro_batches > 0 ? "" : " (= pp)",
@@ -151,16 +161,22 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.parallel == "manual" || c.parallel == "auto", "parallel must be manual or auto, got '",
              c.parallel, "'");
   const pipeline::ScheduleKind kind = pipeline::parse_schedule_kind(c.schedule);
-  LOOM_CHECK(kind != pipeline::ScheduleKind::Interleaved,
-             "schedule interleaved: GPT stages of several chunks per rank are not supported by "
-             "`loom train` yet (`loom bench pipeline` runs it); use gpipe, 1f1b or zb1p");
+  const bool interleaved = kind == pipeline::ScheduleKind::Interleaved;
+  LOOM_CHECK(c.virtual_stages >= 1, "virtual_stages must be >= 1, got ", c.virtual_stages);
+  LOOM_CHECK(interleaved || c.virtual_stages == 1, "virtual_stages ", c.virtual_stages,
+             " needs schedule interleaved (schedule ", c.schedule, " runs one chunk per rank)");
+  LOOM_CHECK(!interleaved || (c.pp > 1 && c.virtual_stages > 1), "schedule interleaved needs pp > 1 "
+             "and virtual_stages > 1 (chunks per rank), got pp ", c.pp, ", virtual_stages ", c.virtual_stages);
+  LOOM_CHECK(!interleaved || m % c.pp == 0, "schedule interleaved: micro_batches ", m,
+             " must be a multiple of pp ", c.pp, " (micro-batches go round the ranks in groups of pp)");
+  LOOM_CHECK(c.pp * c.virtual_stages <= rc.model.n_layer, "pp x virtual_stages = ", c.pp, " x ",
+             c.virtual_stages, " model chunks need n_layer >= ", c.pp * c.virtual_stages,
+             " (at least one block each), got n_layer ", rc.model.n_layer);
   const Recompute recompute = parse_recompute(c.recompute);
   LOOM_CHECK(recompute != Recompute::kFull || c.pp == 1 || kind != pipeline::ScheduleKind::ZeroBubbleH1,
              "recompute full cannot run with schedule zb1p: its weight-gradient pass needs every "
              "block's layer inputs, which full recomputation does not keep; use recompute "
              "selective, or schedule gpipe or 1f1b");
-  LOOM_CHECK(c.pp == 1 || rc.model.dropout == 0, "dropout with pp > 1 is not supported yet "
-             "(each stage would need its own dropout stream, saved in checkpoints); set dropout 0");
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

@@ -49,11 +49,13 @@ struct TrainConfig {
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
+  std::string grad_reduce = "f32";  // what the gradient all-reduce moves: f32 or bf16 (zero 0)
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
   int pp = 1;  // pipeline stages
   int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
-  std::string schedule = "1f1b";  // gpipe, 1f1b, zb1p (parallel/pipeline/schedule.hpp)
+  std::string schedule = "1f1b";  // gpipe, 1f1b, interleaved, zb1p (parallel/pipeline/schedule.hpp)
+  int virtual_stages = 1;  // schedule interleaved: model chunks per pipeline rank
   std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
   std::string recompute = "none";   // activation recomputation: none, selective, full
 };

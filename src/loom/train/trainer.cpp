@@ -91,7 +91,7 @@ ModelShard rank_shard(const TrainConfig& c, parallel::Mesh* mesh,
                       const pipeline::Partition& partition) {
   const int tp_rank = mesh ? mesh->coord().tp : 0;
   if (c.pp == 1) return ModelShard{tp_rank, c.tp};
-  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp);
+  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp, c.virtual_stages);
 }
 
 int micro_batches(const TrainConfig& c) { return c.micro_batches > 0 ? c.micro_batches : c.pp; }
@@ -130,15 +130,17 @@ struct Trainer::Impl {
         world_rank(comm ? comm->rank() : 0),
         rank(mesh ? mesh->coord().dp : 0),
         world(mesh ? mesh->shape().dp : 1),
-        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model, c.train.pp,
+        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model,
+                                                             c.train.pp * c.train.virtual_stages,
                                                              c.train.seq_len, omp_get_max_threads())
                                  : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb}, mesh ? &mesh->tp() : nullptr),
+           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == "bf16"},
+           mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
-                                  micro_batches(c.train))
+                                  micro_batches(c.train), c.train.virtual_stages)
                             : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
@@ -286,11 +288,11 @@ StepStats Trainer::step() {
     m.loader.next(m.inputs.data(), m.targets.data());
     trace::Scope schedule("pipeline schedule", "compute");
     s.loss += m.pipe->forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
-                                       1.0f / static_cast<float>(c.grad_accum));
+                                       1.0f / static_cast<float>(c.grad_accum), m.dropout_rng);
   }
   if (m.pipe) {
     m.pipe->reduce_tied_embedding();
-    const auto all_at_once = m.dp.last_backward_hook();  // no overlap with the pipeline yet
+    const auto all_at_once = m.dp.backward_hook(true);  // no overlap with the pipeline yet
     if (all_at_once) all_at_once(0, m.model.num_params());
     s.loss = m.pipe->sum_over_stages(s.loss);
     LOOM_CHECK(std::isfinite(s.loss), "the loss is ", s.loss, " at step ", m.step + 1,
@@ -303,12 +305,13 @@ StepStats Trainer::step() {
                                        /*train=*/true, &m.dropout_rng);
     LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
                m.world_rank, ": training diverged (try a lower lr)");
-    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward.
+    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward
+    // (under ZeRO-2 during every one: a rank keeps only its shard of the gradients).
     const bool last = a + 1 == c.grad_accum;
     forward.end();
     trace::Scope backward("backward", "compute");
     m.model.backward(1.0f / static_cast<float>(c.grad_accum),
-                     traced_backward_hook(last ? m.dp.last_backward_hook() : GPT::GradReadyFn{},
+                     traced_backward_hook(m.dp.backward_hook(last),
                                           m.model.layout()));
     s.loss += loss;
   }
@@ -352,7 +355,9 @@ std::string Trainer::sample() {
   if (prompt.empty()) prompt.push_back(m.tokenizer->eot_id());
   // Seeded from (seed, step), not from a stream: sampling never changes the training run.
   Rng rng(c.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(m.step + 1)));
-  const auto ids = generate(m.model, prompt, c.sample_tokens, {c.temperature, c.top_k}, rng);
+  const SampleOptions opts{c.temperature, c.top_k};
+  const auto ids = m.pipe ? m.pipe->generate(prompt, c.sample_tokens, opts, rng)
+                          : generate(m.model, prompt, c.sample_tokens, opts, rng);
   return c.sample_prompt + m.tokenizer->decode(ids);
 }
 
@@ -442,10 +447,8 @@ void Trainer::run() {
       }
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
-    if (due(m.step, sample_freq) && m.pipe) {
-      if (main) std::cout << "sample: (not generated: sampling under pp > 1 is not supported yet)" << std::endl;
-    } else if (due(m.step, sample_freq)) {
-      // Generation is collective over the tp group: replica 0's tp ranks sample together.
+    if (due(m.step, sample_freq)) {
+      // Generation is collective over the tp (and pp) group: replica 0's ranks sample together.
       const std::string text = m.rank == 0 ? sample() : "";
       if (main) std::cout << "sample: " << text << std::endl;
     }

@@ -1,7 +1,9 @@
 #pragma once
-// A GPT pipeline stage (a GPT model built for a ModelShard's blocks, with the embedding on the
-// first stage and the head on the last) as the runtime's StageChunk. A step's batch (B rows of T
-// tokens) is cut into micro-batches of B / m rows.
+// One chunk of a GPT pipeline stage (a GPT model built for a ModelShard's blocks, with the
+// embedding on the first stage and the head on the last) as the runtime's StageChunk. Under an
+// interleaved schedule the stage's model holds several chunks (ModelShard::chunks) and each gets
+// its own GptStageChunk, which selects it (GPTModel::set_chunk) around every call. A step's batch
+// (B rows of T tokens) is cut into micro-batches of B / m rows.
 //
 // Every micro-batch in flight keeps its activations in its own activation set of the model
 // (GPTModel::swap_activations), taken from a pool when its forward starts and returned when its
@@ -20,12 +22,15 @@ namespace loom::pipeline {
 
 class GptStageChunk : public StageChunk {
  public:
-  GptStageChunk(GPT& model, int micro_batches, bool split_backward);
+  // `chunk`: which of the model's chunks this is (0 unless the shard has several).
+  GptStageChunk(GPT& model, int micro_batches, bool split_backward, int chunk = 0);
 
   // The step's batch (valid until the step ends): tokens and targets (batch, seq); each
   // micro-batch's gradient is scaled by loss_scale (1 / (micro_batches x grad_accum) for a mean).
+  // Every micro-batch's forward draws its dropout key from a copy of `dropout` and passes its
+  // first row as the first sample, so the masks are those of the whole batch in one forward.
   void set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                 float loss_scale);
+                 float loss_scale, const Rng& dropout = Rng());
 
   size_t input_size() const override;
   size_t output_size() const override;
@@ -45,10 +50,13 @@ class GptStageChunk : public StageChunk {
   GPT& model_;
   int m_;
   bool split_;
+  int chunk_;
+  bool embeds_, heads_;  // this chunk has the embedding / the head
   const int32_t* tokens_ = nullptr;
   const int32_t* targets_ = nullptr;
   int rows_ = 0, seq_ = 0;
   float loss_scale_ = 1;
+  Rng dropout_;
   std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
   std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
   double loss_sum_ = 0;

@@ -158,10 +158,4 @@ std::vector<std::unique_ptr<MlpChunk>> make_mlp_chunks(const MlpSpec& spec,
   return out;
 }
 
-std::vector<StageChunk*> chunk_pointers(const std::vector<std::unique_ptr<MlpChunk>>& chunks) {
-  std::vector<StageChunk*> out;
-  for (const auto& c : chunks) out.push_back(c.get());
-  return out;
-}
-
 }  // namespace loom::pipeline

@@ -64,7 +64,6 @@ class MlpChunk : public StageChunk {
 // (virtual stage g holds layers [g L / S, (g + 1) L / S)).
 std::vector<std::unique_ptr<MlpChunk>> make_mlp_chunks(const MlpSpec& spec,
                                                        const Schedule& schedule, int stage);
-std::vector<StageChunk*> chunk_pointers(const std::vector<std::unique_ptr<MlpChunk>>& chunks);
 int first_layer_of(const MlpSpec& spec, const Schedule& schedule, int stage, int chunk);
 
 }  // namespace loom::pipeline

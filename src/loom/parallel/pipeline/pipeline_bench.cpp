@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -54,6 +55,14 @@ class BenchStage {
   virtual double peak_mb() const = 0;  // peak activation memory so far
 };
 
+// The sum of the chunks' peak activation memory, in MiB.
+template <typename Chunk>
+double peak_mib(const std::vector<std::unique_ptr<Chunk>>& chunks) {
+  size_t peak = 0;
+  for (const auto& c : chunks) peak += c->peak_activation_bytes();
+  return peak / 1048576.0;
+}
+
 class MlpBenchStage : public BenchStage {
  public:
   MlpBenchStage(const PipelineBenchOptions& o, const Schedule& s, int stage) {
@@ -72,11 +81,7 @@ class MlpBenchStage : public BenchStage {
   void start_step() override {
     for (auto& c : owned_) c->zero_grad();
   }
-  double peak_mb() const override {
-    size_t peak = 0;
-    for (const auto& c : owned_) peak += c->peak_activation_bytes();
-    return peak / 1048576.0;
-  }
+  double peak_mb() const override { return peak_mib(owned_); }
 
  private:
   std::vector<std::unique_ptr<MlpChunk>> owned_;
@@ -84,13 +89,13 @@ class MlpBenchStage : public BenchStage {
 
 class GptBenchStage : public BenchStage {
  public:
+  // `part`: the model cut into stages x virtual_stages parts.
   GptBenchStage(const PipelineBenchOptions& o, const GPTConfig& cfg, const Partition& part,
                 const Schedule& s, ScheduleKind kind, int stage)
-      : model_(cfg, stage_shard(part, stage, 0, 1)),
-        chunk_(model_, s.micro_batches(), kind == ScheduleKind::ZeroBubbleH1),
-        o_(o) {
-    LOOM_CHECK(s.virtual_stages() == 1, "bench pipeline --config: GPT stages are one chunk per "
-               "rank (no interleaved schedule)");
+      : model_(cfg, stage_shard(part, stage, 0, 1, s.virtual_stages())), o_(o) {
+    for (int c = 0; c < s.virtual_stages(); ++c)
+      chunks_.push_back(std::make_unique<GptStageChunk>(
+          model_, s.micro_batches(), kind == ScheduleKind::ZeroBubbleH1, c));
     LOOM_CHECK(o.batch % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
                s.micro_batches(), " does not divide --batch ", o.batch);
     model_.init_weights(1);
@@ -99,18 +104,16 @@ class GptBenchStage : public BenchStage {
     for (auto& t : tokens_) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
     inv_m_ = 1.0f / static_cast<float>(s.micro_batches());
   }
-  std::vector<StageChunk*> chunks() override { return {&chunk_}; }
+  std::vector<StageChunk*> chunks() override { return chunk_pointers(chunks_); }
   void start_step() override {
     model_.zero_grad();
-    chunk_.set_batch(tokens_.data(), tokens_.data() + 1, o_.batch, o_.seq, inv_m_);
+    for (auto& c : chunks_) c->set_batch(tokens_.data(), tokens_.data() + 1, o_.batch, o_.seq, inv_m_);
   }
-  double peak_mb() const override {
-    return chunk_.peak_activation_bytes() / 1048576.0;
-  }
+  double peak_mb() const override { return peak_mib(chunks_); }
 
  private:
   GPT model_;
-  GptStageChunk chunk_;
+  std::vector<std::unique_ptr<GptStageChunk>> chunks_;
   const PipelineBenchOptions& o_;
   std::vector<int32_t> tokens_;
   float inv_m_ = 1;
@@ -186,7 +189,7 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
   }
   P2PLanes lanes(world, interleaved);
   std::optional<GPTConfig> gpt;
-  Partition part;
+  std::map<int, Partition> parts;  // by virtual stages: the model cut into P x v parts
   if (!o.config.empty()) {
     const nlohmann::json j = load_config_json(o.config);
     LOOM_CHECK(j.is_object() && j.contains("model"), o.config, ": no \"model\" section");
@@ -194,7 +197,6 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
     gpt->validate();
     LOOM_CHECK(o.seq >= 1 && o.seq <= gpt->context_len, "bench pipeline: --seq ", o.seq,
                " must be in [1, context_len ", gpt->context_len, "]");
-    part = stage_partition(world, *gpt, world.size(), o.seq, 1);
   }
   std::vector<PipelineBenchRow> rows;
   for (int m : o.micro_batches)
@@ -202,7 +204,8 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
       const int v = k == ScheduleKind::Interleaved ? o.virtual_stages : 1;
       const Schedule schedule = make_schedule(k, world.size(), m, v);
       std::unique_ptr<BenchStage> stage;
-      if (gpt) stage = std::make_unique<GptBenchStage>(o, *gpt, part, schedule, k, world.rank());
+      if (gpt && parts.count(v) == 0) parts[v] = stage_partition(world, *gpt, world.size() * v, o.seq, 1);
+      if (gpt) stage = std::make_unique<GptBenchStage>(o, *gpt, parts[v], schedule, k, world.rank());
       else stage = std::make_unique<MlpBenchStage>(o, schedule, world.rank());
       rows.push_back(measure(world, lanes, *stage, o, schedule, k));
     }

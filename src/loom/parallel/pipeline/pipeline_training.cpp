@@ -45,34 +45,50 @@ Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int
   return p;
 }
 
-ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size) {
+ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size,
+                       int virtual_stages) {
+  const int pp = p.stages() / virtual_stages;
+  LOOM_CHECK(virtual_stages >= 1 && pp * virtual_stages == p.stages() && pp_rank < pp,
+             "stage_shard: a partition of ", p.stages(), " parts is not ", virtual_stages,
+             " chunks per stage (stage ", pp_rank, ")");
   ModelShard s;
   s.tp_rank = tp_rank;
   s.tp_size = tp_size;
+  for (int c = 0; c < virtual_stages && virtual_stages > 1; ++c)
+    s.chunks.push_back({p.first.at(c * pp + pp_rank), p.first.at(c * pp + pp_rank + 1)});
   s.first_block = p.first.at(pp_rank);
-  s.last_block = p.first.at(pp_rank + 1);
+  s.last_block = p.first.at((virtual_stages - 1) * pp + pp_rank + 1);
   s.has_embedding = pp_rank == 0;
-  s.has_head = pp_rank == p.stages() - 1;
+  s.has_head = pp_rank == pp - 1;
   return s;
 }
 
 PipelineTraining::PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKind kind,
-                                   int micro_batches)
+                                   int micro_batches, int virtual_stages)
     : mesh_(mesh),
       model_(model),
-      schedule_(make_schedule(kind, mesh.shape().pp, micro_batches)),
-      lanes_(mesh.pp(), /*wrap=*/false),
-      chunk_(model, micro_batches, /*split_backward=*/kind == ScheduleKind::ZeroBubbleH1) {
+      schedule_(make_schedule(kind, mesh.shape().pp, micro_batches, virtual_stages)),
+      lanes_(mesh.pp(), /*wrap=*/virtual_stages > 1) {
+  LOOM_CHECK(model.shard().num_chunks() == virtual_stages, "pipeline: the stage's model has ",
+             model.shard().num_chunks(), " chunks for ", virtual_stages, " virtual stages");
+  for (int c = 0; c < virtual_stages; ++c)
+    chunks_.push_back(std::make_unique<GptStageChunk>(
+        model, micro_batches, /*split_backward=*/kind == ScheduleKind::ZeroBubbleH1, c));
   for (const auto& p : model.layout())
     if (p.name == "transformer.wte.weight") wte_ = &p;
 }
 
 double PipelineTraining::forward_backward(const int32_t* tokens, const int32_t* targets, int batch,
-                                          int seq, float grad_scale) {
+                                          int seq, float grad_scale, Rng& dropout_rng) {
   const int m = schedule_.micro_batches();
-  chunk_.set_batch(tokens, targets, batch, seq, grad_scale / static_cast<float>(m));
-  run_pipeline_step(schedule_, mesh_.coord().pp, {&chunk_}, lanes_);
-  return model_.shard().has_head ? chunk_.loss_sum() / m : 0.0;
+  std::vector<StageChunk*> chunks;
+  for (auto& c : chunks_) {
+    c->set_batch(tokens, targets, batch, seq, grad_scale / static_cast<float>(m), dropout_rng);
+    chunks.push_back(c.get());
+  }
+  run_pipeline_step(schedule_, mesh_.coord().pp, chunks, lanes_);
+  dropout_rng.next_u64();  // the key the micro-batches used
+  return model_.shard().has_head ? chunks_.back()->loss_sum() / m : 0.0;
 }
 
 double PipelineTraining::forward_only(const int32_t* tokens, const int32_t* targets, int batch,
@@ -80,20 +96,44 @@ double PipelineTraining::forward_only(const int32_t* tokens, const int32_t* targ
   const ModelShard& s = model_.shard();
   const size_t n = static_cast<size_t>(batch) * seq * model_.config().d_model;
   float loss = 0;
-  if (s.has_embedding) {
-    loss = model_.forward(tokens, s.has_head ? targets : nullptr, batch, seq, /*train=*/false);
-  } else {
-    auto in = std::make_shared<std::vector<float>>(n);
-    lanes_.act_in()->post_recv(in).get();
-    loss = model_.forward_activation(in->data(), s.has_head ? targets : nullptr, batch, seq,
-                                     /*train=*/false);
+  // The chunks in turn: chunk c of stage r passes its output to chunk c of stage r + 1, and the
+  // last stage to chunk c + 1 of stage 0 (the lanes wrap around).
+  for (int c = 0; c < s.num_chunks(); ++c) {
+    const bool embeds = c == 0 && s.has_embedding, heads = c + 1 == s.num_chunks() && s.has_head;
+    model_.set_chunk(c);
+    if (embeds) {
+      loss = model_.forward(tokens, heads ? targets : nullptr, batch, seq, /*train=*/false);
+    } else {
+      auto in = std::make_shared<std::vector<float>>(n);
+      lanes_.act_in()->post_recv(in).get();
+      loss = model_.forward_activation(in->data(), heads ? targets : nullptr, batch, seq,
+                                       /*train=*/false);
+    }
+    if (!heads) {
+      auto out = std::make_shared<std::vector<float>>(model_.output(), model_.output() + n);
+      lanes_.act_out()->post_send(out).get();
+    }
   }
-  if (!s.has_head) {
-    auto out = std::make_shared<std::vector<float>>(model_.output(), model_.output() + n);
-    lanes_.act_out()->post_send(out).get();
-    return 0.0;
-  }
-  return loss;
+  return s.has_head ? loss : 0.0;  // the model stays on its last chunk: the logits are there
+}
+
+std::vector<int32_t> PipelineTraining::generate(const std::vector<int32_t>& prompt,
+                                                int max_new_tokens, const SampleOptions& opts,
+                                                Rng& rng) {
+  const int V = model_.config().vocab_size;
+  std::vector<float> row(V);
+  return generate_tokens(prompt, max_new_tokens, model_.config().context_len,
+                         [&](const int32_t* window, int n) {
+                           forward_only(window, nullptr, 1, n);
+                           // Token ids < 2^24 are exact in a float.
+                           float token = 0;
+                           if (model_.shard().has_head) {
+                             model_.logits_row(n - 1, row.data());
+                             token = static_cast<float>(sample_token(row.data(), V, opts, rng));
+                           }
+                           mesh_.pp().broadcast(&token, 1, mesh_.shape().pp - 1);
+                           return static_cast<int32_t>(token);
+                         });
 }
 
 void PipelineTraining::reduce_tied_embedding() {

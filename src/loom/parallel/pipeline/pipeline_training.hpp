@@ -3,6 +3,9 @@
 // trainer's loop stays the same for every layout:
 //   - the stage's model shard: blocks from a balanced partition (costs timed once on world rank
 //     0, the partition broadcast so every rank agrees), embedding on stage 0, head on the last;
+//     under an interleaved schedule with v virtual stages the model is cut into pp x v parts and
+//     rank r holds parts r, pp + r, .. (Megatron's order) as the chunks of one GPTModel, so the
+//     optimizer, checkpoints, dp/tp reductions and clipping see one parameter buffer per rank;
 //   - a step's forward and backward: the batch cut into micro-batches, run through the
 //     schedule's action lists by the runtime over P2P lanes of the mesh's pp group;
 //   - the tied wte: its gradient summed over the embedding group (first and last stage), and
@@ -12,7 +15,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "loom/model/generate.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
@@ -22,27 +27,38 @@
 
 namespace loom::pipeline {
 
-// Collective over the world: the blocks of every stage, balanced with the costs of one
-// sequence of `seq` tokens timed on world rank 0 (with `threads` threads).
+// Collective over the world: the blocks of every (virtual) stage, `stages` = pp x v of them,
+// balanced with the costs of one sequence of `seq` tokens timed on world rank 0 (with `threads`
+// threads).
 Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int pp, int seq,
                           int threads);
 
-// The ModelShard of mesh position (pp rank, tp rank) for a partition.
-ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size);
+// The ModelShard of mesh position (pp rank, tp rank) for a partition of pp x virtual_stages
+// parts: chunk c holds part c x pp + pp_rank.
+ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size,
+                       int virtual_stages = 1);
 
 class PipelineTraining {
  public:
-  // Collective over the pp group (makes its lanes). `model` is this rank's stage.
-  PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKind kind, int micro_batches);
+  // Collective over the pp group (makes its lanes). `model` is this rank's stage, with
+  // `virtual_stages` chunks (interleaved schedules) or one.
+  PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKind kind, int micro_batches,
+                   int virtual_stages = 1);
 
   // Forward and backward of one batch (batch x seq on every stage of the pipeline) through the
-  // schedule; gradients accumulate (scaled by grad_scale / micro_batches). Returns the mean loss
-  // over the micro-batches on the last stage, 0 on the others.
+  // schedule; gradients accumulate (scaled by grad_scale / micro_batches). Dropout draws one key
+  // from dropout_rng, as one forward of the whole batch would (every stage must pass the same
+  // state). Returns the mean loss over the micro-batches on the last stage, 0 on the others.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                          float grad_scale);
+                          float grad_scale, Rng& dropout_rng);
   // Mean loss of (batch x seq) through the chained stages (no gradients); on the last stage,
-  // 0 on the others.
+  // 0 on the others. targets may be nullptr: the last stage then only computes the logits.
   double forward_only(const int32_t* tokens, const int32_t* targets, int batch, int seq);
+  // Collective over the pp group (and the tp group): generate() through the chained stages.
+  // The last stage samples each token (with its rng) and sends it to the others; every stage
+  // returns the same tokens.
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                const SampleOptions& opts, Rng& rng);
   // After the last backward of a step: wte's gradient summed over the embedding group.
   void reduce_tied_embedding();
   // Runs sq_sum() with the tied wte's gradient hidden on the last stage (the first stage
@@ -60,7 +76,7 @@ class PipelineTraining {
   GPT& model_;
   Schedule schedule_;
   P2PLanes lanes_;
-  GptStageChunk chunk_;
+  std::vector<std::unique_ptr<GptStageChunk>> chunks_;  // the model's chunks, in order
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
 };
 

@@ -4,6 +4,8 @@
 // the weights, movable into bubbles). A chunk keeps what its backward needs per micro-batch and
 // frees it once W has run; it reads its own micro-batch data (tokens, targets) by index.
 #include <cstddef>
+#include <memory>
+#include <vector>
 
 namespace loom::pipeline {
 
@@ -29,5 +31,13 @@ class StageChunk {
     backward_weights(mb);
   }
 };
+
+// The chunks a stage owns, as run_pipeline_step takes them.
+template <typename Chunk>
+std::vector<StageChunk*> chunk_pointers(const std::vector<std::unique_ptr<Chunk>>& chunks) {
+  std::vector<StageChunk*> out;
+  for (const auto& c : chunks) out.push_back(c.get());
+  return out;
+}
 
 }  // namespace loom::pipeline

@@ -74,10 +74,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
       cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar);
       cc.w = nb * k.block.w * scale / L.tp;
+      // A split backward (zb1p) keeps the linear layers' output gradients from B until W in
+      // buffers B has finished with: no more than a fused backward.
       double floats = nb * block_activation_floats_per_token(m, req.seq, L.tp);
-      // A split backward (zb1p) keeps the linear layers' output gradients from B until W.
-      if (L.schedule == pipeline::ScheduleKind::ZeroBubbleH1)
-        floats += nb * (2.0 * m.d_model + 7.0 * m.d_model / L.tp);
       stage_params[s] += nb * block_params(m, L.tp);
       if (g == 0) {
         cc.f += k.embedding.f * scale / L.tp + tp_ar;
