@@ -104,7 +104,7 @@ struct RankRun {
       {
         loom::kernels::MatmulPrecisionScope precision(p);
         if (pipe) {
-          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f);
+          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng);
           pipe->reduce_tied_embedding();
           if (const auto all_at_once = dp->backward_hook(true))
             all_at_once(0, model->num_params());
