@@ -58,6 +58,8 @@ void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& 
   req.world = t.nproc;
   req.global_batch = t.batch_size * t.nproc;
   req.seq = t.seq_len;
+  req.recompute = loom::parse_recompute(t.recompute);
+  req.cores = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = t.threads > 0 ? t.threads
                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / t.nproc);
   const auto costs = loom::planner::calibrate_kernel_costs(config.model, t.seq_len, threads);
@@ -77,6 +79,11 @@ void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& 
   std::printf("parallel auto: %s, batch_size %d per data-parallel rank | predicted %.3f s/step, "
               "bubble %.1f%%, %.2f GB per rank\n",
               p.layout.describe().c_str(), t.batch_size, p.step_s, p.bubble * 100, p.memory_gb);
+  if (t.pp == 1 && t.rebalance) {  // no stages to re-partition
+    t.rebalance = false;
+    overrides["rebalance"] = "false";
+    std::printf("parallel auto: no pipeline stages, so --rebalance has nothing to do\n");
+  }
   std::fflush(stdout);
 }
 
@@ -104,7 +111,8 @@ int run(const Options& o) {
       // The world and its layout are not part of the run: it resumes on as many ranks, split as
       // this command asks.
       if (j.is_object() && j.contains("train") && j["train"].is_object())
-        for (const char* key : {"nproc", "tp", "pp", "micro_batches", "schedule", "parallel"})
+        for (const char* key : {"nproc", "tp", "pp", "micro_batches", "schedule", "parallel",
+                                "partition", "rebalance"})
           j["train"].erase(key);
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;

@@ -194,6 +194,7 @@ CheckpointState read_checkpoint_state(const std::string& dir) {
   LOOM_CHECK(tok.is_string(), path, ": tokenizer must be a string");
   s.tokenizer = tok.get<std::string>();
   s.config = field(j, "config", path);
+  s.layout = j.value("layout", nlohmann::json::object());
   field(j, "files", path);
   return s;
 }

@@ -5,10 +5,11 @@
 //                          and "step" (I64, shape []): the optimizer's step count
 //   state.json             {"format": "loom-checkpoint", "version": 1, "step", "data": {"epoch",
 //                          "samples"}, "rng": {"dropout": [4 x hex]}, "world_size", "tokenizer",
-//                          "config": {"model", "train"}, "layout": {"pp", "dp", "tp"},
+//                          "config": {"model", "train"}, "layout": {"pp", "dp", "tp", under
+//                          pp > 1 "stage_blocks" ("2,4"), with --rebalance "rebalanced"},
 //                          "files": {"<file>": {"bytes", "fnv1a64"}}}
 // The tensors are always whole (any layout saves and loads them: see parallel/tensor_parallel);
-// "layout" only records the saving run's mesh.
+// "layout" records the saving run's mesh (--rebalance reads its stage blocks back).
 // A save is written to <out_dir>/.tmp-step_XXXXXX, every file and the directory fsynced, then
 // renamed into place (atomically exchanged with an existing directory of that name); only then is
 // <out_dir>/latest (a one-line file naming the directory) replaced atomically. A crash at any
@@ -40,7 +41,7 @@ struct CheckpointState {
   int world_size = 1;
   std::string tokenizer;  // for decoding samples: "gpt2" or "byte"
   nlohmann::json config;  // {"model": .., "train": ..}
-  nlohmann::json layout;  // {"pp", "dp", "tp"} of the saving run, for information only
+  nlohmann::json layout;  // {"pp", "dp", "tp", ...} of the saving run (see above)
 };
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000100"

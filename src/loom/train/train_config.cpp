@@ -12,6 +12,7 @@
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/recompute.hpp"
+#include "loom/parallel/pipeline/partition.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
@@ -63,6 +64,9 @@ void visit_train_fields(C& c, F&& f) {
   f("virtual_stages", c.virtual_stages, "schedule interleaved: model chunks per pipeline rank (the model is cut into pp x virtual_stages parts; rank r holds parts r, pp + r, ..); 1 otherwise");
   f("parallel", c.parallel, "manual: the layout given by tp, pp, micro_batches, schedule; auto: the planner (loom plan) picks them for nproc ranks at the global batch batch_size x nproc x grad_accum");
   f("recompute", c.recompute, "activation recomputation: none; selective (the attention probabilities are recomputed in backward); full (only each block's input is kept, the block is recomputed in backward); gradients are identical");
+  f("partition", c.partition, "under pp > 1: blocks per pipeline stage, e.g. 2,4 (one count per stage, adding up to n_layer); empty: balanced by costs timed at start-up");
+  f("rebalance", c.rebalance, "under pp > 1: time each stage's compute over rebalance_steps early steps; if the slowest exceeds the mean by > 10%, re-partition at the next checkpoint and continue from it");
+  f("rebalance_steps", c.rebalance_steps, "steps timed by rebalance (from the run's 2nd step)");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -177,6 +181,22 @@ void validate(const RunConfig& rc) {
              "recompute full cannot run with schedule zb1p: its weight-gradient pass needs every "
              "block's layer inputs, which full recomputation does not keep; use recompute "
              "selective, or schedule gpipe or 1f1b");
+  // Under parallel auto the planner picks pp; the layout is checked again once it has.
+  const bool pipelined = c.pp > 1 || c.parallel == "auto";
+  LOOM_CHECK(c.partition.empty() || pipelined, "partition '", c.partition,
+             "' cuts pipeline stages: it needs pp > 1, got pp ", c.pp);
+  LOOM_CHECK(c.partition.empty() || c.virtual_stages == 1, "partition '", c.partition,
+             "' gives one block range per rank: not with interleaved (virtual_stages ",
+             c.virtual_stages, ")");
+  if (c.pp > 1) pipeline::parse_stage_blocks(c.partition, rc.model.n_layer, c.pp, "partition");
+  LOOM_CHECK(!c.rebalance || pipelined,
+             "rebalance re-partitions pipeline stages: it needs pp > 1, got pp ", c.pp);
+  LOOM_CHECK(!c.rebalance || c.virtual_stages == 1,
+             "rebalance re-partitions one stage per rank: not with interleaved (virtual_stages ",
+             c.virtual_stages, ")");
+  LOOM_CHECK(c.rebalance_steps >= 1, "rebalance_steps must be >= 1, got ", c.rebalance_steps);
+  LOOM_CHECK(!c.rebalance || c.save_freq > 0, "rebalance re-partitions at a checkpoint: it needs "
+             "save_freq > 0, got 0 (only the final save)");
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.

@@ -58,6 +58,9 @@ struct TrainConfig {
   int virtual_stages = 1;  // schedule interleaved: model chunks per pipeline rank
   std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
   std::string recompute = "none";   // activation recomputation: none, selective, full
+  std::string partition;  // pp > 1: blocks per stage ("2,4"); "": balanced by timed costs
+  bool rebalance = false;  // pp > 1: re-time the stages, re-partition at a checkpoint if uneven
+  int rebalance_steps = 5;  // steps timed by rebalance
 };
 
 struct RunConfig {

@@ -24,6 +24,7 @@
 #include "loom/train/backward_trace.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
+#include "loom/parallel/pipeline/rebalance.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
@@ -108,6 +109,7 @@ struct Trainer::Impl {
   GPT model;
   parallel::DataParallel dp;
   std::unique_ptr<pipeline::PipelineTraining> pipe;  // pp > 1
+  std::unique_ptr<pipeline::Rebalancer> rebalancer;  // --rebalance
   LrSchedule schedule;
   std::string tokenizer_name;
   std::unique_ptr<Tokenizer> tokenizer;
@@ -123,17 +125,22 @@ struct Trainer::Impl {
     std::cout << detail::concat("saved ", dir, " (written in the background in ", s, " s)\n") << std::flush;
   }};
 
-  Impl(const RunConfig& c, comm::Communicator* comm)
+  // `reuse`: the mesh of `comm` already made (a stage re-built by --rebalance keeps it).
+  Impl(const RunConfig& c, comm::Communicator* comm,
+       std::unique_ptr<parallel::Mesh> reuse = nullptr)
       : cfg(c),
-        mesh(make_mesh(c.train, comm)),
+        mesh(reuse ? std::move(reuse) : make_mesh(c.train, comm)),
         tp(c.train.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp()) : nullptr),
         world_rank(comm ? comm->rank() : 0),
         rank(mesh ? mesh->coord().dp : 0),
         world(mesh ? mesh->shape().dp : 1),
-        partition(c.train.pp > 1 ? pipeline::stage_partition(*comm, c.model,
-                                                             c.train.pp * c.train.virtual_stages,
-                                                             c.train.seq_len, omp_get_max_threads())
-                                 : pipeline::Partition{}),
+        partition(c.train.pp > 1
+                      ? pipeline::stage_partition(
+                            *comm, c.model, c.train.pp * c.train.virtual_stages,
+                            c.train.seq_len, omp_get_max_threads(),
+                            pipeline::parse_stage_blocks(c.train.partition, c.model.n_layer,
+                                                         c.train.pp, "--partition"))
+                      : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
            {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == "bf16"},
@@ -142,6 +149,9 @@ struct Trainer::Impl {
                                   *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
                                   micro_batches(c.train), c.train.virtual_stages)
                             : nullptr),
+        rebalancer(c.train.rebalance && pipe ? std::make_unique<pipeline::Rebalancer>(
+                                                   partition, c.train.rebalance_steps)
+                                             : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
@@ -238,9 +248,10 @@ const RunConfig& Trainer::config() const { return impl_->cfg; }
 GPT& Trainer::model() { return impl_->model; }
 
 void Trainer::resume(const std::string& checkpoint) {
-  Impl& m = *impl_;
   const std::string dir = resolve_checkpoint(checkpoint);
   const CheckpointState state = read_checkpoint_state(dir);
+  adopt_rebalanced_partition(state.layout, dir);
+  Impl& m = *impl_;
   const nlohmann::json model_now = m.cfg.model;
   LOOM_CHECK(state.config.is_object() && state.config.contains("model") && state.config["model"] == model_now,
              dir, ": the checkpoint's model config differs from this run's: ",
@@ -371,6 +382,8 @@ std::string Trainer::save() {
   s.tokenizer = m.tokenizer_name;
   s.config = to_json(m.cfg);
   s.layout = {{"pp", m.cfg.train.pp}, {"dp", m.world}, {"tp", m.cfg.train.tp}};
+  if (m.pipe) s.layout["stage_blocks"] = m.partition.blocks_text();
+  if (m.rebalancer) s.layout["rebalanced"] = m.rebalancer->repartitioned();
   std::string dir;
   m.dp.with_full_optimizer([&](const AdamW& opt) {
     if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
@@ -397,6 +410,52 @@ std::string Trainer::save() {
 }
 
 void Trainer::run() {
+  // --rebalance: training stops at the checkpoint where the stages are re-partitioned; each rank
+  // re-builds its stage with the new blocks, loads that checkpoint, and training goes on.
+  const Timer elapsed;  // the metrics' elapsed_s runs on across re-partitions
+  while (run_until_repartition(elapsed)) {
+    Impl& m = *impl_;
+    m.saver.wait();  // the checkpoint is on disk before any rank reads it
+    if (m.mesh) m.mesh->world().barrier();
+    const std::string old_blocks = m.partition.blocks_text();
+    const std::vector<int> blocks = m.rebalancer->next_blocks();
+    const int64_t step = m.step;
+    const bool main = m.world_rank == 0;
+    rebuild_stage(blocks);
+    if (main)
+      std::cout << "rebalance: re-partitioned at the checkpoint of step " << step << ": blocks "
+                << old_blocks << " -> " << impl_->partition.blocks_text() << std::endl;
+    resume(impl_->cfg.train.out_dir + "/latest");
+  }
+}
+
+void Trainer::rebuild_stage(const std::vector<int>& blocks) {
+  RunConfig cfg = impl_->cfg;
+  cfg.train.partition = pipeline::blocks_text(blocks);
+  std::unique_ptr<parallel::Mesh> mesh = std::move(impl_->mesh);
+  comm::Communicator& world = mesh->world();
+  impl_.reset();  // the old stage's memory is free before the new one takes its own
+  impl_ = std::make_unique<Impl>(cfg, &world, std::move(mesh));
+  impl_->rebalancer->adopted();
+}
+
+void Trainer::adopt_rebalanced_partition(const nlohmann::json& layout, const std::string& dir) {
+  Impl& m = *impl_;
+  if (!m.rebalancer || !layout.is_object() || !layout.value("rebalanced", false) ||
+      layout.value("pp", 0) != m.cfg.train.pp)
+    return;
+  const std::vector<int> blocks = pipeline::parse_stage_blocks(
+      layout.value("stage_blocks", ""), m.cfg.model.n_layer, m.cfg.train.pp,
+      dir + "/state.json: layout.stage_blocks");
+  if (blocks == m.partition.blocks()) return m.rebalancer->adopted();
+  const bool main = m.world_rank == 0;
+  rebuild_stage(blocks);
+  if (main)
+    std::cout << "rebalance: " << dir << " was re-partitioned by its run; its stages: "
+              << impl_->partition.describe() << std::endl;
+}
+
+bool Trainer::run_until_repartition(const Timer& elapsed) {
   Impl& m = *impl_;
   const TrainConfig& c = m.cfg.train;
   const bool main = m.world_rank == 0;
@@ -424,7 +483,6 @@ void Trainer::run() {
                 << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
                 << " sequences | " << m.partition.describe() << std::endl;
   }
-  Timer elapsed;
   PreemptionWatch preemption;
   while (m.step < c.max_steps) {
     const StepStats s = step();
@@ -434,6 +492,9 @@ void Trainer::run() {
       m.print_step(s);
       log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
     }
+    if (m.rebalancer)
+      m.rebalancer->after_step(m.mesh->world(), m.mesh->coord().pp,
+                               m.mesh->shape().dp * m.mesh->shape().tp, m.pipe->compute_seconds());
     const bool last = m.step == c.max_steps;
     if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
       trace::Scope eval_event("evaluate", "eval");
@@ -467,10 +528,13 @@ void Trainer::run() {
       if (main)
         std::cout << "preempted by a signal: saved the checkpoint of step " << m.step
                   << "; continue with --resume auto" << std::endl;
-      return;
+      return false;
     }
+    // --rebalance: the new partition takes over from the checkpoint just saved.
+    if (due(m.step, c.save_freq) && !last && m.rebalancer && m.rebalancer->pending()) return true;
   }
   m.saver.wait();
+  return false;
 }
 
 }  // namespace loom

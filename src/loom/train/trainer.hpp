@@ -15,9 +15,12 @@
 // Dropout draws from one stream seeded alike on every rank (a rank's masks repeat rank 0's).
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/train/train_config.hpp"
 
@@ -70,6 +73,16 @@ class Trainer {
   GPT& model();
 
  private:
+  // run()'s loop (`elapsed` since run() began); true when it stopped at a checkpoint for a
+  // --rebalance re-partition.
+  bool run_until_repartition(const Timer& elapsed);
+  // Collective: this rank's stage re-built with `blocks` per pipeline stage on the same mesh
+  // (freshly initialised until a checkpoint is loaded into it).
+  void rebuild_stage(const std::vector<int>& blocks);
+  // --rebalance resuming a checkpoint whose run re-partitioned (its state.json layout says so):
+  // the stages take that partition instead of measuring again.
+  void adopt_rebalanced_partition(const nlohmann::json& layout, const std::string& dir);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

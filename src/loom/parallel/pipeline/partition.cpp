@@ -1,6 +1,7 @@
 #include "loom/parallel/pipeline/partition.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 
@@ -18,6 +19,7 @@ void check_stages(const PartCosts& c, int stages) {
 Partition with_costs(const PartCosts& c, std::vector<int> first) {
   Partition p;
   p.first = std::move(first);
+  p.parts = c;
   const int S = static_cast<int>(p.first.size()) - 1;
   for (int k = 0; k < S; ++k) {
     double x = std::accumulate(c.block.begin() + p.first[k], c.block.begin() + p.first[k + 1], 0.0);
@@ -31,6 +33,20 @@ Partition with_costs(const PartCosts& c, std::vector<int> first) {
 }  // namespace
 
 double Partition::slowest() const { return *std::max_element(cost.begin(), cost.end()); }
+
+std::vector<int> Partition::blocks() const {
+  std::vector<int> b;
+  for (size_t k = 0; k + 1 < first.size(); ++k) b.push_back(first[k + 1] - first[k]);
+  return b;
+}
+
+std::string Partition::blocks_text() const { return pipeline::blocks_text(blocks()); }
+
+std::string blocks_text(const std::vector<int>& blocks_per_stage) {
+  std::string s;
+  for (int b : blocks_per_stage) s += detail::concat(s.empty() ? "" : ",", b);
+  return s;
+}
 
 std::string Partition::describe() const {
   const double total = std::accumulate(cost.begin(), cost.end(), 0.0);
@@ -81,6 +97,41 @@ Partition even_partition(const PartCosts& c, int S) {
   std::vector<int> first(S + 1);
   for (int k = 0; k <= S; ++k) first[k] = k * L / S;
   return with_costs(c, first);
+}
+
+Partition partition_with_blocks(const PartCosts& c, const std::vector<int>& blocks, int S,
+                                const std::string& flag) {
+  const int L = static_cast<int>(c.block.size());
+  LOOM_CHECK(static_cast<int>(blocks.size()) == S, flag, ": ", blocks.size(),
+             " block counts for ", S, " pipeline stages (give one count per stage)");
+  std::vector<int> first = {0};
+  for (int b : blocks) {
+    LOOM_CHECK(b >= 1, flag, ": every stage needs at least one block, got ", b);
+    first.push_back(first.back() + b);
+  }
+  LOOM_CHECK(first.back() == L, flag, ": the block counts add up to ", first.back(),
+             ", the model has ", L, " blocks (n_layer)");
+  return with_costs(c, first);
+}
+
+std::vector<int> parse_stage_blocks(const std::string& text, int n_layer, int stages,
+                                    const std::string& flag) {
+  if (text.empty()) return {};
+  std::vector<int> blocks;
+  for (size_t at = 0; at <= text.size();) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    char* end = nullptr;
+    const long b = std::strtol(item.c_str(), &end, 10);
+    LOOM_CHECK(!item.empty() && *end == '\0' && b >= 1 && b <= n_layer, flag,
+               ": expected blocks per stage as positive integers separated by commas (e.g. "
+               "\"2,4\"), got '", text, "'");
+    blocks.push_back(static_cast<int>(b));
+    at = comma + 1;
+  }
+  // Checks the count and the sum with dummy costs: the same messages as with real ones.
+  partition_with_blocks(PartCosts{std::vector<double>(n_layer, 0.0)}, blocks, stages, flag);
+  return blocks;
 }
 
 }  // namespace loom::pipeline

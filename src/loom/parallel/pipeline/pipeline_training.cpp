@@ -13,36 +13,25 @@
 namespace loom::pipeline {
 
 Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int pp, int seq,
-                          int threads) {
+                          int threads, const std::vector<int>& blocks) {
   LOOM_CHECK(pp >= 1 && pp <= model.n_layer, "--pp ", pp, " must be between 1 and n_layer (",
              model.n_layer, "): every stage needs at least one block");
-  // Rank 0 times the parts; everyone gets its partition, so all ranks cut the model the same way.
-  std::vector<float> first(pp + 1, 0.0f);
-  PartCosts costs;
+  // Rank 0 times the parts and everyone gets the same costs, so all ranks cut the model the same
+  // way (and --rebalance can compare every stage's time with its prediction).
+  std::vector<float> c(model.n_layer + 2, 0.0f);  // blocks, embedding, head
   if (world.rank() == 0) {
     const planner::KernelCosts k = planner::calibrate_kernel_costs(model, seq, threads);
-    costs.block.assign(model.n_layer, k.block.total());
-    costs.embedding = k.embedding.total();
-    costs.head = k.head.total();
-    const Partition p = balanced_partition(costs, pp);
-    for (int s = 0; s <= pp; ++s) first[s] = static_cast<float>(p.first[s]);
+    std::fill(c.begin(), c.begin() + model.n_layer, static_cast<float>(k.block.total()));
+    c[model.n_layer] = static_cast<float>(k.embedding.total());
+    c[model.n_layer + 1] = static_cast<float>(k.head.total());
   }
-  world.broadcast(first.data(), first.size(), 0);
-  Partition p;
-  for (float f : first) p.first.push_back(static_cast<int>(f));
-  if (world.rank() == 0) {
-    p.cost.clear();
-    for (int s = 0; s < pp; ++s) {
-      double x = 0;
-      for (int b = p.first[s]; b < p.first[s + 1]; ++b) x += costs.block[b];
-      if (s == 0) x += costs.embedding;
-      if (s == pp - 1) x += costs.head;
-      p.cost.push_back(x);
-    }
-  } else {
-    p.cost.assign(pp, 0.0);
-  }
-  return p;
+  world.broadcast(c.data(), c.size(), 0);
+  PartCosts costs;
+  costs.block.assign(c.begin(), c.begin() + model.n_layer);
+  costs.embedding = c[model.n_layer];
+  costs.head = c[model.n_layer + 1];
+  return blocks.empty() ? balanced_partition(costs, pp)
+                        : partition_with_blocks(costs, blocks, pp, "--partition");
 }
 
 ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size,
@@ -86,7 +75,7 @@ double PipelineTraining::forward_backward(const int32_t* tokens, const int32_t* 
     c->set_batch(tokens, targets, batch, seq, grad_scale / static_cast<float>(m), dropout_rng);
     chunks.push_back(c.get());
   }
-  run_pipeline_step(schedule_, mesh_.coord().pp, chunks, lanes_);
+  compute_s_ += run_pipeline_step(schedule_, mesh_.coord().pp, chunks, lanes_).busy_s();
   dropout_rng.next_u64();  // the key the micro-batches used
   return model_.shard().has_head ? chunks_.back()->loss_sum() / m : 0.0;
 }

@@ -29,9 +29,9 @@ namespace loom::pipeline {
 
 // Collective over the world: the blocks of every (virtual) stage, `stages` = pp x v of them,
 // balanced with the costs of one sequence of `seq` tokens timed on world rank 0 (with `threads`
-// threads).
+// threads), or `blocks` per stage when given (--partition); every rank gets the costs.
 Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int pp, int seq,
-                          int threads);
+                          int threads, const std::vector<int>& blocks = {});
 
 // The ModelShard of mesh position (pp rank, tp rank) for a partition of pp x virtual_stages
 // parts: chunk c holds part c x pp + pp_rank.
@@ -70,6 +70,8 @@ class PipelineTraining {
   void gather_stages(const std::vector<ParamInfo>& whole_layout, float* whole);
 
   const Schedule& schedule() const { return schedule_; }
+  // Seconds this stage spent computing (F, B, W; not waiting) in all forward_backward calls.
+  double compute_seconds() const { return compute_s_; }
 
  private:
   parallel::Mesh& mesh_;
@@ -78,6 +80,7 @@ class PipelineTraining {
   P2PLanes lanes_;
   std::vector<std::unique_ptr<GptStageChunk>> chunks_;  // the model's chunks, in order
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
+  double compute_s_ = 0;
 };
 
 }  // namespace loom::pipeline

@@ -3,6 +3,7 @@
 // into F, B (input gradient) and W (weight gradient), timed once on this machine through the
 // public model API, and activation bytes per part mirroring the model's activation plan.
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/recompute.hpp"
 
 namespace loom::planner {
 
@@ -15,6 +16,7 @@ struct KernelCosts {
   int seq = 0;       // tokens per sequence the times are for
   int threads = 1;   // threads per rank they were measured with
   PartTime block;    // one transformer block
+  double block_attention_f = 0;  // of block.f: the attention kernel (what selective recomputes)
   PartTime embedding;
   PartTime head;     // ln_f + LM head + cross-entropy
   double adamw_s_per_param = 0;
@@ -22,13 +24,15 @@ struct KernelCosts {
 
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
-// matmuls, ...), split into parts; backward of the weight-gradient GEMMs (half of each linear's
-// backward) and the embedding's whole backward count as W, the rest as B. Plus one AdamW step.
+// matmuls, ...; each kernel's fastest of 5 steps), split into parts; backward of the
+// weight-gradient GEMMs (half of each linear's backward) and the embedding's whole backward
+// count as W, the rest as B. Plus AdamW steps.
 KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads);
 
 // Activation floats held per token between a micro-batch's F and W (as gpt.cpp plans them),
-// with `tp` ranks splitting heads, MLP columns and the vocabulary.
-double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp);
+// with `tp` ranks splitting heads, MLP columns and the vocabulary, under `recompute`.
+double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp,
+                                         Recompute recompute = Recompute::kNone);
 double head_activation_floats_per_token(const GPTConfig& m, int tp);
 double embedding_activation_floats_per_token(const GPTConfig& m);
 

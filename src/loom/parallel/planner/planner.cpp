@@ -50,12 +50,24 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
              req.global_batch, " is not divisible by dp x micro_batches = ", L.dp * L.micro_batches);
   const double mbs = static_cast<double>(req.global_batch) / (L.dp * L.micro_batches);
   const double tokens = mbs * req.seq;
-  const double scale = mbs * req.seq / k.seq;  // the costs are per sequence of k.seq tokens
+  // Ranks whose threads outnumber the cores each get a share of them.
+  const double slowdown =
+      req.cores > 0 ? std::max(1.0, static_cast<double>(req.world) * k.threads / req.cores) : 1.0;
+  // The costs are per sequence of k.seq tokens.
+  const double scale = mbs * req.seq / k.seq * slowdown;
   const double act_bytes = tokens * m.d_model * 4.0;
   // Tensor parallel: compute / tp; per block two all-reduces of the activations in F, two in B.
   const double tp_ar = allreduce_s(act_bytes, L.tp, bw.allreduce_gbps);
+  const bool zero_bubble = L.pp > 1 && L.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
+  LOOM_CHECK(req.recompute != Recompute::kFull || !zero_bubble,
+             "plan: recompute full cannot run with schedule zb1p (", L.describe(), ")");
+  // What backward runs again per block, with the all-reduces of a recomputed tp forward.
+  const double redo = req.recompute == Recompute::kFull ? k.block.f * scale / L.tp + 2 * tp_ar
+                      : req.recompute == Recompute::kSelective
+                          ? k.block_attention_f * scale / L.tp
+                          : 0.0;
   pipeline::PartCosts parts;
-  parts.block.assign(m.n_layer, k.block.total() * scale / L.tp + 4 * tp_ar);
+  parts.block.assign(m.n_layer, k.block.total() * scale / L.tp + 4 * tp_ar + redo);
   parts.embedding = k.embedding.total() * scale / L.tp + tp_ar;
   parts.head = k.head.total() * scale / L.tp;
   const pipeline::Partition part = pipeline::balanced_partition(parts, S);
@@ -65,18 +77,22 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   pipeline::SimCosts sim;
   sim.p2p_s = L.pp > 1 ? act_bytes / (bw.p2p_gbps * 1e9) : 0.0;
   sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
-  std::vector<double> stage_params(L.pp, 0.0);
+  std::vector<double> stage_params(L.pp, 0.0), transient_floats(L.pp, 0.0);
   for (int s = 0; s < L.pp; ++s)
     for (int c = 0; c < L.virtual_stages; ++c) {
       const int g = sched.virtual_stage(s, c);
       const int nb = part.first[g + 1] - part.first[g];
+      // Full recomputation holds one block's whole activations while that block's backward runs.
+      if (req.recompute == Recompute::kFull)
+        transient_floats[s] =
+            std::max(transient_floats[s], block_activation_floats_per_token(m, req.seq, L.tp));
       pipeline::ChunkCost& cc = sim.chunk[s][c];
       cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
-      cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar);
+      cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar + redo);
       cc.w = nb * k.block.w * scale / L.tp;
       // A split backward (zb1p) keeps the linear layers' output gradients from B until W in
       // buffers B has finished with: no more than a fused backward.
-      double floats = nb * block_activation_floats_per_token(m, req.seq, L.tp);
+      double floats = nb * block_activation_floats_per_token(m, req.seq, L.tp, req.recompute);
       stage_params[s] += nb * block_params(m, L.tp);
       if (g == 0) {
         cc.f += k.embedding.f * scale / L.tp + tp_ar;
@@ -109,8 +125,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       comm += allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4, 2,
                           bw.allreduce_gbps);
     if (L.dp > 1) comm += params * 4 * (L.dp - 1) / L.dp / (bw.allreduce_gbps * 1e9);  // ZeRO-1 all-gather
-    const double opt = params / L.dp * k.adamw_s_per_param;
-    const double mem = params * 4 * 2 + params * 4 * 2 / L.dp + r.peak_activation_bytes[s];
+    const double opt = params / L.dp * k.adamw_s_per_param * slowdown;
+    const double mem = params * 4 * 2 + params * 4 * 2 / L.dp + r.peak_activation_bytes[s] +
+                       transient_floats[s] * tokens * 4.0;
     worst_comm = std::max(worst_comm, comm);
     worst_opt = std::max(worst_opt, opt);
     worst_mem = std::max(worst_mem, mem);
@@ -140,7 +157,8 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
       }
       for (int mb : divisors(per_replica)) {
         for (ScheduleKind s : {ScheduleKind::GPipe, ScheduleKind::OneFOneB, ScheduleKind::ZeroBubbleH1})
-          out.push_back(predict(req, k, bw, {dp, tp, pp, s, 1, mb}));
+          if (s != ScheduleKind::ZeroBubbleH1 || req.recompute != Recompute::kFull)
+            out.push_back(predict(req, k, bw, {dp, tp, pp, s, 1, mb}));
         if (mb % pp == 0 && req.model.n_layer >= 2 * pp)
           out.push_back(predict(req, k, bw, {dp, tp, pp, ScheduleKind::Interleaved, 2, mb}));
       }

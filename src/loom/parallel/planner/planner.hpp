@@ -7,18 +7,25 @@
 // Prediction of one step at a fixed global batch (sequences per optimizer step):
 //   pipeline    the schedule simulated with per-chunk F/B/W costs (blocks balanced over the
 //               stages; tensor parallel divides compute by tp and adds two all-reduces of the
-//               activations per block in F and two in B), messages of one micro-batch's
-//               activations at p2p bandwidth
+//               activations per block in F and two in B; --recompute adds to B what it runs
+//               again: the attention kernel's forward (selective) or the block's whole forward
+//               with its all-reduces (full)), messages of one micro-batch's activations at p2p
+//               bandwidth
 //   + dp        all-reduce of the rank's gradients over dp (not assumed hidden behind backward)
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
 //   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
 //               of updated parameters that ZeRO-1 needs
+// Compute (pipeline and AdamW) is slowed by world x threads / cores when the ranks' threads
+// outnumber the machine's cores (--cores): the calibration ran alone.
 // Memory per rank: parameters and gradients (f32), AdamW moments / dp, and the simulator's
-// peak activation bytes of the most loaded stage.
+// peak activation bytes of the most loaded stage (selective keeps no attention probabilities;
+// full keeps each block's input, plus one block's activations while its backward runs).
+// Layouts `loom train` refuses (recompute full with zb1p) are never produced.
 #include <string>
 #include <vector>
 
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
 #include "loom/parallel/planner/kernel_costs.hpp"
 
@@ -36,6 +43,8 @@ struct PlanRequest {
   int seq = 0;           // tokens per sequence
   double mem_gb = 0;     // per rank; 0: no limit
   int max_tp = 8;
+  Recompute recompute = Recompute::kNone;
+  int cores = 0;  // hardware threads the ranks share (e.g. one host's); 0: never fewer than needed
 };
 
 struct Layout {
