@@ -3,6 +3,7 @@
 // kernels, and the forced bf16 fallback.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <vector>
@@ -95,6 +96,54 @@ TEST(Matmul, Bf16MatchesFloatReferenceForEveryTransposition) {
       EXPECT_GT(largest_gap, 1e-4) << "the inputs were not rounded to bf16";
     }
   }
+}
+
+// An operand rounded once (RoundedOnce, rows padded to 64 elements) gives the product of the
+// bf16-rounded inputs, as A and as B, for every transposition; under f32 it is not rounded.
+TEST(Matmul, RoundedOnceOperandMatchesTheBf16Product) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int M = 23, N = 19, K = 67;  // K odd like GPT-2's vocabulary
+  for (int shared_b = 0; shared_b < 2; ++shared_b) {
+    for (int ta = 0; ta < 2; ++ta) {
+      for (int tb = 0; tb < 2; ++tb) {
+        const int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N;
+        const auto A = random_floats(static_cast<size_t>(ta ? K : M) * lda, 11);
+        const auto B = random_floats(static_cast<size_t>(tb ? N : K) * ldb, 12);
+        const auto C0 = random_floats(static_cast<size_t>(M) * ldc, 13);
+        std::vector<float> C = C0;
+        // The shared operand's floats are zeroed after rounding: the product must read the copy.
+        std::vector<float> src = shared_b ? B : A;
+        {
+          MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+          if (shared_b) {
+            const RoundedOnce<float> b(src.data(), tb ? N : K, tb ? K : N, ldb);
+            ASSERT_NE(b.rounded(), nullptr);
+            EXPECT_EQ(b.rounded_ld() % 64, 0);
+            EXPECT_THROW(RoundedOnce<float>(A.data(), 1, 1, 1), Error);  // one per thread
+            std::fill(src.begin(), src.end(), 0.0f);
+            matmul<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, b, 1.0f, C.data(), ldc);
+          } else {
+            const RoundedOnce<float> a(src.data(), ta ? K : M, ta ? M : K, lda);
+            std::fill(src.begin(), src.end(), 0.0f);
+            matmul<float>(ta, tb, M, N, K, 0.5f, a, B.data(), ldb, 1.0f, C.data(), ldc);
+          }
+        }
+        const Reference of_bf16 =
+            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, true);
+        const Reference exact =
+            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, false);
+        double worst = 0, gap = 0;
+        for (size_t i = 0; i < C.size(); ++i) {
+          worst = std::max(worst, std::abs(C[i] - of_bf16.c[i]) / of_bf16.scale[i]);
+          gap = std::max(gap, std::abs(exact.c[i] - C[i]) / exact.scale[i]);
+        }
+        EXPECT_LT(worst, 1e-6) << "shared_b " << shared_b << " ta " << ta << " tb " << tb;
+        EXPECT_GT(gap, 1e-4) << "the shared operand was not rounded to bf16";
+      }
+    }
+  }
+  const auto x = random_floats(8, 14);
+  EXPECT_EQ(RoundedOnce<float>(x.data(), 2, 4, 4).rounded(), nullptr);  // f32: no copy
 }
 
 TEST(Matmul, OneDnnF32MatchesOpenBlas) {

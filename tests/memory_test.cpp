@@ -1,13 +1,16 @@
-// `loom memory`: the prediction by component, and the prediction against the peak RSS measured
-// by the command itself (f32, bf16, recompute selective and full, and ZeRO-2 on two ranks)
-// within 10%.
+// `loom memory`: the prediction by component (parameters against the tp and pipeline-stage
+// layouts, tp splits, activation sets per schedule), and the prediction against the peak RSS
+// measured by the command itself (f32, bf16, recompute selective and full, ZeRO-2, tp 2, pp 2
+// under 1F1B and GPipe, each on two ranks) within 10%; bad layouts refused.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <regex>
 #include <string>
 
+#include "loom/core/check.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
+#include "loom/model/param_layout.hpp"
 #include "loom/train/memory_model.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
@@ -85,6 +88,116 @@ TEST(MemoryModel, RecomputeKeepsFewerBlockActivations) {
   EXPECT_EQ(item(full, "logits"), item(none, "logits"));
 }
 
+// Elements of this rank's parameter buffer as the model lays it out.
+double layout_params(const GPTConfig& c, const ModelShard& shard) {
+  const auto layout = gpt_param_layout(c, shard);
+  return static_cast<double>(layout.back().offset + layout.back().numel);
+}
+
+TEST(MemoryModel, RankParamsMatchTheTpAndStageLayouts) {
+  GPTConfig c = mid_model();
+  c.n_layer = 5;
+  c.vocab_size = 8191;  // not a multiple of tp: wte rows are padded
+  for (bool bias : {true, false}) {
+    c.qkv_bias = bias;
+    for (int tp : {1, 2, 4}) {
+      for (int pp : {1, 2, 3}) {
+        MemoryOptions o;
+        o.model = c;
+        o.seq = 128;
+        o.batch = 6;  // micro-batches (pp) divide it
+        o.tp = tp;
+        o.pp = pp;
+        o.stage_first = pp == 1 ? std::vector<int>{} : pp == 2 ? std::vector<int>{0, 3, 5}
+                                                                 : std::vector<int>{0, 1, 4, 5};
+        for (int s = 0; s < pp; ++s) {
+          o.stage = s;
+          ModelShard shard{0, tp};
+          if (pp > 1) {
+            shard.first_block = o.stage_first[s];
+            shard.last_block = o.stage_first[s + 1];
+            shard.has_embedding = s == 0;
+            shard.has_head = s == pp - 1;
+          }
+          for (int r = 0; r < tp; ++r) {
+            shard.tp_rank = r;
+            EXPECT_EQ(rank_params(o), layout_params(c, shard))
+                << "tp " << tp << " pp " << pp << " stage " << s << " rank " << r;
+          }
+          EXPECT_EQ(item(predict_memory(o), "parameters"), 4 * rank_params(o));
+        }
+      }
+    }
+  }
+}
+
+TEST(MemoryModel, TensorParallelSplitsAllButTheResidualStream) {
+  MemoryOptions o;
+  o.model = mid_model();
+  o.seq = 128;
+  const auto tp1 = predict_memory(o);
+  o.tp = 2;
+  const auto tp2 = predict_memory(o);
+  for (const char* split : {"qkv", "attention probabilities", "attention output", "mlp"})
+    EXPECT_EQ(item(tp2, split), item(tp1, split) / 2) << split;
+  for (const char* whole : {"residual stream", "layernorm outputs"})
+    EXPECT_EQ(item(tp2, whole), item(tp1, whole)) << whole;
+  // Vocab-parallel logits: half the vocabulary, plus the cross-entropy's 3 statistics per row.
+  EXPECT_EQ(item(tp2, "logits"), 4.0 * (512 * 8192 / 2 + 2 * 512 + 3 * 512));
+  EXPECT_GT(item(tp2, "shm ring"), 0);
+}
+
+TEST(MemoryModel, PipelineSetsInFlightFollowTheSchedule) {
+  MemoryOptions o;
+  o.model = mid_model();
+  o.model.n_layer = 4;
+  o.batch = 8;
+  o.seq = 128;
+  o.pp = 4;
+  o.micro_batches = 8;
+  for (int s = 0; s < 4; ++s) {
+    o.stage = s;
+    o.schedule = pipeline::ScheduleKind::GPipe;
+    EXPECT_EQ(activation_sets_in_flight(o), 8) << s;  // every micro-batch before any backward
+    o.schedule = pipeline::ScheduleKind::OneFOneB;
+    EXPECT_EQ(activation_sets_in_flight(o), 4 - s) << s;  // warm-up depth pp - stage
+    o.schedule = pipeline::ScheduleKind::ZeroBubbleH1;  // sets held until W
+    EXPECT_GE(activation_sets_in_flight(o), 4 - s) << s;
+  }
+  // Activations scale with the sets held: stage 0 of GPipe holds twice 1F1B's 4 sets.
+  o.stage = 0;
+  o.schedule = pipeline::ScheduleKind::GPipe;
+  const double gpipe = item(predict_memory(o), "qkv");
+  o.schedule = pipeline::ScheduleKind::OneFOneB;
+  EXPECT_EQ(gpipe, 2 * item(predict_memory(o), "qkv"));
+  // Only the last stage holds logits and the wte gradient's copy for the norm.
+  EXPECT_EQ(item(predict_memory(o), "logits"), -1);
+  o.stage = 3;
+  EXPECT_GT(item(predict_memory(o), "logits"), 0);
+  EXPECT_GT(item(predict_memory(o), "copy of the tied wte gradient"), 0);
+}
+
+TEST(MemoryModel, BadLayoutsAreRefused) {
+  MemoryOptions o;
+  o.model = mid_model();  // 4 heads, 2 layers
+  o.seq = 128;
+  o.tp = 3;
+  EXPECT_THROW(predict_memory(o), Error);
+  o.tp = 1;
+  o.pp = 3;
+  try {
+    check_memory_layout(o);
+    FAIL() << "pp 3 accepted for 2 layers";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--pp 3 must be between 1 and n_layer (2)"),
+              std::string::npos)
+        << e.what();
+  }
+  o.pp = 2;
+  o.micro_batches = 3;  // batch 4
+  EXPECT_THROW(check_memory_layout(o), Error);
+}
+
 class MemoryCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -106,12 +219,20 @@ class MemoryCli : public ::testing::Test {
 };
 
 TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
-  std::vector<std::string> runs = {"", "--nproc 2 --zero 2", "--recompute selective",
-                                   "--recompute full"};
-  if (kernels::bf16_matmul_available()) runs.push_back("--precision bf16");
-  for (const std::string& flags : runs) {
+  // Flags and the ranks they run on (each rank prints its ratio).
+  std::vector<std::pair<std::string, size_t>> runs = {
+      {"", 1},
+      {"--nproc 2 --zero 2", 2},
+      {"--recompute selective", 1},
+      {"--recompute full", 1},
+      {"--tp 2", 2},
+      {"--pp 2 --schedule 1f1b", 2},
+      {"--pp 2 --schedule gpipe --micro_batches 4", 2},
+  };
+  if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1});
+  for (const auto& [flags, ranks] : runs) {
     const auto r = ratios(flags);
-    ASSERT_EQ(r.size(), flags.find("nproc 2") != std::string::npos ? 2u : 1u) << flags;
+    ASSERT_EQ(r.size(), ranks) << flags;
     for (double x : r) {
       EXPECT_GT(x, 0.9) << flags;
       EXPECT_LT(x, 1.1) << flags;
@@ -120,12 +241,24 @@ TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
 }
 
 TEST_F(MemoryCli, BadFlagsAreRefused) {
-  auto r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --zero 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("--zero must be 0, 1 or 2, got 3"), std::string::npos) << r.out;
-  r = testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 --precision fp8");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("unknown precision \"fp8\""), std::string::npos) << r.out;
+  // The model has 4 heads and 2 layers: tp must divide the heads, every stage needs a block.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--zero 3", "--zero must be 0, 1 or 2, got 3"},
+      {"--precision fp8", "unknown precision \"fp8\""},
+      {"--tp 3", "--tp 3: tensor parallelism splits the attention heads, so it must divide "
+                 "n_head = 4"},
+      {"--pp 3", "--pp 3 must be between 1 and n_layer (2)"},
+      {"--tp 2 --nproc 3", "--tp 2 must divide the world size 3"},
+      {"--pp 2 --micro_batches 3", "--micro_batches 3 must divide --batch 4"},
+      {"--pp 2 --zero 2", "--zero 2 cannot be combined with --pp 2"},
+      {"--pp 2 --schedule interleaved", "--schedule interleaved is not predicted"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const auto r =
+        testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 " + flags);
+    EXPECT_NE(r.rc, 0) << flags;
+    EXPECT_NE(r.out.find(message), std::string::npos) << flags << ": " << r.out;
+  }
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // `loom memory`: predicted bytes per rank of a training step, by component (train/memory_model),
 // beside the peak RSS measured while running real steps of that configuration. `--nproc N`
-// relaunches the command as N local ranks (shm backend), each measuring itself.
+// relaunches the command as N local ranks (shm backend), each measuring itself; with --tp and
+// --pp they form the trainer's mesh (dp x tp x pp) and run its steps: the tp slices, the
+// pipeline stages (partition timed as the trainer does) and the schedule.
 #include <omp.h>
 
 #include <algorithm>
@@ -20,6 +22,9 @@
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/parallel/mesh.hpp"
+#include "loom/parallel/pipeline/pipeline_training.hpp"
+#include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/memory_model.hpp"
 #include "loom/train/train_config.hpp"
 
@@ -27,10 +32,12 @@ namespace {
 
 struct Options {
   std::string config;
-  int batch = 4, seq = 256, threads = 0, nproc = 1, zero = 0, steps = 2;
+  int batch = 4, seq = 256, threads = 0, nproc = 0, zero = 0, steps = 2;
+  int tp = 1, pp = 1, micro_batches = 0;
   double bucket_mb = 25;
   std::string precision = "f32";
   std::string recompute = "none";
+  std::string schedule = "1f1b";
 };
 
 // kB fields of /proc/self/status ("VmRSS", "VmHWM") in bytes.
@@ -46,34 +53,112 @@ std::vector<std::string> rank_args(const Options& o) {
   return {"memory", "--config", o.config, "--batch", std::to_string(o.batch), "--seq",
           std::to_string(o.seq), "--threads", std::to_string(o.threads), "--zero",
           std::to_string(o.zero), "--steps", std::to_string(o.steps), "--bucket_mb",
-          std::to_string(o.bucket_mb), "--precision", o.precision, "--recompute", o.recompute};
+          std::to_string(o.bucket_mb), "--precision", o.precision, "--recompute", o.recompute,
+          "--tp", std::to_string(o.tp), "--pp", std::to_string(o.pp), "--micro_batches",
+          std::to_string(o.micro_batches), "--schedule", o.schedule, "--nproc",
+          std::to_string(o.nproc)};
 }
 
-// Runs `steps` training steps (random tokens) as this rank of the data-parallel group.
-void run_steps(const Options& o, const loom::GPTConfig& cfg, loom::kernels::MatmulPrecision p,
-               loom::comm::Communicator* comm) {
-  loom::GPT model(cfg);
-  model.init_weights(1);
-  model.set_recompute(loom::parse_recompute(o.recompute));
-  loom::parallel::DataParallel dp(comm, model, loom::AdamWParams{}, {o.zero, o.bucket_mb});
-  loom::Rng rng(7);
-  std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * o.seq + 1);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
-  for (int s = 0; s < o.steps; ++s) {
-    model.zero_grad();
-    {
-      loom::kernels::MatmulPrecisionScope precision(p);
-      model.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
-      model.backward(1.0f, dp.backward_hook(true));
+// This rank's piece of a training run, built as the trainer builds it (train/trainer.cpp): the
+// mesh, the tp group, the stage partition, the model shard, data parallelism and the pipeline.
+struct RankRun {
+  std::unique_ptr<loom::parallel::Mesh> mesh;
+  std::unique_ptr<loom::parallel::CommTensorParallelGroup> tp;
+  loom::pipeline::Partition partition;
+  std::unique_ptr<loom::GPT> model;
+  std::unique_ptr<loom::parallel::DataParallel> dp;
+  std::unique_ptr<loom::pipeline::PipelineTraining> pipe;
+
+  RankRun(const Options& o, const loom::GPTConfig& cfg, loom::comm::Communicator* world) {
+    if (world != nullptr) {
+      mesh = std::make_unique<loom::parallel::Mesh>(
+          *world, loom::parallel::mesh_shape(world->size(), o.tp, o.pp));
     }
-    dp.reduce_gradients();
-    dp.grad_sq_sum();
-    dp.step(1e-4f, 1.0f);
+    if (o.tp > 1) tp = std::make_unique<loom::parallel::CommTensorParallelGroup>(mesh->tp());
+    const int tp_rank = mesh ? mesh->coord().tp : 0;
+    loom::ModelShard shard{tp_rank, o.tp};
+    if (o.pp > 1) {
+      partition = loom::pipeline::stage_partition(*world, cfg, o.pp, o.seq, omp_get_max_threads());
+      shard = loom::pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, o.tp);
+    }
+    model = std::make_unique<loom::GPT>(cfg, shard, tp.get());
+    model->init_weights(1);
+    model->set_recompute(loom::parse_recompute(o.recompute));
+    dp = std::make_unique<loom::parallel::DataParallel>(
+        mesh ? &mesh->dp() : nullptr, *model, loom::AdamWParams{},
+        loom::parallel::DataParallelOptions{o.zero, o.bucket_mb}, tp ? &mesh->tp() : nullptr);
+    if (o.pp > 1) {
+      pipe = std::make_unique<loom::pipeline::PipelineTraining>(
+          *mesh, *model, loom::pipeline::parse_schedule_kind(o.schedule),
+          o.micro_batches > 0 ? o.micro_batches : o.pp);
+    }
   }
+
+  // `steps` training steps on random tokens, as Trainer::step runs them.
+  void run_steps(const Options& o, loom::kernels::MatmulPrecision p) {
+    loom::Rng rng(7);
+    std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * o.seq + 1);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(model->config().vocab_size));
+    for (int s = 0; s < o.steps; ++s) {
+      model->zero_grad();
+      {
+        loom::kernels::MatmulPrecisionScope precision(p);
+        if (pipe) {
+          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng);
+          pipe->reduce_tied_embedding();
+          if (const auto all_at_once = dp->backward_hook(true))
+            all_at_once(0, model->num_params());
+        } else {
+          model->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
+          model->backward(1.0f, dp->backward_hook(true));
+        }
+      }
+      dp->reduce_gradients();
+      if (pipe)
+        pipe->global_grad_sq_sum([&] { return dp->grad_sq_sum(); });
+      else
+        dp->grad_sq_sum();
+      dp->step(1e-4f, 1.0f);
+    }
+  }
+};
+
+// The breakdown of every pipeline stage's prediction, one column per stage.
+void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, double runtime) {
+  const double MiB = 1024.0 * 1024.0;
+  // Every item of any stage, in order of first appearance, kept next to its group's others.
+  std::vector<std::string> names, groups;
+  for (const auto& items : stages)
+    for (const auto& i : items) {
+      if (std::find(names.begin(), names.end(), i.name) != names.end()) continue;
+      const auto last = std::find(groups.rbegin(), groups.rend(), i.group);
+      const auto at = last == groups.rend() ? groups.size() : groups.rend() - last;
+      names.insert(names.begin() + static_cast<std::ptrdiff_t>(at), i.name);
+      groups.insert(groups.begin() + static_cast<std::ptrdiff_t>(at), i.group);
+    }
+  if (stages.size() > 1) {
+    std::printf("%-62s", "predicted per rank of");
+    for (size_t s = 0; s < stages.size(); ++s) std::printf("  stage %-5zu", s);
+    std::printf("\n");
+  }
+  std::string group;
+  for (size_t k = 0; k < names.size(); ++k) {
+    if (groups[k] != group) std::printf("%s:\n", (group = groups[k]).c_str());
+    std::printf("  %-60s", names[k].c_str());
+    for (const auto& items : stages) {
+      double b = 0;
+      for (const auto& i : items)
+        if (i.name == names[k]) b = i.bytes;
+      std::printf(" %8.1f MiB", b / MiB);
+    }
+    std::printf("\n");
+  }
+  std::printf("  %-60s %8.1f MiB (rank 0)\n", "process before the model (measured VmRSS)",
+              runtime / MiB);
 }
 
 int run(const Options& o) {
-  LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
+  LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1 (or 0: tp x pp), got ", o.nproc);
   LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
   LOOM_CHECK(o.steps >= 1, "--steps must be >= 1, got ", o.steps);
   LOOM_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
@@ -82,9 +167,28 @@ int run(const Options& o) {
              "], got ", o.seq);
   const auto requested = loom::kernels::parse_precision(o.precision, "--precision");
   const loom::Recompute recompute = loom::parse_recompute(o.recompute);
+  loom::MemoryOptions mo;
+  mo.model = cfg;
+  mo.batch = o.batch;
+  mo.seq = o.seq;
+  mo.zero = o.zero;
+  mo.bucket_mb = o.bucket_mb;
+  mo.recompute = recompute;
+  mo.tp = o.tp;
+  mo.pp = o.pp;
+  mo.micro_batches = o.micro_batches;
+  mo.schedule = loom::pipeline::parse_schedule_kind(o.schedule);
+  loom::check_memory_layout(mo);  // bad --tp, --pp, --micro_batches fail before any launch
+  const int nproc = o.nproc > 0 ? o.nproc : o.tp * o.pp;
+  loom::parallel::mesh_shape(nproc, o.tp, o.pp);  // --nproc must be a multiple of tp x pp
+  LOOM_CHECK(!(recompute == loom::Recompute::kFull &&
+               mo.schedule == loom::pipeline::ScheduleKind::ZeroBubbleH1 && o.pp > 1),
+             "--recompute full cannot run with --schedule zb1p (its W needs every layer input)");
   const auto env = loom::launch::detect_environment();
-  if (o.nproc > 1 && env.launcher == loom::launch::Launcher::None) {
-    return loom::launch::launch_local(o.nproc, rank_args(o), {});
+  if (nproc > 1 && env.launcher == loom::launch::Launcher::None) {
+    Options ranks = o;
+    ranks.nproc = nproc;
+    return loom::launch::launch_local(nproc, rank_args(ranks), {});
   }
   const auto precision = loom::kernels::resolve_precision(requested);
   int threads = o.threads;
@@ -95,45 +199,53 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
   const auto comm = loom::comm::communicator_from_env();
   const int world = comm->size();
+  const double runtime = status_bytes("VmRSS");  // binary, libraries, comm set-up: measured
+  RankRun rank(o, cfg, world > 1 ? comm.get() : nullptr);
+  rank.run_steps(o, precision);
+  const double measured = status_bytes("VmHWM");
 
-  loom::MemoryOptions mo;
-  mo.model = cfg;
-  mo.batch = o.batch;
-  mo.seq = o.seq;
   mo.threads = omp_get_max_threads();
   mo.precision = precision;
-  mo.world = world;
-  mo.zero = o.zero;
-  mo.bucket_mb = o.bucket_mb;
-  mo.recompute = recompute;
-  const auto items = loom::predict_memory(mo);
-  const double runtime = status_bytes("VmRSS");  // binary, libraries, comm set-up: measured
-  run_steps(o, cfg, precision, world > 1 ? comm.get() : nullptr);
-  const double measured = status_bytes("VmHWM");
-  const double predicted = loom::total_bytes(items) + runtime;
-  const double MiB = 1024.0 * 1024.0;
-  char line[256];
-  if (comm->rank() == 0) {
-    std::snprintf(line, sizeof line,
-                  "memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s), "
-                  "ZeRO-%d, recompute %s, %d thread(s)\n",
-                  static_cast<long long>(cfg.num_params()), o.batch, o.seq,
-                  loom::kernels::precision_name(precision), world, o.zero,
-                  loom::recompute_name(recompute), mo.threads);
-    std::fputs(line, stdout);
-    std::string group;
-    for (const auto& i : items) {
-      if (i.group != group) std::printf("%s:\n", (group = i.group).c_str());
-      std::printf("  %-50s %10.1f MiB\n", i.name.c_str(), i.bytes / MiB);
-    }
-    std::printf("  %-50s %10.1f MiB\n", "process before the model (measured VmRSS)",
-                runtime / MiB);
+  mo.world = rank.mesh ? rank.mesh->shape().dp : 1;
+  if (o.pp > 1) mo.stage_first = rank.partition.first;
+  std::vector<std::vector<loom::MemoryItem>> stages;
+  for (int s = 0; s < o.pp; ++s) {
+    mo.stage = s;
+    stages.push_back(loom::predict_memory(mo));
   }
-  std::snprintf(line, sizeof line,
-                "predicted %.1f MiB | measured peak RSS %.1f MiB over %d step(s) | "
-                "predicted / measured %.3f\n",
-                predicted / MiB, measured / MiB, o.steps, predicted / measured);
-  std::fputs(line, stdout);
+  // Every rank's measured peak and start-up RSS, gathered on rank 0 (one slot per rank).
+  std::vector<float> peaks(2 * static_cast<size_t>(world), 0.0f);
+  const double MiB = 1024.0 * 1024.0;
+  peaks[2 * comm->rank()] = static_cast<float>(measured / MiB);
+  peaks[2 * comm->rank() + 1] = static_cast<float>(runtime / MiB);
+  if (world > 1) comm->allreduce(peaks.data(), peaks.size());
+  if (comm->rank() != 0) return 0;
+  std::printf("memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s) = dp %d x "
+              "tp %d x pp %d, ZeRO-%d, recompute %s, %d thread(s)",
+              static_cast<long long>(cfg.num_params()), o.batch, o.seq,
+              loom::kernels::precision_name(precision), world, mo.world, o.tp, o.pp, o.zero,
+              loom::recompute_name(recompute), mo.threads);
+  if (o.pp > 1) {
+    std::printf(", schedule %s, %d micro-batches, blocks per stage", o.schedule.c_str(),
+                o.micro_batches > 0 ? o.micro_batches : o.pp);
+    for (int s = 0; s < o.pp; ++s)
+      std::printf(" %d", rank.partition.first[s + 1] - rank.partition.first[s]);
+    std::printf(", activation sets held at once per stage");
+    for (int s = 0; s < o.pp; ++s) {
+      mo.stage = s;
+      std::printf(" %d", loom::activation_sets_in_flight(mo));
+    }
+  }
+  std::printf("\n");
+  print_breakdown(stages, runtime);
+  for (int r = 0; r < world; ++r) {
+    const auto c = rank.mesh ? loom::parallel::mesh_coord(rank.mesh->shape(), r)
+                             : loom::parallel::MeshCoord{};
+    const double predicted = loom::total_bytes(stages[c.pp]) / MiB + peaks[2 * r + 1];
+    std::printf("rank %d (pp %d, dp %d, tp %d): predicted %.1f MiB | measured peak RSS %.1f MiB "
+                "over %d step(s) | predicted / measured %.3f\n",
+                r, c.pp, c.dp, c.tp, predicted, peaks[2 * r], o.steps, predicted / peaks[2 * r]);
+  }
   std::fflush(stdout);
   return 0;
 }
@@ -152,7 +264,7 @@ static const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--precision", o->precision, "matmul precision: f32 or bf16")
           ->capture_default_str();
-      app.add_option("--nproc", o->nproc, "data-parallel ranks (local, shm)")
+      app.add_option("--nproc", o->nproc, "ranks (local, shm): dp x tp x pp; 0: tp x pp")
           ->capture_default_str();
       app.add_option("--zero", o->zero, "ZeRO stage: 0, 1 or 2")->capture_default_str();
       app.add_option("--recompute", o->recompute, "activation recomputation: none, selective, full")
@@ -160,5 +272,13 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size (MiB)")
           ->capture_default_str();
       app.add_option("--steps", o->steps, "training steps measured")->capture_default_str();
+      app.add_option("--tp", o->tp, "tensor-parallel ranks (must divide n_head)")
+          ->capture_default_str();
+      app.add_option("--pp", o->pp, "pipeline stages")->capture_default_str();
+      app.add_option("--micro_batches", o->micro_batches,
+                     "under --pp > 1: micro-batches per batch (must divide it); 0: pp")
+          ->capture_default_str();
+      app.add_option("--schedule", o->schedule, "pipeline schedule: gpipe, 1f1b or zb1p")
+          ->capture_default_str();
       return [o] { return run(*o); };
     });

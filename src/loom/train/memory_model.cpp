@@ -1,8 +1,11 @@
 #include "loom/train/memory_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "loom/core/check.hpp"
+#include "loom/model/model_shard.hpp"
+#include "loom/model/param_layout.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
 
 namespace loom {
@@ -12,26 +15,130 @@ namespace {
 // One tensor of the model's activation buffer: n elements rounded up to 64 (its Carver).
 double carved(double n) { return static_cast<double>((static_cast<size_t>(n) + 63) / 64 * 64); }
 
+int micro_batches(const MemoryOptions& o) {
+  return o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1;
+}
+
+// First block of each stage, then n_layer.
+std::vector<int> stage_bounds(const MemoryOptions& o) {
+  if (!o.stage_first.empty()) return o.stage_first;
+  std::vector<int> first{0};
+  const int L = o.model.n_layer;
+  for (int s = 0; s < o.pp; ++s) first.push_back(first.back() + L / o.pp + (s < L % o.pp));
+  return first;
+}
+
+// What this rank's piece of the model is: its blocks, the ends it holds and its tp widths.
+struct RankShape {
+  double blocks;          // blocks on the stage
+  bool embedding, head;   // first / last stage
+  double C, Cl, Fl, Hl;   // d_model, and the tp-local qkv/attention width, MLP width, heads
+  double V, Vl;           // vocabulary, and this rank's rows of wte (padded for tp)
+};
+
+RankShape rank_shape(const MemoryOptions& o) {
+  const GPTConfig& c = o.model;
+  const std::vector<int> first = stage_bounds(o);
+  RankShape r;
+  r.blocks = first[o.stage + 1] - first[o.stage];
+  r.embedding = o.stage == 0;
+  r.head = o.stage == o.pp - 1;
+  r.C = c.d_model;
+  r.Cl = r.C / o.tp;
+  r.Fl = 4 * r.C / o.tp;
+  r.Hl = static_cast<double>(c.n_head) / o.tp;
+  r.V = c.vocab_size;
+  r.Vl = o.tp > 1 ? static_cast<double>(padded_vocab(c.vocab_size, o.tp)) / o.tp : r.V;
+  return r;
+}
+
 // Parameters of the GEMM weights that bf16 converts (and caches per step): the four matrices of
-// each block and the tied embedding (the LM head).
-double gemm_weight_params(const GPTConfig& c) {
-  const double C = c.d_model;
-  return c.n_layer * 12.0 * C * C + static_cast<double>(c.vocab_size) * C;
+// each block and, on the last stage, the tied embedding (the LM head).
+double gemm_weight_params(const RankShape& r) {
+  return r.blocks * 12.0 * r.C * r.Cl + (r.head ? r.Vl * r.C : 0.0);
+}
+
+// Most P2P buffers of one micro-batch activation (or its gradient) alive at once on a stage: a
+// received activation from its RecvAct to its F, a forward output from F to its SendAct, and
+// likewise for gradients (runtime.cpp).
+int p2p_buffers_in_flight(const pipeline::Schedule& sched, int stage) {
+  using pipeline::Op;
+  int live = 0, peak = 0;
+  for (const pipeline::Action& a : sched.actions(stage)) {
+    const bool first = sched.is_first(stage, a.chunk), last = sched.is_last(stage, a.chunk);
+    if (a.op == Op::RecvAct || a.op == Op::RecvGrad) ++live;
+    if ((a.op == Op::F && !first) || (a.op == Op::B && !last)) --live;       // consumed
+    if ((a.op == Op::F && !last) || (a.op == Op::B && !first)) ++live;       // produced
+    if (a.op == Op::SendAct || a.op == Op::SendGrad) --live;
+    peak = std::max(peak, live);
+  }
+  return peak;
 }
 
 }  // namespace
+
+void check_memory_layout(const MemoryOptions& o) {
+  LOOM_CHECK(o.tp >= 1, "--tp must be >= 1, got ", o.tp);
+  check_tp_divides_heads(o.model, o.tp, "--tp");
+  LOOM_CHECK(o.pp >= 1 && o.pp <= o.model.n_layer, "--pp ", o.pp,
+             " must be between 1 and n_layer (", o.model.n_layer,
+             "): every stage needs at least one block");
+  LOOM_CHECK(o.zero != 2 || o.pp == 1, "--zero 2 cannot be combined with --pp ", o.pp,
+             " (as in loom train); use --zero 1 with --pp");
+  LOOM_CHECK(o.pp == 1 || o.schedule != pipeline::ScheduleKind::Interleaved,
+             "--schedule interleaved is not predicted by loom memory (gpipe, 1f1b or zb1p)");
+  const int m = micro_batches(o);
+  LOOM_CHECK(m >= 1 && o.batch % m == 0, "--micro_batches ", m, " must divide --batch ", o.batch);
+  LOOM_CHECK(o.stage >= 0 && o.stage < o.pp, "memory: stage ", o.stage, " is outside [0, ", o.pp,
+             ")");
+  const std::vector<int> first = stage_bounds(o);
+  LOOM_CHECK(static_cast<int>(first.size()) == o.pp + 1 && first.front() == 0 &&
+                 first.back() == o.model.n_layer &&
+                 std::adjacent_find(first.begin(), first.end(), std::greater_equal<int>()) ==
+                     first.end(),
+             "memory: the partition must be pp + 1 increasing block indices from 0 to n_layer");
+}
+
+double rank_params(const MemoryOptions& o) {
+  const RankShape r = rank_shape(o);
+  const double C = r.C, T = o.model.context_len;
+  // Per block: ln_1, ln_2 and the row-parallel biases whole; qkv, c_fc (weights and biases),
+  // attn.c_proj and mlp.c_proj weights split.
+  const double qkv_bias = o.model.qkv_bias ? 3 * r.Cl : 0;
+  const double block = 4 * C + (3 * C * r.Cl + qkv_bias) + (r.Cl * C + C) +
+                       (C * r.Fl + r.Fl) + (r.Fl * C + C);
+  return r.blocks * block + (r.embedding || r.head ? r.Vl * C : 0) + (r.embedding ? T * C : 0) +
+         (r.head ? 2 * C : 0);
+}
+
+int activation_sets_in_flight(const MemoryOptions& o) {
+  if (o.pp == 1) return 1;
+  using pipeline::Op;
+  const auto sched = pipeline::make_schedule(o.schedule, o.pp, micro_batches(o));
+  const bool split = o.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
+  int live = 0, peak = 0;
+  for (const pipeline::Action& a : sched.actions(o.stage)) {
+    if (a.op == Op::F) peak = std::max(peak, ++live);
+    if (a.op == (split ? Op::W : Op::B)) --live;
+  }
+  return peak;
+}
 
 std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   LOOM_CHECK(o.batch > 0 && o.seq > 0 && o.seq <= o.model.context_len,
              "memory: batch must be > 0 and seq in [1, context_len]");
   LOOM_CHECK(o.world >= 1 && o.zero >= 0 && o.zero <= 2, "memory: bad world size or ZeRO stage");
+  check_memory_layout(o);
   const GPTConfig& c = o.model;
-  const double P = static_cast<double>(c.num_params());
-  const double N = static_cast<double>(o.batch) * o.seq, C = c.d_model, V = c.vocab_size;
-  const double H = c.n_head, T = o.seq, L = c.n_layer;
+  const RankShape r = rank_shape(o);
+  const double P = rank_params(o);
+  // Rows of one micro-batch (the whole batch without a pipeline).
+  const double N = static_cast<double>(o.batch) / micro_batches(o) * o.seq, C = r.C;
+  const double Cl = r.Cl, Fl = r.Fl, Hl = r.Hl, T = o.seq, L = r.blocks;
   const double NT = N * T;  // rows x keys: B*T*T, one (T,T) matrix per sequence
   const bool sharded = o.world > 1 && o.zero > 0;
   const double f = 4;  // bytes per float
+  const double sets = activation_sets_in_flight(o);
 
   std::vector<MemoryItem> v;
   v.push_back({"model state", "parameters (f32)", f * P});
@@ -42,46 +149,71 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
                                   : "gradients (f32)",
                o.world > 1 && o.zero == 2
                    ? static_cast<double>(parallel::ShardedGradients::planned_bytes(
-                         gpt_param_layout(c), static_cast<size_t>(o.bucket_mb * (1 << 20)),
-                         o.world, 0))
+                         gpt_param_layout(c, {0, o.tp}),
+                         static_cast<size_t>(o.bucket_mb * (1 << 20)), o.world, 0))
                    : f * P});
   v.push_back({"model state", sharded ? "AdamW moments (f32, this rank's shard)"
                                       : "AdamW moments (f32)",
                2 * f * (sharded ? P / o.world : P)});
 
-  // Activations kept for backward (per block, x L) and the shared backward scratch. Under
-  // recomputation the blocks share what backward recomputes: kFull every block activation but
-  // the block's output (the next block's input), kSelective the attention probabilities.
+  // Activations kept for backward (per block, x L) and the shared backward scratch, once per
+  // activation set (one per micro-batch in flight on a pipeline stage). Under recomputation the
+  // blocks share what backward recomputes: kFull every block activation but the block's output
+  // (the next block's input), kSelective the attention probabilities. Under tp the residual
+  // stream and LayerNorm outputs stay whole; qkv, attention, MLP and logits are split.
   const double kept = o.recompute == Recompute::kFull ? 1 : L;  // sets of block activations
   const double att_kept = o.recompute == Recompute::kNone ? L : 1;
   const double per_block_stats = 4 * carved(N);  // ln_1, ln_2 mean and rstd
   v.push_back({"activations", "residual stream (embeddings, mid, block outputs)",
-               f * (carved(N * C) + (L + kept) * carved(N * C))});
+               sets * f * (carved(N * C) + (L + kept) * carved(N * C))});
   v.push_back({"activations", "layernorm outputs and statistics",
-               f * (kept * (2 * carved(N * C) + per_block_stats) + carved(N * C) + 2 * carved(N))});
-  v.push_back({"activations", "qkv", f * kept * carved(3 * N * C)});
-  v.push_back({"activations", "attention probabilities (B,H,T,T)", f * att_kept * carved(NT * H)});
-  v.push_back({"activations", "attention output", f * kept * carved(N * C)});
-  v.push_back({"activations", "mlp (c_fc output, GELU output)", f * kept * 2 * carved(4 * N * C)});
-  v.push_back({"activations", "logits (B*T*V) and losses", f * (carved(N * V) + 2 * carved(N))});
-  v.push_back({"activations", "backward scratch (shared by the blocks)",
-               f * (4 * carved(N * C) + carved(3 * N * C) + carved(4 * N * C) +
-                    carved(o.threads * 2.0 * T * T))});
+               sets * f * (kept * (2 * carved(N * C) + per_block_stats) +
+                           (r.head ? carved(N * C) + 2 * carved(N) : 0))});
+  v.push_back({"activations", "qkv", sets * f * kept * carved(3 * N * Cl)});
+  v.push_back({"activations", "attention probabilities (B,H,T,T)",
+               sets * f * att_kept * carved(NT * Hl)});
+  v.push_back({"activations", "attention output", sets * f * kept * carved(N * Cl)});
+  v.push_back({"activations", "mlp (c_fc output, GELU output)",
+               sets * f * kept * 2 * carved(N * Fl)});
+  if (r.head) {
+    v.push_back({"activations", "logits (B*T*V) and losses",
+                 sets * f * (carved(N * r.Vl) + 2 * carved(N) + (o.tp > 1 ? carved(3 * N) : 0))});
+  }
+  v.push_back({"activations", "backward scratch",
+               sets * f * (3 * carved(N * C) + carved(N * Cl) + carved(3 * N * Cl) +
+                           carved(N * Fl) + carved(o.threads * 2.0 * T * T))});
   if (c.dropout > 0) {
     v.push_back({"activations", "dropout masks (uint8)",
-                 carved(N * C) + L * (carved(NT * H) + 2 * carved(N * C))});
+                 sets * ((r.embedding ? carved(N * C) : 0) +
+                         L * (carved(NT * Hl) + 2 * carved(N * C)))});
   }
 
   if (o.precision == kernels::MatmulPrecision::kBF16) {
-    v.push_back({"bf16", "bf16 weight copies (once per step)", 2 * gemm_weight_params(c)});
-    // The calling thread's two operand buffers: the largest non-weight operands are the logits'
-    // gradient (LM head backward) and the c_fc output gradient (its weight gradient).
-    v.push_back({"bf16", "bf16 operand scratch", 2 * (N * V + 4 * N * C)});
+    v.push_back({"bf16", "bf16 weight copies (once per step)", 2 * gemm_weight_params(r)});
+    // The calling thread's operand buffers: the output gradient rounded once for both backward
+    // products (the largest is the logits' gradient, rows padded to 64), the A operand of other
+    // products (at most a c_fc output, N x 4C/tp, or a LayerNorm output, N x C) and their B
+    // operand (the LM head's input, N x C).
+    const double rounded_once = std::max(r.head ? std::ceil(r.Vl / 64) * 64 : 0.0, Fl);
+    v.push_back({"bf16", "bf16 operand scratch", 2 * N * (rounded_once + std::max(Fl, C) + C)});
   }
-  if (o.world > 1) {
-    // The ring algorithms send to one neighbour and receive from the other: two channels.
+  if (o.pp > 1) {
+    const auto sched = pipeline::make_schedule(o.schedule, o.pp, micro_batches(o));
+    v.push_back({"pipeline", "P2P activation and gradient buffers (most in flight)",
+                 f * N * C * p2p_buffers_in_flight(sched, o.stage)});
+    // global_grad_sq_sum hides the tied wte's gradient on the last stage behind a copy.
+    if (r.head) v.push_back({"pipeline", "copy of the tied wte gradient (norm)", f * r.Vl * C});
+  }
+  // The ring algorithms send to one neighbour and receive from the other: two channels per
+  // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane.
+  // An end stage of a pipeline has one neighbour (one lane each way) and is in the embedding
+  // group; a middle stage has lanes to both neighbours.
+  const bool end_stage = r.embedding || r.head;
+  const double pipeline_channels = o.pp == 1 ? 0 : end_stage ? 2 + 2 : 4;
+  const double channels = (o.world > 1 ? 2 : 0) + (o.tp > 1 ? 2 : 0) + pipeline_channels;
+  if (channels > 0) {
     v.push_back({"communication", "shm ring channels (send + receive)",
-                 2.0 * static_cast<double>(o.shm_channel_bytes)});
+                 channels * static_cast<double>(o.shm_channel_bytes)});
   }
   v.erase(std::remove_if(v.begin(), v.end(), [](const MemoryItem& i) { return i.bytes <= 0; }),
           v.end());

@@ -4,8 +4,11 @@
 // 64-element-aligned tensors), the optimizer and gradient entries the data-parallel modes
 // (parallel/data_parallel.hpp), the bf16 entries the matmul path (kernels/cpu/matmul.cpp). The
 // `loom memory` test keeps the prediction within 10% of a measured peak RSS, so drift shows.
-// Activation recomputation changes how many blocks' activations are kept. Tensor and pipeline
-// parallelism have no inputs here yet; each will add its own term where it changes a component.
+// Activation recomputation changes how many blocks' activations are kept. Tensor parallelism
+// splits the column- and row-parallel tensors (parameters, qkv, attention, MLP, logits) while the
+// residual stream and LayerNorm outputs stay whole; a pipeline stage holds its blocks, one
+// activation set per micro-batch in flight (counted from the schedule's action list), and the
+// P2P buffers of its lanes. Every rank of a mesh position predicts the same; stages differ.
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/recompute.hpp"
+#include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
 
@@ -27,7 +31,27 @@ struct MemoryOptions {
   double bucket_mb = 25;  // gradient bucket size (ZeRO-2's pool buffers)
   Recompute recompute = Recompute::kNone;
   size_t shm_channel_bytes = 8 * 512 * 1024;  // one shm ring channel (slots x slot_bytes)
+  int tp = 1;                // tensor-parallel ranks (must divide n_head)
+  int pp = 1;                // pipeline stages
+  int micro_batches = 0;     // pp > 1: micro-batches per step (0: pp); must divide batch
+  pipeline::ScheduleKind schedule = pipeline::ScheduleKind::OneFOneB;
+  // pp > 1: the partition, first block of each stage then n_layer (pp + 1 entries); empty: the
+  // blocks split evenly (the first stages take one more when pp does not divide n_layer).
+  std::vector<int> stage_first;
+  int stage = 0;             // the pipeline stage predicted
 };
+
+// Checks tp, pp, micro_batches, schedule, zero, stage and stage_first against the model; throws
+// loom::Error naming the flag (--tp, --pp, --micro_batches, ...) and the valid values.
+void check_memory_layout(const MemoryOptions& o);
+
+// Parameters (elements) this rank holds under o's tp and pp (stage o.stage), from the formula
+// of the layout (model/param_layout.cpp) rather than the layout itself, so a test can compare.
+double rank_params(const MemoryOptions& o);
+
+// Most activation sets a stage holds at once under o's schedule: +1 at each F, -1 when its
+// micro-batch is done (B, or W for split-backward schedules). 1 without a pipeline.
+int activation_sets_in_flight(const MemoryOptions& o);
 
 struct MemoryItem {
   std::string group;  // "model state", "activations", "bf16", "communication"

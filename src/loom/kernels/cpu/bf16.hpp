@@ -18,7 +18,9 @@ inline bf16 to_bf16(float x) {
 
 inline float from_bf16(bf16 h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
 
-// dst[rows, cols] (dense, row stride cols) = bf16(src[rows, cols]) with src's row stride ld.
-void convert_to_bf16(bf16* dst, const float* src, size_t rows, size_t cols, size_t ld);
+// dst[rows, cols] (row stride dst_ld; 0: dense, cols) = bf16(src[rows, cols]) with src's row
+// stride ld. Padding columns of dst are left as they are.
+void convert_to_bf16(bf16* dst, const float* src, size_t rows, size_t cols, size_t ld,
+                     size_t dst_ld = 0);
 
 }  // namespace loom::kernels

@@ -24,15 +24,18 @@ std::atomic<int64_t> g_weights_ns{0}, g_others_ns{0};
 
 // Converts and adds the time taken to `total`.
 void timed_convert(std::atomic<int64_t>& total, bf16* dst, const float* src, int rows, int cols,
-                   int ld) {
+                   int ld, int dst_ld = 0) {
   const auto t0 = std::chrono::steady_clock::now();
-  convert_to_bf16(dst, src, rows, cols, ld);
+  convert_to_bf16(dst, src, rows, cols, ld, dst_ld);
   total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
                                                                 t0)
                .count();
 }
 std::mutex g_mutex;
 std::unordered_map<const float*, WeightCopy> g_weights;
+
+thread_local AlignedBuffer<bf16> t_rounded_once;
+thread_local bool t_rounded_once_in_use = false;
 
 }  // namespace
 
@@ -45,6 +48,18 @@ const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld,
   timed_convert(weight ? g_weights_ns : g_others_ns, buf.data(), src, rows, cols, ld);
   return buf.data();
 }
+
+const bf16* rounded_once_bf16(const float* src, int rows, int cols, int ld, int* ld16) {
+  LOOM_CHECK(!t_rounded_once_in_use, "one RoundedOnce per thread at a time");
+  t_rounded_once_in_use = true;
+  *ld16 = (cols + 63) / 64 * 64;
+  const size_t n = static_cast<size_t>(rows) * *ld16;
+  if (t_rounded_once.size() < n) t_rounded_once.resize(n);
+  timed_convert(g_others_ns, t_rounded_once.data(), src, rows, cols, ld, *ld16);
+  return t_rounded_once.data();
+}
+
+void release_rounded_once() { t_rounded_once_in_use = false; }
 
 const bf16* cached_bf16(const float* src, int rows, int cols, int ld) {
   const uint64_t generation = g_generation.load();

@@ -10,6 +10,11 @@ namespace loom::kernels {
 // time (bf16_conversion_time) it counts towards.
 const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld, bool weight);
 
+// A bf16 copy of src[rows, cols] (row stride ld) with row stride *ld16 (cols rounded up to 64)
+// in this thread's RoundedOnce buffer, which stays reserved until release_rounded_once().
+const bf16* rounded_once_bf16(const float* src, int rows, int cols, int ld, int* ld16);
+void release_rounded_once();
+
 // A dense bf16 copy of the constant matrix src[rows, cols] (row stride ld), converted on its
 // first use in the current weight generation and returned unchanged afterwards. Thread-safe.
 // The buffers are kept across generations (refilled, not reallocated): 2 bytes per weight.

@@ -45,10 +45,16 @@ void bias_backward(T* dbias, const T* dout, int N, int OC) {
 template <typename T>
 void linear_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, const T* w, int N,
                      int IC, int OC) {
-  if (dinp != nullptr) {
+  // Both products read dout[N,OC]: under bf16 it is rounded once (when both run).
+  if (dinp != nullptr && dw != nullptr) {
+    const RoundedOnce<T> d(dout, N, OC, OC);
+    matmul<T>(false, true, N, IC, OC, T(1), d, w, OC, T(0), dinp, IC, ConstOperand::kB);
+    matmul<T>(true, false, IC, OC, N, T(1), inp, IC, d, T(1), dw, OC);
+  } else if (dinp != nullptr) {
     matmul<T>(false, true, N, IC, OC, T(1), dout, OC, w, OC, T(0), dinp, IC, ConstOperand::kB);
+  } else if (dw != nullptr) {
+    matmul<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
   }
-  if (dw != nullptr) matmul<T>(true, false, IC, OC, N, T(1), inp, IC, dout, OC, T(1), dw, OC);
   if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
 }
 

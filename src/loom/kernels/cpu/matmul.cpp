@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "loom/core/check.hpp"
 #include "loom/kernels/cpu/bf16_operands.hpp"
@@ -26,20 +27,37 @@ void openblas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const fl
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Rounds both operands to bf16 (dense copies; a ConstOperand from the weight cache) and runs
-// oneDNN's bf16 product with float accumulation.
+// An operand already rounded to bf16 (by a RoundedOnce): its rows and their stride.
+struct Rounded {
+  const bf16* data = nullptr;
+  int ld = 0;
+};
+
+// Rounds both operands to bf16 (dense copies; a ConstOperand from the weight cache; an operand
+// given as `a16`/`b16` is used as it is) and runs oneDNN's bf16 product with float accumulation.
 void bf16_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                  const float* B, int ldb, float beta, float* C, int ldc, ConstOperand constant,
-                 bool cache_weights) {
+                 bool cache_weights, Rounded a16 = {}, Rounded b16 = {}) {
   // Stored shapes: A is [M,K] ([K,M] when ta), B is [K,N] ([N,K] when tb).
   const int a_rows = ta ? K : M, a_cols = ta ? M : K;
   const int b_rows = tb ? N : K, b_cols = tb ? K : N;
   const bool a_const = constant == ConstOperand::kA, b_const = constant == ConstOperand::kB;
-  const bf16* a16 = a_const && cache_weights ? cached_bf16(A, a_rows, a_cols, lda)
-                                             : scratch_bf16(0, A, a_rows, a_cols, lda, a_const);
-  const bf16* b16 = b_const && cache_weights ? cached_bf16(B, b_rows, b_cols, ldb)
-                                             : scratch_bf16(1, B, b_rows, b_cols, ldb, b_const);
-  onednn::matmul(true, ta, tb, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, ldc);
+  if (a16.data == nullptr) {
+    a16 = {a_const && cache_weights ? cached_bf16(A, a_rows, a_cols, lda)
+                                    : scratch_bf16(0, A, a_rows, a_cols, lda, a_const),
+           a_cols};
+  }
+  if (b16.data == nullptr) {
+    b16 = {b_const && cache_weights ? cached_bf16(B, b_rows, b_cols, ldb)
+                                    : scratch_bf16(1, B, b_rows, b_cols, ldb, b_const),
+           b_cols};
+  }
+  onednn::matmul(true, ta, tb, M, N, K, alpha, a16.data, a16.ld, b16.data, b16.ld, beta, C, ldc);
+}
+
+bool bf16_active(int M, int N, int K) {
+  return g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBF16 && M > 0 &&
+         N > 0 && K > 0;
 }
 
 // K == 0: the product is empty, C = beta * C (a BLAS convention that oneDNN does not handle).
@@ -83,8 +101,7 @@ void matmul_with(MatmulBackend backend, MatmulPrecision p, bool ta, bool tb, int
 template <>
 void matmul<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C, int ldc, ConstOperand constant) {
-  if (g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBF16 && M > 0 && N > 0 &&
-      K > 0) {
+  if (bf16_active(M, N, K)) {
     return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, constant,
                        g_cache_weights.load(std::memory_order_relaxed));
   }
@@ -92,12 +109,65 @@ void matmul<float>(bool ta, bool tb, int M, int N, int K, float alpha, const flo
               C, ldc);
 }
 
+
 template <>
 void matmul<double>(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
                     const double* B, int ldb, double beta, double* C, int ldc, ConstOperand) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+template <typename T>
+RoundedOnce<T>::RoundedOnce(const T* src, int rows, int cols, int ld) : src_(src), ld_(ld) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_active(rows, cols, 1)) rounded_ = rounded_once_bf16(src, rows, cols, ld, &rounded_ld_);
+  }
+}
+
+template <typename T>
+RoundedOnce<T>::~RoundedOnce() {
+  if (rounded_ != nullptr) release_rounded_once();
+}
+
+template class RoundedOnce<float>;
+template class RoundedOnce<double>;
+
+template <typename T>
+void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const RoundedOnce<T>& A, const T* B,
+            int ldb, T beta, T* C, int ldc, ConstOperand constant) {
+  LOOM_CHECK(constant != ConstOperand::kA, "matmul: a RoundedOnce operand is not a constant");
+  if constexpr (std::is_same_v<T, float>) {
+    if (A.rounded() != nullptr && bf16_active(M, N, K)) {
+      return bf16_matmul(ta, tb, M, N, K, alpha, A.data(), A.ld(), B, ldb, beta, C, ldc, constant,
+                         g_cache_weights.load(std::memory_order_relaxed),
+                         {static_cast<const bf16*>(A.rounded()), A.rounded_ld()});
+    }
+  }
+  matmul<T>(ta, tb, M, N, K, alpha, A.data(), A.ld(), B, ldb, beta, C, ldc, constant);
+}
+
+template <typename T>
+void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda,
+            const RoundedOnce<T>& B, T beta, T* C, int ldc, ConstOperand constant) {
+  LOOM_CHECK(constant != ConstOperand::kB, "matmul: a RoundedOnce operand is not a constant");
+  if constexpr (std::is_same_v<T, float>) {
+    if (B.rounded() != nullptr && bf16_active(M, N, K)) {
+      return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B.data(), B.ld(), beta, C, ldc, constant,
+                         g_cache_weights.load(std::memory_order_relaxed), {},
+                         {static_cast<const bf16*>(B.rounded()), B.rounded_ld()});
+    }
+  }
+  matmul<T>(ta, tb, M, N, K, alpha, A, lda, B.data(), B.ld(), beta, C, ldc, constant);
+}
+
+#define LOOM_INSTANTIATE(T)                                                                    \
+  template void matmul<T>(bool, bool, int, int, int, T, const RoundedOnce<T>&, const T*, int, T, \
+                          T*, int, ConstOperand);                                              \
+  template void matmul<T>(bool, bool, int, int, int, T, const T*, int, const RoundedOnce<T>&, T, \
+                          T*, int, ConstOperand);
+LOOM_INSTANTIATE(float)
+LOOM_INSTANTIATE(double)
+#undef LOOM_INSTANTIATE
 
 MatmulPrecisionScope::MatmulPrecisionScope(MatmulPrecision p, bool cache_weights)
     : saved_(g_precision.load()), saved_cache_(g_cache_weights.load()) {
