@@ -28,6 +28,8 @@ struct Options {
   int threads = 1;
   int top = 20;
   std::string recompute = "none";
+  int zero = 0;
+  double bucket_mb = 25;
   int validate = 0;
   int cores = static_cast<int>(std::thread::hardware_concurrency());
   bool baseline = true;
@@ -90,6 +92,10 @@ int run(const Options& o) {
   req.mem_gb = o.mem_gb;
   req.recompute = loom::parse_recompute(o.recompute);
   req.cores = o.cores;
+  req.zero = o.zero;
+  req.bucket_mb = o.bucket_mb;
+  LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
+  LOOM_CHECK(o.bucket_mb > 0, "--bucket_mb must be > 0, got ", o.bucket_mb);
   LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
   LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
   LOOM_CHECK(o.cores >= 0, "--cores must be >= 0, got ", o.cores);
@@ -99,9 +105,10 @@ int run(const Options& o) {
   LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
 
   const auto k = loom::planner::calibrate_kernel_costs(req.model, req.seq, o.threads);
-  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens, recompute %s\n",
+  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens, recompute %s, "
+              "ZeRO %d\n",
               o.config.c_str(), req.world, o.threads, req.global_batch, req.seq,
-              loom::recompute_name(req.recompute));
+              loom::recompute_name(req.recompute), req.zero);
   std::printf("calibrated per sequence: block F %.1f B %.1f W %.1f ms | embedding F %.1f W %.1f ms"
               " | head F %.1f B %.1f W %.1f ms | AdamW %.2f ns/param\n",
               k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
@@ -172,6 +179,12 @@ const bool registered = loom::cli::register_command(
       app.add_option("--recompute", o->recompute,
                      "activation recomputation the run will use: none, selective or full (adds "
                      "its backward cost, lowers activation memory; full excludes zb1p)")
+          ->capture_default_str();
+      app.add_option("--zero", o->zero,
+                     "ZeRO stage the run will use: 0, 1 (AdamW moments / dp) or 2 (also the "
+                     "gradients, as ShardedGradients plans them; no pp > 1 layouts)")
+          ->capture_default_str();
+      app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size, MiB (ZeRO-2's bucket pool)")
           ->capture_default_str();
       app.add_option("--p2p_gbps", o->bw.p2p_gbps,
                      "point-to-point bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();

@@ -21,7 +21,7 @@
 #include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
-#include "loom/parallel/planner/planner.hpp"
+#include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trace_file.hpp"
@@ -53,28 +53,12 @@ std::vector<std::string> rank_args(const Options& o, const std::map<std::string,
 // data-parallel run, written into the config and into the flags every rank gets.
 void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& overrides) {
   loom::TrainConfig& t = config.train;
-  loom::planner::PlanRequest req;
-  req.model = config.model;
-  req.world = t.nproc;
-  req.global_batch = t.batch_size * t.nproc;
-  req.seq = t.seq_len;
-  req.recompute = loom::parse_recompute(t.recompute);
-  req.cores = static_cast<int>(std::thread::hardware_concurrency());
-  const int threads = t.threads > 0 ? t.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / t.nproc);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const loom::planner::PlanRequest req = loom::planner::auto_request(config, cores);
+  const int threads = t.threads > 0 ? t.threads : std::max(1, cores / t.nproc);
   const auto costs = loom::planner::calibrate_kernel_costs(config.model, t.seq_len, threads);
   const loom::planner::Prediction p = loom::planner::best_trainable_layout(req, costs, {});
-  t.tp = p.layout.tp;
-  t.pp = p.layout.pp;
-  t.micro_batches = p.layout.micro_batches;
-  t.schedule = loom::pipeline::name(p.layout.schedule);
-  t.batch_size = req.global_batch / p.layout.dp;
-  t.parallel = "manual";
-  for (const auto& [name, value] :
-       std::map<std::string, std::string>{{"tp", std::to_string(t.tp)}, {"pp", std::to_string(t.pp)},
-                                          {"micro_batches", std::to_string(t.micro_batches)},
-                                          {"schedule", t.schedule}, {"batch_size", std::to_string(t.batch_size)},
-                                          {"parallel", "manual"}})
+  for (const auto& [name, value] : loom::planner::apply_layout(t, p.layout, req.global_batch))
     overrides[name] = value;
   std::printf("parallel auto: %s, batch_size %d per data-parallel rank | predicted %.3f s/step, "
               "bubble %.1f%%, %.2f GB per rank\n",

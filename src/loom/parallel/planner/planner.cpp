@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "loom/core/check.hpp"
+#include "loom/model/param_layout.hpp"
+#include "loom/parallel/sharded_gradients.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
 #include "loom/parallel/pipeline/simulator.hpp"
 
@@ -26,6 +28,17 @@ std::vector<int> divisors(int n) {
 double block_params(const GPTConfig& m, int tp) {
   const double C = m.d_model;
   return (12 * C * C + 7 * C) / tp + 6 * C;
+}
+
+// Each chunk's most micro-batches between F and W on `stage`: how many activation sets its pool
+// grows to (a chunk's sets are reused by its later micro-batches, never by another chunk).
+std::vector<int> chunk_peaks(const pipeline::Schedule& sched, int stage) {
+  std::vector<int> live(sched.virtual_stages(), 0), peak(sched.virtual_stages(), 0);
+  for (const pipeline::Action& a : sched.actions(stage)) {
+    if (a.op == pipeline::Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
+    if (a.op == pipeline::Op::W) --live[a.chunk];
+  }
+  return peak;
 }
 
 }  // namespace
@@ -61,6 +74,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const bool zero_bubble = L.pp > 1 && L.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
   LOOM_CHECK(req.recompute != Recompute::kFull || !zero_bubble,
              "plan: recompute full cannot run with schedule zb1p (", L.describe(), ")");
+  LOOM_CHECK(req.zero >= 0 && req.zero <= 2, "plan: --zero must be 0, 1 or 2, got ", req.zero);
+  LOOM_CHECK(req.zero != 2 || L.pp == 1, "plan: --zero 2 cannot run with pp ", L.pp, " (",
+             L.describe(), ")");
   // What backward runs again per block, with the all-reduces of a recomputed tp forward.
   const double redo = req.recompute == Recompute::kFull ? k.block.f * scale / L.tp + 2 * tp_ar
                       : req.recompute == Recompute::kSelective
@@ -77,7 +93,7 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   pipeline::SimCosts sim;
   sim.p2p_s = L.pp > 1 ? act_bytes / (bw.p2p_gbps * 1e9) : 0.0;
   sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
-  std::vector<double> stage_params(L.pp, 0.0), transient_floats(L.pp, 0.0);
+  std::vector<double> stage_params(L.pp, 0.0), transient_floats(L.pp, 0.0), pooled_bytes(L.pp, 0.0);
   for (int s = 0; s < L.pp; ++s)
     for (int c = 0; c < L.virtual_stages; ++c) {
       const int g = sched.virtual_stage(s, c);
@@ -110,6 +126,10 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       }
       cc.activation_bytes = floats * tokens * 4.0;
     }
+  for (int s = 0; s < L.pp; ++s) {
+    const std::vector<int> peak = chunk_peaks(sched, s);
+    for (int c = 0; c < L.virtual_stages; ++c) pooled_bytes[s] += peak[c] * sim.chunk[s][c].activation_bytes;
+  }
   const pipeline::SimResult r = pipeline::simulate(sched, sim);
 
   Prediction p;
@@ -117,6 +137,16 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   p.pipeline_s = r.step_s;
   p.bubble = L.pp > 1 ? r.bubble_fraction : 0.0;
   p.stage_first_block = part.first;
+  // ZeRO-2 (pp 1 only): the gradient bytes ShardedGradients plans for data-parallel rank 0 (the
+  // largest shard) of the tp shard's layout.
+  const int opt_share = req.zero > 0 ? L.dp : 1;
+  double zero2_grad_bytes = -1;
+  if (req.zero == 2 && L.dp > 1) {
+    ModelShard shard;
+    shard.tp_size = L.tp;
+    zero2_grad_bytes = static_cast<double>(parallel::ShardedGradients::planned_bytes(
+        gpt_param_layout(m, shard), static_cast<size_t>(req.bucket_mb * (1 << 20)), L.dp, 0));
+  }
   double worst_comm = 0, worst_opt = 0, worst_mem = 0;
   for (int s = 0; s < L.pp; ++s) {
     const double params = stage_params[s];
@@ -124,9 +154,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
     if (L.pp > 1 && (s == 0 || s == L.pp - 1))
       comm += allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4, 2,
                           bw.allreduce_gbps);
-    if (L.dp > 1) comm += params * 4 * (L.dp - 1) / L.dp / (bw.allreduce_gbps * 1e9);  // ZeRO-1 all-gather
-    const double opt = params / L.dp * k.adamw_s_per_param * slowdown;
-    const double mem = params * 4 * 2 + params * 4 * 2 / L.dp + r.peak_activation_bytes[s] +
+    const double opt = params / opt_share * k.adamw_s_per_param * slowdown;
+    const double grad_bytes = zero2_grad_bytes >= 0 ? zero2_grad_bytes : params * 4;
+    const double mem = params * 4 + grad_bytes + params * 4 * 2 / opt_share + pooled_bytes[s] +
                        transient_floats[s] * tokens * 4.0;
     worst_comm = std::max(worst_comm, comm);
     worst_opt = std::max(worst_opt, opt);
@@ -150,6 +180,7 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
     for (int pp : divisors(req.world / tp)) {
       const int dp = req.world / tp / pp;
       if (pp > req.model.n_layer || req.global_batch % dp != 0) continue;
+      if (pp > 1 && req.zero == 2) continue;  // loom train refuses ZeRO-2 with pipelining
       const int per_replica = req.global_batch / dp;
       if (pp == 1) {
         out.push_back(predict(req, k, bw, {dp, tp, 1, ScheduleKind::OneFOneB, 1, 1}));
@@ -159,8 +190,9 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
         for (ScheduleKind s : {ScheduleKind::GPipe, ScheduleKind::OneFOneB, ScheduleKind::ZeroBubbleH1})
           if (s != ScheduleKind::ZeroBubbleH1 || req.recompute != Recompute::kFull)
             out.push_back(predict(req, k, bw, {dp, tp, pp, s, 1, mb}));
-        if (mb % pp == 0 && req.model.n_layer >= 2 * pp)
-          out.push_back(predict(req, k, bw, {dp, tp, pp, ScheduleKind::Interleaved, 2, mb}));
+        // Interleaved: v chunks per rank, each at least one block; m a multiple of pp.
+        for (int v = 2; req.interleave && mb % pp == 0 && pp * v <= req.model.n_layer; ++v)
+          out.push_back(predict(req, k, bw, {dp, tp, pp, ScheduleKind::Interleaved, v, mb}));
       }
     }
   }
@@ -177,7 +209,7 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
 Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
                                  const Bandwidths& bw) {
   for (const Prediction& p : plan(req, costs, bw))
-    if (p.fits && p.layout.schedule != pipeline::ScheduleKind::Interleaved) return p;
+    if (p.fits) return p;
   LOOM_FAIL("plan: no layout of ", req.world, " ranks fits in --mem_gb ", req.mem_gb, " GB per rank");
 }
 

@@ -13,14 +13,18 @@
 //               bandwidth
 //   + dp        all-reduce of the rank's gradients over dp (not assumed hidden behind backward)
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
-//   + AdamW     over the rank's share of the parameters (ZeRO-1 over dp), and the all-gather
-//               of updated parameters that ZeRO-1 needs
+//   + AdamW     over the rank's parameters, or its 1/dp share of them under ZeRO (--zero 1, 2:
+//               the gradients' reduce-scatter plus the parameters' all-gather move what one
+//               all-reduce moves, so the dp term is the same)
 // Compute (pipeline and AdamW) is slowed by world x threads / cores when the ranks' threads
 // outnumber the machine's cores (--cores): the calibration ran alone.
-// Memory per rank: parameters and gradients (f32), AdamW moments / dp, and the simulator's
-// peak activation bytes of the most loaded stage (selective keeps no attention probabilities;
-// full keeps each block's input, plus one block's activations while its backward runs).
-// Layouts `loom train` refuses (recompute full with zb1p) are never produced.
+// Memory per rank: parameters and gradients (f32; ZeRO-2: ShardedGradients::planned_bytes of the
+// rank's layout), AdamW moments (/ dp under ZeRO), and the activation sets of the most loaded
+// stage: each of its chunks keeps a pool of as many sets as it ever has micro-batches between F
+// and W (GptStageChunk), so an interleaved rank holds the sum over its v chunks of each chunk's
+// peak (selective keeps no attention probabilities; full keeps each block's input, plus one
+// block's activations while its backward runs).
+// Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 with pp > 1) are never produced.
 #include <string>
 #include <vector>
 
@@ -45,6 +49,9 @@ struct PlanRequest {
   int max_tp = 8;
   Recompute recompute = Recompute::kNone;
   int cores = 0;  // hardware threads the ranks share (e.g. one host's); 0: never fewer than needed
+  int zero = 0;   // ZeRO stage of the run (--zero): 0, 1 or 2 (2: no pp > 1 layouts)
+  double bucket_mb = 25;     // gradient bucket size (ZeRO-2's bucket pool)
+  bool interleave = true;    // also interleaved layouts (off for --partition / --rebalance)
 };
 
 struct Layout {
@@ -69,8 +76,8 @@ struct Prediction {
 std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& costs,
                              const Bandwidths& bw);
 
-// The best layout `loom train` can run (no interleaving: its GPT stages are one chunk per rank)
-// that fits the memory limit; throws naming --mem_gb if none does.
+// The best layout that fits the memory limit (every layout plan() lists is one `loom train` can
+// run); throws naming --mem_gb if none does.
 Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,
                                  const Bandwidths& bw);
 

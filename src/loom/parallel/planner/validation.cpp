@@ -106,7 +106,6 @@ std::vector<Prediction> pick_layouts(const std::vector<Prediction>& ranked, int 
   std::map<std::tuple<int, int, int>, std::vector<const Prediction*>> by_shape;
   std::vector<std::tuple<int, int, int>> shapes;  // in the order of their best prediction
   for (const Prediction& p : ranked) {
-    if (p.layout.schedule == pipeline::ScheduleKind::Interleaved) continue;
     const auto key = std::make_tuple(p.layout.dp, p.layout.tp, p.layout.pp);
     if (by_shape[key].empty()) shapes.push_back(key);
     by_shape[key].push_back(&p);
@@ -145,10 +144,13 @@ std::vector<std::string> layout_train_args(const PlanRequest& req, const Layout&
                                 "--save_freq",    "0",
                                 "--log_file",     "metrics.jsonl",
                                 "--threads",      std::to_string(run.threads),
-                                "--recompute",    recompute_name(run.recompute)};
+                                "--recompute",    recompute_name(run.recompute),
+                                "--zero",         std::to_string(req.zero),
+                                "--bucket_mb",    detail::concat(req.bucket_mb)};
   if (L.pp > 1)
     a.insert(a.end(), {"--schedule", pipeline::name(L.schedule), "--micro_batches",
-                       std::to_string(L.micro_batches)});
+                       std::to_string(L.micro_batches), "--virtual_stages",
+                       std::to_string(L.virtual_stages)});
   if (!run.data_dir.empty()) a.insert(a.end(), {"--data_dir", run.data_dir});
   return a;
 }

@@ -18,7 +18,7 @@ namespace loom::planner {
 // `loom train` can run on `world` ranks (no interleaved schedule).
 std::vector<Layout> parse_layouts(const std::string& text, int world, const std::string& flag);
 
-// `count` of the trainable predictions (no interleaving, fitting first as plan() ranks them),
+// `count` of the predictions (fitting first as plan() ranks them),
 // spread over the mesh shapes: the best of each (dp, tp, pp) first, then each one's second
 // best, and so on, so that a short list still covers pp, tp and dp.
 std::vector<Prediction> pick_layouts(const std::vector<Prediction>& ranked, int count);
