@@ -65,8 +65,9 @@ Entry make_entry(const Key& k) {
   }
   auto& eng = cpu_engine();
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, eng);
+  const auto pad_md = pd.scratchpad_desc();
   Entry e{dnnl::matmul(pd), memory(a_md, eng, nullptr), memory(b_md, eng, nullptr),
-          memory(c_md, eng, nullptr), memory(pd.scratchpad_desc(), eng, nullptr), pd.scratchpad_desc().get_size(), {}};
+          memory(c_md, eng, nullptr), memory(pad_md, eng, nullptr), pad_md.get_size(), {}};
   e.args = {{DNNL_ARG_SRC, e.a},
             {DNNL_ARG_WEIGHTS, e.b},
             {DNNL_ARG_DST, e.c},
