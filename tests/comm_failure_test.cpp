@@ -47,7 +47,7 @@ TEST(CommFailure, ShmSurvivorsOfAStoppedRankTimeOutNamingIt) {
   script += "wait $p0; a=$?; wait $p1; b=$?; kill -9 $p2; wait $p2; echo exit=$a,$b; ";
   script += "rm -f /dev/shm" + seg;
   const auto r = run_shell(script, 60);
-  EXPECT_NE(r.output.find("exit=1,1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("exit=75,75"), std::string::npos) << r.output;  // comm::kPeerFailureExitCode
   EXPECT_NE(r.output.find("in group 'world' [ranks 0,1,2]: timed out waiting for rank 2"),
             std::string::npos)
       << r.output;

@@ -170,7 +170,7 @@ TEST_F(PipelineTrainCli, AKilledStageMakesTheOtherFailNamingIt) {
   script += "for i in $(seq 300); do grep -q \"^step 3/\" " + dir_ / "log0" +
             " && break; sleep 0.1; done; kill -9 $p1; wait $p0; echo exit=$?; cat " + dir_ / "log0";
   const auto r = test::run_shell(script, 90);
-  EXPECT_NE(r.output.find("exit=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("exit=75"), std::string::npos) << r.output;  // comm::kPeerFailureExitCode
   EXPECT_NE(r.output.find("rank 1 (pid"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("is gone"), std::string::npos) << r.output;
   EXPECT_LT(r.seconds, 60) << r.output;

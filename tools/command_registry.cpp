@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "loom/comm/transport.hpp"
 #include "loom/core/check.hpp"
 
 namespace loom::cli {
@@ -122,7 +123,7 @@ int run_main(int argc, char** argv) {
       return run();
     } catch (const std::exception& e) {
       std::cerr << "loom " << names[sub] << ": error: " << e.what() << "\n";
-      return 1;
+      return dynamic_cast<const comm::PeerFailure*>(&e) ? comm::kPeerFailureExitCode : 1;
     }
   }
   std::cerr << "loom: no command given (see loom --help)\n";

@@ -136,8 +136,11 @@ void Communicator::guarded(const std::string& what, const Body& body) {
     if (start >= 0) trace::complete(what, "comm", start);
   } catch (const std::exception& e) {
     broken_ = e.what();
-    LOOM_FAIL(what, " in group ", describe_group(), ": ", e.what(), " (timeout ", timeout_s_,
-              " s)");
+    const std::string message = detail::concat(what, " in group ", describe_group(), ": ",
+                                               e.what(), " (timeout ", timeout_s_, " s)");
+    // A peer's failure keeps its type, so the rank's exit code can say it was not the cause.
+    if (const auto* peer = dynamic_cast<const PeerFailure*>(&e)) throw PeerFailure(peer->peer, message);
+    throw Error(message);
   }
 }
 

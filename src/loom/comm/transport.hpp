@@ -26,6 +26,11 @@ struct PeerFailure : Error {
   int peer;
 };
 
+// The exit code of a rank that stops because a PeerFailure reached its main: it failed because
+// another rank did. When several ranks end at once, the launcher names a rank that ended some
+// other way, the one that failed on its own (sysexits' EX_TEMPFAIL).
+inline constexpr int kPeerFailureExitCode = 75;
+
 class Transport {
  public:
   virtual ~Transport() = default;

@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
 
+#include "loom/comm/transport.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/log.hpp"
 #include "loom/launch/rank_process.hpp"
@@ -172,7 +174,12 @@ class Job {
     }
   }
 
+  // The rank to name as the job's failure. A rank that died makes the others fail with
+  // kPeerFailureExitCode moments later, and on a loaded machine the launcher may see them end
+  // first (or in the same pass): a failure of another kind is preferred, and only when none
+  // comes within kSettle is a peer failure named (every rank timing out on a hung one).
   void reap() {
+    const auto now = Clock::now();
     for (size_t i = 0; i < ranks_.size(); ++i) {
       RankProcess& p = ranks_[i];
       if (!p.running) continue;
@@ -181,9 +188,24 @@ class Job {
       p.running = false;
       p.status = status;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (!ok && first_failure_ < 0 && !stopping_) first_failure_ = static_cast<int>(i);
+      if (ok || stopping_) continue;
+      if (failed_.empty()) first_failed_at_ = now;
+      failed_.push_back(i);
     }
+    if (first_failure_ >= 0 || failed_.empty()) return;
+    for (size_t i : failed_) {
+      const int status = ranks_[i].status;
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == comm::kPeerFailureExitCode)) {
+        first_failure_ = static_cast<int>(i);
+        return;
+      }
+    }
+    const bool any_running =
+        std::any_of(ranks_.begin(), ranks_.end(), [](const RankProcess& p) { return p.running; });
+    if (!any_running || now - first_failed_at_ >= kSettle)
+      first_failure_ = static_cast<int>(failed_.front());
   }
+  static constexpr Clock::duration kSettle = std::chrono::seconds(1);
 
   void signal_all(int sig) {
     for (const auto& p : ranks_)
@@ -238,6 +260,8 @@ class Job {
   double grace_;
   std::vector<RankProcess> ranks_;
   int first_failure_ = -1;
+  std::vector<size_t> failed_;  // ranks that ended badly, in the order seen
+  Clock::time_point first_failed_at_;
   bool stopping_ = false;
   Clock::time_point drain_until_ = Clock::time_point::max();
 };
