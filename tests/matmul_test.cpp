@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <vector>
 
 #include "loom/core/check.hpp"
@@ -98,52 +99,86 @@ TEST(Matmul, Bf16MatchesFloatReferenceForEveryTransposition) {
   }
 }
 
-// An operand rounded once (RoundedOnce, rows padded to 64 elements) gives the product of the
-// bf16-rounded inputs, as A and as B, for every transposition; under f32 it is not rounded.
+// Operands rounded once (RoundedOnce, rows padded to 64 elements) give the product of the
+// bf16-rounded inputs, as A, as B and as both, each read through a view at row 1, column 1 of
+// its stored matrix (RoundedView::at), for every transposition; under f32 they are not rounded.
 TEST(Matmul, RoundedOnceOperandMatchesTheBf16Product) {
   if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
   const int M = 23, N = 19, K = 67;  // K odd like GPT-2's vocabulary
-  for (int shared_b = 0; shared_b < 2; ++shared_b) {
+  for (int shared = 0; shared < 3; ++shared) {  // rounded beforehand: A, B, both
+    const bool shared_a = shared != 1, shared_b = shared != 0;
     for (int ta = 0; ta < 2; ++ta) {
       for (int tb = 0; tb < 2; ++tb) {
-        const int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N;
-        const auto A = random_floats(static_cast<size_t>(ta ? K : M) * lda, 11);
-        const auto B = random_floats(static_cast<size_t>(tb ? N : K) * ldb, 12);
+        // Stored operands with one extra leading row and column; the products read them from
+        // (1, 1) on.
+        const int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K;
+        const int b_cols = tb ? K : N, lda = a_cols + 1, ldb = b_cols + 3, ldc = N;
+        const auto A = random_floats(static_cast<size_t>(a_rows + 1) * lda, 11);
+        const auto B = random_floats(static_cast<size_t>(b_rows + 1) * ldb, 12);
         const auto C0 = random_floats(static_cast<size_t>(M) * ldc, 13);
         std::vector<float> C = C0;
-        // The shared operand's floats are zeroed after rounding: the product must read the copy.
-        std::vector<float> src = shared_b ? B : A;
+        // The rounded operands' floats are zeroed after rounding: the product must read the
+        // copies.
+        std::vector<float> a_src = A, b_src = B;
         {
           MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
-          if (shared_b) {
-            const RoundedOnce<float> b(src.data(), tb ? N : K, tb ? K : N, ldb);
-            ASSERT_NE(b.rounded(), nullptr);
-            EXPECT_EQ(b.rounded_ld() % 64, 0);
-            EXPECT_THROW(RoundedOnce<float>(A.data(), 1, 1, 1), Error);  // one per thread
-            std::fill(src.begin(), src.end(), 0.0f);
-            matmul<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, b, 1.0f, C.data(), ldc);
+          std::optional<RoundedOnce<float>> a, b;
+          if (shared_a) a.emplace(a_src.data(), a_rows + 1, a_cols + 1, lda);
+          if (shared_b) b.emplace(b_src.data(), b_rows + 1, b_cols + 1, ldb);
+          for (const auto* r : {a ? &*a : nullptr, b ? &*b : nullptr}) {
+            if (r == nullptr) continue;
+            ASSERT_NE(r->rounded(), nullptr);
+            EXPECT_EQ(r->rounded_ld() % 64, 0);
+          }
+          if (shared_a) std::fill(a_src.begin(), a_src.end(), 0.0f);
+          if (shared_b) std::fill(b_src.begin(), b_src.end(), 0.0f);
+          const size_t a1 = lda + 1, b1 = ldb + 1;  // element (1, 1)
+          if (shared == 0) {
+            matmul<float>(ta, tb, M, N, K, 0.5f, a->at(1, 1), B.data() + b1, ldb, 1.0f, C.data(),
+                          ldc);
+          } else if (shared == 1) {
+            matmul<float>(ta, tb, M, N, K, 0.5f, A.data() + a1, lda, b->at(1, 1), 1.0f, C.data(),
+                          ldc);
           } else {
-            const RoundedOnce<float> a(src.data(), ta ? K : M, ta ? M : K, lda);
-            std::fill(src.begin(), src.end(), 0.0f);
-            matmul<float>(ta, tb, M, N, K, 0.5f, a, B.data(), ldb, 1.0f, C.data(), ldc);
+            matmul<float>(ta, tb, M, N, K, 0.5f, a->at(1, 1), b->at(1, 1), 1.0f, C.data(), ldc);
           }
         }
+        // The same matrices from (1, 1) on, for the references.
+        const std::vector<float> A1(A.begin() + lda + 1, A.end()), B1(B.begin() + ldb + 1, B.end());
         const Reference of_bf16 =
-            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, true);
+            reference(ta, tb, M, N, K, 0.5f, A1, lda, B1, ldb, 1.0f, C0, ldc, true);
         const Reference exact =
-            reference(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C0, ldc, false);
+            reference(ta, tb, M, N, K, 0.5f, A1, lda, B1, ldb, 1.0f, C0, ldc, false);
         double worst = 0, gap = 0;
         for (size_t i = 0; i < C.size(); ++i) {
           worst = std::max(worst, std::abs(C[i] - of_bf16.c[i]) / of_bf16.scale[i]);
           gap = std::max(gap, std::abs(exact.c[i] - C[i]) / exact.scale[i]);
         }
-        EXPECT_LT(worst, 1e-6) << "shared_b " << shared_b << " ta " << ta << " tb " << tb;
-        EXPECT_GT(gap, 1e-4) << "the shared operand was not rounded to bf16";
+        EXPECT_LT(worst, 1e-6) << "shared " << shared << " ta " << ta << " tb " << tb;
+        EXPECT_GT(gap, 1e-4) << "the operands were not rounded to bf16";
       }
     }
   }
   const auto x = random_floats(8, 14);
   EXPECT_EQ(RoundedOnce<float>(x.data(), 2, 4, 4).rounded(), nullptr);  // f32: no copy
+}
+
+// A thread holds up to kMaxRoundedOnce rounded operands at a time; one more is refused, and a
+// released one makes room again.
+TEST(Matmul, RoundedOnceBuffersPerThreadAreLimited) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  static_assert(RoundedOnce<float>::kMaxRoundedOnce == 4);
+  const auto x = random_floats(8, 15);
+  MatmulPrecisionScope scope(MatmulPrecision::kBF16);
+  const RoundedOnce<float> r0(x.data(), 2, 4, 4), r1(x.data(), 2, 4, 4), r2(x.data(), 2, 4, 4);
+  {
+    const RoundedOnce<float> r3(x.data(), 2, 4, 4);
+    EXPECT_NE(r3.rounded(), r2.rounded());
+    EXPECT_THROW(RoundedOnce<float>(x.data(), 2, 4, 4), Error);
+  }
+  const RoundedOnce<float> again(x.data(), 2, 4, 4);
+  const auto* rounded = static_cast<const bf16*>(again.rounded());
+  EXPECT_EQ(from_bf16(rounded[again.rounded_ld() + 1]), round_bf16(x[4 + 1]));  // element (1, 1)
 }
 
 TEST(Matmul, OneDnnF32MatchesOpenBlas) {

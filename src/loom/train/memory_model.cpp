@@ -193,9 +193,11 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
     // The calling thread's operand buffers: the output gradient rounded once for both backward
     // products (the largest is the logits' gradient, rows padded to 64), the A operand of other
     // products (at most a c_fc output, N x 4C/tp, or a LayerNorm output, N x C) and their B
-    // operand (the LM head's input, N x C).
+    // operand (the LM head's input, N x C); the attention's backward holds its dout (N x C/tp)
+    // rounded beside its q, k, v (N x 3C/tp).
     const double rounded_once = std::max(r.head ? std::ceil(r.Vl / 64) * 64 : 0.0, Fl);
-    v.push_back({"bf16", "bf16 operand scratch", 2 * N * (rounded_once + std::max(Fl, C) + C)});
+    v.push_back(
+        {"bf16", "bf16 operand scratch", 2 * N * (rounded_once + Cl + std::max(Fl, C) + C)});
   }
   if (o.pp > 1) {
     const auto sched = pipeline::make_schedule(o.schedule, o.pp, micro_batches(o));

@@ -51,6 +51,9 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
   const T scale = T(1) / std::sqrt(T(hs));
   const size_t TT = static_cast<size_t>(Tn) * Tn;
   check_scratch(s, scratch_size);
+  // Under bf16, q, k and v are rounded once for all heads (the row blocks' products read
+  // overlapping prefixes of k and v); the other threads read this thread's copy.
+  const RoundedOnce<T> qkv_r(qkv, s.B * Tn, C3, C3);
   BlasSingleThreaded one_blas_thread;
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
@@ -58,15 +61,15 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
 #pragma omp for schedule(static)
     for (int bh = 0; bh < s.B * H; ++bh) {
       const int b = bh / H, h = bh % H;
-      const T* q = qkv + static_cast<size_t>(b) * Tn * C3 + h * hs;
-      const T* k = q + C;
-      const T* v = q + 2 * C;
+      // q, k, v of head h: (T, hs) each, row stride 3C
+      const RoundedView<T> q = qkv_r.at(static_cast<size_t>(b) * Tn, h * hs);
+      const RoundedView<T> k = q.at(0, C), v = q.at(0, 2 * C);
       T* P = att + bh * TT;
       // S = scale * q k^T, by row blocks: rows [r0, r1) need only columns [0, r1).
       for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
         const int r1 = std::min(Tn, r0 + kRowBlock);
-        matmul<T>(false, true, r1 - r0, r1, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k,
-                  C3, T(0), P + static_cast<size_t>(r0) * Tn, Tn);
+        matmul<T>(false, true, r1 - r0, r1, hs, scale, q.at(r0, 0), k, T(0),
+                  P + static_cast<size_t>(r0) * Tn, Tn);
       }
       for (int t = 0; t < Tn; ++t) {
         T* row = P + static_cast<size_t>(t) * Tn;
@@ -94,7 +97,7 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
       for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
         const int r1 = std::min(Tn, r0 + kRowBlock);
         matmul<T>(false, false, r1 - r0, hs, r1, T(1), Pd + static_cast<size_t>(r0) * Tn, Tn, v,
-                  C3, T(0), o + static_cast<size_t>(r0) * C, C);
+                  T(0), o + static_cast<size_t>(r0) * C, C);
       }
     }
   }
@@ -107,6 +110,9 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
   const T scale = T(1) / std::sqrt(T(hs));
   const size_t TT = static_cast<size_t>(Tn) * Tn;
   check_scratch(s, scratch_size);
+  // Under bf16, q, k, v and dout are rounded once for all heads and row blocks.
+  const RoundedOnce<T> qkv_r(qkv, s.B * Tn, C3, C3);
+  const RoundedOnce<T> dout_r(dout, s.B * Tn, C, C);
   BlasSingleThreaded one_blas_thread;
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
@@ -115,14 +121,13 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
 #pragma omp for schedule(static)
     for (int bh = 0; bh < s.B * H; ++bh) {
       const int b = bh / H, h = bh % H;
-      const size_t qoff = static_cast<size_t>(b) * Tn * C3 + h * hs;
-      const T* q = qkv + qoff;
-      const T* k = q + C;
-      const T* v = q + 2 * C;
-      T* dq = dqkv + qoff;
+      // q, k, v, dq, dk, dv of head h: (T, hs) each, row stride 3C; dO (T, hs), row stride C
+      const RoundedView<T> q = qkv_r.at(static_cast<size_t>(b) * Tn, h * hs);
+      const RoundedView<T> k = q.at(0, C), v = q.at(0, 2 * C);
+      T* dq = dqkv + static_cast<size_t>(b) * Tn * C3 + h * hs;
       T* dk = dq + C;
       T* dv = dq + 2 * C;
-      const T* dO = dout + static_cast<size_t>(b) * Tn * C + h * hs;
+      const RoundedView<T> dO = dout_r.at(static_cast<size_t>(b) * Tn, h * hs);
       const T* P = att + bh * TT;
       const uint8_t* m = mask ? mask + bh * TT : nullptr;
       const T* Pd = P;
@@ -137,11 +142,11 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
         const int r1 = std::min(Tn, r0 + kRowBlock), rows = r1 - r0;
         const T beta = r1 == Tn ? T(0) : T(1);
         const T* Pd_r = Pd + static_cast<size_t>(r0) * Tn;
-        const T* dO_r = dO + static_cast<size_t>(r0) * C;
+        const RoundedView<T> dO_r = dO.at(r0, 0);
         T* dP_r = dP + static_cast<size_t>(r0) * Tn;
         // dv[0:r1] (+)= Pd[r0:r1, 0:r1]^T @ dO[r0:r1];  dPd[r0:r1, 0:r1] = dO[r0:r1] @ v[0:r1]^T
-        matmul<T>(true, false, r1, hs, rows, T(1), Pd_r, Tn, dO_r, C, beta, dv, C3);
-        matmul<T>(false, true, rows, r1, hs, T(1), dO_r, C, v, C3, T(0), dP_r, Tn);
+        matmul<T>(true, false, r1, hs, rows, T(1), Pd_r, Tn, dO_r, beta, dv, C3);
+        matmul<T>(false, true, rows, r1, hs, T(1), dO_r, v, T(0), dP_r, Tn);
       }
       if (m != nullptr) apply_dropout(dP, dP, m, p, TT);
       // Softmax backward, with the 1/sqrt(hs) of S folded in:
@@ -159,12 +164,12 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
       for (int r0 = (Tn - 1) / kRowBlock * kRowBlock; r0 >= 0; r0 -= kRowBlock) {
         const int r1 = std::min(Tn, r0 + kRowBlock), rows = r1 - r0;
         const T beta = r1 == Tn ? T(0) : T(1);
-        const T* dS_r = dP + static_cast<size_t>(r0) * Tn;
+        // Both products read dS[r0:r1, 0:r1]: under bf16, this thread rounds it once.
+        const RoundedOnce<T> dS_r(dP + static_cast<size_t>(r0) * Tn, rows, r1, Tn);
         // dq[r0:r1] = dS[r0:r1, 0:r1] @ k[0:r1];  dk[0:r1] (+)= dS[r0:r1, 0:r1]^T @ q[r0:r1]
-        matmul<T>(false, false, rows, hs, r1, T(1), dS_r, Tn, k, C3, T(0),
+        matmul<T>(false, false, rows, hs, r1, T(1), dS_r, k, T(0),
                   dq + static_cast<size_t>(r0) * C3, C3);
-        matmul<T>(true, false, r1, hs, rows, T(1), dS_r, Tn, q + static_cast<size_t>(r0) * C3,
-                  C3, beta, dk, C3);
+        matmul<T>(true, false, r1, hs, rows, T(1), dS_r, q.at(r0, 0), beta, dk, C3);
       }
     }
   }

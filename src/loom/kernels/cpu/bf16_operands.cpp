@@ -34,8 +34,10 @@ void timed_convert(std::atomic<int64_t>& total, bf16* dst, const float* src, int
 std::mutex g_mutex;
 std::unordered_map<const float*, WeightCopy> g_weights;
 
-thread_local AlignedBuffer<bf16> t_rounded_once;
-thread_local bool t_rounded_once_in_use = false;
+// This thread's RoundedOnce buffers, a stack: [0, t_rounded_once_live) are in use.
+constexpr int kMaxRoundedOnce = RoundedOnce<float>::kMaxRoundedOnce;
+thread_local AlignedBuffer<bf16> t_rounded_once[kMaxRoundedOnce];
+thread_local int t_rounded_once_live = 0;
 
 }  // namespace
 
@@ -50,16 +52,20 @@ const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld,
 }
 
 const bf16* rounded_once_bf16(const float* src, int rows, int cols, int ld, int* ld16) {
-  LOOM_CHECK(!t_rounded_once_in_use, "one RoundedOnce per thread at a time");
-  t_rounded_once_in_use = true;
+  LOOM_CHECK(t_rounded_once_live < kMaxRoundedOnce, "at most ", kMaxRoundedOnce,
+             " RoundedOnce per thread at a time");
+  AlignedBuffer<bf16>& buf = t_rounded_once[t_rounded_once_live];
   *ld16 = (cols + 63) / 64 * 64;
   const size_t n = static_cast<size_t>(rows) * *ld16;
-  if (t_rounded_once.size() < n) t_rounded_once.resize(n);
-  timed_convert(g_others_ns, t_rounded_once.data(), src, rows, cols, ld, *ld16);
-  return t_rounded_once.data();
+  if (buf.size() < n) buf.resize(n);
+  timed_convert(g_others_ns, buf.data(), src, rows, cols, ld, *ld16);
+  ++t_rounded_once_live;
+  return buf.data();
 }
 
-void release_rounded_once() { t_rounded_once_in_use = false; }
+// RoundedOnce objects are scoped and neither copied nor moved, so the last one made is the one
+// released.
+void release_rounded_once() { --t_rounded_once_live; }
 
 const bf16* cached_bf16(const float* src, int rows, int cols, int ld) {
   const uint64_t generation = g_generation.load();

@@ -11,7 +11,8 @@ namespace loom::kernels {
 const bf16* scratch_bf16(int slot, const float* src, int rows, int cols, int ld, bool weight);
 
 // A bf16 copy of src[rows, cols] (row stride ld) with row stride *ld16 (cols rounded up to 64)
-// in this thread's RoundedOnce buffer, which stays reserved until release_rounded_once().
+// in the next free one of this thread's RoundedOnce buffers, which stays reserved until the
+// matching release_rounded_once() (last reserved, first released).
 const bf16* rounded_once_bf16(const float* src, int rows, int cols, int ld, int* ld16);
 void release_rounded_once();
 

@@ -118,52 +118,69 @@ void matmul<double>(bool ta, bool tb, int M, int N, int K, double alpha, const d
 }
 
 template <typename T>
-RoundedOnce<T>::RoundedOnce(const T* src, int rows, int cols, int ld) : src_(src), ld_(ld) {
+RoundedView<T> RoundedView<T>::at(size_t r, size_t c) const {
+  RoundedView v = *this;
+  v.data = data + r * ld + c;
+  if (rounded != nullptr) v.rounded = static_cast<const bf16*>(rounded) + r * rounded_ld + c;
+  return v;
+}
+
+template <typename T>
+RoundedOnce<T>::RoundedOnce(const T* src, int rows, int cols, int ld) : view_{src, ld} {
   if constexpr (std::is_same_v<T, float>) {
-    if (bf16_active(rows, cols, 1)) rounded_ = rounded_once_bf16(src, rows, cols, ld, &rounded_ld_);
+    if (bf16_active(rows, cols, 1)) {
+      view_.rounded = rounded_once_bf16(src, rows, cols, ld, &view_.rounded_ld);
+    }
   }
 }
 
 template <typename T>
 RoundedOnce<T>::~RoundedOnce() {
-  if (rounded_ != nullptr) release_rounded_once();
+  if (view_.rounded != nullptr) release_rounded_once();
 }
 
+template struct RoundedView<float>;
+template struct RoundedView<double>;
 template class RoundedOnce<float>;
 template class RoundedOnce<double>;
 
 template <typename T>
-void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const RoundedOnce<T>& A, const T* B,
-            int ldb, T beta, T* C, int ldc, ConstOperand constant) {
-  LOOM_CHECK(constant != ConstOperand::kA, "matmul: a RoundedOnce operand is not a constant");
+void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const RoundedView<T>& A,
+            const RoundedView<T>& B, T beta, T* C, int ldc, ConstOperand constant) {
+  LOOM_CHECK(!(constant == ConstOperand::kA && A.rounded != nullptr) &&
+                 !(constant == ConstOperand::kB && B.rounded != nullptr),
+             "matmul: an operand rounded beforehand is not a constant");
   if constexpr (std::is_same_v<T, float>) {
-    if (A.rounded() != nullptr && bf16_active(M, N, K)) {
-      return bf16_matmul(ta, tb, M, N, K, alpha, A.data(), A.ld(), B, ldb, beta, C, ldc, constant,
-                         g_cache_weights.load(std::memory_order_relaxed),
-                         {static_cast<const bf16*>(A.rounded()), A.rounded_ld()});
+    if ((A.rounded != nullptr || B.rounded != nullptr) && bf16_active(M, N, K)) {
+      return bf16_matmul(ta, tb, M, N, K, alpha, A.data, A.ld, B.data, B.ld, beta, C, ldc,
+                         constant, g_cache_weights.load(std::memory_order_relaxed),
+                         {static_cast<const bf16*>(A.rounded), A.rounded_ld},
+                         {static_cast<const bf16*>(B.rounded), B.rounded_ld});
     }
   }
-  matmul<T>(ta, tb, M, N, K, alpha, A.data(), A.ld(), B, ldb, beta, C, ldc, constant);
+  matmul<T>(ta, tb, M, N, K, alpha, A.data, A.ld, B.data, B.ld, beta, C, ldc, constant);
+}
+
+template <typename T>
+void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const RoundedView<T>& A, const T* B,
+            int ldb, T beta, T* C, int ldc, ConstOperand constant) {
+  LOOM_CHECK(constant != ConstOperand::kA, "matmul: a RoundedView operand is not a constant");
+  matmul<T>(ta, tb, M, N, K, alpha, A, RoundedView<T>{B, ldb}, beta, C, ldc, constant);
 }
 
 template <typename T>
 void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda,
-            const RoundedOnce<T>& B, T beta, T* C, int ldc, ConstOperand constant) {
-  LOOM_CHECK(constant != ConstOperand::kB, "matmul: a RoundedOnce operand is not a constant");
-  if constexpr (std::is_same_v<T, float>) {
-    if (B.rounded() != nullptr && bf16_active(M, N, K)) {
-      return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B.data(), B.ld(), beta, C, ldc, constant,
-                         g_cache_weights.load(std::memory_order_relaxed), {},
-                         {static_cast<const bf16*>(B.rounded()), B.rounded_ld()});
-    }
-  }
-  matmul<T>(ta, tb, M, N, K, alpha, A, lda, B.data(), B.ld(), beta, C, ldc, constant);
+            const RoundedView<T>& B, T beta, T* C, int ldc, ConstOperand constant) {
+  LOOM_CHECK(constant != ConstOperand::kB, "matmul: a RoundedView operand is not a constant");
+  matmul<T>(ta, tb, M, N, K, alpha, RoundedView<T>{A, lda}, B, beta, C, ldc, constant);
 }
 
 #define LOOM_INSTANTIATE(T)                                                                    \
-  template void matmul<T>(bool, bool, int, int, int, T, const RoundedOnce<T>&, const T*, int, T, \
+  template void matmul<T>(bool, bool, int, int, int, T, const RoundedView<T>&,                 \
+                          const RoundedView<T>&, T, T*, int, ConstOperand);                    \
+  template void matmul<T>(bool, bool, int, int, int, T, const RoundedView<T>&, const T*, int, T, \
                           T*, int, ConstOperand);                                              \
-  template void matmul<T>(bool, bool, int, int, int, T, const T*, int, const RoundedOnce<T>&, T, \
+  template void matmul<T>(bool, bool, int, int, int, T, const T*, int, const RoundedView<T>&, T, \
                           T*, int, ConstOperand);
 LOOM_INSTANTIATE(float)
 LOOM_INSTANTIATE(double)

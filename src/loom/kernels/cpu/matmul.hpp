@@ -10,6 +10,7 @@
 //   kBF16  inputs rounded to bfloat16, float accumulation and output (oneDNN's AVX512_BF16
 //          kernels), as torch.autocast does it on CPU
 // double always runs CBLAS dgemm (the gradient checks need exact double products).
+#include <cstddef>
 #include <string>
 
 namespace loom::kernels {
@@ -26,41 +27,63 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A
             const T* B, int ldb, T beta, T* C, int ldc,
             ConstOperand constant = ConstOperand::kNone);
 
-// A float matrix src[rows, cols] (row stride ld) that several products in a row read: a layer's
-// output gradient, read by both its input-gradient and its weight-gradient product. Under kBF16
-// (T = float) it is rounded to bf16 once, here, instead of in each product, into a buffer of this
-// thread whose rows are padded to a multiple of 64 elements (an odd row length, such as GPT-2's
-// 50257-token vocabulary, made oneDNN's bf16 products 10-30% slower). Otherwise it only holds
-// the pointer. At most one lives per thread at a time; it must not outlive src's contents.
+// A float matrix (data, row stride ld) that a product reads, and, where it was rounded to
+// bfloat16 beforehand, the same matrix's bf16 copy (rounded, row stride rounded_ld): a kBF16
+// product then reads the copy instead of converting data again. at(r, c) views the submatrix
+// that starts at row r, column c (of both copies).
+template <typename T>
+struct RoundedView {
+  const T* data = nullptr;
+  int ld = 0;
+  const void* rounded = nullptr;  // bf16; null: not rounded (f32, or a product rounds it)
+  int rounded_ld = 0;
+
+  RoundedView at(size_t r, size_t c) const;
+};
+
+// A float matrix src[rows, cols] (row stride ld) that several products read: a layer's output
+// gradient, read by both its input-gradient and its weight-gradient product, or the attention's
+// q, k, v, read by the products of every row block. Under kBF16 (T = float) it is rounded to
+// bf16 once, here, instead of in each product, into a buffer of this thread whose rows are
+// padded to a multiple of 64 elements (an odd row length, such as GPT-2's 50257-token
+// vocabulary, made oneDNN's bf16 products 10-30% slower). Otherwise it only holds the pointer.
+// Up to kMaxRoundedOnce live per thread at a time, destroyed in the reverse order of creation
+// (as scopes do); the buffers are kept for the thread's next ones. It must not outlive src's
+// contents. Other threads may read it while it lives.
 template <typename T>
 class RoundedOnce {
  public:
+  static constexpr int kMaxRoundedOnce = 4;
+
   RoundedOnce(const T* src, int rows, int cols, int ld);
   ~RoundedOnce();
   RoundedOnce(const RoundedOnce&) = delete;
   RoundedOnce& operator=(const RoundedOnce&) = delete;
 
-  const T* data() const { return src_; }
-  int ld() const { return ld_; }
-  const void* rounded() const { return rounded_; }  // bf16 rows of rounded_ld(); null if none
-  int rounded_ld() const { return rounded_ld_; }
+  const T* data() const { return view_.data; }
+  int ld() const { return view_.ld; }
+  const void* rounded() const { return view_.rounded; }  // bf16 rows of rounded_ld(); or null
+  int rounded_ld() const { return view_.rounded_ld; }
+  operator RoundedView<T>() const { return view_; }
+  RoundedView<T> at(size_t r, size_t c) const { return view_.at(r, c); }
 
  private:
-  const T* src_;
-  int ld_;
-  const void* rounded_ = nullptr;
-  int rounded_ld_ = 0;
+  RoundedView<T> view_;
 };
 
-// matmul with A, or B, given as a RoundedOnce: a kBF16 product reads its bf16 copy.
-// `constant` may name the other operand only.
+// matmul with A, or B, or both given as a RoundedView (or RoundedOnce): a kBF16 product reads
+// their bf16 copies. `constant` may name a plain pointer operand only.
 template <typename T>
-void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const RoundedOnce<T>& A,
+void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const RoundedView<T>& A,
+            const RoundedView<T>& B, T beta, T* C, int ldc,
+            ConstOperand constant = ConstOperand::kNone);
+template <typename T>
+void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const RoundedView<T>& A,
             const T* B, int ldb, T beta, T* C, int ldc,
             ConstOperand constant = ConstOperand::kNone);
 template <typename T>
 void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
-            const RoundedOnce<T>& B, T beta, T* C, int ldc,
+            const RoundedView<T>& B, T beta, T* C, int ldc,
             ConstOperand constant = ConstOperand::kNone);
 
 // Sets the float GEMMs' precision process-wide (OpenMP worker threads included) until
