@@ -13,6 +13,7 @@
 #include "loom/model/param_layout.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/parallel/planner/planner.hpp"
+#include "planner_request.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
 
 namespace loom::planner {
@@ -30,21 +31,8 @@ KernelCosts equal_costs() {
   return k;
 }
 
-PlanRequest request(int world) {
-  PlanRequest r;
-  r.model.vocab_size = 1000;
-  r.model.context_len = 64;
-  r.model.n_layer = 12;
-  r.model.n_head = 12;
-  r.model.d_model = 96;
-  r.world = world;
-  r.global_batch = 16;
-  r.seq = 64;
-  return r;
-}
-
 TEST(PlannerInterleaved, ListsEveryVirtualStageCountWithASmallerBubbleThan1F1B) {
-  const auto preds = plan(request(4), equal_costs(), {});
+  const auto preds = plan(test::small_request(4), equal_costs(), {});
   std::map<std::tuple<int, int, int, int>, double> one_f_one_b;  // (dp, tp, pp, m) -> bubble
   for (const auto& p : preds)
     if (p.layout.pp > 1 && p.layout.schedule == S::OneFOneB)
@@ -84,7 +72,7 @@ TEST(PlannerInterleaved, ListsEveryVirtualStageCountWithASmallerBubbleThan1F1B) 
   }
   EXPECT_EQ(compared, 6);  // tp 1, pp 2 is dp 2: v 2, 3, 6 at m 2, 4, 8
   // Nothing interleaved when the run names a block range per rank.
-  PlanRequest r = request(4);
+  PlanRequest r = test::small_request(4);
   r.interleave = false;
   for (const auto& p : plan(r, equal_costs(), {})) EXPECT_NE(p.layout.schedule, S::Interleaved);
 }
@@ -95,7 +83,7 @@ TEST(PlannerInterleaved, ListsEveryVirtualStageCountWithASmallerBubbleThan1F1B) 
 // chunk 0 reaches 4 micro-batches, chunk 1 two: 4 x (3 blocks + embedding) + 2 x 3 blocks, one
 // set more than the 5 it has at once. 1F1B's stage 0: 2 x (6 blocks + embedding).
 TEST(PlannerInterleaved, EachChunkKeepsItsOwnActivationSets) {
-  const PlanRequest r = request(2);
+  const PlanRequest r = test::small_request(2);
   const Prediction one = predict(r, equal_costs(), {}, {1, 1, 2, S::OneFOneB, 1, 4});
   const Prediction inter = predict(r, equal_costs(), {}, {1, 1, 2, S::Interleaved, 2, 4});
   ASSERT_EQ(inter.stage_first_block, (std::vector<int>{0, 3, 6, 9, 12}));
@@ -155,7 +143,7 @@ TEST(PlannerInterleaved, ParallelAutoPassesTheChosenVirtualStagesToTraining) {
 
 TEST(PlannerZero, Zero2PlansNoPipelineAndCountsShardedGradientBytes) {
   const KernelCosts k = equal_costs();
-  PlanRequest r = request(4);
+  PlanRequest r = test::small_request(4);
   r.zero = 2;
   std::set<std::tuple<int, int, int>> shapes;
   for (const auto& p : plan(r, k, {})) shapes.insert({p.layout.dp, p.layout.tp, p.layout.pp});

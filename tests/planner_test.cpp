@@ -7,6 +7,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/parallel/planner/planner.hpp"
+#include "planner_request.hpp"
 #include "loom/parallel/planner/validation.hpp"
 
 namespace loom::planner {
@@ -23,21 +24,8 @@ KernelCosts synthetic_costs() {
   return k;
 }
 
-PlanRequest request(int world) {
-  PlanRequest r;
-  r.model.vocab_size = 1000;
-  r.model.context_len = 64;
-  r.model.n_layer = 12;
-  r.model.n_head = 12;
-  r.model.d_model = 96;
-  r.world = world;
-  r.global_batch = 16;
-  r.seq = 64;
-  return r;
-}
-
 TEST(Planner, EnumeratesEveryValidLayout) {
-  const auto preds = plan(request(8), synthetic_costs(), {});
+  const auto preds = plan(test::small_request(8), synthetic_costs(), {});
   std::set<std::tuple<int, int, int>> layouts;
   for (const auto& p : preds) {
     const Layout& L = p.layout;
@@ -56,7 +44,7 @@ TEST(Planner, EnumeratesEveryValidLayout) {
 
 TEST(Planner, OneRankPredictionIsTheSumOfTheParts) {
   const KernelCosts k = synthetic_costs();
-  const PlanRequest r = request(1);
+  const PlanRequest r = test::small_request(1);
   const Prediction p = predict(r, k, {}, {1, 1, 1, pipeline::ScheduleKind::OneFOneB, 1, 1});
   const double compute = 16 * (12 * k.block.total() + k.embedding.total() + k.head.total());
   EXPECT_NEAR(p.pipeline_s, compute, 1e-12);
@@ -67,7 +55,7 @@ TEST(Planner, OneRankPredictionIsTheSumOfTheParts) {
 
 TEST(Planner, SchedulesRankAsTheSimulatorSays) {
   const KernelCosts k = synthetic_costs();
-  const PlanRequest r = request(4);
+  const PlanRequest r = test::small_request(4);
   using S = pipeline::ScheduleKind;
   const Prediction one = predict(r, k, {}, {1, 1, 4, S::OneFOneB, 1, 8});
   const Prediction zb = predict(r, k, {}, {1, 1, 4, S::ZeroBubbleH1, 1, 8});
@@ -83,7 +71,7 @@ TEST(Planner, SchedulesRankAsTheSimulatorSays) {
 }
 
 TEST(Planner, MemoryLimitDropsLayoutsAndTheRestComeFirst) {
-  PlanRequest r = request(4);
+  PlanRequest r = test::small_request(4);
   const auto all = plan(r, synthetic_costs(), {});
   double lo = 1e30, hi = 0;
   for (const auto& p : all) {
@@ -111,7 +99,7 @@ TEST(Planner, MemoryLimitDropsLayoutsAndTheRestComeFirst) {
 // combined with zb1p (which `loom train` refuses).
 TEST(Planner, RecomputeCostsBackwardTimeAndSavesActivationMemory) {
   const KernelCosts k = synthetic_costs();
-  PlanRequest r = request(1);
+  PlanRequest r = test::small_request(1);
   const Layout one{1, 1, 1, pipeline::ScheduleKind::OneFOneB, 1, 1};
   const Prediction none = predict(r, k, {}, one);
   r.recompute = Recompute::kSelective;
@@ -132,7 +120,7 @@ TEST(Planner, RecomputeFullNeverPlansZeroBubble) {
   // Blocks whose W is most of their cost, so zb1p (W moved into the bubble) wins at pp > 1.
   KernelCosts k = synthetic_costs();
   k.block = {1e-3, 1e-3, 4e-3};
-  PlanRequest r = request(2);
+  PlanRequest r = test::small_request(2);
   r.global_batch = 4;
   r.mem_gb = 1e-9;  // nothing fits: ranked by time alone
   auto schedules_of = [&] {
@@ -162,7 +150,7 @@ TEST(Planner, RecomputeFullNeverPlansZeroBubble) {
 
 // `loom plan --validate K` runs K layouts: the best of each mesh shape first.
 TEST(Planner, PickedLayoutsCoverEveryMeshShapeFirst) {
-  const auto ranked = plan(request(8), synthetic_costs(), {});
+  const auto ranked = plan(test::small_request(8), synthetic_costs(), {});
   std::set<std::tuple<int, int, int>> shapes;
   for (const auto& p : ranked) shapes.insert({p.layout.dp, p.layout.tp, p.layout.pp});
   const auto picked = pick_layouts(ranked, static_cast<int>(shapes.size()) + 3);
@@ -178,7 +166,7 @@ TEST(Planner, PickedLayoutsCoverEveryMeshShapeFirst) {
 // communication does not change.
 TEST(Planner, RanksOutnumberingTheCoresSlowCompute) {
   const KernelCosts k = synthetic_costs();
-  PlanRequest r = request(4);
+  PlanRequest r = test::small_request(4);
   const Layout L{4, 1, 1, pipeline::ScheduleKind::OneFOneB, 1, 1};
   const Prediction free = predict(r, k, {}, L);
   r.cores = 4;
@@ -191,12 +179,12 @@ TEST(Planner, RanksOutnumberingTheCoresSlowCompute) {
 }
 
 TEST(Planner, ImpossibleRequestsAreErrors) {
-  PlanRequest r = request(4);
+  PlanRequest r = test::small_request(4);
   r.model.n_layer = 1;
   r.model.n_head = 1;
   r.global_batch = 1;  // dp must divide it, tp must divide 1 head, pp <= 1 layer: none of 4 ranks
   EXPECT_THROW(plan(r, synthetic_costs(), {}), Error);
-  EXPECT_THROW(predict(request(4), synthetic_costs(), {}, {3, 1, 1}), Error);  // 3 != 4 ranks
+  EXPECT_THROW(predict(test::small_request(4), synthetic_costs(), {}, {3, 1, 1}), Error);  // 3 != 4 ranks
 }
 
 }  // namespace

@@ -134,10 +134,10 @@ double PipelineTraining::global_grad_sq_sum(const std::function<double()>& sq_su
   double sq = 0;
   if (mesh_.shape().pp > 1 && model_.shard().has_head && wte_ != nullptr) {
     float* g = model_.grads() + wte_->offset;
-    std::vector<float> saved(g, g + wte_->numel);
+    wte_grad_saved_.assign(g, g + wte_->numel);  // keeps its capacity from the previous step
     std::fill(g, g + wte_->numel, 0.0f);
     sq = sq_sum();
-    std::copy(saved.begin(), saved.end(), g);
+    std::copy(wte_grad_saved_.begin(), wte_grad_saved_.end(), g);
   } else {
     sq = sq_sum();
   }

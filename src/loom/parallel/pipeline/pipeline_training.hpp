@@ -80,6 +80,9 @@ class PipelineTraining {
   P2PLanes lanes_;
   std::vector<std::unique_ptr<GptStageChunk>> chunks_;  // the model's chunks, in order
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
+  // The last stage's wte gradient while global_grad_sq_sum hides it: sized at the first step and
+  // kept (a fresh 147 MiB buffer per step would cost its page faults every step on gpt2-small).
+  std::vector<float> wte_grad_saved_;
   double compute_s_ = 0;
 };
 
