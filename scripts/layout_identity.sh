@@ -7,18 +7,20 @@
 #   bash scripts/layout_identity.sh                   # hashes of this build
 #   bash scripts/layout_identity.sh --base main       # this build against main's: exit 1 if any differ
 #   bash scripts/layout_identity.sh --base c9a3275 --only dp2,pp2-zb1p
+#   bash scripts/layout_identity.sh > base.txt; ...; bash scripts/layout_identity.sh --against base.txt
 #
 # Every rank runs one thread (OMP_NUM_THREADS=1), so the results do not depend on the core count.
 # Hashes from different CPUs (AVX-512 or not) may differ: compare builds on one machine (--base).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BASE="" ONLY=""
+BASE="" ONLY="" AGAINST=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --base) BASE=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --against) AGAINST=$(realpath "$2"); shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "layout_identity: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +41,8 @@ LAYOUTS=(
   "dp2-bf16-reduce|--nproc 2 --grad_reduce bf16"
 )
 
-WORK=${LAYOUT_IDENTITY_DIR:-/tmp/loom-layout-identity}
+# One work folder per checkout, so that two checkouts can run this at once.
+WORK=${LAYOUT_IDENTITY_DIR:-/tmp/loom-layout-identity-$(echo "$ROOT" | sha256sum | cut -c1-8)}
 mkdir -p "$WORK"
 DATA=$WORK/data
 if [ ! -f "$DATA/meta.json" ]; then
@@ -66,20 +69,26 @@ run_all() {
   done
 }
 
-if [ -z "$BASE" ]; then
+if [ -z "$BASE" ] && [ -z "$AGAINST" ]; then
   run_all "$ROOT/build/loom" current
   exit 0
 fi
 
-BASE_DIR=$ROOT/.layout-base
-if [ ! -d "$BASE_DIR" ]; then git worktree add --detach "$BASE_DIR" "$BASE" >/dev/null
-else git -C "$BASE_DIR" checkout --detach -q "$BASE"; fi
-cmake -S "$BASE_DIR" -B "$BASE_DIR/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$BASE_DIR/build" -j"$(nproc)" --target loom >/dev/null
-run_all "$BASE_DIR/build/loom" base >"$WORK/base.txt"
+if [ -n "$AGAINST" ]; then
+  cp "$AGAINST" "$WORK/base.txt"
+else
+  BASE_DIR=$ROOT/.layout-base
+  if [ ! -d "$BASE_DIR" ]; then git worktree add --detach "$BASE_DIR" "$BASE" >/dev/null
+  else git -C "$BASE_DIR" checkout --detach -q "$BASE"; fi
+  cmake -S "$BASE_DIR" -B "$BASE_DIR/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+    -DLOOM_WITH_CUDA=OFF >/dev/null
+  cmake --build "$BASE_DIR/build" -j"$(nproc)" --target loom >/dev/null
+  run_all "$BASE_DIR/build/loom" base >"$WORK/base.txt"
+fi
 run_all "$ROOT/build/loom" current >"$WORK/current.txt"
 status=0
 while read -r name base_hash; do
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
   now=$(grep "^$name " "$WORK/current.txt" | cut -d' ' -f2-)
   if [ "$base_hash" = "$now" ] && [ "$now" != "FAILED" ]; then echo "identical  $name"
   else echo "DIFFERENT  $name (base $base_hash, now $now)"; status=1; fi
