@@ -9,9 +9,9 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/checksum.hpp"
+#include "loom/io/file_io.hpp"
+#include "loom/io/safetensors.hpp"
 #include "loom/model/param_layout.hpp"
-#include "loom/train/file_io.hpp"
-#include "loom/train/safetensors.hpp"
 #include "temp_dir.hpp"
 
 namespace loom {

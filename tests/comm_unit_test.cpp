@@ -4,8 +4,8 @@
 #include <cstdlib>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/comm/reduce.hpp"
-#include "loom/launch/environment.hpp"
 
 namespace loom::comm {
 namespace {
@@ -59,14 +59,14 @@ TEST(LaunchEnvironment, TorchrunStyleVariablesAreHonoured) {
   setenv("LOCAL_RANK", "0", 1);
   setenv("LOCAL_WORLD_SIZE", "2", 1);
   setenv("MASTER_PORT", "1234", 1);
-  const auto e = launch::detect_environment();
-  EXPECT_EQ(e.launcher, launch::Launcher::Torchrun);
+  const auto e = comm::detect_environment();
+  EXPECT_EQ(e.launcher, comm::Launcher::Torchrun);
   EXPECT_EQ(e.rank, 2);
   EXPECT_EQ(e.world_size, 4);
   EXPECT_EQ(e.local_world_size, 2);
   EXPECT_EQ(e.master_port, 1234);
   setenv("RANK", "4", 1);
-  EXPECT_THROW(launch::detect_environment(), Error);
+  EXPECT_THROW(comm::detect_environment(), Error);
   for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT"})
     unsetenv(v);
 }

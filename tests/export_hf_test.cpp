@@ -12,7 +12,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/data/pretokenizer.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/safetensors.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 

@@ -8,8 +8,8 @@
 #include <random>
 
 #include "drill_util.hpp"
+#include "loom/io/file_io.hpp"
 #include "loom/train/checkpoint.hpp"
-#include "loom/train/file_io.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 

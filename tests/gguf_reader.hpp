@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 
 namespace loom::testing {
 

@@ -5,10 +5,10 @@
 
 #include <set>
 
+#include "bench/plan_validation.hpp"
 #include "loom/core/check.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "planner_request.hpp"
-#include "loom/parallel/planner/validation.hpp"
 
 namespace loom::planner {
 namespace {

@@ -7,8 +7,8 @@
 #include <set>
 #include <utility>
 
+#include "bench/plan_validation.hpp"
 #include "error_of.hpp"
-#include "loom/parallel/planner/validation.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 

@@ -1,4 +1,4 @@
-#include "loom/train/safetensors.hpp"
+#include "loom/io/safetensors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "loom/core/checksum.hpp"
 #include "loom/core/rng.hpp"
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 #include "temp_dir.hpp"
 
 namespace loom {

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <random>
 
+#include "bench/tiktoken_reference.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/data/bpe_tokenizer.hpp"
-#include "loom/data/tiktoken_reference.hpp"
 #include "temp_dir.hpp"
 
 namespace loom {

@@ -11,8 +11,8 @@
 
 #include "loom/core/checksum.hpp"
 #include "loom/data/token_shard.hpp"
-#include "loom/train/file_io.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/file_io.hpp"
+#include "loom/io/safetensors.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 

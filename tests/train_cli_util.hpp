@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "loom/data/token_shard.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/safetensors.hpp"
 #include "temp_dir.hpp"
 
 namespace loom::testing {

@@ -5,11 +5,11 @@
 #include <memory>
 #include <sstream>
 
+#include "bench/generate_bench.hpp"
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/data/tokenizer.hpp"
-#include "loom/infer/generate_bench.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace {

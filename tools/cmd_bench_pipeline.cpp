@@ -5,10 +5,10 @@
 #include <memory>
 #include <sstream>
 
+#include "bench/pipeline_bench.hpp"
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
-#include "loom/parallel/pipeline/pipeline_bench.hpp"
 
 namespace {
 

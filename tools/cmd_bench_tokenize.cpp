@@ -8,12 +8,12 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bench/tiktoken_reference.hpp"
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/data/text_corpus.hpp"
-#include "loom/data/tiktoken_reference.hpp"
 #include "loom/data/tokenizer.hpp"
 
 namespace {

@@ -4,11 +4,11 @@
 #include <memory>
 #include <sstream>
 
+#include "bench/tp_bench.hpp"
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/model/model_shard.hpp"
-#include "loom/parallel/tp_bench.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace {

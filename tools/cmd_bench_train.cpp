@@ -5,11 +5,11 @@
 #include <sstream>
 #include <vector>
 
+#include "bench/train_bench.hpp"
 #include "command_registry.hpp"
 #include "device_option.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
-#include "loom/train/train_bench.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace {

@@ -9,9 +9,9 @@
 #include <sstream>
 #include <thread>
 
+#include "comm_check.hpp"
 #include "command_registry.hpp"
-#include "loom/comm/check.hpp"
-#include "loom/launch/environment.hpp"
+#include "loom/comm/environment.hpp"
 
 namespace {
 
@@ -41,7 +41,7 @@ std::vector<std::string> split_list(const std::string& s) {
 int run_fault(Communicator& comm, const Options& o) {
   const bool me = comm.rank() == o.fault_rank;
   if (o.fault == "exit-first-attempt") {
-    if (me && loom::launch::detect_environment().restart_count == 0) {
+    if (me && loom::comm::detect_environment().restart_count == 0) {
       std::cerr << "comm check: rank " << comm.rank() << " fails on purpose (first attempt)\n";
       return 3;
     }

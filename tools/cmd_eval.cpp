@@ -8,11 +8,11 @@
 
 #include "command_registry.hpp"
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/infer/checkpoint_model.hpp"
 #include "loom/infer/evaluate.hpp"
-#include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 
 namespace {
@@ -42,8 +42,8 @@ int run(const Options& o) {
   LOOM_CHECK(o.split == "val" || o.split == "train", "--split: expected val or train, got '",
              o.split, "'");
   const auto weights = loom::infer::parse_weight_type(o.quantize, "--quantize");
-  const auto env = loom::launch::detect_environment();
-  if (o.nproc > 1 && env.launcher == loom::launch::Launcher::None)
+  const auto env = loom::comm::detect_environment();
+  if (o.nproc > 1 && env.launcher == loom::comm::Launcher::None)
     return loom::launch::launch_local(o.nproc, rank_args(o), {});
   int threads = o.threads;
   if (threads == 0 && env.local_world_size > 1)

@@ -15,10 +15,10 @@
 
 #include "command_registry.hpp"
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/rng.hpp"
-#include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/data_parallel.hpp"
@@ -184,8 +184,8 @@ int run(const Options& o) {
   LOOM_CHECK(!(recompute == loom::Recompute::kFull &&
                mo.schedule == loom::pipeline::ScheduleKind::ZeroBubbleH1 && o.pp > 1),
              "--recompute full cannot run with --schedule zb1p (its W needs every layer input)");
-  const auto env = loom::launch::detect_environment();
-  if (nproc > 1 && env.launcher == loom::launch::Launcher::None) {
+  const auto env = loom::comm::detect_environment();
+  if (nproc > 1 && env.launcher == loom::comm::Launcher::None) {
     Options ranks = o;
     ranks.nproc = nproc;
     return loom::launch::launch_local(nproc, rank_args(ranks), {});

@@ -6,10 +6,10 @@
 
 #include "command_registry.hpp"
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/device/device.hpp"
-#include "loom/launch/environment.hpp"
 #ifdef LOOM_WITH_CUDA
-#include "loom/comm/nccl/nccl_check.hpp"
+#include "nccl/nccl_check.hpp"
 #endif
 
 namespace {
@@ -26,7 +26,7 @@ int run(const Options& o) {
   copts.timeout_s = o.timeout_s;
   auto host = loom::comm::communicator_from_env(copts);
   const int device =
-      loom::launch::detect_environment().local_rank % loom::device::cuda_device_count();
+      loom::comm::detect_environment().local_rank % loom::device::cuda_device_count();
   const auto res = loom::comm::nccl::run_nccl_check(*host, device, o.stall_rank);
   for (const auto& f : res.failures) std::cerr << "nccl check: FAILED " << f << "\n";
   if (host->rank() == 0 || !res.failures.empty())

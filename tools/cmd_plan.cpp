@@ -10,11 +10,11 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "bench/plan_validation.hpp"
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/parallel/planner/planner.hpp"
-#include "loom/parallel/planner/validation.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "command_registry.hpp"
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 #include "loom/train/metrics_report.hpp"
 
 namespace {

@@ -15,10 +15,10 @@
 #include "command_registry.hpp"
 #include "device_option.hpp"
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/trace.hpp"
-#include "loom/launch/environment.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
@@ -103,20 +103,20 @@ int run(const Options& o) {
     }
   }
   loom::RunConfig config = loom::parse_run_config(j, origin);
-  const loom::launch::RankEnvironment env = loom::launch::detect_environment();
+  const loom::comm::RankEnvironment env = loom::comm::detect_environment();
   if (config.train.parallel == "auto") {
-    LOOM_CHECK(env.launcher == loom::launch::Launcher::None,
+    LOOM_CHECK(env.launcher == loom::comm::Launcher::None,
                "--parallel auto picks the layout before launching the ranks (loom train --nproc N "
                "--parallel auto); under another launcher pass --tp, --pp, --micro_batches");
     choose_layout(config, overrides);
     config = loom::parse_run_config(loom::to_json(config), origin);  // the chosen layout, validated
   }
   // A --tp or --pp that does not fit the world is refused before anything starts.
-  const bool launching = env.launcher == loom::launch::Launcher::None;
+  const bool launching = env.launcher == loom::comm::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
                              config.train.pp);
   LOOM_CHECK(o.max_restarts == 0 || launching,
-             "--max_restarts: this process is already a rank of a job (", loom::launch::name(env.launcher),
+             "--max_restarts: this process is already a rank of a job (", loom::comm::name(env.launcher),
              "); restarts are its launcher's to make");
   // Ranks (and restarts) are the local launcher's: this command runs again under it.
   if ((config.train.nproc > 1 || o.max_restarts > 0) && launching) {

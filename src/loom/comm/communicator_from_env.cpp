@@ -2,8 +2,8 @@
 #include <cstdlib>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/comm/environment.hpp"
 #include "loom/comm/shm/shm_backend.hpp"
-#include "loom/launch/environment.hpp"
 #ifdef LOOM_WITH_MPI
 #include "loom/comm/mpi/mpi_backend.hpp"
 #endif
@@ -25,9 +25,9 @@ CommOptions with_env_overrides(CommOptions opts) {
   return opts;
 }
 
-std::unique_ptr<Backend> make_shm(const launch::RankEnvironment& env, double timeout_s) {
+std::unique_ptr<Backend> make_shm(const RankEnvironment& env, double timeout_s) {
   std::string segment = env.shm_name;
-  if (env.launcher == launch::Launcher::Torchrun) {
+  if (env.launcher == Launcher::Torchrun) {
     // No launcher made a segment: the ranks meet at a name derived from the rendezvous port,
     // which only works when every rank runs on this host.
     LOOM_CHECK(env.local_world_size == env.world_size,
@@ -46,18 +46,18 @@ std::unique_ptr<Backend> make_shm(const launch::RankEnvironment& env, double tim
 
 std::unique_ptr<Communicator> communicator_from_env(const CommOptions& requested) {
   const CommOptions opts = with_env_overrides(requested);
-  const launch::RankEnvironment env = launch::detect_environment();
+  const RankEnvironment env = detect_environment();
   std::string backend = opts.backend;
   if (backend == "auto") {
     switch (env.launcher) {
-      case launch::Launcher::None: backend = "solo"; break;
-      case launch::Launcher::Mpi: backend = "mpi"; break;
-      case launch::Launcher::Loom:
-      case launch::Launcher::Torchrun: backend = "shm"; break;
+      case Launcher::None: backend = "solo"; break;
+      case Launcher::Mpi: backend = "mpi"; break;
+      case Launcher::Loom:
+      case Launcher::Torchrun: backend = "shm"; break;
     }
   }
   std::unique_ptr<Backend> b;
-  if (backend == "solo" || (backend == "shm" && env.launcher == launch::Launcher::None)) {
+  if (backend == "solo" || (backend == "shm" && env.launcher == Launcher::None)) {
     b = make_solo_backend();
   } else if (backend == "shm") {
     b = make_shm(env, opts.timeout_s);

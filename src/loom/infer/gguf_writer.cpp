@@ -7,7 +7,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/infer/half.hpp"
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 
 namespace loom::infer {
 

@@ -5,8 +5,8 @@
 
 #include "loom/core/check.hpp"
 #include "loom/infer/gpt2_vocab.hpp"
-#include "loom/train/file_io.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/file_io.hpp"
+#include "loom/io/safetensors.hpp"
 
 namespace loom::infer {
 

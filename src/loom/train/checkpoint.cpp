@@ -13,8 +13,8 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/checksum.hpp"
-#include "loom/train/file_io.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/file_io.hpp"
+#include "loom/io/safetensors.hpp"
 
 namespace loom {
 namespace fs = std::filesystem;

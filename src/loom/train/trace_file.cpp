@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "loom/core/trace.hpp"
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 
 namespace loom {
 

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "loom/core/check.hpp"
+#include "loom/parallel/pipeline/kernel_costs.hpp"
 #include "loom/parallel/pipeline/runtime.hpp"
-#include "loom/parallel/planner/kernel_costs.hpp"
 #include "loom/parallel/replica_check.hpp"
 
 namespace loom::pipeline {

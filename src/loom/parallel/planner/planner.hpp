@@ -30,8 +30,8 @@
 
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/recompute.hpp"
+#include "loom/parallel/pipeline/kernel_costs.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
-#include "loom/parallel/planner/kernel_costs.hpp"
 
 namespace loom::planner {
 

@@ -1,4 +1,4 @@
-#include "loom/train/safetensors.hpp"
+#include "loom/io/safetensors.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -7,7 +7,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/checksum.hpp"
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 
 namespace loom {
 

@@ -1,4 +1,4 @@
-#include "loom/data/tiktoken_reference.hpp"
+#include "bench/tiktoken_reference.hpp"
 
 #include <unistd.h>
 

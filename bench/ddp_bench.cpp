@@ -1,4 +1,4 @@
-#include "loom/parallel/ddp_bench.hpp"
+#include "bench/ddp_bench.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "bench/bench_job.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
-#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/data_parallel.hpp"
 
 namespace loom::parallel {

@@ -1,4 +1,4 @@
-#include "loom/parallel/planner/kernel_costs.hpp"
+#include "loom/parallel/pipeline/kernel_costs.hpp"
 
 #include <algorithm>
 #include <vector>

@@ -1,15 +1,15 @@
-#include "loom/parallel/tp_bench.hpp"
+#include "bench/tp_bench.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bench/bench_job.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
-#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/tensor_parallel.hpp"

@@ -1,4 +1,4 @@
-#include "loom/parallel/planner/validation.hpp"
+#include "bench/plan_validation.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,9 +13,9 @@
 #include <sstream>
 #include <tuple>
 
+#include "bench/bench_job.hpp"
 #include "loom/core/check.hpp"
 #include "loom/launch/launcher.hpp"
-#include "loom/parallel/bench_job.hpp"
 
 namespace loom::planner {
 namespace {

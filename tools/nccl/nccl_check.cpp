@@ -1,4 +1,4 @@
-#include "loom/comm/nccl/nccl_check.hpp"
+#include "nccl/nccl_check.hpp"
 
 #include <cmath>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "loom/infer/generate_bench.hpp"
+#include "bench/generate_bench.hpp"
 
 #include <sys/wait.h>
 

@@ -1,4 +1,4 @@
-#include "loom/parallel/bench_job.hpp"
+#include "bench/bench_job.hpp"
 
 #include <unistd.h>
 

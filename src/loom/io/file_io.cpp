@@ -1,4 +1,4 @@
-#include "loom/train/file_io.hpp"
+#include "loom/io/file_io.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

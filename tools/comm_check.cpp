@@ -1,4 +1,4 @@
-#include "loom/comm/check.hpp"
+#include "comm_check.hpp"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "loom/train/train_bench.hpp"
+#include "bench/train_bench.hpp"
 
 #include <omp.h>
 

@@ -7,7 +7,7 @@
 //   none         a single rank
 #include <string>
 
-namespace loom::launch {
+namespace loom::comm {
 
 enum class Launcher { None, Loom, Mpi, Torchrun };
 
@@ -24,4 +24,4 @@ struct RankEnvironment {
 RankEnvironment detect_environment();
 const char* name(Launcher l);
 
-}  // namespace loom::launch
+}  // namespace loom::comm

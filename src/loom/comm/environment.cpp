@@ -1,4 +1,4 @@
-#include "loom/launch/environment.hpp"
+#include "loom/comm/environment.hpp"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 
 #include "loom/core/check.hpp"
 
-namespace loom::launch {
+namespace loom::comm {
 namespace {
 
 const char* get(const char* name) { return std::getenv(name); }
@@ -85,4 +85,4 @@ RankEnvironment detect_environment() {
   return e;
 }
 
-}  // namespace loom::launch
+}  // namespace loom::comm

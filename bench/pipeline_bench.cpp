@@ -1,4 +1,4 @@
-#include "loom/parallel/pipeline/pipeline_bench.hpp"
+#include "bench/pipeline_bench.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "bench/bench_job.hpp"
 #include "loom/core/check.hpp"
-#include "loom/parallel/bench_job.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
 #include "loom/parallel/pipeline/mlp_chunk.hpp"
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
