@@ -24,7 +24,7 @@ class CliConventions : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new testing::TempDir;
-    cfg_ = testing::make_run(*dir_, kText, 20, {{"max_steps", 2}, {"eval_freq", 0}, {"save_freq", 0}});
+    cfg_ = testing::make_run(*dir_, kText, 20, {{"max_steps", 2}, {"warmup_steps", 1}, {"eval_freq", 0}, {"save_freq", 0}});
     const Result r = loom_cli("train --config " + cfg_);
     ASSERT_EQ(r.rc, 0) << r.out;
   }
@@ -141,7 +141,7 @@ TEST_F(CliConventions, ResumeWithNothingLeftToTrainSaysSoAndFails) {
 
 TEST_F(CliConventions, StartLineCountsEveryRankUnderTensorParallelism) {
   const std::string o = *dir_ / "tp";
-  const Result r = loom_cli("train --config " + cfg_ + " --out_dir " + o + " --nproc 2 --tp 2 --max_steps 1", 120);
+  const Result r = loom_cli("train --config " + cfg_ + " --out_dir " + o + " --nproc 2 --tp 2 --max_steps 2", 120);
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("| 2 rank(s), global batch 4 sequences | dp 1 x tp 2 x pp 1"), std::string::npos)
       << r.out;

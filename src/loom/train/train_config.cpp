@@ -11,6 +11,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
 
 namespace loom {
@@ -164,11 +165,8 @@ void validate(const RunConfig& rc) {
              rc.model.context_len, "], got ", c.seq_len);
   LOOM_CHECK(c.stride >= 1, "stride must be >= 1, got ", c.stride);
   LOOM_CHECK(c.grad_accum >= 1, "grad_accum must be >= 1, got ", c.grad_accum);
-  LOOM_CHECK(c.max_steps >= 1, "max_steps must be >= 1, got ", c.max_steps);
-  LOOM_CHECK(c.lr >= 0, "lr must be >= 0, got ", c.lr);
-  LOOM_CHECK(c.initial_lr >= 0, "initial_lr must be >= 0, got ", c.initial_lr);
-  LOOM_CHECK(c.min_lr >= 0, "min_lr must be >= 0, got ", c.min_lr);
-  LOOM_CHECK(c.warmup_steps >= 0, "warmup_steps must be >= 0, got ", c.warmup_steps);
+  // max_steps, warm-up and the learning rates: the schedule's own rules, checked now.
+  LrSchedule{c.initial_lr, c.lr, c.min_lr, c.warmup_steps, c.max_steps}.validate();
   LOOM_CHECK(c.weight_decay >= 0, "weight_decay must be >= 0, got ", c.weight_decay);
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1, "beta1 must be in [0, 1), got ", c.beta1);
   LOOM_CHECK(c.beta2 >= 0 && c.beta2 < 1, "beta2 must be in [0, 1), got ", c.beta2);
@@ -258,8 +256,8 @@ nlohmann::json parse_flag_value(const std::string& name, const std::string& text
     return x;
   }
   const double x = std::strtod(text.c_str(), &end);
-  LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0 && std::isfinite(x), flag,
-             ": expected a finite number, got '", text, "'");
+  LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0, flag, ": expected a number, got '", text, "'");
+  LOOM_CHECK(std::isfinite(x), flag, ": expected a finite number, got '", text, "'");
   return x;
 }
 
