@@ -17,7 +17,7 @@ std::string run_bench_job(int nproc, std::vector<std::string> args, const std::s
                            ("loom-bench-" + std::to_string(getpid()) + ".json"))
                               .string();
   std::filesystem::remove(out);
-  args.insert(args.end(), {"--worker-out", out});
+  args.insert(args.end(), {"--worker_out", out});
   launch::LaunchOptions lo;
   lo.program = program;
   const int rc = launch::launch_local(nproc, args, lo);

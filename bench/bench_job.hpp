@@ -1,6 +1,6 @@
 #pragma once
 // What the multi-rank benchmarks (`loom bench ddp`, `loom bench tp`) share: one measurement runs
-// as a local job of `loom <args> --worker-out FILE`, whose rank 0 writes its result to FILE as
+// as a local job of `loom <args> --worker_out FILE`, whose rank 0 writes its result to FILE as
 // one JSON line; timings are reported as medians.
 #include <string>
 #include <vector>

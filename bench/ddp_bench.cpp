@@ -47,7 +47,7 @@ DdpBenchResult launch_measurement(const DdpBenchOptions& o, int world, double bu
                                   const std::string& program) {
   return ddp_bench_result_from_json(run_bench_job(
       world,
-      {"bench", "ddp", "--config", o.config, "--batch", std::to_string(o.batch), "--seq",
+      {"bench", "ddp", "--config", o.config, "--batch_size", std::to_string(o.batch), "--seq_len",
        std::to_string(o.seq), "--steps", std::to_string(o.steps), "--warmup",
        std::to_string(o.warmup), "--bucket_mb", std::to_string(bucket_mb)},
       program, "bench ddp: the " + std::to_string(world) + "-rank measurement"));

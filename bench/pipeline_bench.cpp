@@ -96,7 +96,7 @@ class GptBenchStage : public BenchStage {
       chunks_.push_back(std::make_unique<GptStageChunk>(
           model_, s.micro_batches(), kind == ScheduleKind::ZeroBubbleH1, c));
     LOOM_CHECK(o.batch % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
-               s.micro_batches(), " does not divide --batch ", o.batch);
+               s.micro_batches(), " does not divide --batch_size ", o.batch);
     model_.init_weights(1);
     Rng rng(7);  // the same tokens on every stage
     tokens_.resize(static_cast<size_t>(o.batch) * o.seq + 1);
@@ -200,7 +200,7 @@ std::vector<PipelineBenchRow> run_pipeline_bench_rank(comm::Communicator& world,
     LOOM_CHECK(j.is_object() && j.contains("model"), o.config, ": no \"model\" section");
     gpt = j["model"].get<GPTConfig>();
     gpt->validate();
-    LOOM_CHECK(o.seq >= 1 && o.seq <= gpt->context_len, "bench pipeline: --seq ", o.seq,
+    LOOM_CHECK(o.seq >= 1 && o.seq <= gpt->context_len, "bench pipeline: --seq_len ", o.seq,
                " must be in [1, context_len ", gpt->context_len, "]");
   }
   std::vector<PipelineBenchRow> rows;
@@ -235,7 +235,7 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
   const bool gpt = !o.config.empty();
   for (int m : o.micro_batches)
     LOOM_CHECK(m >= 1 && (gpt ? o.batch : o.rows) % m == 0, "bench pipeline: --micro_batches ", m,
-               " must divide ", gpt ? "--batch " : "--rows ", gpt ? o.batch : o.rows);
+               " must divide ", gpt ? "--batch_size " : "--rows ", gpt ? o.batch : o.rows);
   for (const auto& s : o.schedules) parse_schedule_kind(s);  // names checked before launching
   if (gpt)
     std::printf("bench pipeline: GPT %s, %d sequences x %d tokens per step", o.config.c_str(),
@@ -252,7 +252,7 @@ void run_pipeline_bench(const PipelineBenchOptions& o, const std::string& progra
         join(o.micro_batches), "--schedule", join(o.schedules), "--virtual_stages",
         std::to_string(o.virtual_stages), "--width", std::to_string(o.width), "--layers",
         std::to_string(o.layers), "--rows", std::to_string(o.rows), "--config", o.config,
-        "--batch", std::to_string(o.batch), "--seq", std::to_string(o.seq), "--steps",
+        "--batch_size", std::to_string(o.batch), "--seq_len", std::to_string(o.seq), "--steps",
         std::to_string(o.steps), "--warmup", std::to_string(o.warmup)};
     const auto rows = pipeline_bench_rows_from_json(parallel::run_bench_job(
         p, args, program, detail::concat("bench pipeline: the ", p, "-rank job")));

@@ -26,8 +26,8 @@ TpBenchResult launch_measurement(const TpBenchOptions& o, int tp, const std::str
   const int threads = std::max(1, total_threads(o) / tp);
   return tp_bench_result_from_json(run_bench_job(
       tp,
-      {"bench", "tp", "--config", o.config, "--tp", std::to_string(tp), "--batch",
-       std::to_string(o.batch), "--seq", std::to_string(o.seq), "--threads",
+      {"bench", "tp", "--config", o.config, "--tp", std::to_string(tp), "--batch_size",
+       std::to_string(o.batch), "--seq_len", std::to_string(o.seq), "--threads",
        std::to_string(threads), "--steps", std::to_string(o.steps), "--warmup",
        std::to_string(o.warmup)},
       program, "bench tp: the tp " + std::to_string(tp) + " measurement"));

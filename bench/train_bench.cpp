@@ -56,8 +56,8 @@ double train_flops_per_token(const GPTConfig& c, int seq) {
 }
 
 TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
-  LOOM_CHECK(opts.batch > 0, "--batch must be > 0, got ", opts.batch);
-  LOOM_CHECK(opts.seq > 0 && opts.seq <= opts.model.context_len, "--seq must be in [1, ",
+  LOOM_CHECK(opts.batch > 0, "--batch_size must be > 0, got ", opts.batch);
+  LOOM_CHECK(opts.seq > 0 && opts.seq <= opts.model.context_len, "--seq_len must be in [1, ",
              opts.model.context_len, "], got ", opts.seq);
   LOOM_CHECK(opts.steps > 0 && opts.warmup >= 0, "--steps must be > 0 and --warmup >= 0");
   TrainBenchResult r;

@@ -14,7 +14,7 @@ CORPUS=/usr/share/games/fortunes
 DATA=data/fortunes-byte OUT=runs/demo
 
 if [ ! -f "$DATA/meta.json" ]; then
-  "$LOOM" tokenize --input "$CORPUS" --out "$DATA" --tokenizer byte --val-fraction 0.05
+  "$LOOM" tokenize --input "$CORPUS" --out_dir "$DATA" --tokenizer byte --val_fraction 0.05
 fi
 # --resume auto: continues an earlier run of the demo if there is one (rm -rf runs/demo to start over).
 "$LOOM" train --config configs/demo.json --data_dir "$DATA" --out_dir "$OUT" --resume auto "$@"

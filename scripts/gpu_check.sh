@@ -102,7 +102,7 @@ step "cuBLASLt matmul peak"
 step "bench train --device cuda (gpt2-small, B=16, T=1024)"
 # Until the model dispatches to kernels/cuda, this says so and exits 1; that is reported, not
 # counted as a failure of the kernels.
-"$L" bench train --config configs/gpt2-small.json --device cuda --batch 16 --seq 1024 \
+"$L" bench train --config configs/gpt2-small.json --device cuda --batch_size 16 --seq_len 1024 \
   > "$LOG_DIR/bench_train.log" 2>&1
 cat "$LOG_DIR/bench_train.log"
 

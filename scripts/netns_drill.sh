@@ -64,7 +64,7 @@ printf '%s slots=1\n%s slots=1\n' "$A" "$B" > "$WORK/hosts"
 
 # Tiny byte-level data and model.
 for i in $(seq 1 400); do echo "the quick brown fox jumps over the lazy dog, line $i."; done > "$WORK/text.txt"
-"$LOOM" tokenize --tokenizer byte --input "$WORK/text.txt" --out "$WORK/data" --val-fraction 0 >/dev/null 2>&1
+"$LOOM" tokenize --tokenizer byte --input "$WORK/text.txt" --out_dir "$WORK/data" --val_fraction 0 >/dev/null 2>&1
 cat > "$WORK/config.json" <<CFG
 {"model": {"vocab_size": 257, "context_len": 64, "n_layer": 2, "n_head": 2, "d_model": 64},
  "train": {"data_dir": "$WORK/data", "batch_size": 4, "seq_len": 64, "max_steps": 40, "lr": 0.003,

@@ -32,7 +32,7 @@ TEST(CliSpelling, EncodeFileKeepsTrailingNewlines) {
   EXPECT_EQ(r.out, "97 10 10\n");
   const auto missing = loom_cli("tokenize --encode-file " + dir / "none.txt");
   EXPECT_NE(missing.rc, 0);
-  EXPECT_NE(missing.out.find("--encode-file: cannot open"), std::string::npos) << missing.out;
+  EXPECT_NE(missing.out.find("--encode_file: cannot open"), std::string::npos) << missing.out;
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ TEST(DeviceCli, CudaWithoutGpuSaysNoGpuAndWritesNothing) {
   const testing::TempDir dir;
   const std::string out = dir / "run";
   for (const std::string& cmd :
-       {" bench train --config " + kConfig + " --device cuda --batch 1 --seq 16 --steps 1",
+       {" bench train --config " + kConfig + " --device cuda --batch_size 1 --seq_len 16 --steps 1",
         " train --config " + kConfig + " --device cuda --data_dir " + dir.path() + " --out_dir " +
             out}) {
     const auto r = test::run_shell(test::loom() + cmd, 60);
@@ -38,7 +38,7 @@ TEST(DeviceCli, GpuBenchmarkWithoutGpuSaysNoGpu) {
 
 TEST(DeviceCli, UnknownDeviceIsAnErrorNamingTheFlag) {
   const auto r = test::run_shell(test::loom() + " bench train --config " + kConfig +
-                                     " --device tpu --batch 1 --seq 16 --steps 1",
+                                     " --device tpu --batch_size 1 --seq_len 16 --steps 1",
                                  60);
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--device: unknown device 'tpu' (expected cpu or cuda)"),

@@ -207,7 +207,7 @@ class MemoryCli : public ::testing::Test {
   // predicted / measured of every rank's line.
   std::vector<double> ratios(const std::string& flags) {
     const auto r = testing::loom_cli("memory --config " + dir_ / "model.json" +
-                                     " --batch 4 --seq 128 --threads 1 " + flags);
+                                     " --batch_size 4 --seq_len 128 --threads 1 " + flags);
     EXPECT_EQ(r.rc, 0) << r.out;
     std::vector<double> out;
     const std::regex re("predicted / measured ([0-9.]+)");
@@ -249,13 +249,13 @@ TEST_F(MemoryCli, BadFlagsAreRefused) {
                  "n_head = 4"},
       {"--pp 3", "--pp 3 must be between 1 and n_layer (2)"},
       {"--tp 2 --nproc 3", "--tp 2 must divide the world size 3"},
-      {"--pp 2 --micro_batches 3", "--micro_batches 3 must divide --batch 4"},
+      {"--pp 2 --micro_batches 3", "--micro_batches 3 must divide --batch_size 4"},
       {"--pp 2 --zero 2", "--zero 2 cannot be combined with --pp 2"},
       {"--pp 2 --schedule interleaved", "--schedule interleaved is not predicted"},
   };
   for (const auto& [flags, message] : cases) {
     const auto r =
-        testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq 64 " + flags);
+        testing::loom_cli("memory --config " + dir_ / "model.json" + " --seq_len 64 " + flags);
     EXPECT_NE(r.rc, 0) << flags;
     EXPECT_NE(r.out.find(message), std::string::npos) << flags << ": " << r.out;
   }

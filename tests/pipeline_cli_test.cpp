@@ -40,7 +40,7 @@ TEST(PipelineCli, BenchPipelinePrintsEveryRow) {
 
 TEST(PipelineCli, BenchPipelineRunsGptStages) {
   const auto r = run_shell(loom() + " bench pipeline --config " + kTiny + " --pp 2 --micro_batches 2 "
-                                    "--schedule gpipe,zb1p --batch 2 --seq 16 --steps 1 --warmup 0",
+                                    "--schedule gpipe,zb1p --batch_size 2 --seq_len 16 --steps 1 --warmup 0",
                            120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("bench pipeline: GPT "), std::string::npos) << r.output;

@@ -127,9 +127,9 @@ TEST(PlannerInterleaved, ParallelAutoPassesTheChosenVirtualStagesToTraining) {
   EXPECT_EQ(flags.at("virtual_stages"), std::to_string(best.layout.virtual_stages));
   EXPECT_EQ(flags.at("schedule"), "interleaved");
   const RunConfig chosen = parse_run_config(to_json(config), "chosen");  // validated
-  EXPECT_EQ(chosen.train.parallel, "manual");
+  EXPECT_EQ(chosen.train.parallel, LayoutChoice::kManual);
   EXPECT_EQ(chosen.train.pp, 2);
-  EXPECT_EQ(chosen.train.schedule, "interleaved");
+  EXPECT_EQ(chosen.train.schedule, pipeline::ScheduleKind::Interleaved);
   EXPECT_EQ(chosen.train.virtual_stages, best.layout.virtual_stages);
   EXPECT_EQ(chosen.train.micro_batches, best.layout.micro_batches);
   EXPECT_EQ(chosen.train.batch_size, 8);  // dp 1: the whole global batch

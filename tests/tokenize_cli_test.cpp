@@ -60,7 +60,7 @@ TEST(TokenizeCli, ShardsRoundTripSplitIntoTrainAndValByWholeDocuments) {
     const std::string out = dir / ("out-" + tokenizer);
     std::string log;
     ASSERT_EQ(run_loom("tokenize --tokenizer " + tokenizer + " --input " + dir.path() +
-                           "/corpus.txt --out " + out + " --val-fraction 0.25 --shard-tokens 100",
+                           "/corpus.txt --out_dir " + out + " --val_fraction 0.25 --shard_tokens 100",
                        &log),
               0)
         << log;
@@ -87,12 +87,12 @@ TEST(TokenizeCli, FailedRunKeepsTheExistingOutput) {
   testing::TempDir dir;
   write_corpus(dir, 10);
   const std::string out = dir / "out";
-  ASSERT_EQ(run_loom("tokenize --tokenizer byte --input " + dir.path() + "/corpus.txt --out " + out),
+  ASSERT_EQ(run_loom("tokenize --tokenizer byte --input " + dir.path() + "/corpus.txt --out_dir " + out),
             0);
   const auto before = read_split(out, "train", 257);
   std::string log;
   EXPECT_NE(run_loom("tokenize --tokenizer byte --input " + dir.path() + "/corpus.txt " +
-                         dir.path() + "/missing.txt --out " + out,
+                         dir.path() + "/missing.txt --out_dir " + out,
                      &log),
             0);
   EXPECT_NE(log.find("missing.txt"), std::string::npos) << log;

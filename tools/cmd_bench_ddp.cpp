@@ -56,14 +56,14 @@ const bool registered = loom::cli::register_command(
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->bench.config, "config file (its \"model\" section is used)")->required();
       app.add_option("--nproc,-n", o->bench.nproc, "ranks to compare with 1")->capture_default_str();
-      app.add_option("--batch", o->bench.batch, "sequences per rank per step")->capture_default_str();
-      app.add_option("--seq", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
+      app.add_option("--batch_size", o->bench.batch, "sequences per rank per step")->capture_default_str();
+      app.add_option("--seq_len", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
       app.add_option("--bucket_mb", o->bucket_list,
                      "gradient bucket size(s) in MiB, comma-separated for a sweep")
           ->capture_default_str();
-      app.add_option("--worker-out", o->worker_out, "(internal) result file of a launched rank")
+      app.add_option("--worker_out", o->worker_out, "(internal) result file of a launched rank")
           ->group("");
       return [o] { return run(*o); };
     });

@@ -31,10 +31,10 @@ std::vector<int> parse_batches(const std::string& text) {
       b = std::stoi(item);
     } catch (const std::exception&) {
     }
-    LOOM_CHECK(b > 0, "--batch: expected positive integers separated by commas, got '", text, "'");
+    LOOM_CHECK(b > 0, "--batch_size: expected positive integers separated by commas, got '", text, "'");
     out.push_back(b);
   }
-  LOOM_CHECK(!out.empty(), "--batch: no batch sizes in '", text, "'");
+  LOOM_CHECK(!out.empty(), "--batch_size: no batch sizes in '", text, "'");
   return out;
 }
 
@@ -64,8 +64,8 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--config", o->config, "config file (its \"model\" section; random weights)")
           ->required();
       app.add_option("--prompt_len", o->bench.prompt_len, "prompt tokens")->capture_default_str();
-      app.add_option("--new_tokens", o->bench.new_tokens, "generated tokens")->capture_default_str();
-      app.add_option("--batch", o->batches, "prompts generated together, comma-separated")->capture_default_str();
+      app.add_option("--max_new_tokens", o->bench.new_tokens, "generated tokens")->capture_default_str();
+      app.add_option("--batch_size", o->batches, "prompts generated together, comma-separated")->capture_default_str();
       app.add_option("--threads", o->bench.threads, "threads (Loom and llama.cpp)")->capture_default_str();
       app.add_option("--seed", o->bench.seed, "weights and prompts")->capture_default_str();
       app.add_flag("--no_llama_cpp", o->no_llama_cpp, "skip the llama.cpp rows");

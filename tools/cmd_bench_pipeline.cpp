@@ -65,14 +65,14 @@ const bool registered = loom::cli::register_command(
       app.add_option("--virtual_stages", o->bench.virtual_stages,
                      "chunks per rank for interleaved")->capture_default_str();
       app.add_option("--config", o->bench.config, "GPT stages of this config's model (default: a dense-layer model)");
-      app.add_option("--batch", o->bench.batch, "GPT: sequences per step")->capture_default_str();
-      app.add_option("--seq", o->bench.seq, "GPT: tokens per sequence")->capture_default_str();
+      app.add_option("--batch_size", o->bench.batch, "GPT: sequences per step")->capture_default_str();
+      app.add_option("--seq_len", o->bench.seq, "GPT: tokens per sequence")->capture_default_str();
       app.add_option("--width", o->bench.width, "dense layer width")->capture_default_str();
       app.add_option("--layers", o->bench.layers, "dense layers in the model")->capture_default_str();
       app.add_option("--rows", o->bench.rows, "rows per step (split into the micro-batches)")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
-      app.add_option("--worker-out", o->worker_out, "(internal) result file of a launched rank")->group("");
+      app.add_option("--worker_out", o->worker_out, "(internal) result file of a launched rank")->group("");
       return [o] { return run(*o); };
     });
 

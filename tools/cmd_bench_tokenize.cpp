@@ -85,7 +85,7 @@ const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--repeat", o->repeat, "Runs per measurement (best is kept)")
           ->capture_default_str();
-      app.add_option("--npm-dir", o->npm_dir, "node_modules holding tiktoken")
+      app.add_option("--npm_dir", o->npm_dir, "node_modules holding tiktoken")
           ->capture_default_str();
       return [o] { return run(*o); };
     });

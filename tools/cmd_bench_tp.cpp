@@ -1,4 +1,4 @@
-// `loom bench tp --config C --tp 1,2 --batch 4 --seq 256`: tensor-parallel step time, the time
+// `loom bench tp --config C --tp 1,2 --batch_size 4 --seq_len 256`: tensor-parallel step time, the time
 // in tp all-reduces and the memory per rank for each tp size (see loom/parallel/tp_bench.hpp).
 #include <fstream>
 #include <memory>
@@ -63,13 +63,13 @@ const bool registered = loom::cli::register_command(
       app.add_option("--config", o->bench.config, "config file (its \"model\" section is used)")->required();
       app.add_option("--tp", o->tp_list, "tp sizes to compare, comma-separated (the first is the "
                      "baseline of the memory ratios)")->capture_default_str();
-      app.add_option("--batch", o->bench.batch, "sequences per step (shared by the tp ranks)")->capture_default_str();
-      app.add_option("--seq", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
+      app.add_option("--batch_size", o->bench.batch, "sequences per step (shared by the tp ranks)")->capture_default_str();
+      app.add_option("--seq_len", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
       app.add_option("--threads", o->bench.threads,
                      "threads in all, divided among the tp ranks; 0: the machine's")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
-      app.add_option("--worker-out,--worker_out", o->worker_out, "(internal) result file of a launched rank")
+      app.add_option("--worker_out", o->worker_out, "(internal) result file of a launched rank")
           ->group("");
       return [o] { return run(*o); };
     });

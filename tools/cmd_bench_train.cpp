@@ -45,8 +45,8 @@ static const bool registered = loom::cli::register_command(
       loom::cli::add_device_option(app, "bench train");
       app.add_option("--config", o->config, "config file (its \"model\" section is used)")
           ->required();
-      app.add_option("--batch", o->bench.batch, "sequences per step")->capture_default_str();
-      app.add_option("--seq", o->bench.seq, "sequence length")->capture_default_str();
+      app.add_option("--batch_size", o->bench.batch, "sequences per step")->capture_default_str();
+      app.add_option("--seq_len", o->bench.seq, "sequence length")->capture_default_str();
       app.add_option("--threads", o->threads, "threads (0: default)")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();

@@ -112,9 +112,9 @@ const bool registered = loom::cli::register_command(
       app.add_option("--timeout", o->timeout_s, "Seconds each call may take");
       app.add_option("--fault", o->fault,
                      "Inject a failure: kill | stop | exit (mid all-reduce), exit-first-attempt, "
-                     "mismatch-count | mismatch-op (one all-reduce that differs on --fault-rank)");
-      app.add_option("--fault-rank", o->fault_rank, "The rank that fails");
-      app.add_option("--fault-after-ms", o->fault_after_ms, "When it fails");
+                     "mismatch-count | mismatch-op (one all-reduce that differs on --fault_rank)");
+      app.add_option("--fault_rank", o->fault_rank, "The rank that fails");
+      app.add_option("--fault_after_ms", o->fault_after_ms, "When it fails");
       return [o] { return run(*o); };
     });
 

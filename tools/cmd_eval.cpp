@@ -73,7 +73,7 @@ static const bool registered = loom::cli::register_command(
     "eval", "Loss and perplexity of a checkpoint on a data split (any number of ranks)",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
-      app.add_option("--checkpoint", o->checkpoint, "checkpoint directory or a `latest` file")
+      app.add_option("--checkpoint", o->checkpoint, "checkpoint directory, a `latest` file, or a run directory (its latest)")
           ->required();
       app.add_option("--data_dir", o->data_dir, "directory of token shards (loom tokenize)")
           ->required();

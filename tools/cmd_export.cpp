@@ -64,7 +64,7 @@ static const bool registered = loom::cli::register_command(
     "export", "Export a checkpoint for llama.cpp (GGUF) or Hugging Face transformers",
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
-      app.add_option("--checkpoint", o->checkpoint, "checkpoint directory or a `latest` file")
+      app.add_option("--checkpoint", o->checkpoint, "checkpoint directory, a `latest` file, or a run directory (its latest)")
           ->required();
       app.add_option("--format", o->format, "gguf (llama.cpp) or hf (Hugging Face directory)")
           ->required();

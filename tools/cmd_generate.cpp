@@ -89,7 +89,7 @@ static const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--checkpoint", o->checkpoint,
-                     "checkpoint directory or a `latest` file (e.g. runs/tiny/latest)")
+                     "checkpoint directory, a `latest` file, or a run directory (its latest): runs/tiny")
           ->required();
       app.add_option("--prompt", o->prompt, "text to continue");
       app.add_option("--batch_prompts", o->batch_prompts,

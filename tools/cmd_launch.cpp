@@ -1,4 +1,4 @@
-// `loom launch --nproc N [--max-restarts K] -- <loom command ...>`: N local ranks (shm backend).
+// `loom launch --nproc N [--max_restarts K] -- <loom command ...>`: N local ranks (shm backend).
 #include <memory>
 
 #include "command_registry.hpp"
@@ -19,7 +19,7 @@ const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--nproc,-n", o->nproc, "Number of ranks")->required();
-      app.add_option("--max-restarts", o->launch.max_restarts,
+      app.add_option("--max_restarts", o->launch.max_restarts,
                      "Restart all ranks up to this many times after a failure");
       app.add_option("--grace", o->launch.grace_s,
                      "Seconds between SIGTERM and SIGKILL when stopping ranks after a failure "
@@ -30,7 +30,7 @@ const bool registered = loom::cli::register_command(
       app.footer(
           "SIGTERM/SIGINT is passed to every rank once (loom train saves and exits 0); a second "
           "one stops them at once.\nExamples: loom launch --nproc 4 -- comm check\n"
-          "  loom launch --nproc 4 --max-restarts 3 -- train --config configs/tiny.json --resume auto");
+          "  loom launch --nproc 4 --max_restarts 3 -- train --config configs/tiny.json --resume auto");
       return [o] { return loom::launch::launch_local(o->nproc, o->command, o->launch); };
     });
 

@@ -50,7 +50,7 @@ double status_bytes(const std::string& field) {
 }
 
 std::vector<std::string> rank_args(const Options& o) {
-  return {"memory", "--config", o.config, "--batch", std::to_string(o.batch), "--seq",
+  return {"memory", "--config", o.config, "--batch_size", std::to_string(o.batch), "--seq_len",
           std::to_string(o.seq), "--threads", std::to_string(o.threads), "--zero",
           std::to_string(o.zero), "--steps", std::to_string(o.steps), "--bucket_mb",
           std::to_string(o.bucket_mb), "--precision", o.precision, "--recompute", o.recompute,
@@ -69,7 +69,9 @@ struct RankRun {
   std::unique_ptr<loom::parallel::DataParallel> dp;
   std::unique_ptr<loom::pipeline::PipelineTraining> pipe;
 
-  RankRun(const Options& o, const loom::GPTConfig& cfg, loom::comm::Communicator* world) {
+  // `mo`: the flags parsed once by run() (its recompute and schedule).
+  RankRun(const Options& o, const loom::MemoryOptions& mo, loom::comm::Communicator* world) {
+    const loom::GPTConfig& cfg = mo.model;
     if (world != nullptr) {
       mesh = std::make_unique<loom::parallel::Mesh>(
           *world, loom::parallel::mesh_shape(world->size(), o.tp, o.pp));
@@ -83,13 +85,13 @@ struct RankRun {
     }
     model = std::make_unique<loom::GPT>(cfg, shard, tp.get());
     model->init_weights(1);
-    model->set_recompute(loom::parse_recompute(o.recompute));
+    model->set_recompute(mo.recompute);
     dp = std::make_unique<loom::parallel::DataParallel>(
         mesh ? &mesh->dp() : nullptr, *model, loom::AdamWParams{},
         loom::parallel::DataParallelOptions{o.zero, o.bucket_mb}, tp ? &mesh->tp() : nullptr);
     if (o.pp > 1) {
       pipe = std::make_unique<loom::pipeline::PipelineTraining>(
-          *mesh, *model, loom::pipeline::parse_schedule_kind(o.schedule),
+          *mesh, *model, mo.schedule,
           o.micro_batches > 0 ? o.micro_batches : o.pp);
     }
   }
@@ -161,9 +163,9 @@ int run(const Options& o) {
   LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1 (or 0: tp x pp), got ", o.nproc);
   LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
   LOOM_CHECK(o.steps >= 1, "--steps must be >= 1, got ", o.steps);
-  LOOM_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
+  LOOM_CHECK(o.batch >= 1, "--batch_size must be >= 1, got ", o.batch);
   const loom::GPTConfig cfg = loom::load_model_config(o.config);
-  LOOM_CHECK(o.seq >= 1 && o.seq <= cfg.context_len, "--seq must be in [1, ", cfg.context_len,
+  LOOM_CHECK(o.seq >= 1 && o.seq <= cfg.context_len, "--seq_len must be in [1, ", cfg.context_len,
              "], got ", o.seq);
   const auto requested = loom::kernels::parse_precision(o.precision, "--precision");
   const loom::Recompute recompute = loom::parse_recompute(o.recompute);
@@ -200,7 +202,7 @@ int run(const Options& o) {
   const auto comm = loom::comm::communicator_from_env();
   const int world = comm->size();
   const double runtime = status_bytes("VmRSS");  // binary, libraries, comm set-up: measured
-  RankRun rank(o, cfg, world > 1 ? comm.get() : nullptr);
+  RankRun rank(o, mo, world > 1 ? comm.get() : nullptr);
   rank.run_steps(o, precision);
   const double measured = status_bytes("VmHWM");
 
@@ -258,8 +260,8 @@ static const bool registered = loom::cli::register_command(
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->config, "config file (its \"model\" section is used)")
           ->required();
-      app.add_option("--batch", o->batch, "sequences per rank")->capture_default_str();
-      app.add_option("--seq", o->seq, "sequence length")->capture_default_str();
+      app.add_option("--batch_size", o->batch, "sequences per rank")->capture_default_str();
+      app.add_option("--seq_len", o->seq, "sequence length")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (0: default)")
           ->capture_default_str();
       app.add_option("--precision", o->precision, "matmul precision: f32 or bf16")

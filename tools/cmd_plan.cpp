@@ -151,7 +151,7 @@ const bool registered = loom::cli::register_command(
       app.add_option("--mem_gb", o->mem_gb, "memory per rank in GB; 0: no limit")->capture_default_str();
       app.add_option("--global_batch", o->global_batch,
                      "sequences per step; 0: train.batch_size x nproc")->capture_default_str();
-      app.add_option("--seq", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
+      app.add_option("--seq_len", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
       app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
       app.add_option("--cores", o->cores,

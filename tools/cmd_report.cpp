@@ -28,7 +28,7 @@ const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("dir", o->dir, "The run's out_dir (holding metrics.jsonl)")->required();
-      app.add_option("--log-file", o->log_file, "Metrics file inside dir")->capture_default_str();
+      app.add_option("--log_file", o->log_file, "Metrics file inside dir")->capture_default_str();
       app.add_option("--out", o->out, "SVG to write (default: <dir>/report.svg)");
       app.footer("Example: loom report runs/tiny   (then open runs/tiny/report.svg in a browser)");
       return [o] { return run(*o); };

@@ -4,7 +4,7 @@
 // Output <out>/train_000000.bin ..., <out>/val_000000.bin ..., <out>/meta.json. As in llm.c's
 // data scripts, every document is preceded by <|endoftext|>. Validation documents: document i
 // (0-based, over all inputs in order) goes to val when floor((i+1)*f) > floor(i*f), f =
-// --val-fraction: every 10th document for 0.1, a whole-document and deterministic split.
+// --val_fraction: every 10th document for 0.1, a whole-document and deterministic split.
 // Shards are written into a staging folder inside <out> and moved into place only when all is
 // done, so a failed run leaves an existing output as it was.
 #include <unistd.h>
@@ -44,7 +44,7 @@ struct Options {
 std::string read_text(const std::string& path) {
   if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
   std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK(in, "--encode-file: cannot open ", path);
+  LOOM_CHECK(in, "--encode_file: cannot open ", path);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
@@ -84,8 +84,8 @@ void publish(const fs::path& staging, const fs::path& out) {
 
 int run_corpus(const Options& o) {
   LOOM_CHECK(!o.inputs.empty(), "--input is required (text files or directories)");
-  LOOM_CHECK(!o.out.empty(), "--out is required (output directory)");
-  LOOM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), got ",
+  LOOM_CHECK(!o.out.empty(), "--out_dir is required (output directory)");
+  LOOM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val_fraction must be in [0, 1), got ",
              o.val_fraction);
   const auto tok = loom::load_tokenizer(o.tokenizer);
   const auto corpus = loom::list_text_files(o.inputs);
@@ -161,7 +161,7 @@ int run_corpus(const Options& o) {
 
 int run(const Options& o) {
   loom::set_num_threads(o.threads);
-  LOOM_CHECK(o.encode.empty() || o.encode_file.empty(), "give --encode or --encode-file, not both");
+  LOOM_CHECK(o.encode.empty() || o.encode_file.empty(), "give --encode or --encode_file, not both");
   if (!o.encode.empty() || !o.encode_file.empty() || !o.decode.empty()) {
     const auto tok = loom::load_tokenizer(o.tokenizer);
     if (!o.encode.empty() || !o.encode_file.empty()) {
@@ -198,15 +198,15 @@ const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--input", o->inputs, "Text files or directories (recursive)");
-      app.add_option("--out", o->out, "Output directory for shards and meta.json");
+      app.add_option("--out_dir", o->out, "Output directory for shards and meta.json");
       app.add_option("--tokenizer", o->tokenizer, "gpt2 or byte")->capture_default_str();
-      app.add_option("--val-fraction", o->val_fraction, "Fraction of documents for validation")
+      app.add_option("--val_fraction", o->val_fraction, "Fraction of documents for validation")
           ->capture_default_str();
-      app.add_option("--shard-tokens", o->shard_tokens, "Tokens per shard file")
+      app.add_option("--shard_tokens", o->shard_tokens, "Tokens per shard file")
           ->capture_default_str();
       app.add_option("--threads", o->threads, "Encoding threads (default: all cores)");
       app.add_option("--encode", o->encode, "Print the token ids of this text");
-      app.add_option("--encode-file", o->encode_file,
+      app.add_option("--encode_file", o->encode_file,
                      "Print the token ids of this file's text, exactly (- = stdin)");
       app.add_option("--decode", o->decode, "Print the text of these ids (\"15496 995\")");
       return [o] { return run(*o); };

@@ -103,8 +103,14 @@ int run(const Options& o) {
     }
   }
   loom::RunConfig config = loom::parse_run_config(j, origin);
+  if (!checkpoint_dir.empty()) {
+    const int64_t done = loom::read_checkpoint_state(checkpoint_dir).step;
+    LOOM_CHECK(config.train.max_steps > done, "--max_steps ", config.train.max_steps, ": checkpoint ",
+               checkpoint_dir, " is already at step ", done,
+               ", so there is nothing left to train (raise --max_steps to continue)");
+  }
   const loom::comm::RankEnvironment env = loom::comm::detect_environment();
-  if (config.train.parallel == "auto") {
+  if (config.train.parallel == loom::LayoutChoice::kAuto) {
     LOOM_CHECK(env.launcher == loom::comm::Launcher::None,
                "--parallel auto picks the layout before launching the ranks (loom train --nproc N "
                "--parallel auto); under another launcher pass --tp, --pp, --micro_batches");
@@ -172,9 +178,12 @@ static const bool registered = loom::cli::register_command(
       }
       app.footer(
           "Data parallel: batch_size is per data-parallel rank; the global batch is batch_size x "
-          "ranks / tp x grad_accum.\n  loom train --config configs/tiny.json --nproc 4       (4 local ranks, "
-          "shared memory)\n  mpirun -np 4 loom train --config configs/tiny.json  (Open MPI, one "
-          "or many hosts)\n  loom train --config configs/tiny.json --nproc 4 --tp 2  (2 data-parallel "
-          "replicas, each split over 2 ranks)");
+          "ranks / tp x grad_accum. With data/fortunes from scripts/demo.sh (or any loom tokenize output):\n"
+          "  loom train --config configs/tiny.json --data_dir data/fortunes --nproc 4          (4 local "
+          "ranks, shared memory)\n"
+          "  mpirun -np 4 loom train --config configs/tiny.json --data_dir data/fortunes     (Open MPI, "
+          "one or many hosts)\n"
+          "  loom train --config configs/tiny.json --data_dir data/fortunes --nproc 4 --tp 2 (2 "
+          "data-parallel replicas, each split over 2 ranks)");
       return [o] { return run(*o); };
     });

@@ -16,15 +16,9 @@ void check_device(const std::string& value, const std::string& command) {
 }  // namespace
 
 void add_device_option(CLI::App& app, const std::string& command) {
+  // A refusal is a loom::Error: main() prints it without the usage hint of a parse error.
   app.add_option_function<std::string>(
-         "--device",
-         [command](const std::string& value) {
-           try {
-             check_device(value, command);
-           } catch (const Error& e) {
-             throw CLI::ValidationError(e.what());  // CLI11 prints it and exits non-zero
-           }
-         },
+         "--device", [command](const std::string& value) { check_device(value, command); },
          "cpu, or cuda (one GPU per rank)")
       ->default_str("cpu");
 }

@@ -16,7 +16,7 @@ struct RankEnvironment {
   int rank = 0, world_size = 1;
   int local_rank = 0, local_world_size = 1;
   std::string shm_name;  // the job's shared-memory segment (loom launch; mpirun on one host)
-  int restart_count = 0;  // loom launch --max-restarts: how many times the job was restarted
+  int restart_count = 0;  // loom launch --max_restarts: how many times the job was restarted
   std::string master_addr;
   int master_port = 0;
 };

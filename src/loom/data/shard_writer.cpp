@@ -14,7 +14,7 @@ ShardSequenceWriter::ShardSequenceWriter(std::string dir, std::string prefix, si
       shard_tokens_(shard_tokens),
       vocab_size_(vocab_size) {
   LOOM_CHECK(shard_tokens > 0 && shard_tokens <= 0x7fffffffu,
-             "--shard-tokens must be in 1..2147483647, got ", shard_tokens);
+             "--shard_tokens must be in 1..2147483647, got ", shard_tokens);
   LOOM_CHECK(vocab_size > 0 && vocab_size <= 65536, "shards store uint16 ids: vocab size ",
              vocab_size, " is too large");
 }

@@ -87,7 +87,7 @@ std::vector<std::string> find_shards(const std::string& dir, const std::string& 
     }
   }
   LOOM_CHECK(!paths.empty(), "find_shards: no ", split, " shards (*", split, "*.bin) in ", dir,
-             " (make them with: loom tokenize --input <text> --out ", dir, ")");
+             " (make them with: loom tokenize --input <text> --out_dir ", dir, ")");
   std::sort(paths.begin(), paths.end());
   return paths;
 }

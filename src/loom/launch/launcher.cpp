@@ -270,7 +270,7 @@ class Job {
 
 int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts) {
   LOOM_CHECK(nproc >= 1, "launch: --nproc must be at least 1, got ", nproc);
-  LOOM_CHECK(opts.max_restarts >= 0, "launch: --max-restarts must be >= 0");
+  LOOM_CHECK(opts.max_restarts >= 0, "launch: --max_restarts must be >= 0");
   LOOM_CHECK(!args.empty(), "launch: no command to run (loom launch --nproc N -- <command>)");
   SignalGuard signals;
   for (int attempt = 0;; ++attempt) {

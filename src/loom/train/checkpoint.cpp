@@ -163,7 +163,12 @@ std::string publish_checkpoint(const std::string& out_dir, const std::string& tm
 
 std::string resolve_checkpoint(const std::string& path) {
   LOOM_CHECK(fs::exists(path), "checkpoint ", path, " does not exist");
-  if (fs::is_directory(path)) return path;
+  if (fs::is_directory(path)) {
+    // A run's out_dir (no state.json, a `latest` file): its newest checkpoint.
+    const fs::path latest = fs::path(path) / "latest";
+    if (!fs::exists(fs::path(path) / kStateFile) && fs::exists(latest)) return resolve_checkpoint(latest.string());
+    return path;
+  }
   std::ifstream in(path);
   std::string name;
   LOOM_CHECK(in && (in >> name) && !name.empty(), path, ": cannot read the checkpoint name it should hold");

@@ -88,7 +88,7 @@ void check_memory_layout(const MemoryOptions& o) {
   LOOM_CHECK(o.pp == 1 || o.schedule != pipeline::ScheduleKind::Interleaved,
              "--schedule interleaved is not predicted by loom memory (gpipe, 1f1b or zb1p)");
   const int m = micro_batches(o);
-  LOOM_CHECK(m >= 1 && o.batch % m == 0, "--micro_batches ", m, " must divide --batch ", o.batch);
+  LOOM_CHECK(m >= 1 && o.batch % m == 0, "--micro_batches ", m, " must divide --batch_size ", o.batch);
   LOOM_CHECK(o.stage >= 0 && o.stage < o.pp, "memory: stage ", o.stage, " is outside [0, ", o.pp,
              ")");
   const std::vector<int> first = stage_bounds(o);

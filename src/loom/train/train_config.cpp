@@ -2,20 +2,24 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <type_traits>
-#include <fstream>
 
 #include "loom/core/check.hpp"
-#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
-#include "loom/model/recompute.hpp"
+#include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
-#include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
+
+const char* grad_reduce_name(GradReduce g) { return g == GradReduce::kBF16 ? "bf16" : "f32"; }
+
+const char* layout_choice_name(LayoutChoice l) { return l == LayoutChoice::kAuto ? "auto" : "manual"; }
+
 namespace {
 
 // The one list of train fields: (name, member, help). Serialisation, parsing and --help all
@@ -93,7 +97,36 @@ template <typename Float>
   requires std::is_floating_point_v<Float>
 void read_value(const nlohmann::json& v, const std::string& key, Float& out) {
   LOOM_CHECK(v.is_number(), "train.", key, " must be a number, got ", v.dump());
-  out = v.get<Float>();
+  const double x = v.get<double>();
+  LOOM_CHECK(std::isfinite(x) && std::fabs(x) <= std::numeric_limits<Float>::max(), "train.", key,
+             " = ", v.dump(), " is out of range: it must be a finite number of magnitude <= ",
+             std::numeric_limits<Float>::max());
+  out = static_cast<Float>(x);
+}
+std::string text_of(const nlohmann::json& v, const std::string& key) {
+  LOOM_CHECK(v.is_string(), "train.", key, " must be a string, got ", v.dump());
+  return v.get<std::string>();
+}
+// The named choices: each is parsed here, once, into its enumeration; an error names the flag
+// (every field is one), the value and the valid names.
+void read_value(const nlohmann::json& v, const std::string& key, kernels::MatmulPrecision& out) {
+  out = kernels::parse_precision(text_of(v, key), "--" + key);
+}
+void read_value(const nlohmann::json& v, const std::string& key, pipeline::ScheduleKind& out) {
+  out = pipeline::parse_schedule_kind(text_of(v, key));
+}
+void read_value(const nlohmann::json& v, const std::string& key, Recompute& out) {
+  out = parse_recompute(text_of(v, key), "--" + key);
+}
+void read_value(const nlohmann::json& v, const std::string& key, GradReduce& out) {
+  const std::string t = text_of(v, key);
+  LOOM_CHECK(t == "f32" || t == "bf16", "--", key, " must be f32 or bf16, got '", t, "'");
+  out = t == "bf16" ? GradReduce::kBF16 : GradReduce::kF32;
+}
+void read_value(const nlohmann::json& v, const std::string& key, LayoutChoice& out) {
+  const std::string t = text_of(v, key);
+  LOOM_CHECK(t == "manual" || t == "auto", "--", key, " must be manual or auto, got '", t, "'");
+  out = t == "auto" ? LayoutChoice::kAuto : LayoutChoice::kManual;
 }
 template <typename Int>
   requires std::is_integral_v<Int>
@@ -132,6 +165,12 @@ void validate(const RunConfig& rc) {
              rc.model.context_len, "], got ", c.seq_len);
   LOOM_CHECK(c.stride >= 1, "stride must be >= 1, got ", c.stride);
   LOOM_CHECK(c.grad_accum >= 1, "grad_accum must be >= 1, got ", c.grad_accum);
+  // max_steps, warm-up and the learning rates: the schedule's own rules, checked now.
+  LrSchedule{c.initial_lr, c.lr, c.min_lr, c.warmup_steps, c.max_steps}.validate();
+  LOOM_CHECK(c.weight_decay >= 0, "weight_decay must be >= 0, got ", c.weight_decay);
+  LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1, "beta1 must be in [0, 1), got ", c.beta1);
+  LOOM_CHECK(c.beta2 >= 0 && c.beta2 < 1, "beta2 must be in [0, 1), got ", c.beta2);
+  LOOM_CHECK(c.eps > 0, "eps must be > 0, got ", c.eps);
   LOOM_CHECK(c.max_norm >= 0, "max_norm must be >= 0, got ", c.max_norm);
   LOOM_CHECK(c.eval_freq >= 0, "eval_freq must be >= 0, got ", c.eval_freq);
   LOOM_CHECK(c.eval_iter >= 1, "eval_iter must be >= 1, got ", c.eval_iter);
@@ -142,13 +181,10 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.top_k >= 0, "top_k must be >= 0, got ", c.top_k);
   LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
-  kernels::parse_precision(c.precision, "precision");
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
-  LOOM_CHECK(c.grad_reduce == "f32" || c.grad_reduce == "bf16", "grad_reduce must be f32 or bf16, got '",
-             c.grad_reduce, "'");
-  LOOM_CHECK(c.grad_reduce == "f32" || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",
+  LOOM_CHECK(c.grad_reduce == GradReduce::kF32 || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",
              c.zero, " reduce-scatters the gradients in f32");
   LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
   check_tp_divides_heads(rc.model, c.tp, "--tp");
@@ -162,13 +198,10 @@ void validate(const RunConfig& rc) {
   const int m = c.micro_batches > 0 ? c.micro_batches : c.pp;
   LOOM_CHECK(c.batch_size % m == 0, "micro_batches ", m, c.micro_batches > 0 ? "" : " (= pp)",
              " must divide batch_size ", c.batch_size);
-  LOOM_CHECK(c.parallel == "manual" || c.parallel == "auto", "parallel must be manual or auto, got '",
-             c.parallel, "'");
-  const pipeline::ScheduleKind kind = pipeline::parse_schedule_kind(c.schedule);
-  const bool interleaved = kind == pipeline::ScheduleKind::Interleaved;
+  const bool interleaved = c.schedule == pipeline::ScheduleKind::Interleaved;
   LOOM_CHECK(c.virtual_stages >= 1, "virtual_stages must be >= 1, got ", c.virtual_stages);
   LOOM_CHECK(interleaved || c.virtual_stages == 1, "virtual_stages ", c.virtual_stages,
-             " needs schedule interleaved (schedule ", c.schedule, " runs one chunk per rank)");
+             " needs schedule interleaved (schedule ", pipeline::name(c.schedule), " runs one chunk per rank)");
   LOOM_CHECK(!interleaved || (c.pp > 1 && c.virtual_stages > 1), "schedule interleaved needs pp > 1 "
              "and virtual_stages > 1 (chunks per rank), got pp ", c.pp, ", virtual_stages ", c.virtual_stages);
   LOOM_CHECK(!interleaved || m % c.pp == 0, "schedule interleaved: micro_batches ", m,
@@ -176,13 +209,13 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.pp * c.virtual_stages <= rc.model.n_layer, "pp x virtual_stages = ", c.pp, " x ",
              c.virtual_stages, " model chunks need n_layer >= ", c.pp * c.virtual_stages,
              " (at least one block each), got n_layer ", rc.model.n_layer);
-  const Recompute recompute = parse_recompute(c.recompute);
-  LOOM_CHECK(recompute != Recompute::kFull || c.pp == 1 || kind != pipeline::ScheduleKind::ZeroBubbleH1,
+  LOOM_CHECK(c.recompute != Recompute::kFull || c.pp == 1 ||
+                 c.schedule != pipeline::ScheduleKind::ZeroBubbleH1,
              "recompute full cannot run with schedule zb1p: its weight-gradient pass needs every "
              "block's layer inputs, which full recomputation does not keep; use recompute "
              "selective, or schedule gpipe or 1f1b");
   // Under parallel auto the planner picks pp; the layout is checked again once it has.
-  const bool pipelined = c.pp > 1 || c.parallel == "auto";
+  const bool pipelined = c.pp > 1 || c.parallel == LayoutChoice::kAuto;
   LOOM_CHECK(c.partition.empty() || pipelined, "partition '", c.partition,
              "' cuts pipeline stages: it needs pp > 1, got pp ", c.pp);
   LOOM_CHECK(c.partition.empty() || c.virtual_stages == 1, "partition '", c.partition,
@@ -224,6 +257,7 @@ nlohmann::json parse_flag_value(const std::string& name, const std::string& text
   }
   const double x = std::strtod(text.c_str(), &end);
   LOOM_CHECK(!text.empty() && *end == '\0' && errno == 0, flag, ": expected a number, got '", text, "'");
+  LOOM_CHECK(std::isfinite(x), flag, ": expected a finite number, got '", text, "'");
   return x;
 }
 
@@ -234,6 +268,11 @@ nlohmann::json as_written(float x) {
   const auto r = std::to_chars(buf, buf + sizeof buf, x);
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
+nlohmann::json as_written(kernels::MatmulPrecision p) { return kernels::precision_name(p); }
+nlohmann::json as_written(pipeline::ScheduleKind k) { return pipeline::name(k); }
+nlohmann::json as_written(Recompute r) { return recompute_name(r); }
+nlohmann::json as_written(GradReduce g) { return grad_reduce_name(g); }
+nlohmann::json as_written(LayoutChoice l) { return layout_choice_name(l); }
 template <typename T>
 nlohmann::json as_written(const T& x) {
   return x;

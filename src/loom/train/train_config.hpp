@@ -2,16 +2,29 @@
 // A run's configuration: one JSON file {"model": {GPTConfig fields}, "train": {TrainConfig
 // fields}} plus command-line overrides. Field names are unique across both sections, so every
 // field is also a flat flag: `--n_layer 2 --lr 1e-3`. Unknown fields and flags, mistyped values
-// and missing required fields are errors that name them.
+// and missing required fields are errors that name them. Every value is parsed once, here: the
+// named choices (precision, schedule, recompute, grad_reduce, parallel) become enumerations and
+// every range is checked before any process, mesh or timing starts.
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/recompute.hpp"
+#include "loom/parallel/pipeline/schedule.hpp"
 
 namespace loom {
+
+// What the data-parallel gradient all-reduce moves: "f32" or "bf16".
+enum class GradReduce { kF32, kBF16 };
+const char* grad_reduce_name(GradReduce g);
+
+// Who chooses tp, pp, micro_batches and schedule: "manual" (the flags) or "auto" (the planner).
+enum class LayoutChoice { kManual, kAuto };
+const char* layout_choice_name(LayoutChoice l);
 
 struct TrainConfig {
   std::string data_dir;  // required
@@ -42,22 +55,22 @@ struct TrainConfig {
   float temperature = 0.0f;  // 0: greedy
   uint64_t seed = 1337;
   int threads = 0;  // 0: OpenMP's default
-  std::string precision = "f32";  // GEMM inputs: f32, or bf16 (f32 weights, optimizer, reductions)
+  kernels::MatmulPrecision precision = kernels::MatmulPrecision::kF32;  // GEMM inputs (bf16: f32 weights, optimizer, reductions)
   std::string log_file = "metrics.jsonl";  // relative to out_dir; "": none
   bool async_save = true;  // checkpoint files are written in the background
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
-  std::string grad_reduce = "f32";  // what the gradient all-reduce moves: f32 or bf16 (zero 0)
+  GradReduce grad_reduce = GradReduce::kF32;  // what the gradient all-reduce moves (bf16: zero 0 only)
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
   int pp = 1;  // pipeline stages
   int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
-  std::string schedule = "1f1b";  // gpipe, 1f1b, interleaved, zb1p (parallel/pipeline/schedule.hpp)
+  pipeline::ScheduleKind schedule = pipeline::ScheduleKind::OneFOneB;
   int virtual_stages = 1;  // schedule interleaved: model chunks per pipeline rank
-  std::string parallel = "manual";  // auto: the planner picks tp, pp, micro_batches, schedule
-  std::string recompute = "none";   // activation recomputation: none, selective, full
+  LayoutChoice parallel = LayoutChoice::kManual;  // auto: the planner picks tp, pp, micro_batches, schedule
+  Recompute recompute = Recompute::kNone;          // activation recomputation
   std::string partition;  // pp > 1: blocks per stage ("2,4"); "": balanced by timed costs
   bool rebalance = false;  // pp > 1: re-time the stages, re-partition at a checkpoint if uneven
   int rebalance_steps = 5;  // steps timed by rebalance

@@ -143,10 +143,10 @@ struct Trainer::Impl {
                       : pipeline::Partition{}),
         model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
         dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == "bf16"},
+           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == GradReduce::kBF16},
            mesh ? &mesh->tp() : nullptr),
         pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
-                                  *mesh, model, pipeline::parse_schedule_kind(c.train.schedule),
+                                  *mesh, model, c.train.schedule,
                                   micro_batches(c.train), c.train.virtual_stages)
                             : nullptr),
         rebalancer(c.train.rebalance && pipe ? std::make_unique<pipeline::Rebalancer>(
@@ -159,8 +159,7 @@ struct Trainer::Impl {
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
         dropout_rng(c.train.seed + 1),
-        precision(kernels::resolve_precision(
-            kernels::parse_precision(c.train.precision, "--precision"))) {
+        precision(kernels::resolve_precision(c.train.precision)) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -175,7 +174,7 @@ struct Trainer::Impl {
                  c.train.seq_len + 1, " tokens (one window)");
     }
     model.init_weights(c.train.seed);
-    model.set_recompute(parse_recompute(c.train.recompute));
+    model.set_recompute(c.train.recompute);
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);
@@ -471,7 +470,7 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     std::cout << "model: " << m.cfg.model.num_params() << " parameters, " << m.cfg.model.n_layer
               << " layers, d_model " << m.cfg.model.d_model << " | data: " << m.train_data.num_tokens()
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
-              << " | tokenizer " << m.tokenizer_name << " | " << m.world << " rank(s), global batch "
+              << " | tokenizer " << m.tokenizer_name << " | " << m.world * c.tp * c.pp << " rank(s), global batch "
               << c.batch_size * m.world * c.grad_accum << " sequences"
               << (c.tp > 1 || c.pp > 1 ? " | dp " + std::to_string(m.world) + " x tp " +
                                              std::to_string(c.tp) + " x pp " + std::to_string(c.pp)
@@ -479,7 +478,7 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
               << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
               << kernels::precision_name(m.precision) << " matmuls" << std::endl;
     if (m.pipe)
-      std::cout << "pipeline: " << c.schedule << ", " << m.pipe->schedule().micro_batches()
+      std::cout << "pipeline: " << pipeline::name(c.schedule) << ", " << m.pipe->schedule().micro_batches()
                 << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
                 << " sequences | " << m.partition.describe() << std::endl;
   }

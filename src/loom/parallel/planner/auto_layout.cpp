@@ -11,7 +11,7 @@ PlanRequest auto_request(const RunConfig& config, int cores) {
   req.world = t.nproc;
   req.global_batch = t.batch_size * t.nproc;
   req.seq = t.seq_len;
-  req.recompute = parse_recompute(t.recompute);
+  req.recompute = t.recompute;
   req.cores = cores;
   req.zero = t.zero;
   req.bucket_mb = t.bucket_mb;
@@ -25,14 +25,14 @@ std::map<std::string, std::string> apply_layout(TrainConfig& t, const Layout& L,
   t.tp = L.tp;
   t.pp = L.pp;
   t.micro_batches = L.micro_batches;
-  t.schedule = pipeline::name(L.schedule);
+  t.schedule = L.schedule;
   t.virtual_stages = L.virtual_stages;
   t.batch_size = global_batch / L.dp;
-  t.parallel = "manual";
+  t.parallel = LayoutChoice::kManual;
   return {{"tp", std::to_string(t.tp)},
           {"pp", std::to_string(t.pp)},
           {"micro_batches", std::to_string(t.micro_batches)},
-          {"schedule", t.schedule},
+          {"schedule", pipeline::name(t.schedule)},
           {"virtual_stages", std::to_string(t.virtual_stages)},
           {"batch_size", std::to_string(t.batch_size)},
           {"parallel", "manual"}};
