@@ -45,8 +45,8 @@ class DivergenceCli : public ::testing::Test {
               ranks)
         << r.out;
     EXPECT_EQ(count(r.out, "timed out"), 0) << r.out;
-    EXPECT_TRUE(fs::exists(dir_ / out / "step_000002"));
-    EXPECT_FALSE(fs::exists(dir_ / out / "step_000003"));
+    EXPECT_TRUE(fs::exists(dir_ / out + "/step_000002"));
+    EXPECT_FALSE(fs::exists(dir_ / out + "/step_000003"));
   }
 
   testing::TempDir dir_;

@@ -130,7 +130,7 @@ void PipelineTraining::reduce_tied_embedding() {
   mesh_.embedding().allreduce(model_.grads() + wte_->offset, wte_->numel);
 }
 
-FlatRange PipelineTraining::norm_skip() const {
+parallel::FlatRange PipelineTraining::norm_skip() const {
   if (mesh_.shape().pp > 1 && model_.shard().has_head && wte_ != nullptr)
     return {wte_->offset, wte_->offset + wte_->numel};
   return {0, 0};

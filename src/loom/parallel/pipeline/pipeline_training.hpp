@@ -24,6 +24,7 @@
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
+#include "loom/parallel/zero_optimizer.hpp"
 
 namespace loom::pipeline {
 
@@ -64,7 +65,7 @@ class PipelineTraining {
   // The flat range of this stage's gradient its norm leaves out: the tied wte on the last stage
   // (the first stage counts it); empty elsewhere. Summing the stages' norms without it over the
   // pp group (sum_over_stages) gives the squared norm of the whole model's gradient.
-  FlatRange norm_skip() const;
+  parallel::FlatRange norm_skip() const;
   double sum_over_stages(double x);
   // Collective over the pp group: `whole` (whole tensor whole_p: this stage's, or zeros where the
   // stage does not hold it) becomes the model's on every stage; the tied wte comes from stage 0.
