@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <algorithm>
 
 #include "loom/core/check.hpp"
 #include "loom/core/checksum.hpp"
@@ -168,6 +170,57 @@ TEST(Checkpoint, MissingOrBadStateIsAClearError) {
   fs::resize_file(ckpt + "/state.json", 20);
   EXPECT_NE(error_of([&] { read_checkpoint_state(ckpt); }).find("state.json: not valid JSON"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// A source that hands every tensor out through the writer's scratch buffer (as a sharded model
+// gathers it) and records what the writer asked for.
+class RecordingSource : public CheckpointSource {
+ public:
+  RecordingSource(const std::vector<ParamInfo>& layout, const float* params, const AdamW& opt)
+      : whole_(layout, params, opt) {}
+  const float* tensor(CheckpointTensor kind, const ParamInfo& p, float* scratch) override {
+    asked.emplace_back(kind, p.name);
+    scratches.insert(scratch);
+    const float* t = whole_.tensor(kind, p, nullptr);
+    std::copy(t, t + p.numel, scratch);
+    return scratch;
+  }
+  int64_t optimizer_step() const override { return whole_.optimizer_step(); }
+
+  std::vector<std::pair<CheckpointTensor, std::string>> asked;
+  std::set<const float*> scratches;
+
+ private:
+  BufferCheckpointSource whole_;
+};
+
+// A save asks its source for one tensor at a time, in for_each_checkpoint_tensor's order, always
+// into the same one-tensor scratch buffer (no whole copy of parameters or moments), and writes
+// the very bytes a save from whole buffers writes; a rank that only drains asks the same.
+TEST(Checkpoint, AGatheringSourceIsAskedOneTensorAtATimeIntoOneScratchBuffer) {
+  testing::TempDir dir;
+  Fixture a;
+  const std::string whole = a.save(dir / "whole");
+  RecordingSource source(a.layout, a.params.data(), a.opt);
+  const std::string gathered = save_checkpoint(dir / "gathered", a.state, a.layout, source);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"})
+    EXPECT_EQ(read_file(gathered + "/" + f), read_file(whole + "/" + f)) << f;
+  EXPECT_EQ(source.scratches.size(), 1u);
+  std::vector<std::pair<CheckpointTensor, std::string>> order;
+  for_each_checkpoint_tensor(a.layout, [&](CheckpointTensor k, const ParamInfo& p) {
+    order.emplace_back(k, p.name);
+  });
+  EXPECT_EQ(order.size(), 3 * a.layout.size());
+  EXPECT_EQ(source.asked, order);
+  RecordingSource drained(a.layout, a.params.data(), a.opt);
+  drain_checkpoint_source(a.layout, drained);
+  EXPECT_EQ(drained.asked, order);
 }
 
 }  // namespace

@@ -117,7 +117,7 @@ struct RankRun {
       }
       dp->reduce_gradients();
       if (pipe)
-        pipe->global_grad_sq_sum([&] { return dp->grad_sq_sum(); });
+        pipe->sum_over_stages(dp->grad_sq_sum(pipe->norm_skip()));
       else
         dp->grad_sq_sum();
       dp->step(1e-4f, 1.0f);

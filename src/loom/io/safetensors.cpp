@@ -72,7 +72,8 @@ uint64_t write_safetensors(const std::string& path, const std::vector<TensorToWr
   };
   put(len, 8);
   put(text.data(), text.size());
-  for (size_t i = 0; i < tensors.size(); ++i) put(tensors[i].data, sizes[i]);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    put(tensors[i].data ? tensors[i].data : tensors[i].produce(), sizes[i]);
   f.close();
   return hash.value();
 }

@@ -9,6 +9,7 @@
 // loom::Error naming the file and, where there is one, the tensor.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -23,7 +24,11 @@ struct TensorToWrite {
   std::string name;
   std::string dtype;
   std::vector<int64_t> shape;
-  const void* data;  // numel(shape) * dtype size bytes
+  const void* data;  // numel(shape) * dtype size bytes; nullptr: ask `produce`
+  // When data is nullptr: called once, when the tensor's turn comes (tensors are written in
+  // order), and returns its bytes, valid until the next call (a file of many tensors never needs
+  // them all in memory at once).
+  std::function<const void*()> produce = {};
 };
 
 // Writes (and fsyncs) a safetensors file in the given tensor order; returns the FNV-1a 64 of the

@@ -6,7 +6,9 @@
 
 namespace loom {
 
-double grad_sq_sum(const float* g, size_t n) {
+double grad_sq_sum(const float* g, size_t n) { return grad_sq_sum(g, n, 0, 0); }
+
+double grad_sq_sum(const float* g, size_t n, size_t skip_begin, size_t skip_end) {
   constexpr size_t kBlock = 1 << 16;
   const size_t blocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(blocks, 0.0);
@@ -14,7 +16,9 @@ double grad_sq_sum(const float* g, size_t n) {
   for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(blocks); ++b) {
     const size_t lo = static_cast<size_t>(b) * kBlock, hi = std::min(n, lo + kBlock);
     double s = 0;
-    for (size_t i = lo; i < hi; ++i) s += static_cast<double>(g[i]) * g[i];
+    for (size_t i = lo; i < std::min(hi, std::max(lo, skip_begin)); ++i)
+      s += static_cast<double>(g[i]) * g[i];
+    for (size_t i = std::max(lo, skip_end); i < hi; ++i) s += static_cast<double>(g[i]) * g[i];
     partial[b] = s;
   }
   double total = 0;

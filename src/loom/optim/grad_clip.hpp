@@ -13,6 +13,9 @@ namespace loom {
 // Sum of g[i]^2 over [0, n) in double precision. Partial sums over fixed-size blocks are added in
 // block order, so the result is bit-identical for every thread count.
 double grad_sq_sum(const float* g, size_t n);
+// The same sum with g[skip_begin, skip_end) left out: bit-identical to grad_sq_sum over a copy
+// with those elements zeroed (the blocks stay where they are; adding nothing changes no sum).
+double grad_sq_sum(const float* g, size_t n, size_t skip_begin, size_t skip_end);
 
 // The factor that brings a gradient of norm `norm` down to max_norm (1 when norm <= max_norm).
 float clip_scale(double norm, float max_norm);

@@ -66,17 +66,17 @@ ZeroOptimizer::Shard DataParallel::gradient_shard() {
   return {model_.grads() + zero_->shard_ranges().front().begin};  // ZeRO-1: one partition
 }
 
-double DataParallel::grad_sq_sum() {
+double DataParallel::grad_sq_sum(FlatRange skip) {
   // Under tp the replicated tensors are counted on tp rank 0 only, then the tp ranks' sums add.
   const bool count_replicated = !tp_ || tp_->rank() == 0;
   double sum = 0;
   if (zero_)
-    sum = zero_->grad_sq_sum(gradient_shard(), count_replicated);
+    sum = zero_->grad_sq_sum(gradient_shard(), count_replicated, skip);
   else if (tp_)
     sum = sharded_grad_sq_sum(model_.grads(), model_.layout(), 0, model_.num_params(),
-                              count_replicated);
+                              count_replicated, skip.begin, skip.end);
   else  // after the all-reduce every rank holds the same averaged gradient: the local sum is global
-    sum = loom::grad_sq_sum(model_.grads(), model_.num_params());
+    sum = loom::grad_sq_sum(model_.grads(), model_.num_params(), skip.begin, skip.end);
   return tp_ ? allreduce_sum(*tp_, sum) : sum;
 }
 

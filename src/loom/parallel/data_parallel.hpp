@@ -52,8 +52,9 @@ class DataParallel {
   GPT::GradReadyFn backward_hook(bool last);
   // Collective: finishes averaging the gradients over the ranks.
   void reduce_gradients();
-  // Collective (under ZeRO): the global sum of squares of the averaged gradient, for clipping.
-  double grad_sq_sum();
+  // Collective (under ZeRO): the global sum of squares of the averaged gradient, for clipping,
+  // leaving out the gradient's flat range `skip` (a tensor another rank counts).
+  double grad_sq_sum(FlatRange skip = {0, 0});
   // Collective (under ZeRO): multiplies the gradients by clip, then one AdamW step at lr.
   void step(float lr, float clip);
 

@@ -55,24 +55,18 @@ std::map<std::string, const ParamInfo*> by_name(const std::vector<ParamInfo>& la
   return out;
 }
 
-size_t total(const std::vector<ParamInfo>& layout) {
-  return layout.empty() ? 0 : layout.back().offset + layout.back().numel;
-}
-
 }  // namespace
 
-void gather_whole(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
-                  const float* local, const std::vector<ParamInfo>& whole_layout, float* whole) {
-  const auto at = by_name(whole_layout);
-  const size_t n = total(whole_layout);
-  std::fill(whole, whole + n, 0.0f);
-  for (const auto& p : local_layout) {
-    const auto it = at.find(p.name);
-    LOOM_CHECK(it != at.end(), "gather_whole: ", p.name, " is not in the whole layout");
-    if (!p.replicated() || tp.rank() == 0) copy_to_whole(p, local + p.offset, whole + it->second->offset);
-  }
+bool gather_whole_tensor(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
+                         const float* local, const ParamInfo& whole_p, float* whole) {
+  std::fill(whole, whole + whole_p.numel, 0.0f);
+  const auto p = std::find_if(local_layout.begin(), local_layout.end(),
+                              [&](const ParamInfo& q) { return q.name == whole_p.name; });
+  if (p == local_layout.end()) return false;  // on no rank of this tp group
+  if (!p->replicated() || tp.rank() == 0) copy_to_whole(*p, local + p->offset, whole);
   // The pieces are disjoint, so the sum over the ranks assembles them exactly (x + 0 = x).
-  if (tp.size() > 1) tp.allreduce(whole, n, comm::ReduceOp::Sum);
+  if (tp.size() > 1) tp.allreduce(whole, whole_p.numel, comm::ReduceOp::Sum);
+  return true;
 }
 
 void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whole,
@@ -86,12 +80,15 @@ void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whol
 }
 
 double sharded_grad_sq_sum(const float* grads, const std::vector<ParamInfo>& local_layout,
-                           size_t begin, size_t end, bool count_replicated) {
+                           size_t begin, size_t end, bool count_replicated, size_t skip_begin,
+                           size_t skip_end) {
   double sum = 0;
   for (const auto& p : local_layout) {
     if (p.replicated() && !count_replicated) continue;
     const size_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel);
-    if (b < e) sum += loom::grad_sq_sum(grads + b, e - b);
+    // The skipped range, relative to b (empty when it misses [b, e)).
+    const size_t sb = std::clamp(skip_begin, b, e) - b, se = std::clamp(skip_end, b, e) - b;
+    if (b < e) sum += loom::grad_sq_sum(grads + b, e - b, sb, std::max(sb, se));
   }
   return sum;
 }

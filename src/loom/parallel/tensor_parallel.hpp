@@ -39,11 +39,13 @@ class CommTensorParallelGroup : public TensorParallelGroup {
   std::vector<float> scratch_;
 };
 
-// Collective over `tp`: whole (sized for whole_layout, whose tensors are whole) <- the pieces of
-// every tp rank's `local` (laid out by local_layout; replicated tensors come from tp rank 0).
-// Every rank of `tp` ends with the whole tensors.
-void gather_whole(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
-                  const float* local, const std::vector<ParamInfo>& whole_layout, float* whole);
+// Collective over `tp` (when the tensor is held by this group): whole (whole_p.numel floats) <-
+// the pieces of tensor whole_p.name in every tp rank's `local` (laid out by local_layout;
+// replicated tensors come from tp rank 0). Every rank of `tp` ends with the whole tensor. A
+// tensor none of them holds (another pipeline stage's) is zeros, without communication; returns
+// whether the group holds it. A save gathers one tensor at a time: at most one extra tensor.
+bool gather_whole_tensor(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
+                         const float* local, const ParamInfo& whole_p, float* whole);
 
 // local <- this rank's pieces of the whole tensors (no communication); padding zeroed.
 void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whole,
@@ -52,7 +54,9 @@ void scatter_whole(const std::vector<ParamInfo>& local_layout, const float* whol
 // Sum of squares of grads[begin, end) (flat indices of local_layout), skipping the replicated
 // tensors unless count_replicated: summed over the tp ranks with count_replicated on rank 0
 // only, each sharded element counts once and each replicated one once, not tp times.
+// grads[skip_begin, skip_end) are left out (as if zero).
 double sharded_grad_sq_sum(const float* grads, const std::vector<ParamInfo>& local_layout,
-                           size_t begin, size_t end, bool count_replicated);
+                           size_t begin, size_t end, bool count_replicated,
+                           size_t skip_begin = 0, size_t skip_end = 0);
 
 }  // namespace loom::parallel

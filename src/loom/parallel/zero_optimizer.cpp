@@ -59,15 +59,18 @@ void ZeroOptimizer::reduce_gradients(float* grads) {
   }
 }
 
-double ZeroOptimizer::grad_sq_sum(const Shard& shard, bool count_replicated) {
+double ZeroOptimizer::grad_sq_sum(const Shard& shard, bool count_replicated, FlatRange skip) {
   LOOM_CHECK(shard.size() == parts_.size(), "ZeRO: ", shard.size(), " gradient blocks for ",
              parts_.size(), " partitions");
   double local = 0;
   for (size_t k = 0; k < parts_.size(); ++k) {
     const Part& p = parts_[k];
     const size_t n = p.mine.end - p.mine.begin;
-    local += count_replicated ? loom::grad_sq_sum(shard[k], n)
-                              : sharded_grad_sq_sum(shard[k], p.layout, 0, n, false);
+    // `skip` relative to mine.begin (empty when it misses this block).
+    const size_t sb = std::clamp(skip.begin, p.mine.begin, p.mine.end) - p.mine.begin;
+    const size_t se = std::max(sb, std::clamp(skip.end, p.mine.begin, p.mine.end) - p.mine.begin);
+    local += count_replicated ? loom::grad_sq_sum(shard[k], n, sb, se)
+                              : sharded_grad_sq_sum(shard[k], p.layout, 0, n, false, sb, se);
   }
   return allreduce_sum(comm_, local);
 }

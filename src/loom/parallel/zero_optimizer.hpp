@@ -46,8 +46,9 @@ class ZeroOptimizer {
 
   // Collective: the sum of squares of the whole averaged gradient (from every rank's shard).
   // count_replicated false leaves out the tensors replicated over tensor parallelism (see
-  // sharded_grad_sq_sum), for every tp rank but one.
-  double grad_sq_sum(const Shard& shard, bool count_replicated = true);
+  // sharded_grad_sq_sum), for every tp rank but one. `skip` (flat indices of the whole buffer) is
+  // left out (as if zero).
+  double grad_sq_sum(const Shard& shard, bool count_replicated = true, FlatRange skip = {0, 0});
   // Collective. Applies `clip` (1: none) to the shard's gradients, updates the shard of params,
   // then all-gathers params so every rank holds the whole updated model.
   void step(float* params, const Shard& shard, float lr, float clip);

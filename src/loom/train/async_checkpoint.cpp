@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "loom/core/check.hpp"
@@ -32,20 +33,24 @@ void AsyncCheckpointer::wait() {
 }
 
 std::string AsyncCheckpointer::save(const std::string& out_dir, const CheckpointState& state,
-                                    const std::vector<ParamInfo>& layout, const float* params,
-                                    const AdamW& optimizer, int keep_last) {
+                                    const std::vector<ParamInfo>& layout, CheckpointSource& source,
+                                    int keep_last) {
   wait();
   const size_t n = layout.back().offset + layout.back().numel;
-  LOOM_CHECK(optimizer.begin() == 0 && optimizer.end() == n,
-             "async save: the optimizer must own the whole parameter buffer");
   {
     trace::Scope stage("checkpoint stage", "checkpoint");
     state_ = state;
     layout_ = layout;
-    params_.assign(params, params + n);
-    m_.assign(optimizer.m(), optimizer.m() + n);
-    v_.assign(optimizer.v(), optimizer.v() + n);
-    optimizer_step_ = optimizer.step_count();
+    params_.resize(n);
+    m_.resize(n);
+    v_.resize(n);
+    for_each_checkpoint_tensor(layout_, [&](CheckpointTensor kind, const ParamInfo& p) {
+      float* to = (kind == CheckpointTensor::Param ? params_ : kind == CheckpointTensor::M ? m_ : v_)
+                      .data() + p.offset;
+      const float* from = source.tensor(kind, p, to);
+      if (from != to) std::copy_n(from, p.numel, to);
+    });
+    optimizer_step_ = source.optimizer_step();
   }
   writer_ = std::thread([this, out_dir, keep_last] {
     trace::name_thread("checkpoint writer");
@@ -54,9 +59,8 @@ std::string AsyncCheckpointer::save(const std::string& out_dir, const Checkpoint
       std::string dir;
       {
         trace::Scope write("checkpoint write", "checkpoint");
-        const CheckpointData data{state_, layout_, params_.data(), m_.data(), v_.data(),
-                                  optimizer_step_};
-        const std::string tmp = write_checkpoint_files(out_dir, data);
+        BufferCheckpointSource staged(params_.data(), m_.data(), v_.data(), optimizer_step_);
+        const std::string tmp = write_checkpoint_files(out_dir, {state_, layout_, staged});
         if (fault_step() == state_.step) raise(SIGKILL);
         dir = publish_checkpoint(out_dir, tmp);
         prune_checkpoints(out_dir, keep_last);

@@ -26,11 +26,11 @@ class AsyncCheckpointer {
   AsyncCheckpointer(const AsyncCheckpointer&) = delete;
   AsyncCheckpointer& operator=(const AsyncCheckpointer&) = delete;
 
-  // Copies the state, then writes it in the background; keep_last as prune_checkpoints. Returns
-  // the directory the checkpoint will have. Rethrows the previous write's error, if any.
+  // Copies the state (each tensor from `source`, in for_each_checkpoint_tensor's order, straight
+  // into the staging buffer), then writes it in the background; keep_last as prune_checkpoints.
+  // Returns the directory the checkpoint will have. Rethrows the previous write's error, if any.
   std::string save(const std::string& out_dir, const CheckpointState& state,
-                   const std::vector<ParamInfo>& layout, const float* params, const AdamW& optimizer,
-                   int keep_last);
+                   const std::vector<ParamInfo>& layout, CheckpointSource& source, int keep_last);
   // Waits for the write in progress; rethrows its error.
   void wait();
 

@@ -92,6 +92,12 @@ void refuse_unexpected(const SafetensorsFile& f, const std::set<std::string>& ex
                "' (the checkpoint does not match this model's configuration)");
 }
 
+size_t largest_tensor(const std::vector<ParamInfo>& layout) {
+  size_t n = 0;
+  for (const auto& p : layout) n = std::max(n, p.numel);
+  return n;
+}
+
 }  // namespace
 
 std::string checkpoint_dir_name(int64_t step) {
@@ -100,14 +106,44 @@ std::string checkpoint_dir_name(int64_t step) {
   return buf;
 }
 
+BufferCheckpointSource::BufferCheckpointSource(const std::vector<ParamInfo>& layout,
+                                               const float* params, const AdamW& optimizer)
+    : BufferCheckpointSource(params, optimizer.m(), optimizer.v(), optimizer.step_count()) {
+  LOOM_CHECK(optimizer.begin() == 0 && optimizer.end() == layout.back().offset + layout.back().numel,
+             "save_checkpoint: the optimizer must own the whole parameter buffer");
+}
+
+const float* BufferCheckpointSource::tensor(CheckpointTensor kind, const ParamInfo& p, float*) {
+  const float* base = kind == CheckpointTensor::Param ? params_ : kind == CheckpointTensor::M ? m_ : v_;
+  return base + p.offset;
+}
+
+void for_each_checkpoint_tensor(const std::vector<ParamInfo>& layout,
+                                const std::function<void(CheckpointTensor, const ParamInfo&)>& f) {
+  for (const auto& p : layout) f(CheckpointTensor::Param, p);
+  for (const auto& p : layout) {
+    f(CheckpointTensor::M, p);
+    f(CheckpointTensor::V, p);
+  }
+}
+
+void drain_checkpoint_source(const std::vector<ParamInfo>& layout, CheckpointSource& source) {
+  std::vector<float> scratch(largest_tensor(layout));
+  for_each_checkpoint_tensor(layout, [&](CheckpointTensor kind, const ParamInfo& p) {
+    source.tensor(kind, p, scratch.data());
+  });
+}
+
+std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                            const std::vector<ParamInfo>& layout, CheckpointSource& source) {
+  return publish_checkpoint(out_dir, write_checkpoint_files(out_dir, {state, layout, source}));
+}
+
 std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
                             const std::vector<ParamInfo>& layout, const float* params,
                             const AdamW& optimizer) {
-  LOOM_CHECK(optimizer.begin() == 0 && optimizer.end() == layout.back().offset + layout.back().numel,
-             "save_checkpoint: the optimizer must own the whole parameter buffer");
-  const CheckpointData data{state, layout, params, optimizer.m(), optimizer.v(),
-                            optimizer.step_count()};
-  return publish_checkpoint(out_dir, write_checkpoint_files(out_dir, data));
+  BufferCheckpointSource source(layout, params, optimizer);
+  return save_checkpoint(out_dir, state, layout, source);
 }
 
 std::string write_checkpoint_files(const std::string& out_dir, const CheckpointData& data) {
@@ -117,13 +153,19 @@ std::string write_checkpoint_files(const std::string& out_dir, const CheckpointD
   fs::remove_all(tmp);  // left over by an interrupted save
   fs::create_directory(tmp);
 
+  // Each tensor is asked of the source when the writer reaches it, into one scratch tensor.
+  std::vector<float> scratch(largest_tensor(data.layout));
   std::vector<TensorToWrite> model, moments;
-  for (const auto& p : data.layout) {
-    model.push_back({p.name, "F32", p.shape, data.params + p.offset});
-    moments.push_back({"m." + p.name, "F32", p.shape, data.m + p.offset});
-    moments.push_back({"v." + p.name, "F32", p.shape, data.v + p.offset});
-  }
-  moments.push_back({"step", "I64", {}, &data.optimizer_step});
+  for_each_checkpoint_tensor(data.layout, [&](CheckpointTensor kind, const ParamInfo& p) {
+    const char* prefix = kind == CheckpointTensor::Param ? "" : kind == CheckpointTensor::M ? "m." : "v.";
+    auto& file = kind == CheckpointTensor::Param ? model : moments;
+    file.push_back({prefix + p.name, "F32", p.shape, nullptr,
+                    [&data, &scratch, kind, &p] {
+                      return static_cast<const void*>(data.source.tensor(kind, p, scratch.data()));
+                    }});
+  });
+  const int64_t optimizer_step = data.source.optimizer_step();
+  moments.push_back({"step", "I64", {}, &optimizer_step});
 
   const std::string model_path = tmp + "/" + kModelFile, opt_path = tmp + "/" + kOptimizerFile;
   nlohmann::json files;

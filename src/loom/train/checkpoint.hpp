@@ -17,6 +17,7 @@
 // file, then shapes against the model's layout, before touching any parameter.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -46,22 +47,62 @@ struct CheckpointState {
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000100"
 
-// Writes <out_dir>/step_XXXXXX (creating out_dir) and points <out_dir>/latest at it. The
-// optimizer must own the whole flat buffer. Returns the checkpoint directory.
-// = publish_checkpoint(out_dir, write_checkpoint_files(out_dir, {state, layout, params, ...})).
+// The three tensors a checkpoint holds per parameter: its value and AdamW's two moments.
+enum class CheckpointTensor { Param, M, V };
+
+// Where a checkpoint's whole tensors come from, one at a time, so a save holds at most one
+// tensor beyond what the source keeps (a sharded model gathers each tensor when its turn comes;
+// see train/sharded_checkpoint_source.hpp).
+class CheckpointSource {
+ public:
+  virtual ~CheckpointSource() = default;
+  // Whole tensor `p` (of the checkpoint's layout) of `kind`: a pointer into the source's own
+  // memory, or `scratch` (p.numel floats) filled. Called in for_each_checkpoint_tensor's order.
+  virtual const float* tensor(CheckpointTensor kind, const ParamInfo& p, float* scratch) = 0;
+  virtual int64_t optimizer_step() const = 0;
+};
+
+// A source over whole flat buffers in memory (layout offsets), handing out pointers into them.
+class BufferCheckpointSource : public CheckpointSource {
+ public:
+  BufferCheckpointSource(const float* params, const float* m, const float* v, int64_t step)
+      : params_(params), m_(m), v_(v), step_(step) {}
+  // The optimizer must own the whole flat buffer of `layout`.
+  BufferCheckpointSource(const std::vector<ParamInfo>& layout, const float* params,
+                         const AdamW& optimizer);
+  const float* tensor(CheckpointTensor kind, const ParamInfo& p, float*) override;
+  int64_t optimizer_step() const override { return step_; }
+
+ private:
+  const float *params_, *m_, *v_;
+  int64_t step_;
+};
+
+// The order in which a save asks its source for tensors: every parameter (layout order, the
+// model file), then m and v of each (the optimizer file). A source whose tensor() is collective
+// relies on it: ranks that take part without writing call drain_checkpoint_source.
+void for_each_checkpoint_tensor(const std::vector<ParamInfo>& layout,
+                                const std::function<void(CheckpointTensor, const ParamInfo&)>& f);
+// Asks `source` for every tensor in that order and drops them (the ranks of a collective
+// source that do not write).
+void drain_checkpoint_source(const std::vector<ParamInfo>& layout, CheckpointSource& source);
+
+// Writes <out_dir>/step_XXXXXX (creating out_dir) and points <out_dir>/latest at it. Returns the
+// checkpoint directory.
+// = publish_checkpoint(out_dir, write_checkpoint_files(out_dir, {state, layout, source})).
+std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                            const std::vector<ParamInfo>& layout, CheckpointSource& source);
+// The same from whole flat buffers; the optimizer must own the whole flat buffer.
 std::string save_checkpoint(const std::string& out_dir, const CheckpointState& state,
                             const std::vector<ParamInfo>& layout, const float* params,
                             const AdamW& optimizer);
 
-// What a checkpoint holds, wherever it lives (the live model, or a staged copy being written in
-// the background): params, m and v are whole flat buffers described by layout.
+// What a checkpoint holds, wherever it lives (the live model, a sharded model gathered tensor by
+// tensor, or a staged copy being written in the background).
 struct CheckpointData {
   const CheckpointState& state;
   const std::vector<ParamInfo>& layout;
-  const float* params;
-  const float* m;
-  const float* v;
-  int64_t optimizer_step;
+  CheckpointSource& source;
 };
 // The two halves of a save. Writes and fsyncs every file into <out_dir>/.tmp-step_XXXXXX (its
 // path is returned); nothing else in out_dir changes, so `latest` still names the previous one.

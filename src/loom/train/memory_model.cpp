@@ -203,8 +203,6 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
     const auto sched = pipeline::make_schedule(o.schedule, o.pp, micro_batches(o));
     v.push_back({"pipeline", "P2P activation and gradient buffers (most in flight)",
                  f * N * C * p2p_buffers_in_flight(sched, o.stage)});
-    // global_grad_sq_sum hides the tied wte's gradient on the last stage behind a copy.
-    if (r.head) v.push_back({"pipeline", "copy of the tied wte gradient (norm)", f * r.Vl * C});
   }
   // The ring algorithms send to one neighbour and receive from the other: two channels per
   // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "loom/data/window_dataset.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/generate.hpp"
+#include "loom/model/gpt.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
@@ -28,6 +30,7 @@
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
+#include "loom/train/gathered_checkpoint_source.hpp"
 #include "loom/train/metrics_log.hpp"
 #include "loom/train/preemption.hpp"
 
@@ -97,6 +100,27 @@ ModelShard rank_shard(const TrainConfig& c, parallel::Mesh* mesh,
 
 int micro_batches(const TrainConfig& c) { return c.micro_batches > 0 ? c.micro_batches : c.pp; }
 
+// Fault injection for the divergence drill: LOOM_FAULT_NAN_LOSS=<step>:<world rank> makes that
+// rank's loss of that step (1-based) NaN, as if its micro-batches had diverged alone.
+struct NanLossFault {
+  int64_t step = -1;
+  int world_rank = -1;
+
+  static NanLossFault from_env() {
+    const char* v = std::getenv("LOOM_FAULT_NAN_LOSS");
+    if (v == nullptr) return {};
+    NanLossFault f;
+    char tail = 0;
+    long long step = 0;
+    const bool ok = std::sscanf(v, "%lld:%d%c", &step, &f.world_rank, &tail) == 2 && step >= 1 &&
+                    f.world_rank >= 0;
+    LOOM_CHECK(ok, "LOOM_FAULT_NAN_LOSS=", v, ": expected <step>:<world rank>, e.g. 3:1");
+    f.step = step;
+    return f;
+  }
+  bool hits(int64_t s, int rank) const { return s == step && rank == world_rank; }
+};
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -121,6 +145,7 @@ struct Trainer::Impl {
   int64_t step = 0;
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
+  NanLossFault nan_fault = NanLossFault::from_env();
   AsyncCheckpointer saver{[](const std::string& dir, double s) {
     std::cout << detail::concat("saved ", dir, " (written in the background in ", s, " s)\n") << std::flush;
   }};
@@ -211,13 +236,24 @@ struct Trainer::Impl {
   // Rank 0: writes a checkpoint of whole tensors (in the background with async_save), then
   // prunes the old ones. Returns its directory.
   std::string write_checkpoint(const CheckpointState& s, const std::vector<ParamInfo>& layout,
-                               const float* params, const AdamW& opt) {
+                               CheckpointSource& source) {
     const TrainConfig& c = cfg.train;
-    if (c.async_save) return saver.save(c.out_dir, s, layout, params, opt, c.keep_last);
+    if (c.async_save) return saver.save(c.out_dir, s, layout, source, c.keep_last);
     trace::Scope write("checkpoint write", "checkpoint");
-    const std::string dir = save_checkpoint(c.out_dir, s, layout, params, opt);
+    const std::string dir = save_checkpoint(c.out_dir, s, layout, source);
     prune_checkpoints(c.out_dir, c.keep_last);
     return dir;
+  }
+
+  // Collective over all ranks: "1, 3", the world ranks where `mine` holds.
+  std::string ranks_where(bool mine) {
+    std::vector<float> flags(mesh ? mesh->world().size() : 1, 0.0f);
+    flags[world_rank] = mine ? 1.0f : 0.0f;
+    if (mesh) mesh->world().allreduce(flags.data(), flags.size());
+    std::string out;
+    for (size_t r = 0; r < flags.size(); ++r)
+      if (flags[r] > 0) out += (out.empty() ? "" : ", ") + std::to_string(r);
+    return out;
   }
 
   // Collective over all ranks: whether any of them was asked to stop (`signal` > 0 on it).
@@ -243,8 +279,6 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator* comm)
 Trainer::~Trainer() = default;
 
 int64_t Trainer::steps_done() const { return impl_->step; }
-const RunConfig& Trainer::config() const { return impl_->cfg; }
-GPT& Trainer::model() { return impl_->model; }
 
 void Trainer::resume(const std::string& checkpoint) {
   const std::string dir = resolve_checkpoint(checkpoint);
@@ -304,17 +338,12 @@ StepStats Trainer::step() {
     m.pipe->reduce_tied_embedding();
     const auto all_at_once = m.dp.backward_hook(true);  // no overlap with the pipeline yet
     if (all_at_once) all_at_once(0, m.model.num_params());
-    s.loss = m.pipe->sum_over_stages(s.loss);
-    LOOM_CHECK(std::isfinite(s.loss), "the loss is ", s.loss, " at step ", m.step + 1,
-               ": training diverged (try a lower lr)");
   }
   for (int a = 0; a < c.grad_accum && !m.pipe; ++a) {
     m.loader.next(m.inputs.data(), m.targets.data());
     trace::Scope forward("forward", "compute");
     const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                        /*train=*/true, &m.dropout_rng);
-    LOOM_CHECK(std::isfinite(loss), "the loss is ", loss, " at step ", m.step + 1, " on rank ",
-               m.world_rank, ": training diverged (try a lower lr)");
     // Gradient accumulation: the ranks communicate only during the last micro-batch's backward
     // (under ZeRO-2 during every one: a rank keeps only its shard of the gradients).
     const bool last = a + 1 == c.grad_accum;
@@ -326,12 +355,21 @@ StepStats Trainer::step() {
     s.loss += loss;
   }
   autocast.reset();
+  if (m.nan_fault.hits(m.step + 1, m.world_rank)) s.loss = std::nan("");
+  // A non-finite loss is not thrown here: its rank's peers would wait for it in the next
+  // collective. The gradients (non-finite too) are reduced as usual; the loss sum below makes
+  // every rank see it, and all of them stop at the same check.
+  const bool local_loss_finite = std::isfinite(s.loss);
   trace::Scope reduce("gradient sync", "comm");
   m.dp.reduce_gradients();
   reduce.end();
-  const double sq_sum =
-      m.pipe ? m.pipe->global_grad_sq_sum([&] { return m.dp.grad_sq_sum(); }) : m.dp.grad_sq_sum();
+  const double sq_sum = m.pipe ? m.pipe->sum_over_stages(m.dp.grad_sq_sum(m.pipe->norm_skip()))
+                               : m.dp.grad_sq_sum();
+  if (m.pipe) s.loss = m.pipe->sum_over_stages(s.loss);  // the loss is on the last stage
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
+  if (!std::isfinite(s.loss))
+    LOOM_FAIL("the loss is ", s.loss, " at step ", m.step + 1, " (non-finite on world rank ",
+              m.ranks_where(!local_loss_finite), "): training diverged (try a lower lr)");
   s.grad_norm = std::sqrt(sq_sum);
   LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",
              m.step + 1, ": training diverged (try a lower lr)");
@@ -387,22 +425,21 @@ std::string Trainer::save() {
   m.dp.with_full_optimizer([&](const AdamW& opt) {
     if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
     if (!m.tp && !m.pipe) {
-      dir = m.write_checkpoint(s, m.model.layout(), m.model.params(), opt);
+      BufferCheckpointSource source(m.model.layout(), m.model.params(), opt);
+      dir = m.write_checkpoint(s, m.model.layout(), source);
     } else {
-      // Collective over the tp group, then the pp group: the shards and the stages assembled
-      // into whole tensors.
+      // Collective over the tp group, then the pp group: each whole tensor assembled from the
+      // shards and the stages when the writer reaches it.
       const auto whole_layout = gpt_param_layout(m.cfg.model);
-      std::vector<float> whole(buffer_size(whole_layout));
-      AdamW full(whole_layout, m.adamw_params());
-      auto assemble = [&](const float* local, float* out) {
-        parallel::gather_whole(m.mesh->tp(), m.model.layout(), local, whole_layout, out);
-        if (m.pipe) m.pipe->gather_stages(whole_layout, out);
-      };
-      assemble(m.model.params(), whole.data());
-      assemble(opt.m(), full.m());
-      assemble(opt.v(), full.v());
-      full.set_step_count(opt.step_count());
-      if (m.world_rank == 0) dir = m.write_checkpoint(s, whole_layout, whole.data(), full);
+      GatheredCheckpointSource source(
+          m.mesh->tp(), m.model.layout(), m.model.params(), opt,
+          m.pipe ? std::function<void(const ParamInfo&, float*)>(
+                       [&](const ParamInfo& p, float* t) { m.pipe->gather_stage_tensor(p, t); })
+                 : nullptr);
+      if (m.world_rank == 0)
+        dir = m.write_checkpoint(s, whole_layout, source);
+      else
+        drain_checkpoint_source(whole_layout, source);
     }
   });
   return dir;
@@ -413,22 +450,26 @@ void Trainer::run() {
   // re-builds its stage with the new blocks, loads that checkpoint, and training goes on.
   const Timer elapsed;  // the metrics' elapsed_s runs on across re-partitions
   while (run_until_repartition(elapsed)) {
-    Impl& m = *impl_;
-    m.saver.wait();  // the checkpoint is on disk before any rank reads it
-    if (m.mesh) m.mesh->world().barrier();
-    const std::string old_blocks = m.partition.blocks_text();
-    const std::vector<int> blocks = m.rebalancer->next_blocks();
-    const int64_t step = m.step;
-    const bool main = m.world_rank == 0;
-    rebuild_stage(blocks);
-    if (main)
-      std::cout << "rebalance: re-partitioned at the checkpoint of step " << step << ": blocks "
-                << old_blocks << " -> " << impl_->partition.blocks_text() << std::endl;
+    // What the old stage knows, copied out of it: rebuild_stage() destroys it.
+    const RebuildNote note = [this] {
+      Impl& m = *impl_;
+      m.saver.wait();  // the checkpoint is on disk before any rank reads it
+      if (m.mesh) m.mesh->world().barrier();
+      return RebuildNote{m.rebalancer->next_blocks(), m.partition.blocks_text(), m.step,
+                         m.world_rank == 0};
+    }();
+    rebuild_stage(note.blocks);
+    if (note.main)
+      std::cout << "rebalance: re-partitioned at the checkpoint of step " << note.step
+                << ": blocks " << note.old_blocks << " -> " << impl_->partition.blocks_text()
+                << std::endl;
     resume(impl_->cfg.train.out_dir + "/latest");
   }
 }
 
 void Trainer::rebuild_stage(const std::vector<int>& blocks) {
+  // Nothing of the old Impl may be referenced past reset(): the config is copied and the mesh
+  // (and its world) moved out first.
   RunConfig cfg = impl_->cfg;
   cfg.train.partition = pipeline::blocks_text(blocks);
   std::unique_ptr<parallel::Mesh> mesh = std::move(impl_->mesh);
@@ -439,16 +480,22 @@ void Trainer::rebuild_stage(const std::vector<int>& blocks) {
 }
 
 void Trainer::adopt_rebalanced_partition(const nlohmann::json& layout, const std::string& dir) {
-  Impl& m = *impl_;
-  if (!m.rebalancer || !layout.is_object() || !layout.value("rebalanced", false) ||
-      layout.value("pp", 0) != m.cfg.train.pp)
-    return;
-  const std::vector<int> blocks = pipeline::parse_stage_blocks(
-      layout.value("stage_blocks", ""), m.cfg.model.n_layer, m.cfg.train.pp,
-      dir + "/state.json: layout.stage_blocks");
-  if (blocks == m.partition.blocks()) return m.rebalancer->adopted();
-  const bool main = m.world_rank == 0;
-  rebuild_stage(blocks);
+  // The blocks to re-build with, read with the old stage in scope: rebuild_stage() destroys it.
+  const std::optional<std::vector<int>> rebuild = [&]() -> std::optional<std::vector<int>> {
+    Impl& m = *impl_;
+    if (!m.rebalancer || !layout.is_object() || !layout.value("rebalanced", false) ||
+        layout.value("pp", 0) != m.cfg.train.pp)
+      return std::nullopt;
+    std::vector<int> blocks = pipeline::parse_stage_blocks(
+        layout.value("stage_blocks", ""), m.cfg.model.n_layer, m.cfg.train.pp,
+        dir + "/state.json: layout.stage_blocks");
+    if (blocks != m.partition.blocks()) return blocks;
+    m.rebalancer->adopted();
+    return std::nullopt;
+  }();
+  if (!rebuild) return;
+  const bool main = impl_->world_rank == 0;
+  rebuild_stage(*rebuild);
   if (main)
     std::cout << "rebalance: " << dir << " was re-partitioned by its run; its stages: "
               << impl_->partition.describe() << std::endl;

@@ -21,7 +21,6 @@
 
 #include "loom/comm/communicator.hpp"
 #include "loom/core/timer.hpp"
-#include "loom/model/gpt.hpp"
 #include "loom/train/train_config.hpp"
 
 namespace loom {
@@ -68,9 +67,9 @@ class Trainer {
   // background, finished by the next save or the end of run()).
   std::string save();
 
+  // (No accessor hands out a reference into the trainer's state: --rebalance re-builds it in
+  // place, and such a reference would dangle.)
   int64_t steps_done() const;
-  const RunConfig& config() const;
-  GPT& model();
 
  private:
   // run()'s loop (`elapsed` since run() began); true when it stopped at a checkpoint for a
@@ -82,6 +81,13 @@ class Trainer {
   // --rebalance resuming a checkpoint whose run re-partitioned (its state.json layout says so):
   // the stages take that partition instead of measuring again.
   void adopt_rebalanced_partition(const nlohmann::json& layout, const std::string& dir);
+  // What run() carries over a re-partition.
+  struct RebuildNote {
+    std::vector<int> blocks;  // the new blocks per stage
+    std::string old_blocks;
+    int64_t step;
+    bool main;  // world rank 0
+  };
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

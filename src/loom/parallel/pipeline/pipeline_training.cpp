@@ -130,28 +130,19 @@ void PipelineTraining::reduce_tied_embedding() {
   mesh_.embedding().allreduce(model_.grads() + wte_->offset, wte_->numel);
 }
 
-double PipelineTraining::global_grad_sq_sum(const std::function<double()>& sq_sum) {
-  double sq = 0;
-  if (mesh_.shape().pp > 1 && model_.shard().has_head && wte_ != nullptr) {
-    float* g = model_.grads() + wte_->offset;
-    wte_grad_saved_.assign(g, g + wte_->numel);  // keeps its capacity from the previous step
-    std::fill(g, g + wte_->numel, 0.0f);
-    sq = sq_sum();
-    std::copy(wte_grad_saved_.begin(), wte_grad_saved_.end(), g);
-  } else {
-    sq = sq_sum();
-  }
-  return sum_over_stages(sq);
+parallel::FlatRange PipelineTraining::norm_skip() const {
+  if (mesh_.shape().pp > 1 && model_.shard().has_head && wte_ != nullptr)
+    return {wte_->offset, wte_->offset + wte_->numel};
+  return {0, 0};
 }
 
 double PipelineTraining::sum_over_stages(double x) { return parallel::allreduce_sum(mesh_.pp(), x); }
 
-void PipelineTraining::gather_stages(const std::vector<ParamInfo>& whole_layout, float* whole) {
-  if (mesh_.coord().pp > 0)
-    for (const auto& p : whole_layout)
-      if (p.name == "transformer.wte.weight") std::fill(whole + p.offset, whole + p.offset + p.numel, 0.0f);
+void PipelineTraining::gather_stage_tensor(const ParamInfo& whole_p, float* whole) {
+  if (mesh_.coord().pp > 0 && whole_p.name == "transformer.wte.weight")
+    std::fill(whole, whole + whole_p.numel, 0.0f);
   // The stages hold disjoint tensors, so their sum assembles them exactly (x + 0 = x).
-  mesh_.pp().allreduce(whole, whole_layout.back().offset + whole_layout.back().numel);
+  mesh_.pp().allreduce(whole, whole_p.numel);
 }
 
 }  // namespace loom::pipeline

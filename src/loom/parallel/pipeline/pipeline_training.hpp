@@ -24,6 +24,7 @@
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
+#include "loom/parallel/zero_optimizer.hpp"
 
 namespace loom::pipeline {
 
@@ -61,13 +62,14 @@ class PipelineTraining {
                                 const SampleOptions& opts, Rng& rng);
   // After the last backward of a step: wte's gradient summed over the embedding group.
   void reduce_tied_embedding();
-  // Runs sq_sum() with the tied wte's gradient hidden on the last stage (the first stage
-  // counts it), then sums over the pp group: the squared norm of the whole model's gradient.
-  double global_grad_sq_sum(const std::function<double()>& sq_sum);
+  // The flat range of this stage's gradient its norm leaves out: the tied wte on the last stage
+  // (the first stage counts it); empty elsewhere. Summing the stages' norms without it over the
+  // pp group (sum_over_stages) gives the squared norm of the whole model's gradient.
+  parallel::FlatRange norm_skip() const;
   double sum_over_stages(double x);
-  // Collective over the pp group: `whole` (whole_layout, holding this stage's tensors and zeros
-  // elsewhere) becomes the whole model's on every stage; the tied wte comes from stage 0.
-  void gather_stages(const std::vector<ParamInfo>& whole_layout, float* whole);
+  // Collective over the pp group: `whole` (whole tensor whole_p: this stage's, or zeros where the
+  // stage does not hold it) becomes the model's on every stage; the tied wte comes from stage 0.
+  void gather_stage_tensor(const ParamInfo& whole_p, float* whole);
 
   const Schedule& schedule() const { return schedule_; }
   // Seconds this stage spent computing (F, B, W; not waiting) in all forward_backward calls.
@@ -80,9 +82,6 @@ class PipelineTraining {
   P2PLanes lanes_;
   std::vector<std::unique_ptr<GptStageChunk>> chunks_;  // the model's chunks, in order
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
-  // The last stage's wte gradient while global_grad_sq_sum hides it: sized at the first step and
-  // kept (a fresh 147 MiB buffer per step would cost its page faults every step on gpt2-small).
-  std::vector<float> wte_grad_saved_;
   double compute_s_ = 0;
 };
 
