@@ -68,8 +68,8 @@ TEST(InitFromCli, HuggingFaceAndLoomWeightsStartARunAtAnyLayout) {
   ASSERT_EQ(exported.rc, 0) << exported.out;
 
   // The first step's loss is the loaded weights' loss on batch 1: the same from the checkpoint
-  // and from its HF export, at 1 rank and at tp 2; far below a fresh model's.
-  const std::string init = "train --config " + config + " --max_steps 1 --eval_freq 0 --init_from ";
+  // and from its HF export, at 1 rank and at tp 2; well below a fresh model's.
+  const std::string init = "train --config " + config + " --max_steps 2 --warmup_steps 0 --eval_freq 0 --init_from ";
   const Result from_ckpt = loom_cli(init + ckpt + " --out_dir " + (dir / "a"));
   const Result from_hf = loom_cli(init + hf + " --out_dir " + (dir / "b"));
   const Result from_hf_tp = loom_cli(init + hf + " --out_dir " + (dir / "c") + " --nproc 2 --tp 2");
@@ -80,8 +80,9 @@ TEST(InitFromCli, HuggingFaceAndLoomWeightsStartARunAtAnyLayout) {
   const double fresh = first_loss(dir / "out"), loss = first_loss(dir / "b");
   EXPECT_EQ(first_loss(dir / "a"), loss);
   EXPECT_NEAR(first_loss(dir / "c"), loss, 1e-5 * loss);
-  EXPECT_LT(loss, 0.5 * fresh) << "the weights were not loaded (fresh model's loss " << fresh << ")";
-  EXPECT_TRUE(fs::exists(dir / "b/step_000001"));  // step 0 + 1: a fresh step count
+  // A fresh model starts at ~ln(257) = 5.55; 20 trained steps are over a nat below.
+  EXPECT_LT(loss, fresh - 1.0) << "the weights were not loaded (fresh model's loss " << fresh << ")";
+  EXPECT_TRUE(fs::exists(dir / "b/step_000002"));  // from step 0: a fresh step count
 
   // Prefix-less with a stored (tied) lm_head and mask buffers, and sharded: the same weights.
   rewrite_hf(hf, dir / "noprefix", false);
