@@ -205,7 +205,7 @@ TEST(GgufExport, LlamaCppContinuesPromptsLikeLoomGenerate) {
   for (const auto& t : texts) {
     prompts.push_back(tok->encode(t));
     const Result r = loom_cli("generate --checkpoint " + ckpt + " --prompt '" + t +
-                              "' --temperature 0 --max_new_tokens " + std::to_string(kNew) + " --print_ids");
+                              "' --temperature 0 --ignore_eos --max_new_tokens " + std::to_string(kNew) + " --print_ids");
     ASSERT_EQ(r.rc, 0) << r.out;
     loom_out.push_back(parse_ids(r.out));
   }

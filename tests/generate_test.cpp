@@ -50,6 +50,54 @@ TEST(SampleToken, TemperatureSharpensTheDistribution) {
   EXPECT_GT(freq0(0.2f), 0.98);
 }
 
+TEST(SampleToken, TopPKeepsTheSmallestSetReachingItAndRenormalises) {
+  // exp(logits): 148.4, 1, 134.3, 121.5, 1.1, 109.9 (sum 516.2): the top two hold 0.548.
+  const std::vector<float> logits = {5.0f, 0.0f, 4.9f, 4.8f, 0.1f, 4.7f};
+  auto counts = [&](float top_p, int top_k) {
+    Rng rng(4);
+    std::vector<int> seen(6, 0);
+    for (int i = 0; i < 4000; ++i) seen[sample_token(logits.data(), 6, {1.0f, top_k, top_p}, rng)]++;
+    return seen;
+  };
+  const auto two = counts(0.54f, 0);
+  EXPECT_EQ(two[1] + two[3] + two[4] + two[5], 0);
+  EXPECT_NEAR(two[0] / 4000.0, 148.41 / (148.41 + 134.29), 0.03);  // renormalised over the two
+  const auto three = counts(0.56f, 0);
+  EXPECT_GT(three[3], 0);
+  EXPECT_EQ(three[1] + three[4] + three[5], 0);
+  EXPECT_EQ(counts(0.01f, 0)[0], 4000);  // the top token alone
+  // After top_k 2, top_p applies to the renormalised pair: 0.6 of it is both tokens.
+  const auto k2 = counts(0.6f, 2);
+  EXPECT_GT(k2[2], 0);
+  EXPECT_EQ(k2[0] + k2[2], 4000);
+  // top_p 1 draws exactly as no nucleus filter.
+  Rng a(5), b(5);
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(sample_token(logits.data(), 6, {0.7f, 0, 1.0f}, a), sample_token(logits.data(), 6, {0.7f, 0}, b));
+  Rng r(6);
+  EXPECT_THROW(sample_token(logits.data(), 6, {1.0f, 0, 0.0f}, r), Error);
+  EXPECT_THROW(sample_token(logits.data(), 6, {1.0f, 0, 1.5f}, r), Error);
+}
+
+TEST(GenerateTokens, StopsAtTheStopTokenAndStreamsEachTokenBeforeTheNextIsComputed) {
+  // next() emits 5, 6, 7, ... in order; the stop token 8 ends generation and is not returned.
+  int calls = 0;
+  const auto next = [&](const int32_t*, int) { return static_cast<int32_t>(5 + calls++); };
+  std::vector<std::pair<int, int32_t>> streamed;  // (calls when streamed, token)
+  GenerateControl control;
+  control.stop_token = 8;
+  control.on_token = [&](int seq, int32_t token) {
+    EXPECT_EQ(seq, 0);
+    streamed.push_back({calls, token});
+  };
+  EXPECT_EQ(generate_tokens({1}, 10, 4, next, control), (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_EQ(calls, 4);
+  // Token i was streamed right after call i + 1, before call i + 2 computed the next one.
+  EXPECT_EQ(streamed, (std::vector<std::pair<int, int32_t>>{{1, 5}, {2, 6}, {3, 7}}));
+  calls = 0;
+  EXPECT_EQ(generate_tokens({1}, 6, 4, next).size(), 6u);  // no stop token: all of them
+}
+
 TEST(Generate, GreedyFollowsTheModelsArgmaxAndTopK1IsGreedy) {
   GPTModel<float> m(tiny());
   m.init_weights(4);
@@ -81,6 +129,17 @@ TEST(Generate, PromptLongerThanContextIsCroppedToTheLastTokens) {
   Rng r1(1), r2(1);
   EXPECT_EQ(generate(m, long_prompt, 5, {0.0f, 0}, r1), generate(m, tail, 5, {0.0f, 0}, r2));
   EXPECT_THROW(generate(m, {}, 1, {}, r1), Error);
+}
+
+TEST(Generate, StopTokenEndsTheModelsContinuationAtItsFirstOccurrence) {
+  GPTModel<float> m(tiny());
+  m.init_weights(7);
+  Rng r1(1), r2(1);
+  const auto full = generate(m, {2, 3}, 12, {0.0f, 0}, r1);
+  GenerateControl control;
+  control.stop_token = full[4];
+  const auto first = std::find(full.begin(), full.end(), full[4]);
+  EXPECT_EQ(generate(m, {2, 3}, 12, {0.0f, 0}, r2, control), std::vector<int32_t>(full.begin(), first));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "loom/core/check.hpp"
@@ -95,6 +96,30 @@ TEST(KVDecoder, BatchedPromptsGiveEachPromptsOwnContinuation) {
     Rng r(0);
     EXPECT_EQ(batched[s], generate(m, prompts[s], 9, {0.0f, 0}, r)) << "prompt " << s;
   }
+}
+
+TEST(KVDecoder, EachBatchedSequenceStopsAtTheStopTokenAndTheOthersGoOn) {
+  GPT m(tiny());
+  randomize(m, 4);
+  KVDecoder dec(m, WeightType::F32);
+  const std::vector<std::vector<int32_t>> prompts = {ids(2, 5), ids(7, 1), ids(1, 9), ids(10, 2)};
+  Rng rng(0);
+  const auto full = generate_cached(dec, prompts, 9, {0.0f, 0}, rng);
+  GenerateControl control;
+  control.stop_token = full[1][3];  // sequence 1 ends at its 4th token at the latest
+  std::vector<std::vector<int32_t>> streamed(prompts.size());
+  control.on_token = [&](int s, int32_t t) { streamed[s].push_back(t); };
+  const auto stopped = generate_cached(dec, prompts, 9, {0.0f, 0}, rng, control);
+  EXPECT_EQ(streamed, stopped);
+  GenerateControl stop_only;
+  stop_only.stop_token = control.stop_token;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    Rng r(0);
+    EXPECT_EQ(stopped[s], generate(m, prompts[s], 9, {0.0f, 0}, r, stop_only)) << "prompt " << s;
+    const auto end = std::find(full[s].begin(), full[s].end(), control.stop_token);
+    EXPECT_EQ(stopped[s], std::vector<int32_t>(full[s].begin(), end)) << "prompt " << s;
+  }
+  EXPECT_LE(stopped[1].size(), 3u);
 }
 
 TEST(KVDecoder, Int8LogitsStayCloseToF32AndItsTwoKernelsAgree) {

@@ -19,6 +19,26 @@ TEST(TextCorpus, SplitsAtPercentLinesAndDropsBlankDocuments) {
   EXPECT_TRUE(split_documents("").empty());
 }
 
+TEST(TextCorpus, OrdinaryTextIsCutIntoParagraphsAtBlankLines) {
+  const std::string text = "First para,\nline two.\n\nSecond.\n \t\r\n\n\nThird\r\n\nlast";
+  EXPECT_EQ(split_documents(text),
+            (std::vector<std::string>{"First para,\nline two.\n", "Second.\n", "Third\r\n", "last"}));
+  // A file with '%' lines keeps the fortunes rule: its blank lines stay inside documents.
+  EXPECT_EQ(split_documents("a\n\nb\n%\nc\n"), (std::vector<std::string>{"a\n\nb\n", "c\n"}));
+}
+
+TEST(TextCorpus, DocSepChoosesTheRule) {
+  const std::string text = "a\n\nb\n%\nc\n===\nd\n";
+  EXPECT_EQ(split_documents(text, parse_document_separator("blank")),
+            (std::vector<std::string>{"a\n", "b\n%\nc\n===\nd\n"}));
+  EXPECT_EQ(split_documents(text, parse_document_separator("file")), std::vector<std::string>{text});
+  EXPECT_EQ(split_documents(text, parse_document_separator("===")),
+            (std::vector<std::string>{"a\n\nb\n%\nc\n", "d\n"}));
+  EXPECT_EQ(split_documents(text, parse_document_separator("auto")), split_documents(text));
+  EXPECT_THROW(parse_document_separator(""), Error);
+  EXPECT_NE(describe(parse_document_separator("===")).find("'==='"), std::string::npos);
+}
+
 TEST(TextCorpus, RemovesAnsiColourEscapesOnly) {
   EXPECT_EQ(strip_ansi_escapes("\x1b[33m    -- Debian\x1b[32m 诗\x1b[m end"), "    -- Debian 诗 end");
   EXPECT_EQ(strip_ansi_escapes("lone \x1b escape, unfinished \x1b[12"),

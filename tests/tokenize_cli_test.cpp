@@ -102,6 +102,41 @@ TEST(TokenizeCli, FailedRunKeepsTheExistingOutput) {
   EXPECT_EQ(entries, 3u);  // train, val, meta.json: no staging folder left behind
 }
 
+TEST(TokenizeCli, PlainTextIsCutAtBlankLinesAndAlwaysGetsAValSplit) {
+  testing::TempDir dir;
+  std::ofstream(dir / "notes.txt") << "Copyright line one,\nline two.\n\nSecond paragraph.\n\n"
+                                      "Third paragraph.\n";
+  const std::string out = dir / "out";
+  std::string log;
+  ASSERT_EQ(run_loom("tokenize --tokenizer byte --input " + (dir / "notes.txt") + " --out " + out +
+                         " --val-fraction 0.05",
+                     &log),
+            0)
+      << log;
+  EXPECT_EQ(log.find('\r'), std::string::npos) << "progress line written to a non-terminal";
+  const auto tok = load_tokenizer("byte");
+  EXPECT_EQ(tok->decode(read_split(out, "train", 257)),
+            join_with_eot({"Copyright line one,\nline two.\n", "Second paragraph.\n"}));
+  EXPECT_EQ(tok->decode(read_split(out, "val", 257)), join_with_eot({"Third paragraph.\n"}));
+  EXPECT_NE(log.find("val:   1 documents"), std::string::npos) << log;
+
+  // --doc_sep file: one document, split inside: its last 5% of tokens are val.
+  ASSERT_EQ(run_loom("tokenize --tokenizer byte --input " + (dir / "notes.txt") + " --out " + out +
+                         " --val-fraction 0.05 --doc_sep file",
+                     &log),
+            0)
+      << log;
+  const auto train = read_split(out, "train", 257), val = read_split(out, "val", 257);
+  EXPECT_EQ(val.size(), 1u + 3u);  // eot + round(0.05 * 67 bytes)
+  EXPECT_EQ(tok->decode(train).substr(kEndOfText.size()) + tok->decode(val).substr(kEndOfText.size()),
+            "Copyright line one,\nline two.\n\nSecond paragraph.\n\nThird paragraph.\n");
+  std::ifstream meta_file(out + "/meta.json");
+  EXPECT_NE(nlohmann::json::parse(meta_file)["document_rule"].get<std::string>().find("one document per file"),
+            std::string::npos);
+  EXPECT_NE(run_loom("tokenize --input " + (dir / "notes.txt") + " --out " + out + " --doc_sep ''", &log), 0);
+  EXPECT_NE(log.find("--doc_sep"), std::string::npos) << log;
+}
+
 TEST(TokenizeCli, EncodeAndDecodeFlags) {
   std::string out;
   ASSERT_EQ(run_loom("tokenize --encode 'Hello world'", &out), 0);

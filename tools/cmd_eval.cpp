@@ -11,6 +11,7 @@
 #include "loom/comm/environment.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
+#include "loom/data/data_tokenizer.hpp"
 #include "loom/infer/checkpoint_model.hpp"
 #include "loom/infer/evaluate.hpp"
 #include "loom/launch/launcher.hpp"
@@ -51,6 +52,7 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
 
   auto ckpt = loom::infer::load_checkpoint_model(o.checkpoint);
+  loom::check_same_tokenizer(ckpt.state.tokenizer, ckpt.dir, o.data_dir);
   const int seq_len = o.seq_len > 0 ? o.seq_len : ckpt.model->config().context_len;
   const loom::WindowDataset data(loom::find_shards(o.data_dir, o.split), seq_len, seq_len,
                                  ckpt.model->config().vocab_size);

@@ -1,8 +1,11 @@
 // `loom generate`: continue a prompt (or one prompt per line of a file) with a trained
-// checkpoint, with a KV cache (default) and optionally int8 weights.
+// checkpoint, with a KV cache (default) and optionally int8 weights. A single prompt's tokens are
+// written to stdout as they are produced; generation stops at <|endoftext|> unless --ignore_eos.
+// The sampling defaults are training's samples' (TrainConfig: temperature, top_k, seed).
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <span>
 #include <nlohmann/json.hpp>
 
 #include "command_registry.hpp"
@@ -13,18 +16,20 @@
 #include "loom/infer/cached_generate.hpp"
 #include "loom/infer/checkpoint_model.hpp"
 #include "loom/model/generate.hpp"
+#include "loom/train/train_config.hpp"
 
 namespace {
-
 
 struct Options {
   std::string checkpoint;
   std::string prompt;
   std::string batch_prompts;
   int max_new_tokens = 64;
-  float temperature = 1.0f;
-  int top_k = 40;
-  uint64_t seed = 0;
+  float temperature = loom::TrainConfig{}.temperature;
+  int top_k = loom::TrainConfig{}.top_k;
+  float top_p = 1.0f;
+  uint64_t seed = loom::TrainConfig{}.seed;
+  bool ignore_eos = false;
   std::string tokenizer;
   std::string quantize = "none";
   bool no_cache = false;
@@ -45,6 +50,7 @@ std::vector<std::string> read_prompts(const std::string& path) {
 int run(const Options& o) {
   LOOM_CHECK(o.prompt.empty() != o.batch_prompts.empty(),
              "give exactly one of --prompt and --batch_prompts");
+  LOOM_CHECK(o.top_p > 0 && o.top_p <= 1, "--top_p must be in (0, 1], got ", o.top_p);
   const auto weights = loom::infer::parse_weight_type(o.quantize, "--quantize");
   LOOM_CHECK(!(o.no_cache && weights == loom::infer::WeightType::Int8),
              "--quantize int8 runs with the KV cache; drop --no_cache");
@@ -59,20 +65,33 @@ int run(const Options& o) {
     if (prompts.back().empty()) prompts.back().push_back(tokenizer->eot_id());
   }
   loom::Rng rng(o.seed);
-  const loom::SampleOptions sample{o.temperature, o.top_k};
+  const loom::SampleOptions sample{o.temperature, o.top_k, o.top_p};
+  loom::GenerateControl control;
+  control.stop_token = o.ignore_eos ? -1 : tokenizer->eot_id();
+  const bool stream = o.batch_prompts.empty();
+  if (stream) {  // the prompt now, then each token as it is sampled
+    if (!o.print_ids) std::cout << texts[0] << std::flush;
+    control.on_token = [&, first = true](int, int32_t token) mutable {
+      if (o.print_ids) std::cout << (first ? "" : " ") << token;
+      else std::cout << tokenizer->decode(std::span<const int32_t>(&token, 1));
+      std::cout << std::flush;
+      first = false;
+    };
+  }
   std::vector<std::vector<int32_t>> outs;
   if (o.no_cache) {
-    for (const auto& p : prompts) outs.push_back(loom::generate(*ckpt.model, p, o.max_new_tokens, sample, rng));
+    for (const auto& p : prompts)
+      outs.push_back(loom::generate(*ckpt.model, p, o.max_new_tokens, sample, rng, control));
   } else {
     loom::infer::KVDecoder decoder(*ckpt.model, weights);
-    outs = loom::infer::generate_cached(decoder, prompts, o.max_new_tokens, sample, rng);
+    outs = loom::infer::generate_cached(decoder, prompts, o.max_new_tokens, sample, rng, control);
   }
   for (size_t i = 0; i < outs.size(); ++i) {
-    if (o.print_ids) {
+    if (stream) {
+      std::cout << "\n";
+    } else if (o.print_ids) {
       for (size_t j = 0; j < outs[i].size(); ++j) std::cout << (j ? " " : "") << outs[i][j];
       std::cout << "\n";
-    } else if (o.batch_prompts.empty()) {
-      std::cout << texts[i] << tokenizer->decode(outs[i]) << "\n";
     } else {  // one JSON object per prompt: continuations may span lines
       std::cout << nlohmann::json{{"prompt", texts[i]}, {"completion", tokenizer->decode(outs[i])}}.dump(
                        -1, ' ', false, nlohmann::json::error_handler_t::replace)
@@ -94,21 +113,27 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--prompt", o->prompt, "text to continue");
       app.add_option("--batch_prompts", o->batch_prompts,
                      "file with one prompt per line, generated together (prints JSON lines "
-                     "{\"prompt\", \"completion\"})");
+                     "{\"prompt\", \"completion\"} at the end; a single --prompt streams)");
       app.add_option("--max_new_tokens", o->max_new_tokens, "tokens to generate")
           ->capture_default_str()->check(CLI::Range(1, 1 << 20));
       app.add_option("--temperature", o->temperature, "sampling temperature; 0: greedy")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
       app.add_option("--top_k", o->top_k, "sample among the k most likely tokens; 0: all")
           ->capture_default_str()->check(CLI::NonNegativeNumber);
+      app.add_option("--top_p", o->top_p,
+                     "nucleus sampling: among the fewest most likely tokens (after --top_k) whose "
+                     "probabilities sum to >= top_p; 1: all")
+          ->capture_default_str();
       app.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
+      app.add_flag("--ignore_eos", o->ignore_eos,
+                   "keep generating past <|endoftext|> (default: stop there; it is not printed)");
       app.add_option("--tokenizer", o->tokenizer, "gpt2 or byte (default: the checkpoint's)");
       app.add_option("--quantize", o->quantize,
                      "weights for generation: none (f32) or int8 (per-output-channel scales)")
           ->capture_default_str();
       app.add_flag("--no_cache", o->no_cache,
                    "recompute the whole context for every token (the reference path)");
-      app.add_flag("--print_ids", o->print_ids, "print the generated token ids, one line per prompt");
+      app.add_flag("--print_ids", o->print_ids, "print the generated token ids (space-separated), one line per prompt");
       app.add_option("--threads", o->threads, "OpenMP/BLAS threads; 0: default")->capture_default_str();
       return [o] { return run(*o); };
     });

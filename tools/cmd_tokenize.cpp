@@ -1,15 +1,13 @@
 // `loom tokenize`: text files -> llm.c token shards (train/val) + meta.json; or --encode/--decode
 // for quick checks.
 //
-// Output <out>/train_000000.bin ..., <out>/val_000000.bin ..., <out>/meta.json. As in llm.c's
-// data scripts, every document is preceded by <|endoftext|>. Validation documents: document i
-// (0-based, over all inputs in order) goes to val when floor((i+1)*f) > floor(i*f), f =
-// --val_fraction: every 10th document for 0.1, a whole-document and deterministic split.
-// Shards are written into a staging folder inside <out> and moved into place only when all is
-// done, so a failed run leaves an existing output as it was.
+// Output <out>/train_000000.bin ..., <out>/val_000000.bin ..., <out>/meta.json. Files are cut
+// into documents by --doc_sep (loom/data/text_corpus.hpp) and assigned to train or val by
+// loom/data/train_val_split.hpp (never an empty val split). Shards are written into a staging
+// folder inside <out> and moved into place only when all is done, so a failed run leaves an
+// existing output as it was. The progress line goes to stderr only when it is a terminal.
 #include <unistd.h>
 
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +23,7 @@
 #include "loom/data/shard_writer.hpp"
 #include "loom/data/text_corpus.hpp"
 #include "loom/data/tokenizer.hpp"
+#include "loom/data/train_val_split.hpp"
 
 namespace {
 namespace fs = std::filesystem;
@@ -34,6 +33,7 @@ struct Options {
   std::string out;
   std::string tokenizer = "gpt2";
   double val_fraction = 0.1;
+  std::string doc_sep = "auto";
   size_t shard_tokens = 100'000'000;
   int threads = 0;
   std::string encode, decode;
@@ -48,10 +48,6 @@ std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-bool is_val(uint64_t doc, double f) {
-  return std::floor(static_cast<double>(doc + 1) * f) > std::floor(static_cast<double>(doc) * f);
-}
-
 // Removes the staging folder unless the run got to the end.
 struct Staging {
   fs::path path;
@@ -61,7 +57,9 @@ struct Staging {
   }
 };
 
+// A carriage-return progress line, for terminals only (it would litter a log file).
 void progress(uint64_t done, uint64_t total, uint64_t tokens, double seconds) {
+  if (!::isatty(STDERR_FILENO)) return;
   const double mb = done / 1e6, rate = seconds > 0 ? mb / seconds : 0;
   const double eta = rate > 0 ? (total - done) / 1e6 / rate : 0;
   std::fprintf(stderr, "\rtokenize: %.1f / %.1f MB, %.2f MB/s, %llu tokens, ETA %.0f s   ", mb,
@@ -87,6 +85,7 @@ int run_corpus(const Options& o) {
   LOOM_CHECK(!o.out.empty(), "--out_dir is required (output directory)");
   LOOM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val_fraction must be in [0, 1), got ",
              o.val_fraction);
+  const auto doc_sep = loom::parse_document_separator(o.doc_sep);
   const auto tok = loom::load_tokenizer(o.tokenizer);
   const auto corpus = loom::list_text_files(o.inputs);
   fs::create_directories(o.out);
@@ -94,8 +93,8 @@ int run_corpus(const Options& o) {
   fs::create_directories(staging.path);
   loom::ShardSequenceWriter train(staging.path, "train", o.shard_tokens, tok->vocab_size());
   loom::ShardSequenceWriter val(staging.path, "val", o.shard_tokens, tok->vocab_size());
-  uint64_t docs_seen = 0, train_docs = 0, val_docs = 0, bytes_done = 0;
-  const std::vector<int32_t> eot = {tok->eot_id()};
+  loom::TrainValSplit split(train, val, o.val_fraction, tok->eot_id());
+  uint64_t bytes_done = 0;
   loom::Timer timer;
 
   // Documents are encoded in batches of ~4 MB: threads get enough work, memory stays bounded.
@@ -104,19 +103,14 @@ int run_corpus(const Options& o) {
   auto encode_batch = [&] {
     const std::vector<std::string_view> views(batch.begin(), batch.end());
     const auto ids = loom::encode_documents(*tok, views);
-    for (const auto& doc : ids) {
-      auto& writer = is_val(docs_seen++, o.val_fraction) ? val : train;
-      ++(&writer == &val ? val_docs : train_docs);
-      writer.append(eot);
-      writer.append(doc);
-    }
+    for (const auto& doc : ids) split.add(doc);
     batch.clear();
     batch_bytes = 0;
     progress(bytes_done, corpus.total_bytes, train.tokens() + val.tokens(), timer.seconds());
   };
   for (const auto& file : corpus.files) {
     const std::string text = loom::read_text_file(file);
-    for (auto& doc : loom::split_documents(text)) {
+    for (auto& doc : loom::split_documents(text, doc_sep)) {
       batch_bytes += doc.size();
       batch.push_back(std::move(doc));
     }
@@ -124,7 +118,9 @@ int run_corpus(const Options& o) {
     if (batch_bytes >= (4u << 20)) encode_batch();
   }
   encode_batch();
-  std::fprintf(stderr, "\n");
+  if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+  split.finish();
+  const uint64_t train_docs = split.train_documents(), val_docs = split.val_documents();
   const auto train_paths = train.finish();
   const auto val_paths = val.finish();
   LOOM_CHECK(!train_paths.empty(), "no training documents in the input");
@@ -137,10 +133,12 @@ int run_corpus(const Options& o) {
       {"documents", {{"train", train_docs}, {"val", val_docs}}},
       {"tokens", {{"train", train.tokens()}, {"val", val.tokens()}}},
       {"shards", {{"train", train_paths.size()}, {"val", val_paths.size()}}},
-      {"val_rule", "document i goes to val when floor((i+1)*f) > floor(i*f), f = val_fraction"},
+      {"val_rule", "document i goes to val when floor((i+1)*f) > floor(i*f), f = val_fraction; "
+                   "if that leaves val empty, the last document (of one document: its last "
+                   "max(1, round(f*n)) tokens)"},
       {"val_fraction", o.val_fraction},
-      {"document_rule", "files cut at lines that are exactly '%', ANSI escapes removed, each "
-                        "document preceded by eot"},
+      {"document_rule", loom::describe(doc_sep) + "; ANSI escapes removed; each document "
+                                                  "preceded by eot"},
       {"sources", corpus.files},
   };
   std::ofstream(staging.path / "meta.json") << meta.dump(2) << "\n";
@@ -201,6 +199,11 @@ const bool registered = loom::cli::register_command(
       app.add_option("--out_dir", o->out, "Output directory for shards and meta.json");
       app.add_option("--tokenizer", o->tokenizer, "gpt2 or byte")->capture_default_str();
       app.add_option("--val_fraction", o->val_fraction, "Fraction of documents for validation")
+          ->capture_default_str();
+      app.add_option("--doc_sep", o->doc_sep,
+                     "where documents end: auto (files with '%' lines at those lines, others at "
+                     "blank lines), blank, file (one document per file), or any other text: lines "
+                     "exactly equal to it")
           ->capture_default_str();
       app.add_option("--shard_tokens", o->shard_tokens, "Tokens per shard file")
           ->capture_default_str();

@@ -1,6 +1,9 @@
 // `loom train`: train a model from a JSON config (configs/*.json); every config field is also a
 // flag (--lr 1e-3) that overrides the file (dashes or underscores: --grad-accum = --grad_accum).
 // --resume continues from a checkpoint; --resume auto continues the latest one if any (restarts).
+// --init_from starts from pretrained weights (a Hugging Face GPT-2 directory or a Loom
+// checkpoint): parameters only, step 0, a fresh optimizer; a checkpoint to resume takes
+// precedence (--resume auto after a restart).
 // Data parallel: `--nproc N` relaunches this command as N local ranks (loom launch, shm
 // backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
 // splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
@@ -19,10 +22,12 @@
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/trace.hpp"
+#include "loom/data/data_tokenizer.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/train/checkpoint.hpp"
+#include "loom/train/pretrained.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trace_file.hpp"
 #include "loom/train/trainer.hpp"
@@ -32,6 +37,7 @@ namespace {
 struct Options {
   std::string config;
   std::string resume;
+  std::string init_from;
   std::string trace;
   int max_restarts = 0;
   std::map<std::string, std::string> values;  // field name -> flag text, for every field
@@ -43,6 +49,7 @@ std::vector<std::string> rank_args(const Options& o, const std::map<std::string,
   std::vector<std::string> args = {"train"};
   if (!o.config.empty()) args.insert(args.end(), {"--config", o.config});
   if (!o.resume.empty()) args.insert(args.end(), {"--resume", o.resume});
+  if (!o.init_from.empty()) args.insert(args.end(), {"--init_from", o.init_from});
   if (!o.trace.empty()) args.insert(args.end(), {"--trace", o.trace});
   for (const auto& [name, text] : overrides)
     if (name != "nproc") args.insert(args.end(), {"--" + name, text});
@@ -109,6 +116,16 @@ int run(const Options& o) {
                checkpoint_dir, " is already at step ", done,
                ", so there is nothing left to train (raise --max_steps to continue)");
   }
+  LOOM_CHECK(o.init_from.empty() || o.resume.empty() || o.resume == "auto",
+             "give --init_from (new weights, step 0) or --resume ", o.resume, " (a run to continue), not both");
+  if (!o.init_from.empty() && checkpoint_dir.empty()) {  // refused before any rank starts
+    const auto pretrained = loom::read_pretrained(o.init_from);
+    loom::check_pretrained_shape(pretrained, config.model);
+    loom::check_same_tokenizer(pretrained.tokenizer, pretrained.dir, config.train.data_dir);
+  }
+  if (!checkpoint_dir.empty())
+    loom::check_same_tokenizer(loom::read_checkpoint_state(checkpoint_dir).tokenizer, checkpoint_dir,
+                               config.train.data_dir);
   const loom::comm::RankEnvironment env = loom::comm::detect_environment();
   if (config.train.parallel == loom::LayoutChoice::kAuto) {
     LOOM_CHECK(env.launcher == loom::comm::Launcher::None,
@@ -145,6 +162,7 @@ int run(const Options& o) {
   if (!o.trace.empty()) loom::trace::enable(comm->rank());
   loom::Trainer trainer(config, comm.get());
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
+  else if (!o.init_from.empty()) trainer.init_from(o.init_from);
   trainer.run();
   if (!o.trace.empty()) {
     const size_t n = loom::write_trace(comm.get(), o.trace);
@@ -164,6 +182,9 @@ static const bool registered = loom::cli::register_command(
                      "checkpoint to continue from: a step_XXXXXX directory, a `latest` file, "
                      "`latest` (<out_dir>/latest), or `auto` (<out_dir>/latest if it exists, else "
                      "start afresh: for restarts)");
+      app.add_option("--init_from", o->init_from,
+                     "start from these weights: a Hugging Face GPT-2 directory (config.json + "
+                     "model.safetensors or its shards) or a Loom checkpoint; step 0, fresh optimizer");
       app.add_option("--max_restarts", o->max_restarts,
                      "restart all ranks (or the one process) up to this many times after a "
                      "failure (use with --resume auto)");

@@ -90,26 +90,64 @@ std::string strip_ansi_escapes(std::string_view text) {
   return out;
 }
 
-std::vector<std::string> split_documents(std::string_view text) {
+DocumentSeparator parse_document_separator(const std::string& value) {
+  using Kind = DocumentSeparator::Kind;
+  LOOM_CHECK(!value.empty(), "--doc_sep: empty; give auto, blank, file or a separator line");
+  if (value == "auto") return {Kind::Auto, ""};
+  if (value == "blank") return {Kind::BlankLines, ""};
+  if (value == "file") return {Kind::WholeFile, ""};
+  LOOM_CHECK(value.find('\n') == std::string::npos, "--doc_sep: a separator is one line, got '",
+             value, "'");
+  return {Kind::Line, value};
+}
+
+std::string describe(const DocumentSeparator& sep) {
+  switch (sep.kind) {
+    case DocumentSeparator::Kind::Auto:
+      return "files with a line that is exactly '%' cut at those lines, other files at blank lines";
+    case DocumentSeparator::Kind::BlankLines: return "files cut at blank lines";
+    case DocumentSeparator::Kind::WholeFile: return "one document per file";
+    case DocumentSeparator::Kind::Line: return "files cut at lines that are exactly '" + sep.line + "'";
+  }
+  return "";
+}
+
+std::vector<std::string> split_documents(std::string_view text, const DocumentSeparator& sep) {
   const std::string clean = strip_ansi_escapes(text);
   const std::string_view all(clean);
+  // Every line of the text, without its '\n' and a trailing '\r': (begin offset, text).
+  std::vector<std::pair<size_t, std::string_view>> lines;
+  for (size_t line_begin = 0; line_begin < all.size();) {
+    size_t line_end = all.find('\n', line_begin);
+    line_end = line_end == std::string_view::npos ? all.size() : line_end;
+    std::string_view line = all.substr(line_begin, line_end - line_begin);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    lines.emplace_back(line_begin, line);
+    line_begin = std::min(line_end + 1, all.size());
+  }
+  using Kind = DocumentSeparator::Kind;
+  Kind kind = sep.kind;
+  std::string_view separator = sep.line;
+  if (kind == Kind::Auto) {
+    const bool fortunes =
+        std::any_of(lines.begin(), lines.end(), [](const auto& l) { return l.second == "%"; });
+    kind = fortunes ? Kind::Line : Kind::BlankLines;
+    separator = "%";
+  }
+  auto is_separator = [&](std::string_view line) {
+    return (kind == Kind::Line && line == separator) ||
+           (kind == Kind::BlankLines && only_whitespace(line));
+  };
   std::vector<std::string> docs;
   size_t doc_begin = 0;
   auto finish = [&](size_t doc_end) {
     const auto doc = all.substr(doc_begin, doc_end - doc_begin);
     if (!only_whitespace(doc)) docs.emplace_back(doc);
   };
-  for (size_t line_begin = 0; line_begin < all.size();) {
-    size_t line_end = all.find('\n', line_begin);
-    line_end = line_end == std::string_view::npos ? all.size() : line_end;
-    std::string_view line = all.substr(line_begin, line_end - line_begin);
-    if (line.ends_with('\r')) line.remove_suffix(1);
-    const size_t next = std::min(line_end + 1, all.size());
-    if (line == "%") {
-      finish(line_begin);
-      doc_begin = next;
-    }
-    line_begin = next;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!is_separator(lines[i].second)) continue;
+    finish(lines[i].first);
+    doc_begin = i + 1 < lines.size() ? lines[i + 1].first : all.size();
   }
   finish(all.size());
   return docs;

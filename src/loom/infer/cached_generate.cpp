@@ -9,7 +9,7 @@ namespace loom::infer {
 std::vector<std::vector<int32_t>> generate_cached(KVDecoder& decoder,
                                                   const std::vector<std::vector<int32_t>>& prompts,
                                                   int max_new_tokens, const SampleOptions& opts,
-                                                  Rng& rng) {
+                                                  Rng& rng, const GenerateControl& control) {
   LOOM_CHECK(!prompts.empty(), "generate: no prompts");
   LOOM_CHECK(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ", max_new_tokens);
   const int S = static_cast<int>(prompts.size());
@@ -23,14 +23,16 @@ std::vector<std::vector<int32_t>> generate_cached(KVDecoder& decoder,
   const int capacity = static_cast<int>(std::min<size_t>(ctx, longest + std::max(0, max_new_tokens - 1)));
   decoder.start(S, std::max(1, capacity));
   std::vector<std::vector<int32_t>> texts = prompts, out(S);
+  std::vector<int> active(S);  // sequences still generating, in prompt order
+  for (int s = 0; s < S; ++s) active[s] = s;
   std::vector<int> seqs;
   std::vector<int32_t> tokens;
   std::vector<uint8_t> want;
-  for (int i = 0; i < max_new_tokens; ++i) {
+  for (int i = 0; i < max_new_tokens && !active.empty(); ++i) {
     seqs.clear();
     tokens.clear();
     want.clear();
-    for (int s = 0; s < S; ++s) {
+    for (const int s : active) {
       const auto& t = texts[s];
       // Feed what the cache lacks: the whole (cropped) text first, then the newest token; a full
       // cache is recomputed over the crop (see the header).
@@ -46,12 +48,18 @@ std::vector<std::vector<int32_t>> generate_cached(KVDecoder& decoder,
         want.push_back(j + 1 == t.size());
       }
     }
-    const float* logits = decoder.forward(seqs, tokens, want);
-    for (int s = 0; s < S; ++s) {
-      const int32_t next = sample_token(logits + static_cast<size_t>(s) * V, V, opts, rng);
+    const float* logits = decoder.forward(seqs, tokens, want);  // (active, V)
+    std::vector<int> still;
+    for (size_t a = 0; a < active.size(); ++a) {
+      const int s = active[a];
+      const int32_t next = sample_token(logits + a * V, V, opts, rng);
+      if (next == control.stop_token) continue;
       texts[s].push_back(next);
       out[s].push_back(next);
+      if (control.on_token) control.on_token(s, next);
+      still.push_back(s);
     }
+    active = std::move(still);
   }
   return out;
 }

@@ -19,10 +19,12 @@
 
 namespace loom::infer {
 
-// Returns the max_new_tokens new tokens of each (non-empty) prompt.
+// Returns the (up to) max_new_tokens new tokens of each (non-empty) prompt. A sequence that
+// samples control.stop_token ends there (the others go on; it draws no more samples);
+// control.on_token(s, token) sees each returned token of sequence s as soon as it is sampled.
 std::vector<std::vector<int32_t>> generate_cached(KVDecoder& decoder,
                                                   const std::vector<std::vector<int32_t>>& prompts,
                                                   int max_new_tokens, const SampleOptions& opts,
-                                                  Rng& rng);
+                                                  Rng& rng, const GenerateControl& control = {});
 
 }  // namespace loom::infer

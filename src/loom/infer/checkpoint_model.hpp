@@ -16,7 +16,8 @@ struct CheckpointModel {
   std::unique_ptr<GPT> model;
 };
 
-// `path`: a checkpoint directory or a `latest` file.
+// `path`: a checkpoint directory, a `latest` file, or a Hugging Face GPT-2 directory
+// (train/pretrained.hpp; its state holds only the model config and the tokenizer).
 CheckpointModel load_checkpoint_model(const std::string& path);
 
 }  // namespace loom::infer

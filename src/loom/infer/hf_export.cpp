@@ -40,7 +40,8 @@ void export_hf(const GPT& model, const Tokenizer& tokenizer, const std::string& 
       {"tie_word_embeddings", true},
       {"bos_token_id", vocab.eot_id},
       {"eos_token_id", vocab.eot_id},
-      {"torch_dtype", "float32"}};
+      {"torch_dtype", "float32"},
+      {"loom_tokenizer", tokenizer.name()}};  // read back by train/pretrained.hpp
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 
   std::vector<TensorToWrite> tensors;

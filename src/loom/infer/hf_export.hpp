@@ -2,7 +2,8 @@
 // A Loom GPT-2 as a Hugging Face model directory, what GPT2LMHeadModel.from_pretrained and
 // GPT2Tokenizer(Fast).from_pretrained read:
 //   config.json            GPT2Config fields (n_embd, n_layer, n_head, n_positions, vocab_size,
-//                          layer_norm_epsilon, activation_function "gelu_new", ...)
+//                          layer_norm_epsilon, activation_function "gelu_new", ...; and
+//                          "loom_tokenizer": gpt2 or byte, for loading it back)
 //   model.safetensors      F32, GPT2LMHeadModel names ("transformer.h.0.attn.c_attn.weight",
 //                          Conv1D [in, out]; lm_head tied to wte, not stored), metadata
 //                          {"format": "pt"}; a model without q,k,v bias gets a zero one

@@ -7,12 +7,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <optional>
 
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
+#include "loom/data/data_tokenizer.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/data/window_dataset.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
@@ -31,6 +33,7 @@
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/gathered_checkpoint_source.hpp"
+#include "loom/train/pretrained.hpp"
 #include "loom/train/metrics_log.hpp"
 #include "loom/train/preemption.hpp"
 
@@ -41,17 +44,6 @@ namespace {
 
 // The tokenizer named by <data_dir>/meta.json ({"tokenizer": "gpt2" | "byte", ...}); gpt2 when
 // there is no meta.json.
-std::string data_tokenizer(const std::string& data_dir) {
-  const std::string path = data_dir + "/meta.json";
-  if (!fs::exists(path)) return "gpt2";
-  std::ifstream in(path);
-  const auto j = nlohmann::json::parse(in, nullptr, false);
-  LOOM_CHECK(!j.is_discarded() && j.is_object(), path, ": not a JSON object");
-  if (!j.contains("tokenizer")) return "gpt2";
-  LOOM_CHECK(j["tokenizer"].is_string(), path, ": \"tokenizer\" must be a string");
-  return j["tokenizer"].get<std::string>();
-}
-
 LrSchedule make_schedule(const TrainConfig& c) {
   LrSchedule s{c.initial_lr, c.lr, c.min_lr, c.warmup_steps, c.max_steps};
   s.validate();
@@ -229,6 +221,17 @@ struct Trainer::Impl {
     return dp.sum(sum) / static_cast<double>(count);
   }
 
+  // Fills this rank's parameters from whole tensors: read(layout, params) writes the whole
+  // model's, laid out by `layout` (straight into the model when this rank holds all of it).
+  void load_whole_params(const std::function<void(const std::vector<ParamInfo>&, float*)>& read) {
+    if (!tp && !pipe) return read(model.layout(), model.params());
+    // Each rank keeps its pieces (of its stage) of the whole tensors.
+    const auto whole_layout = gpt_param_layout(cfg.model);
+    std::vector<float> whole(buffer_size(whole_layout));
+    read(whole_layout, whole.data());
+    parallel::scatter_whole(model.layout(), whole.data(), whole_layout, model.params());
+  }
+
   AdamWParams adamw_params() const {
     return {cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay};
   }
@@ -285,20 +288,20 @@ void Trainer::resume(const std::string& checkpoint) {
   const CheckpointState state = read_checkpoint_state(dir);
   adopt_rebalanced_partition(state.layout, dir);
   Impl& m = *impl_;
+  check_same_tokenizer(state.tokenizer, dir, m.cfg.train.data_dir);
   const nlohmann::json model_now = m.cfg.model;
   LOOM_CHECK(state.config.is_object() && state.config.contains("model") && state.config["model"] == model_now,
              dir, ": the checkpoint's model config differs from this run's: ",
              config_diff(state.config.value("model", nlohmann::json::object()), model_now));
+  m.load_whole_params([&](const std::vector<ParamInfo>& layout, float* params) {
+    load_checkpoint_params(dir, layout, params);
+  });
   if (!m.tp && !m.pipe) {
-    load_checkpoint_params(dir, m.model.layout(), m.model.params());
     m.dp.load_full_optimizer(
         [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
   } else {
     // The checkpoint holds whole tensors: each rank keeps its pieces (of its stage).
     const auto whole_layout = gpt_param_layout(m.cfg.model);
-    std::vector<float> whole(buffer_size(whole_layout));
-    load_checkpoint_params(dir, whole_layout, whole.data());
-    parallel::scatter_whole(m.model.layout(), whole.data(), whole_layout, m.model.params());
     m.dp.load_full_optimizer([&](AdamW& opt) {
       AdamW full(whole_layout, m.adamw_params());
       load_checkpoint_optimizer(dir, whole_layout, full);
@@ -314,6 +317,17 @@ void Trainer::resume(const std::string& checkpoint) {
   if (m.world_rank == 0)
     std::cout << "resumed from " << dir << " at step " << m.step
               << steps_lost_note(m.cfg.train.out_dir, m.cfg.train.log_file, m.step) << std::endl;
+}
+
+void Trainer::init_from(const std::string& path) {
+  Impl& m = *impl_;
+  const PretrainedModel pretrained = read_pretrained(path);
+  check_pretrained_shape(pretrained, m.cfg.model);
+  check_same_tokenizer(pretrained.tokenizer, pretrained.dir, m.cfg.train.data_dir);
+  m.load_whole_params([&](const std::vector<ParamInfo>& layout, float* params) {
+    load_pretrained_params(pretrained, layout, params);
+  });
+  if (m.world_rank == 0) std::cout << "initialised from " << pretrained.dir << std::endl;
 }
 
 StepStats Trainer::step() {

@@ -52,6 +52,10 @@ class Trainer {
   // Restores everything from a checkpoint: a step_XXXXXX directory or a `latest` file. The
   // checkpoint's model config must equal this run's.
   void resume(const std::string& checkpoint);
+  // Starts from pretrained weights (a Hugging Face GPT-2 directory or a Loom checkpoint, see
+  // pretrained.hpp): parameters only; the optimizer, step and data position stay fresh. The
+  // model's shape must equal this run's config (an error names each field that differs).
+  void init_from(const std::string& path);
 
   // Trains to max_steps with console output, metrics, evaluation, samples and checkpoints.
   // A fresh (not resumed) run refuses an out_dir that already holds checkpoints. SIGTERM/SIGINT

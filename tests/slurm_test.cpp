@@ -1,0 +1,46 @@
+// Slurm: the rank environment srun gives every task maps to Loom's ranks, and the example
+// scripts/slurm/train.sbatch passes its variables to `loom train` (srun replaced by a stub that
+// prints what it would run: no Slurm here).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "loom/launch/environment.hpp"
+#include "temp_dir.hpp"
+#include "train_cli_util.hpp"
+
+namespace loom::testing {
+namespace {
+
+TEST(Slurm, SrunTaskVariablesGiveTheRank) {
+  const std::map<std::string, std::string> vars = {
+      {"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "2"}};
+  for (const auto& [k, v] : vars) ::setenv(k.c_str(), v.c_str(), 1);
+  const auto env = launch::detect_environment();
+  for (const auto& [k, v] : vars) ::unsetenv(k.c_str());
+  EXPECT_EQ(env.launcher, launch::Launcher::Mpi);
+  EXPECT_EQ(env.rank, 5);
+  EXPECT_EQ(env.world_size, 8);
+  EXPECT_EQ(env.local_rank, 1);
+  EXPECT_EQ(env.local_world_size, 2);
+}
+
+TEST(Slurm, TrainSbatchHonoursItsVariables) {
+  TempDir dir;
+  std::ofstream(dir / "srun") << "#!/bin/sh\necho \"OMP_NUM_THREADS=$OMP_NUM_THREADS srun $*\"\n";
+  std::filesystem::permissions(dir / "srun", std::filesystem::perms::owner_all);
+  const std::string script = std::string(LOOM_SOURCE_DIR) + "/scripts/slurm/train.sbatch";
+  const Result r = run_bounded("env PATH=" + dir.path() + ":$PATH SLURM_JOB_ID=42 SLURM_CPUS_PER_TASK=3 "
+                               "CONFIG=c.json DATA_DIR=d TP=2 EXTRA='--zero 1' bash " + script, 30);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("OMP_NUM_THREADS=3 srun --mpi=pmix --kill-on-bad-exit=1 build/loom train "
+                       "--config c.json --data_dir d --out_dir runs/slurm-42 --tp 2 --pp 1 "
+                       "--threads 3 --resume auto --zero 1"),
+            std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace loom::testing
