@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/recompute.hpp"
@@ -274,11 +275,7 @@ nlohmann::json load_config_json(const std::string& path) {
   if (path.empty()) return nlohmann::json::object();
   std::ifstream in(path);
   LOOM_CHECK(in, path, ": cannot open config file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    LOOM_FAIL(path, ": not valid JSON: ", e.what());
-  }
+  return read_json_file(path);
 }
 
 GPTConfig load_model_config(const std::string& path) {

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/data/tokenizer.hpp"
@@ -41,9 +42,8 @@ namespace {
 std::string data_tokenizer(const std::string& data_dir) {
   const std::string path = data_dir + "/meta.json";
   if (!fs::exists(path)) return "gpt2";
-  std::ifstream in(path);
-  const auto j = nlohmann::json::parse(in, nullptr, false);
-  LOOM_CHECK(!j.is_discarded() && j.is_object(), path, ": not a JSON object");
+  const auto j = read_json_file(path);
+  LOOM_CHECK(j.is_object(), path, ": not a JSON object");
   if (!j.contains("tokenizer")) return "gpt2";
   LOOM_CHECK(j["tokenizer"].is_string(), path, ": \"tokenizer\" must be a string");
   return j["tokenizer"].get<std::string>();
