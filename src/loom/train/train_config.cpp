@@ -113,7 +113,9 @@ void read_value(const nlohmann::json& v, const std::string& key, Int& out) {
 
 void from_json_train(const nlohmann::json& j, TrainConfig& c) {
   LOOM_CHECK(j.is_object(), "the \"train\" section must be a JSON object, got ", j.dump());
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture one
+    const nlohmann::json& v = item.value();
     bool known = false;
     visit_train_fields(c, [&](const char* name, auto& member, const char*) {
       if (key != name) return;
