@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "loom/launch/environment.hpp"
+#include "loom/comm/environment.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 
@@ -18,9 +18,9 @@ TEST(Slurm, SrunTaskVariablesGiveTheRank) {
   const std::map<std::string, std::string> vars = {
       {"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "2"}};
   for (const auto& [k, v] : vars) ::setenv(k.c_str(), v.c_str(), 1);
-  const auto env = launch::detect_environment();
+  const auto env = comm::detect_environment();
   for (const auto& [k, v] : vars) ::unsetenv(k.c_str());
-  EXPECT_EQ(env.launcher, launch::Launcher::Mpi);
+  EXPECT_EQ(env.launcher, comm::Launcher::Mpi);
   EXPECT_EQ(env.rank, 5);
   EXPECT_EQ(env.world_size, 8);
   EXPECT_EQ(env.local_rank, 1);

@@ -1,6 +1,6 @@
 // `loom bench ddp --config C --nproc N [--bucket_mb 1,5,25]`: data-parallel step time on 1 and on
 // N local ranks at equal per-rank batch (one thread per rank), the share of all-reduce time
-// hidden behind backward, and scaling efficiency (see loom/parallel/ddp_bench.hpp).
+// hidden behind backward, and scaling efficiency (see bench/ddp_bench.hpp).
 #include <fstream>
 #include <memory>
 #include <sstream>

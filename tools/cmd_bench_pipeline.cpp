@@ -1,6 +1,6 @@
 // `loom bench pipeline --pp 2 --micro_batches 4,8,16 --schedule gpipe,1f1b,zb1p`: measured step
 // time and bubble of each pipeline schedule against theory and the simulator, with peak
-// activation memory per stage (see loom/parallel/pipeline/pipeline_bench.hpp).
+// activation memory per stage (see bench/pipeline_bench.hpp).
 #include <fstream>
 #include <memory>
 #include <sstream>

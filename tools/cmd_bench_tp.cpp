@@ -1,5 +1,5 @@
 // `loom bench tp --config C --tp 1,2 --batch_size 4 --seq_len 256`: tensor-parallel step time, the time
-// in tp all-reduces and the memory per rank for each tp size (see loom/parallel/tp_bench.hpp).
+// in tp all-reduces and the memory per rank for each tp size (see bench/tp_bench.hpp).
 #include <fstream>
 #include <memory>
 #include <sstream>

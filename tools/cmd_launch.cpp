@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "command_registry.hpp"
+#include "loom/launch/capacity.hpp"
 #include "loom/launch/launcher.hpp"
 
 namespace {
@@ -10,6 +11,7 @@ struct Options {
   int nproc = 1;
   std::vector<std::string> command;
   loom::launch::LaunchOptions launch;
+  bool oversubscribe = false;
 };
 
 const bool registered = loom::cli::register_command(
@@ -25,13 +27,18 @@ const bool registered = loom::cli::register_command(
                      "Seconds between SIGTERM and SIGKILL when stopping ranks after a failure "
                      "(time to finish a checkpoint being written)")
           ->capture_default_str();
+      app.add_flag("--oversubscribe", o->oversubscribe,
+                   "Start the ranks even when there are more than the cores can run");
       app.add_option("command", o->command, "The loom command to run, after --")
           ->required();
       app.footer(
           "SIGTERM/SIGINT is passed to every rank once (loom train saves and exits 0); a second "
           "one stops them at once.\nExamples: loom launch --nproc 4 -- comm check\n"
           "  loom launch --nproc 4 --max_restarts 3 -- train --config configs/tiny.json --resume auto");
-      return [o] { return loom::launch::launch_local(o->nproc, o->command, o->launch); };
+      return [o] {
+        if (!o->oversubscribe) loom::launch::check_job_fits(o->nproc, 0, loom::launch::host_capacity());
+        return loom::launch::launch_local(o->nproc, o->command, o->launch);
+      };
     });
 
 }  // namespace

@@ -3,7 +3,7 @@
 // best first (see loom/parallel/planner/planner.hpp). Kernel costs are timed once at start-up.
 // `--validate K` (or `--layouts 2x1x1,1x1x2:zb1p:4`) then trains K of the layouts for a few
 // steps each on N local ranks and prints predicted beside measured step time
-// (loom/parallel/planner/validation.hpp).
+// (bench/plan_validation.hpp).
 #include <cstdio>
 #include <memory>
 #include <optional>

@@ -22,12 +22,12 @@
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/trace.hpp"
-#include "loom/data/data_tokenizer.hpp"
+#include "loom/launch/capacity.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/train/checkpoint.hpp"
-#include "loom/train/pretrained.hpp"
+#include "loom/train/run_memory.hpp"
 #include "loom/train/train_config.hpp"
 #include "loom/train/trace_file.hpp"
 #include "loom/train/trainer.hpp"
@@ -40,6 +40,7 @@ struct Options {
   std::string init_from;
   std::string trace;
   int max_restarts = 0;
+  bool oversubscribe = false;
   std::map<std::string, std::string> values;  // field name -> flag text, for every field
   std::map<std::string, CLI::Option*> flags;
 };
@@ -138,6 +139,13 @@ int run(const Options& o) {
   const bool launching = env.launcher == loom::comm::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
                              config.train.pp);
+  // A job this host cannot hold (too many ranks, or more memory than it has) is refused here.
+  if (launching && !o.oversubscribe) {
+    const loom::launch::HostCapacity host = loom::launch::host_capacity();
+    const int threads = config.train.threads > 0 ? config.train.threads
+                                                 : std::max(1, host.cores / config.train.nproc);
+    loom::launch::check_job_fits(config.train.nproc, loom::planned_bytes_per_rank(config, threads), host);
+  }
   LOOM_CHECK(o.max_restarts == 0 || launching,
              "--max_restarts: this process is already a rank of a job (", loom::comm::name(env.launcher),
              "); restarts are its launcher's to make");
@@ -188,6 +196,9 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--max_restarts", o->max_restarts,
                      "restart all ranks (or the one process) up to this many times after a "
                      "failure (use with --resume auto)");
+      app.add_flag("--oversubscribe", o->oversubscribe,
+                   "start the ranks even when they are more than the cores can run or their "
+                   "planned memory exceeds the available memory");
       app.add_option("--trace", o->trace,
                      "write a Chrome/Perfetto timeline of every rank (compute, communication, "
                      "checkpoints) to this JSON file");

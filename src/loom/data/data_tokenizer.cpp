@@ -1,19 +1,18 @@
 #include "loom/data/data_tokenizer.hpp"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 
 namespace loom {
 
 std::string data_tokenizer(const std::string& data_dir) {
   const std::string path = data_dir + "/meta.json";
   if (!std::filesystem::exists(path)) return "gpt2";
-  std::ifstream in(path);
-  const auto j = nlohmann::json::parse(in, nullptr, false);
-  LOOM_CHECK(!j.is_discarded() && j.is_object(), path, ": not a JSON object");
+  const auto j = read_json_file(path);
+  LOOM_CHECK(j.is_object(), path, ": not a JSON object");
   if (!j.contains("tokenizer")) return "gpt2";
   LOOM_CHECK(j["tokenizer"].is_string(), path, ": \"tokenizer\" must be a string");
   return j["tokenizer"].get<std::string>();

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 #include "loom/core/checksum.hpp"
 #include "loom/io/file_io.hpp"
 
@@ -94,9 +95,9 @@ SafetensorsFile::SafetensorsFile(std::vector<uint8_t> bytes, std::string origin)
   data_start_ = 8 + static_cast<size_t>(n);
   const size_t data_size = bytes_.size() - data_start_;
 
-  const auto header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + data_start_,
-                                            nullptr, /*allow_exceptions=*/false);
-  LOOM_CHECK(!header.is_discarded(), f, ": header is not valid JSON");
+  const auto header = parse_json(
+      std::string_view(reinterpret_cast<const char*>(bytes_.data()) + 8, static_cast<size_t>(n)),
+      f + ": header");
   LOOM_CHECK(header.is_object(), f, ": header is not a JSON object");
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") {

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 #include "loom/core/checksum.hpp"
 #include "loom/io/file_io.hpp"
 #include "loom/io/safetensors.hpp"
@@ -68,9 +69,7 @@ SafetensorsFile read_verified(const std::string& dir, const char* file) {
   const nlohmann::json state = [&] {
     std::ifstream in(state_path);
     LOOM_CHECK(in, state_path, ": cannot open (not a checkpoint directory?)");
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    LOOM_CHECK(!j.is_discarded(), state_path, ": not valid JSON (truncated?)");
-    return j;
+    return read_json_file(state_path);
   }();
   const auto& entry = field(field(state, "files", state_path), file, state_path + ": files");
   const std::string path = dir + "/" + file;
@@ -223,8 +222,7 @@ CheckpointState read_checkpoint_state(const std::string& dir) {
   const std::string path = dir + "/" + kStateFile;
   std::ifstream in(path);
   LOOM_CHECK(in, path, ": cannot open (is ", dir, " a checkpoint directory?)");
-  const auto j = nlohmann::json::parse(in, nullptr, false);
-  LOOM_CHECK(!j.is_discarded(), path, ": not valid JSON (truncated or corrupted)");
+  const auto j = read_json_file(path);
   LOOM_CHECK(j.is_object() && j.value("format", "") == "loom-checkpoint", path,
              ": not a loom checkpoint (no \"format\": \"loom-checkpoint\")");
   LOOM_CHECK(read_u64(j, "version", path) == 1, path, ": unsupported checkpoint version ", j["version"]);

@@ -8,24 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
 #include "loom/train/checkpoint.hpp"
-#include "loom/train/safetensors.hpp"
+#include "loom/io/safetensors.hpp"
 
 namespace loom {
 namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kPrefix = "transformer.";
-
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  LOOM_CHECK(in, path, ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    LOOM_FAIL(path, ": not valid JSON (", e.what(), ")");
-  }
-}
 
 int int_field(const nlohmann::json& j, const char* key, const std::string& origin) {
   LOOM_CHECK(j.contains(key) && j[key].is_number_integer(), origin, ": field ", key,
@@ -35,7 +26,7 @@ int int_field(const nlohmann::json& j, const char* key, const std::string& origi
 
 GPTConfig hf_config(const std::string& dir) {
   const std::string origin = dir + "/config.json";
-  const nlohmann::json j = read_json(origin);
+  const nlohmann::json j = read_json_file(origin);
   LOOM_CHECK(j.is_object(), origin, ": not a JSON object");
   LOOM_CHECK(j.value("model_type", "gpt2") == "gpt2", origin, ": model_type ", j["model_type"].dump(),
              ", only gpt2 is supported");
@@ -65,7 +56,7 @@ class HfTensors {
   explicit HfTensors(const std::string& dir) {
     const std::string index = dir + "/model.safetensors.index.json";
     if (fs::exists(index)) {
-      const nlohmann::json j = read_json(index);
+      const nlohmann::json j = read_json_file(index);
       LOOM_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index,
                  ": no \"weight_map\" object");
       for (const auto& [name, file] : j["weight_map"].items()) {
@@ -164,7 +155,7 @@ PretrainedModel read_pretrained(const std::string& path) {
     p.dir = path;
     p.hf = true;
     p.config = hf_config(path);
-    const nlohmann::json j = read_json(path + "/config.json");
+    const nlohmann::json j = read_json_file(path + "/config.json");
     p.tokenizer = j.value("loom_tokenizer", "gpt2");
     return p;
   }

@@ -10,6 +10,8 @@
 #include <type_traits>
 
 #include "loom/core/check.hpp"
+#include "loom/core/json_input.hpp"
+#include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
@@ -145,7 +147,9 @@ void read_value(const nlohmann::json& v, const std::string& key, Int& out) {
 
 void from_json_train(const nlohmann::json& j, TrainConfig& c) {
   LOOM_CHECK(j.is_object(), "the \"train\" section must be a JSON object, got ", j.dump());
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture one
+    const nlohmann::json& v = item.value();
     bool known = false;
     visit_train_fields(c, [&](const char* name, auto& member, const char*) {
       if (key != name) return;
@@ -313,11 +317,7 @@ nlohmann::json load_config_json(const std::string& path) {
   if (path.empty()) return nlohmann::json::object();
   std::ifstream in(path);
   LOOM_CHECK(in, path, ": cannot open config file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    LOOM_FAIL(path, ": not valid JSON: ", e.what());
-  }
+  return read_json_file(path);
 }
 
 GPTConfig load_model_config(const std::string& path) {
