@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "loom/comm/backend.hpp"
+#include "loom/comm/topology.hpp"
 #include "loom/comm/types.hpp"
 
 namespace loom::comm {
@@ -30,6 +31,7 @@ struct CommOptions {
   Algo algo = Algo::Ring;        // default algorithm; LOOM_COMM_ALGO overrides
   double timeout_s = 300;        // per call; LOOM_COMM_TIMEOUT (seconds) overrides
   bool debug = false;            // agree on every call first; LOOM_COMM_DEBUG=1 turns it on
+  Topology topology = Topology::Auto;  // LOOM_COMM_TOPOLOGY overrides (topology.hpp)
 };
 
 // A pending non-blocking collective.
@@ -66,6 +68,15 @@ class Communicator {
   double timeout_s() const { return timeout_s_; }
   void set_timeout_s(double s) { timeout_s_ = s; }
   bool debug() const { return debug_; }
+
+  // The hosts of the world's ranks (null until set_hosts). Collective: also builds this group's
+  // two levels (topology.hpp) when it has them and the topology is not flat.
+  void set_hosts(std::shared_ptr<const Hosts> hosts);
+  const Hosts* hosts() const { return hosts_.get(); }
+  // Whether the collectives run in two levels now; set_topology(Flat) turns that off for later
+  // calls, Auto/Hierarchical back on (an error where the group has no levels).
+  bool hierarchical() const { return levels_ != nullptr && topology_ != Topology::Flat; }
+  void set_topology(Topology t);
 
   // In place on `data`; see Collective in types.hpp for the exact semantics of each.
   void allreduce(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
@@ -106,8 +117,19 @@ class Communicator {
   // or "barrier"/"split"). Called inside guarded().
   void agree_on_call(const char* kind, const Collective& c, Algo algo);
 
+  // The group's two levels (topology.hpp): this rank's host, and its local index across hosts.
+  struct Levels {
+    HostLayout layout;
+    std::unique_ptr<Communicator> local, cross;
+  };
+  // "rank R (host NAME)" for a group rank, the host when known.
+  std::string describe_rank(int group_rank) const;
+
   std::unique_ptr<Backend> backend_;
   std::string name_;
+  Topology topology_;
+  std::shared_ptr<const Hosts> hosts_;
+  std::unique_ptr<Levels> levels_;
   Algo algo_;
   double timeout_s_;
   bool debug_;
