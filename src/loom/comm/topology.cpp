@@ -77,8 +77,9 @@ Hosts hosts_from_identities(const std::vector<std::string>& identity,
     h.host_of.push_back(it->second);
   }
   // Two hosts with one hostname (network namespaces, containers) get told apart.
+  const std::vector<std::string> hostnames = h.names;
   for (size_t k = 0; k < h.names.size(); ++k)
-    if (std::count(h.names.begin(), h.names.end(), h.names[k]) > 1)
+    if (std::count(hostnames.begin(), hostnames.end(), hostnames[k]) > 1)
       h.names[k] += detail::concat("#", k);
   return h;
 }
