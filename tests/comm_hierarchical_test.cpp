@@ -75,6 +75,34 @@ TEST(CommHierarchical, BadTopologyOrHostMapIsAClearError) {
       << short_map.output;
 }
 
+#ifdef LOOM_WITH_MPI
+// Under mpirun the intra-host level is a shared-memory segment per host, the inter-host level MPI.
+TEST(CommHierarchical, MpirunTwoHostsOfTwoMatchTheReferenceAndFlat) {
+  const auto r = run_shell("mpirun --oversubscribe -np 4 -x LOOM_HOST_MAP=0,0,1,1 " + loom() +
+                               " comm check --backend mpi --timeout 60 --algos ring,tree,native " +
+                               kOddCounts,
+                           240);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("comm check: backend mpi, 4 ranks, hierarchical over 2 hosts"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("FAILED"), std::string::npos) << r.output;
+}
+
+TEST(CommHierarchical, MpirunIntraHostLevelIsSharedMemory) {
+  // A shared-memory configuration that cannot work breaks the two-level run (whose intra-host
+  // level needs a segment) and not the flat one (MPI only).
+  const std::string env = "mpirun --oversubscribe -np 4 -x LOOM_SHM_CONTEXTS=0 ";
+  const std::string check = loom() + " comm check --backend mpi --timeout 20 --counts 1";
+  const auto two_level = run_shell(env + "-x LOOM_HOST_MAP=0,0,1,1 " + check, 120);
+  EXPECT_NE(two_level.exit_code, 0) << two_level.output;
+  EXPECT_NE(two_level.output.find("LOOM_SHM_CONTEXTS must be >= 1"), std::string::npos)
+      << two_level.output;
+  const auto flat = run_shell(env + check, 120);
+  EXPECT_EQ(flat.exit_code, 0) << flat.output;
+}
+#endif
+
 // 4 ranks on simulated hosts 0,0,1,1 started by hand (as comm_failure_test does), so the
 // survivors' own errors are seen; `victim` is killed mid all-reduce.
 ProcessResult kill_one_of_four(int victim) {

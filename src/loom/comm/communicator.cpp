@@ -7,8 +7,11 @@
 #include <functional>
 #include <thread>
 
+#include <unistd.h>
+
 #include "loom/comm/algorithms/algorithms.hpp"
 #include "loom/comm/call_signature.hpp"
+#include "loom/comm/shm/shm_backend.hpp"
 #include "loom/core/trace.hpp"
 
 namespace loom::comm {
@@ -169,8 +172,30 @@ void Communicator::set_hosts(std::shared_ptr<const Hosts> hosts) {
   auto levels = std::make_unique<Levels>();
   levels->layout = *layout;
   levels->local = split(h, rank(), name_ + "/host");
+  if (std::string(backend_name()) == "mpi") levels->local = levels->local->over_shared_memory();
   levels->cross = split(l, h, name_ + "/across-hosts");
   levels_ = std::move(levels);
+}
+
+std::unique_ptr<Communicator> Communicator::over_shared_memory() {
+  // The segment is named after this group's rank 0 (its pid, and a context number no group of
+  // that process has used yet), so groups and jobs never share one.
+  int32_t id[2] = {static_cast<int32_t>(getpid()), *next_context_};
+  guarded("shared-memory segment of the host (broadcast of its name)", [&](Clock::time_point) {
+    algorithms::ring(transport(), {OpKind::Broadcast, id, 2, DType::F32});
+  });
+  ++*next_context_;
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(timeout_s_));
+  CommOptions opts;
+  opts.algo = algo_;
+  opts.timeout_s = timeout_s_;
+  opts.debug = debug_;
+  opts.topology = Topology::Flat;
+  return std::make_unique<Communicator>(
+      shm::make_shm_backend(detail::concat("/loom-host-", id[0], "-", id[1]), rank(), size(),
+                            deadline),
+      opts, name_ + " (shm)");
 }
 
 void Communicator::set_topology(Topology t) {

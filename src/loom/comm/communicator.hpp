@@ -122,6 +122,9 @@ class Communicator {
     HostLayout layout;
     std::unique_ptr<Communicator> local, cross;
   };
+  // The same ranks (all on one host) over a shared-memory segment of their own: under MPI the
+  // intra-host level talks through memory, not through the MPI library. Collective.
+  std::unique_ptr<Communicator> over_shared_memory();
   // "rank R (host NAME)" for a group rank, the host when known.
   std::string describe_rank(int group_rank) const;
 
