@@ -53,6 +53,26 @@ TEST(CommSolo, UnlaunchedProcessGetsAWorkingSingleRankCommunicator) {
   EXPECT_THROW(comm->send(x.data(), 4, 0), Error);
 }
 
+// The async worker and the caller's thread read the timeout and the algorithm without a lock:
+// they are fixed when a communicator is made (a setter would race with them), and its sub-groups
+// inherit them.
+template <typename C>
+concept ChangeableAfterConstruction =
+    requires(C& c) { c.set_timeout_s(1.0); } || requires(C& c) { c.set_algo(Algo::Tree); };
+static_assert(!ChangeableAfterConstruction<Communicator>);
+
+TEST(CommOptions, TimeoutAndAlgorithmAreFixedAtConstructionAndInherited) {
+  CommOptions opts;
+  opts.timeout_s = 7.5;
+  opts.algo = Algo::Tree;
+  auto comm = communicator_from_env(opts);
+  auto sub = comm->split(0, 0, "solo-sub");
+  for (const Communicator* c : {comm.get(), sub.get()}) {
+    EXPECT_EQ(c->timeout_s(), 7.5);
+    EXPECT_EQ(c->algo(), Algo::Tree);
+  }
+}
+
 TEST(LaunchEnvironment, TorchrunStyleVariablesAreHonoured) {
   setenv("RANK", "2", 1);
   setenv("WORLD_SIZE", "4", 1);

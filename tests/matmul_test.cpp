@@ -1,12 +1,15 @@
 // kernels::matmul: bf16 products against float references for every transposition, the oneDNN
 // f32 path against OpenBLAS, the per-scope weight cache, the precision scope reaching the GEMM
-// kernels, and the forced bf16 fallback.
+// kernels (per thread, and handed to OpenMP workers), and the forced bf16 fallback.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <latch>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "loom/core/check.hpp"
@@ -252,6 +255,80 @@ TEST(Matmul, AttentionRunsInBf16UnderTheScope) {
   EXPECT_GT(worst, 1e-5);
   EXPECT_LT(worst, 0.05);
   EXPECT_EQ(matmul_precision(), MatmulPrecision::kF32);  // restored
+}
+
+// The precision is per thread: two threads whose scopes overlap (bf16 entered first, f32 second,
+// left in the same order) each multiply in their own, and neither changes the caller's.
+TEST(Matmul, ConcurrentScopesOnTwoThreadsEachKeepTheirOwnPrecision) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int M = 16, N = 16, K = 64;
+  const auto A = random_floats(static_cast<size_t>(M) * K, 31);
+  const auto B = random_floats(static_cast<size_t>(K) * N, 32);
+  auto product = [&] {
+    std::vector<float> C(static_cast<size_t>(M) * N);
+    matmul<float>(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
+    return C;
+  };
+  std::vector<float> want32 = product(), want16;
+  {
+    MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+    want16 = product();
+  }
+  ASSERT_NE(want16, want32);
+  std::vector<float> got16, got32;
+  MatmulPrecision seen16 = MatmulPrecision::kF32, seen32 = MatmulPrecision::kBF16;
+  // Both scopes stay live until both threads have multiplied.
+  std::latch bf16_entered(1), f32_entered(1), bf16_done(1);
+  std::thread bf16_thread([&] {
+    MatmulPrecisionScope bf16(MatmulPrecision::kBF16);
+    bf16_entered.count_down();
+    f32_entered.wait();
+    got16 = product();
+    seen16 = matmul_precision();
+    bf16_done.count_down();
+  });
+  std::thread f32_thread([&] {
+    bf16_entered.wait();
+    MatmulPrecisionScope f32(MatmulPrecision::kF32);
+    f32_entered.count_down();
+    got32 = product();
+    seen32 = matmul_precision();
+    bf16_done.wait();
+  });
+  bf16_thread.join();
+  f32_thread.join();
+  EXPECT_EQ(got16, want16);
+  EXPECT_EQ(seen16, MatmulPrecision::kBF16);
+  EXPECT_EQ(got32, want32);
+  EXPECT_EQ(seen32, MatmulPrecision::kF32);
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::kF32);
+  EXPECT_EQ(product(), want32);
+}
+
+// OpenMP's worker threads run the attention's heads in the scope of the thread that called it:
+// on 2 threads every head matches the 1-thread result (in f32 the worker's heads would differ).
+TEST(Matmul, AttentionWorkerThreadsFollowTheCallersScope) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const AttentionShape s{1, 128, 32, 4};  // B * H * T * T = 65536: worth threads
+  const auto qkv = random_floats(static_cast<size_t>(s.B) * s.Tn * 3 * s.C, 33);
+  const size_t out_n = static_cast<size_t>(s.B) * s.Tn * s.C;
+  std::vector<float> att(static_cast<size_t>(s.B) * s.H * s.Tn * s.Tn);
+  std::vector<float> scratch(attention_scratch_size(s, 2));
+  auto forward = [&](int threads, MatmulPrecision p) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> out(out_n);
+    {
+      MatmulPrecisionScope scope(p);
+      attention_forward(out.data(), att.data(), qkv.data(), nullptr, 0.0f, s, scratch.data(),
+                        scratch.size());
+    }
+    omp_set_num_threads(saved);
+    return out;
+  };
+  const auto one_thread = forward(1, MatmulPrecision::kBF16);
+  ASSERT_NE(one_thread, forward(1, MatmulPrecision::kF32));
+  EXPECT_EQ(forward(2, MatmulPrecision::kBF16), one_thread);
 }
 
 TEST(Matmul, Bf16FallsBackToF32WhenForced) {

@@ -5,8 +5,12 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
 
 #include "forked_ranks.hpp"
 #include "loom/parallel/pipeline/mlp_chunk.hpp"
@@ -160,6 +164,44 @@ TEST(PipelineRuntime, AKilledStageMakesTheOthersFailNamingIt) {
     EXPECT_NE(out[r].error.find("rank 1"), std::string::npos) << out[r].error;
     EXPECT_NE(out[r].error.find("recv"), std::string::npos) << out[r].error;
   }
+}
+
+// A stage that has failed abandons its lanes: a receive it had posted from a neighbour that is
+// alive but will never send (it waits on the failed stage) ends at once, not after the timeout.
+TEST(PipelineLanes, AbandonEndsAPostedReceiveAtOnce) {
+  const double comm_timeout_s = 8, neighbour_silent_s = 4;
+  const auto out = testing::run_forked_ranks(
+      2, 60,
+      [&](comm::Communicator& world) {
+        P2PLanes lanes(world, false);
+        if (world.rank() == 1) {  // alive and silent, then gone
+          std::this_thread::sleep_for(std::chrono::duration<double>(neighbour_silent_s));
+          return 0;
+        }
+        auto grad = std::make_shared<std::vector<float>>(16);
+        std::shared_future<void> arrival = lanes.grad_in()->post_recv(grad);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the receive is waiting
+        const auto start = std::chrono::steady_clock::now();
+        lanes.abandon();
+        arrival.wait();
+        const double took =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        try {
+          arrival.get();
+          std::fprintf(stderr, "the abandoned receive completed\n");
+          return 2;
+        } catch (const Error& e) {
+          if (std::string(e.what()).find("abandoned") == std::string::npos) {
+            std::fprintf(stderr, "unexpected error: %s\n", e.what());
+            return 3;
+          }
+        }
+        if (took > 1.0) std::fprintf(stderr, "the abandoned receive took %.2f s to end\n", took);
+        return took > 1.0 ? 4 : 0;
+      },
+      comm_timeout_s);
+  EXPECT_EQ(out[0].exit_code, 0);
+  EXPECT_EQ(out[1].exit_code, 0);
 }
 
 TEST(MlpChunk, BackwardMatchesFiniteDifferences) {

@@ -130,6 +130,8 @@ void Communicator::guarded(const std::string& what, const Body& body) {
   std::lock_guard<std::mutex> lock(mu_);
   LOOM_CHECK(broken_.empty(), what, " in group ", describe_group(),
              ": communicator unusable after an earlier failure: ", broken_);
+  LOOM_CHECK(!transport().aborted(), what, " in group ", describe_group(),
+             ": communicator aborted after an earlier failure on this rank");
   const auto deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(timeout_s_));

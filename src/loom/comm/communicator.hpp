@@ -11,6 +11,7 @@
 // number, operation, count, dtype, reduce op, root, algorithm, group); if any rank's call
 // differs, every rank throws an error listing each rank's call instead of hanging or mixing up
 // buffers. Off by default: it costs one small all-gather per collective.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <future>
@@ -63,10 +64,10 @@ class Communicator {
   // World ranks of the members, in group-rank order.
   const std::vector<int>& members() const { return backend_->members(); }
 
+  // Fixed when the communicator is made: the async worker and the caller's thread read them
+  // without a lock.
   Algo algo() const { return algo_; }
-  void set_algo(Algo a) { algo_ = a; }
   double timeout_s() const { return timeout_s_; }
-  void set_timeout_s(double s) { timeout_s_ = s; }
   bool debug() const { return debug_; }
 
   // The hosts of the world's ranks (null until set_hosts). Collective: also builds this group's
@@ -101,6 +102,11 @@ class Communicator {
   void run(const Collective& c, std::optional<Algo> algo = {});
   std::unique_ptr<Work> run_async(const Collective& c, std::optional<Algo> algo = {});
 
+  // Thread-safe. Ends the call in progress on another thread promptly (where the backend can:
+  // Transport::abort) and makes every later call throw: for a rank that has failed and must not
+  // wait out the timeouts of the transfers it had posted.
+  void abort() { transport().abort(); }
+
   // Sub-group, as MPI_Comm_split: collective over this group; the ranks passing the same color
   // form a group, ordered by (key, rank). Every rank must create its groups in the same order.
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name);
@@ -130,12 +136,13 @@ class Communicator {
 
   std::unique_ptr<Backend> backend_;
   std::string name_;
-  Topology topology_;
+  // Read by the async worker without a lock; set_topology() may change it between calls.
+  std::atomic<Topology> topology_;
   std::shared_ptr<const Hosts> hosts_;
   std::unique_ptr<Levels> levels_;
-  Algo algo_;
-  double timeout_s_;
-  bool debug_;
+  const Algo algo_;
+  const double timeout_s_;
+  const bool debug_;
   int64_t calls_ = 0;   // collectives started on this communicator (debug mode's sequence number)
   std::string broken_;  // first failure's message; non-empty = unusable
   std::shared_ptr<int> next_context_;  // shared by a world and all its sub-groups

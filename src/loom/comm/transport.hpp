@@ -2,6 +2,7 @@
 // The point-to-point interface every collective algorithm is written over (algorithms/), and
 // that every backend implements (shm/, mpi/). Algorithm and transport never mix: an algorithm
 // only sees group ranks 0..size()-1 and byte streams between them.
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -47,6 +48,13 @@ class Transport {
   void set_deadline(Clock::time_point d) { deadline_ = d; }
   Clock::time_point deadline() const { return deadline_; }
 
+  // Thread-safe. Ends the wait in progress on another thread and makes every later exchange
+  // throw loom::Error: for a rank that has failed and gives up the transfers it posted instead
+  // of waiting out their timeouts. The shm transport honours it within one sleep (5 ms); mpi and
+  // nccl, which cannot take back an operation they have started, end it by the deadline.
+  void abort() { aborted_.store(true); }
+  bool aborted() const { return aborted_.load(); }
+
   // Convenience forms of exchange().
   void send(int to, std::span<const std::byte> data) { exchange(to, data, -1, 0, {}); }
   void recv_into(int from, void* dst, size_t bytes);
@@ -54,6 +62,7 @@ class Transport {
 
  protected:
   Clock::time_point deadline_ = Clock::time_point::max();
+  std::atomic<bool> aborted_{false};
 };
 
 Sink copy_sink(void* dst);

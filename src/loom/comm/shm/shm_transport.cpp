@@ -73,6 +73,7 @@ void ShmTransport::wait(const Ready& ready, int to, int from) {
     futex_wait(&mine.doorbell, bell, kSleepNs);
     mine.sleepers.fetch_sub(1);
     if (ready()) return;
+    LOOM_CHECK(!aborted(), "abandoned: this rank failed and gave up its pending transfers");
     if (mine.doorbell.load() != bell) continue;  // woken by activity: no need to check peers
     // Quiet for a whole sleep: is the peer we wait for still there, and is there time left?
     check_peer(from);

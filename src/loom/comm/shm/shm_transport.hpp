@@ -20,7 +20,7 @@ class ShmTransport : public Transport {
  private:
   void notify(int world_rank);
   // Spins briefly, then sleeps on this rank's doorbell until `ready()` or a peer rings; throws
-  // PeerFailure when the deadline passes or a peer we wait for is gone.
+  // PeerFailure when the deadline passes or a peer we wait for is gone, Error once aborted.
   template <typename Ready>
   void wait(const Ready& ready, int to, int from);  // to/from: peers still pending, or -1
   void check_peer(int group_rank);

@@ -55,8 +55,10 @@ void attention_forward(T* out, T* att, const T* qkv, const uint8_t* mask, float 
   // overlapping prefixes of k and v); the other threads read this thread's copy.
   const RoundedOnce<T> qkv_r(qkv, s.B * Tn, C3, C3);
   BlasSingleThreaded one_blas_thread;
+  const MatmulMode mode = matmul_mode();
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
+    const AdoptMatmulMode adopt(mode);  // the heads' products follow the caller's scope
     T* pd = thread_scratch(scratch, s);
 #pragma omp for schedule(static)
     for (int bh = 0; bh < s.B * H; ++bh) {
@@ -114,8 +116,10 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
   const RoundedOnce<T> qkv_r(qkv, s.B * Tn, C3, C3);
   const RoundedOnce<T> dout_r(dout, s.B * Tn, C, C);
   BlasSingleThreaded one_blas_thread;
+  const MatmulMode mode = matmul_mode();
 #pragma omp parallel if (worth_threads(static_cast<size_t>(s.B) * H * TT))
   {
+    const AdoptMatmulMode adopt(mode);
     T* dP = thread_scratch(scratch, s);
     T* pd = dP + TT;
 #pragma omp for schedule(static)

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 
@@ -13,8 +14,23 @@ namespace loom::kernels {
 
 namespace {
 
+// One cached copy per (matrix, shape, row stride): a buffer sized once and never resized, so a
+// copy handed out stays where it is while other shapes of the same matrix come and go.
+struct WeightKey {
+  const float* src;
+  int rows, cols, ld;
+  bool operator==(const WeightKey&) const = default;
+};
+
+struct WeightKeyHash {
+  size_t operator()(const WeightKey& k) const {
+    size_t h = std::hash<const float*>()(k.src);
+    for (int v : {k.rows, k.cols, k.ld}) h = h * 1000003 ^ std::hash<int>()(v);
+    return h;
+  }
+};
+
 struct WeightCopy {
-  int rows = 0, cols = 0, ld = 0;
   uint64_t generation = 0;
   AlignedBuffer<bf16> data;
 };
@@ -32,7 +48,8 @@ void timed_convert(std::atomic<int64_t>& total, bf16* dst, const float* src, int
                .count();
 }
 std::mutex g_mutex;
-std::unordered_map<const float*, WeightCopy> g_weights;
+// Nodes of an unordered_map keep their address when it rehashes.
+std::unordered_map<WeightKey, WeightCopy, WeightKeyHash> g_weights;
 
 // This thread's RoundedOnce buffers, a stack: [0, t_rounded_once_live) are in use.
 constexpr int kMaxRoundedOnce = RoundedOnce<float>::kMaxRoundedOnce;
@@ -70,14 +87,11 @@ void release_rounded_once() { --t_rounded_once_live; }
 const bf16* cached_bf16(const float* src, int rows, int cols, int ld) {
   const uint64_t generation = g_generation.load();
   std::lock_guard<std::mutex> lock(g_mutex);
-  WeightCopy& w = g_weights[src];
-  if (w.generation == generation && w.rows == rows && w.cols == cols && w.ld == ld) {
-    return w.data.data();
-  }
-  const size_t n = static_cast<size_t>(rows) * cols;
-  if (w.data.size() < n) w.data.resize(n);
+  WeightCopy& w = g_weights[{src, rows, cols, ld}];
+  if (w.generation == generation) return w.data.data();
+  if (w.data.size() == 0) w.data.resize(static_cast<size_t>(rows) * cols);
   timed_convert(g_weights_ns, w.data.data(), src, rows, cols, ld);
-  w.rows = rows, w.cols = cols, w.ld = ld, w.generation = generation;
+  w.generation = generation;
   return w.data.data();
 }
 

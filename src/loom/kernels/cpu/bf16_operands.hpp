@@ -18,7 +18,9 @@ void release_rounded_once();
 
 // A dense bf16 copy of the constant matrix src[rows, cols] (row stride ld), converted on its
 // first use in the current weight generation and returned unchanged afterwards. Thread-safe.
-// The buffers are kept across generations (refilled, not reallocated): 2 bytes per weight.
+// Each (src, rows, cols, ld) has a buffer of its own, allocated on first use and never moved or
+// resized: a copy stays valid while other shapes of src, or other matrices, are cached, and is
+// refilled in place by a later generation (2 bytes per weight and shape, kept for the process).
 const bf16* cached_bf16(const float* src, int rows, int cols, int ld);
 
 // Invalidates every cached copy (the parameters may have changed).

@@ -2,7 +2,6 @@
 
 #include <cblas.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,10 +15,9 @@ namespace loom::kernels {
 
 namespace {
 
-// Process-wide, not thread-local: OpenMP worker threads (the attention's per-head products) must
-// see the precision that the main thread set.
-std::atomic<MatmulPrecision> g_precision{MatmulPrecision::kF32};
-std::atomic<bool> g_cache_weights{true};
+// Per thread: a scope on one thread leaves the others' products alone. A parallel region inside
+// a scope hands it to its workers (AdoptMatmulMode).
+thread_local MatmulMode t_mode;
 
 void openblas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                     const float* B, int ldb, float beta, float* C, int ldc) {
@@ -56,8 +54,7 @@ void bf16_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float
 }
 
 bool bf16_active(int M, int N, int K) {
-  return g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBF16 && M > 0 &&
-         N > 0 && K > 0;
+  return t_mode.precision == MatmulPrecision::kBF16 && M > 0 && N > 0 && K > 0;
 }
 
 // K == 0: the product is empty, C = beta * C (a BLAS convention that oneDNN does not handle).
@@ -103,7 +100,7 @@ void matmul<float>(bool ta, bool tb, int M, int N, int K, float alpha, const flo
                    const float* B, int ldb, float beta, float* C, int ldc, ConstOperand constant) {
   if (bf16_active(M, N, K)) {
     return bf16_matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, constant,
-                       g_cache_weights.load(std::memory_order_relaxed));
+                       t_mode.cache_weights);
   }
   matmul_with(f32_backend(), MatmulPrecision::kF32, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
               C, ldc);
@@ -153,7 +150,7 @@ void matmul(bool ta, bool tb, int M, int N, int K, T alpha, const RoundedView<T>
   if constexpr (std::is_same_v<T, float>) {
     if ((A.rounded != nullptr || B.rounded != nullptr) && bf16_active(M, N, K)) {
       return bf16_matmul(ta, tb, M, N, K, alpha, A.data, A.ld, B.data, B.ld, beta, C, ldc,
-                         constant, g_cache_weights.load(std::memory_order_relaxed),
+                         constant, t_mode.cache_weights,
                          {static_cast<const bf16*>(A.rounded), A.rounded_ld},
                          {static_cast<const bf16*>(B.rounded), B.rounded_ld});
     }
@@ -187,21 +184,25 @@ LOOM_INSTANTIATE(double)
 #undef LOOM_INSTANTIATE
 
 MatmulPrecisionScope::MatmulPrecisionScope(MatmulPrecision p, bool cache_weights)
-    : saved_(g_precision.load()), saved_cache_(g_cache_weights.load()) {
+    : saved_(t_mode) {
   if (p == MatmulPrecision::kBF16) new_weight_generation();
-  g_cache_weights.store(cache_weights);
-  g_precision.store(p);
+  t_mode = {p, cache_weights};
 }
 
 MatmulPrecisionScope::~MatmulPrecisionScope() {
-  g_precision.store(saved_);
-  g_cache_weights.store(saved_cache_);
+  t_mode = saved_;
   // Weight copies made in this scope must not be reused by a later one (parameters change in
   // between).
   new_weight_generation();
 }
 
-MatmulPrecision matmul_precision() { return g_precision.load(); }
+MatmulMode matmul_mode() { return t_mode; }
+
+MatmulPrecision matmul_precision() { return t_mode.precision; }
+
+AdoptMatmulMode::AdoptMatmulMode(MatmulMode mode) : saved_(t_mode) { t_mode = mode; }
+
+AdoptMatmulMode::~AdoptMatmulMode() { t_mode = saved_; }
 
 bool bf16_matmul_available() {
   const char* env = std::getenv("LOOM_BF16");

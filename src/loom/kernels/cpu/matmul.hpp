@@ -5,7 +5,8 @@
 // op(A) is [M,K] (A stored [K,M] when trans_a), op(B) is [K,N] (B stored [N,K] when trans_b),
 // leading dimensions lda/ldb/ldc.
 //
-// float runs at the precision of the innermost live MatmulPrecisionScope (f32 outside any):
+// float runs at the precision of this thread's innermost live MatmulPrecisionScope (f32 outside
+// any):
 //   kF32   float inputs, float accumulation (OpenBLAS or oneDNN: see matmul.cpp for which)
 //   kBF16  inputs rounded to bfloat16, float accumulation and output (oneDNN's AVX512_BF16
 //          kernels), as torch.autocast does it on CPU
@@ -86,9 +87,15 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A
             const RoundedView<T>& B, T beta, T* C, int ldc,
             ConstOperand constant = ConstOperand::kNone);
 
-// Sets the float GEMMs' precision process-wide (OpenMP worker threads included) until
-// destroyed, then restores the previous setting. Parameters must not change while a kBF16 scope
-// lives (its weight copies would go stale): scope forward + backward, not the optimizer step.
+// How this thread's float GEMMs run: the innermost live MatmulPrecisionScope's settings.
+struct MatmulMode {
+  MatmulPrecision precision = MatmulPrecision::kF32;
+  bool cache_weights = true;
+};
+
+// Sets this thread's float GEMMs' precision until destroyed, then restores the previous setting;
+// other threads keep their own. Parameters must not change while a kBF16 scope lives (its weight
+// copies would go stale): scope forward + backward, not the optimizer step.
 // cache_weights = false converts ConstOperands on every use instead (autocast without its cache).
 class MatmulPrecisionScope {
  public:
@@ -98,11 +105,28 @@ class MatmulPrecisionScope {
   MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
 
  private:
-  MatmulPrecision saved_;
-  bool saved_cache_;
+  MatmulMode saved_;
 };
 
-MatmulPrecision matmul_precision();
+MatmulMode matmul_mode();
+MatmulPrecision matmul_precision();  // matmul_mode().precision
+
+// Runs this thread's float GEMMs in `mode` until destroyed: for each thread of a parallel region
+// whose products must follow the scope of the thread that started it (OpenMP workers do not
+// inherit it). Unlike a scope it starts no weight generation: the caller's copies stay valid.
+//   const MatmulMode mode = matmul_mode();
+//   #pragma omp parallel
+//   { const AdoptMatmulMode adopt(mode); ... matmul ... }
+class AdoptMatmulMode {
+ public:
+  explicit AdoptMatmulMode(MatmulMode mode);
+  ~AdoptMatmulMode();
+  AdoptMatmulMode(const AdoptMatmulMode&) = delete;
+  AdoptMatmulMode& operator=(const AdoptMatmulMode&) = delete;
+
+ private:
+  MatmulMode saved_;
+};
 
 // True when bf16 GEMMs run natively: oneDNN finds AVX512_BF16 (or better) on this CPU, and the
 // environment does not force the fallback with LOOM_BF16=0.

@@ -39,6 +39,14 @@ std::shared_future<void> Lane::post_recv(Buffer into) {
   return post([this, into] { comm_->recv(into->data(), into->size() * sizeof(float), peer_); });
 }
 
+void Lane::abandon() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.clear();  // their futures report a broken promise
+  }
+  comm_->abort();
+}
+
 void Lane::loop() {
   for (;;) {
     std::packaged_task<void()> task;
@@ -89,6 +97,11 @@ P2PLanes::P2PLanes(comm::Communicator& pp, bool wrap) : wrap_(wrap && pp.size() 
       else (outgoing_link ? grad_in_ : grad_out_) = std::move(lane);
     }
   }
+}
+
+void P2PLanes::abandon() {
+  for (Lane* lane : {act_out_.get(), act_in_.get(), grad_out_.get(), grad_in_.get()})
+    if (lane != nullptr) lane->abandon();
 }
 
 }  // namespace loom::pipeline

@@ -9,7 +9,9 @@
 // Each lane carries one direction of one link, so the order of its messages is the schedule's
 // order on both ends (Schedule checks that) and no two transfers can wait on each other.
 // Every transfer is bounded by the communicator's timeout; a dead or silent neighbour makes the
-// posted transfer's future throw loom::Error naming it.
+// posted transfer's future throw loom::Error naming it. A stage that fails abandons its lanes, so
+// it stops at once instead of waiting out the timeout of every transfer it had posted (and its
+// neighbours, seeing it gone, stop too).
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -29,12 +31,15 @@ using Buffer = std::shared_ptr<std::vector<float>>;
 class Lane {
  public:
   explicit Lane(std::unique_ptr<comm::Communicator> comm);
-  ~Lane();  // finishes the transfers already posted (each bounded by the timeout)
+  ~Lane();  // finishes the transfers still posted (each bounded by the timeout)
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
 
   std::shared_future<void> post_send(Buffer data);
   std::shared_future<void> post_recv(Buffer into);
+  // Drops the transfers not started yet and ends the one in progress promptly (their futures
+  // throw): for a stage that has failed and will not wait for them. Unusable afterwards.
+  void abandon();
   const comm::Communicator& comm() const { return *comm_; }
 
  private:
@@ -62,6 +67,8 @@ class P2PLanes {
   Lane* grad_out() { return grad_out_.get(); }
   Lane* grad_in() { return grad_in_.get(); }
   bool wrap() const { return wrap_; }
+  // Lane::abandon on every lane.
+  void abandon();
 
  private:
   bool wrap_;

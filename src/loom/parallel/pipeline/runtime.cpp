@@ -55,69 +55,76 @@ StepTrace run_pipeline_step(const Schedule& schedule, int stage,
   };
   auto buffer = [](size_t n) { return std::make_shared<std::vector<float>>(n); };
 
-  for (size_t i = 0; i < list.size(); ++i) {
-    const Action& a = list[i];
-    const Key k{a.mb, a.chunk};
-    StageChunk& chunk = *chunks[a.chunk];
-    const bool first = schedule.is_first(stage, a.chunk), last = schedule.is_last(stage, a.chunk);
-    switch (a.op) {
-      case Op::RecvAct: {
-        act_in[k] = buffer(chunk.input_size());
-        act_arrival[k] = need(lanes.act_in(), "act_in", stage).post_recv(act_in[k]);
-        break;
-      }
-      case Op::RecvGrad: {
-        grad_from_next[k] = buffer(chunk.output_size());
-        grad_arrival[k] = need(lanes.grad_in(), "grad_in", stage).post_recv(grad_from_next[k]);
-        break;
-      }
-      case Op::F: {
-        const float* in = nullptr;
-        if (!first) {
-          act_arrival.at(k).get();  // rethrows a failed receive
-          act_arrival.erase(k);
-          in = act_in.at(k)->data();
+  try {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Action& a = list[i];
+      const Key k{a.mb, a.chunk};
+      StageChunk& chunk = *chunks[a.chunk];
+      const bool first = schedule.is_first(stage, a.chunk), last = schedule.is_last(stage, a.chunk);
+      switch (a.op) {
+        case Op::RecvAct: {
+          act_in[k] = buffer(chunk.input_size());
+          act_arrival[k] = need(lanes.act_in(), "act_in", stage).post_recv(act_in[k]);
+          break;
         }
-        Buffer out = last ? nullptr : buffer(chunk.output_size());
-        timed(a, [&] { chunk.forward(a.mb, in, out ? out->data() : nullptr); });
-        act_in.erase(k);
-        if (out) act_out[k] = out;
-        break;
-      }
-      case Op::B: {
-        const float* grad_out = nullptr;
-        if (!last) {
-          grad_arrival.at(k).get();
-          grad_arrival.erase(k);
-          grad_out = grad_from_next.at(k)->data();
+        case Op::RecvGrad: {
+          grad_from_next[k] = buffer(chunk.output_size());
+          grad_arrival[k] = need(lanes.grad_in(), "grad_in", stage).post_recv(grad_from_next[k]);
+          break;
         }
-        Buffer grad_in = first ? nullptr : buffer(chunk.input_size());
-        float* gi = grad_in ? grad_in->data() : nullptr;
-        const size_t j = next_compute(list, i);
-        if (j < list.size() && list[j] == Action{Op::W, a.mb, a.chunk}) {
-          timed(a, [&] { chunk.backward(a.mb, grad_out, gi); });
-          fused.insert(k);
-        } else {
-          timed(a, [&] { chunk.backward_input(a.mb, grad_out, gi); });
+        case Op::F: {
+          const float* in = nullptr;
+          if (!first) {
+            act_arrival.at(k).get();  // rethrows a failed receive
+            act_arrival.erase(k);
+            in = act_in.at(k)->data();
+          }
+          Buffer out = last ? nullptr : buffer(chunk.output_size());
+          timed(a, [&] { chunk.forward(a.mb, in, out ? out->data() : nullptr); });
+          act_in.erase(k);
+          if (out) act_out[k] = out;
+          break;
         }
-        grad_from_next.erase(k);
-        if (grad_in) grad_to_prev[k] = grad_in;
-        break;
+        case Op::B: {
+          const float* grad_out = nullptr;
+          if (!last) {
+            grad_arrival.at(k).get();
+            grad_arrival.erase(k);
+            grad_out = grad_from_next.at(k)->data();
+          }
+          Buffer grad_in = first ? nullptr : buffer(chunk.input_size());
+          float* gi = grad_in ? grad_in->data() : nullptr;
+          const size_t j = next_compute(list, i);
+          if (j < list.size() && list[j] == Action{Op::W, a.mb, a.chunk}) {
+            timed(a, [&] { chunk.backward(a.mb, grad_out, gi); });
+            fused.insert(k);
+          } else {
+            timed(a, [&] { chunk.backward_input(a.mb, grad_out, gi); });
+          }
+          grad_from_next.erase(k);
+          if (grad_in) grad_to_prev[k] = grad_in;
+          break;
+        }
+        case Op::W:
+          if (fused.erase(k) == 0) timed(a, [&] { chunk.backward_weights(a.mb); });
+          break;
+        case Op::SendAct:
+          sends.push_back(need(lanes.act_out(), "act_out", stage).post_send(act_out.at(k)));
+          act_out.erase(k);  // the lane holds it until sent
+          break;
+        case Op::SendGrad:
+          sends.push_back(need(lanes.grad_out(), "grad_out", stage).post_send(grad_to_prev.at(k)));
+          grad_to_prev.erase(k);
+          break;
       }
-      case Op::W:
-        if (fused.erase(k) == 0) timed(a, [&] { chunk.backward_weights(a.mb); });
-        break;
-      case Op::SendAct:
-        sends.push_back(need(lanes.act_out(), "act_out", stage).post_send(act_out.at(k)));
-        act_out.erase(k);  // the lane holds it until sent
-        break;
-      case Op::SendGrad:
-        sends.push_back(need(lanes.grad_out(), "grad_out", stage).post_send(grad_to_prev.at(k)));
-        grad_to_prev.erase(k);
-        break;
     }
+    for (auto& f : sends) f.get();
+  } catch (...) {
+    // A failed transfer or chunk: give up the transfers still posted, so that this stage stops
+    // now (and its neighbours, seeing it gone, stop too) instead of waiting out their timeouts.
+    lanes.abandon();
+    throw;
   }
-  for (auto& f : sends) f.get();
   trace.end_s = now_s();
   return trace;
 }

@@ -25,7 +25,8 @@ struct StepTrace {
 // Runs `stage`'s actions of `schedule` once (one training step's micro-batches) with
 // chunks[c] = the stage's chunk c. The lanes must come from the stage's pp group (wrapping
 // around when the schedule has virtual stages). Throws loom::Error on a failed transfer (naming
-// the peer) and after every posted transfer has ended.
+// the peer), or a chunk's error, after abandoning the transfers still posted (the lanes are
+// unusable afterwards: the stage stops).
 StepTrace run_pipeline_step(const Schedule& schedule, int stage,
                             const std::vector<StageChunk*>& chunks, P2PLanes& lanes);
 
