@@ -42,6 +42,31 @@ TEST(Mesh, DescriptionListsEveryRanksGroups) {
       << three;
 }
 
+TEST(Mesh, PlacementSaysWhichGroupsStayInsideAHost) {
+  // 16 ranks, tp 8 x pp 2 on 2 hosts of 8: each tp group is one host; dp (size 1) trivially
+  // inside; each pp group joins a rank of both hosts.
+  const std::string two = describe_placement(mesh_shape(16, 8, 2), 8);
+  EXPECT_NE(two.find("hosts: 2 x 8 ranks: host 0 ranks 0-7, host 1 ranks 8-15\n"),
+            std::string::npos)
+      << two;
+  EXPECT_NE(two.find("tp groups: 2 of 2 inside a host\n"), std::string::npos) << two;
+  EXPECT_NE(two.find("dp groups: 16 of 16 inside a host\n"), std::string::npos) << two;
+  EXPECT_NE(two.find("pp groups: 0 of 8 inside a host\n"), std::string::npos) << two;
+  // Hosts of 4 split every tp group of 8; dp 2 x tp 2 on hosts of 2: tp inside, dp across.
+  EXPECT_NE(describe_placement(mesh_shape(16, 8, 2), 4).find("tp groups: 0 of 2 inside a host"),
+            std::string::npos);
+  const std::string dp_tp = describe_placement(mesh_shape(4, 2, 1), 2);
+  EXPECT_NE(dp_tp.find("tp groups: 2 of 2 inside a host"), std::string::npos) << dp_tp;
+  EXPECT_NE(dp_tp.find("dp groups: 0 of 2 inside a host"), std::string::npos) << dp_tp;
+  try {
+    describe_placement(mesh_shape(16, 8, 2), 3);
+    ADD_FAILURE() << "3 ranks per host accepted for 16 ranks";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--ranks-per-host 3 must divide the world size 16 (valid: 1, 2, 4, 8, 16)");
+  }
+}
+
 TEST(Mesh, ShapesThatDoNotDivideTheWorldAreRefusedNamingTheFlag) {
   auto message = [](int world, int tp, int pp) {
     try {

@@ -5,7 +5,8 @@
 // run as the yardstick. Under mpirun on one host, --backend shm,mpi compares both engines.
 // --algo native-blocking (mpi backend, allreduce f32) times the plain blocking MPI_Allreduce as
 // the reference to beat: --algo native is MPI_Iallreduce polled under our timeout, which is what
-// Loom runs but not what users of MPI_Allreduce get.
+// Loom runs but not what users of MPI_Allreduce get. --algo flat,hierarchical times the ring in
+// one level and in two (inside hosts, across hosts) side by side.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -119,6 +120,21 @@ std::vector<Variant> variants(Communicator& comm, const Options& o) {
       if (auto v = blocking_mpi_allreduce(comm, o)) out.push_back(std::move(*v));
       continue;
     }
+    if (a == "flat" || a == "hierarchical") {
+      // The ring in one topology or the other, whatever LOOM_COMM_TOPOLOGY chose for the rest.
+      const Topology topology = parse_topology(a);
+      if (topology == Topology::Hierarchical && !comm.hierarchical()) {
+        if (comm.rank() == 0)
+          std::printf("# hierarchical: skipped, the ranks are not on several hosts with the same "
+                      "number each (LOOM_HOST_MAP simulates hosts)\n");
+        continue;
+      }
+      out.push_back({a, [&comm, topology](const Collective& c) {
+                       comm.set_topology(topology);
+                       comm.run(c, Algo::Ring);
+                     }});
+      continue;
+    }
     const Algo algo = parse_algo(a);
     if (algo == Algo::Native && std::string(comm.backend_name()) != "mpi") continue;
     out.push_back({name(algo), [&comm, algo](const Collective& c) { comm.run(c, algo); }});
@@ -136,7 +152,7 @@ void bench_table(Communicator& comm, const Options& o, const std::vector<Variant
   if (comm.rank() == 0) {
     std::printf("# backend %s, %d ranks, %s %s\n", comm.backend_name(), comm.size(),
                 name(kind), name(dtype));
-    std::printf("# %12s %12s %7s %12s %12s %12s\n", "size(B)", "count", "algo", "time(us)",
+    std::printf("# %12s %12s %12s %12s %12s %12s\n", "size(B)", "count", "algo", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)");
   }
   for (size_t bytes = parse_size(o.min); bytes <= max_bytes; bytes *= 2) {
@@ -153,7 +169,7 @@ void bench_table(Communicator& comm, const Options& o, const std::vector<Variant
       const double sec = slowest(comm, t.seconds() / iters);
       const double algbw = count * es / sec / 1e9;
       if (comm.rank() == 0)
-        std::printf("  %12zu %12zu %7s %12.1f %12.2f %12.2f\n", count * es, count, v.label.c_str(),
+        std::printf("  %12zu %12zu %12s %12.1f %12.2f %12.2f\n", count * es, count, v.label.c_str(),
                     sec * 1e6, algbw, algbw * bus_factor(kind, comm.size()));
       // Keep values finite whatever the sums did.
       std::fill(buf.begin(), buf.end(), std::byte(0));
@@ -181,7 +197,8 @@ const bool registered = loom::cli::register_command(
       app.add_option("--backend", o->backends, "auto, shm, mpi, or a list (shm,mpi under mpirun)");
       app.add_option("--op", o->op, "allreduce, reduce_scatter, allgather or broadcast");
       app.add_option("--algo", o->algos,
-                     "Comma-separated: ring, tree, naive, native, native-blocking (MPI_Allreduce)");
+                     "Comma-separated: ring, tree, naive, native, native-blocking (MPI_Allreduce), "
+                     "flat, hierarchical (the ring in one level / two levels, topology.hpp)");
       app.add_option("--min", o->min, "Smallest message (e.g. 4K)");
       app.add_option("--max", o->max, "Largest message (e.g. 256M)");
       app.add_option("--dtype", o->dtype, "f32 or bf16");

@@ -93,7 +93,11 @@ int run(const Options& o) {
   for (const auto& f : res.failures) std::cerr << "comm check: FAILED " << f << "\n";
   if (comm->rank() == 0 || !res.failures.empty())
     std::cout << "comm check: backend " << comm->backend_name() << ", " << comm->size()
-              << " ranks: " << res.cases - static_cast<int>(res.failures.size()) << "/"
+              << " ranks"
+              << (comm->hierarchical()
+                      ? loom::detail::concat(", hierarchical over ", comm->hosts()->count(), " hosts")
+                      : std::string())
+              << ": " << res.cases - static_cast<int>(res.failures.size()) << "/"
               << res.cases << " cases passed in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
               << " s\n";

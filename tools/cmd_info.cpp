@@ -1,5 +1,6 @@
 // `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
-// and with --nproc/--tp/--pp the process mesh a job of that shape would have.
+// and with --nproc/--tp/--pp the process mesh a job of that shape would have, and with
+// --ranks-per-host which of its groups stay inside a host.
 #include <cblas.h>
 #include <omp.h>
 
@@ -19,11 +20,14 @@ struct Options {
   int nproc = 0;
   int tp = 1;
   int pp = 1;
+  int ranks_per_host = 0;  // 0: all on one host
 };
 
 int run(const Options& o) {
   // Checked first: a shape that does not fit is an error before anything is printed.
   const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp);
+  const std::string placement = loom::parallel::describe_placement(
+      shape, o.ranks_per_host > 0 ? o.ranks_per_host : shape.world());
   namespace k = loom::kernels;
   std::cout << "matmul: f32 on " << k::backend_name(k::f32_backend()) << ", bf16 "
             << (k::bf16_matmul_available() ? "on oneDNN (AVX512_BF16)" : "unavailable")
@@ -38,7 +42,7 @@ int run(const Options& o) {
 #else
             << "backends: shm\n";
 #endif
-  if (o.nproc > 0) std::cout << loom::parallel::describe_mesh(shape);
+  if (o.nproc > 0) std::cout << loom::parallel::describe_mesh(shape) << placement;
   return 0;
 }
 
@@ -52,5 +56,8 @@ static const bool registered = loom::cli::register_command(
           ->check(CLI::NonNegativeNumber);
       app.add_option("--tp", o->tp, "tensor-parallel ranks per model replica")->default_str("1");
       app.add_option("--pp", o->pp, "pipeline stages")->default_str("1");
+      app.add_option("--ranks-per-host", o->ranks_per_host,
+                     "ranks on each host, consecutive ranks filling a host (0: one host)")
+          ->default_str("0");
       return [o] { return run(*o); };
     });

@@ -167,6 +167,9 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
 
   const auto comm = loom::comm::communicator_from_env();
+  if (comm->rank() == 0 && comm->hosts() && comm->hosts()->count() > 1)
+    std::cout << "comm: " << comm->size() << " ranks on " << comm->hosts()->count() << " hosts, "
+              << (comm->hierarchical() ? "hierarchical" : "flat") << std::endl;
   if (!o.trace.empty()) loom::trace::enable(comm->rank());
   loom::Trainer trainer(config, comm.get());
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);

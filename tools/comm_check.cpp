@@ -1,5 +1,7 @@
 #include "comm_check.hpp"
 
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 
 #include "loom/comm/reduce.hpp"
@@ -161,11 +163,79 @@ void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res
   comm.barrier();
 }
 
+// Rank r's element i for the float comparison: a non-integer in (-1, 1), so sums round.
+float random_input(int rank, size_t i) {
+  uint64_t x = (static_cast<uint64_t>(rank) << 40) ^ (i * 0x9E3779B97F4A7C15ull);
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+// The two-level collectives against the flat ones on float inputs (f32, sum and avg): sums taken
+// in another order may differ by rounding, at most 2 n FLT_EPSILON sum_r |x_r| per element
+// (each order's error is bounded by (n-1) eps sum|x|); all-gather and broadcast move bytes and
+// must be identical.
+std::string check_one_against_flat(Communicator& comm, Collective c, Algo algo) {
+  const int n = comm.size(), me = comm.rank();
+  std::vector<float> two_level(c.count), flat(c.count);
+  for (size_t i = 0; i < c.count; ++i) two_level[i] = random_input(me, i);
+  flat = two_level;
+  c.data = two_level.data();
+  comm.run(c, algo);
+  comm.set_topology(Topology::Flat);
+  c.data = flat.data();
+  comm.run(c, algo);
+  comm.set_topology(Topology::Hierarchical);
+  const Block mine = block_of(c.count, n, me);
+  const bool reduces = c.kind == OpKind::AllReduce || c.kind == OpKind::ReduceScatter;
+  const size_t first = c.kind == OpKind::ReduceScatter ? mine.offset : 0;
+  const size_t last = c.kind == OpKind::ReduceScatter ? mine.offset + mine.count : c.count;
+  for (size_t i = first; i < last; ++i) {
+    float magnitude = 0;
+    for (int r = 0; r < n; ++r) magnitude += std::fabs(random_input(r, i));
+    const float tolerance = reduces ? 2.0f * static_cast<float>(n) * FLT_EPSILON * magnitude : 0;
+    if (!(std::fabs(two_level[i] - flat[i]) <= tolerance))
+      return detail::concat("hierarchical vs flat: ", name(c.kind), " ", name(algo), " ",
+                            name(c.op), " count ", c.count, " root ", c.root, ": element ", i,
+                            " is ", two_level[i], ", flat gives ", flat[i], " (tolerance ",
+                            tolerance, ")");
+  }
+  return {};
+}
+
+void check_against_flat(Communicator& comm, const CheckOptions& opts, Algo algo,
+                        CheckResult& res) {
+  for (OpKind kind : opts.ops)
+    for (size_t count : opts.counts) {
+      Collective c{kind, nullptr, count};
+      switch (kind) {
+        case OpKind::AllReduce:
+        case OpKind::ReduceScatter:
+          for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
+            c.op = op;
+            record(res, check_one_against_flat(comm, c, algo));
+          }
+          break;
+        case OpKind::AllGather: record(res, check_one_against_flat(comm, c, algo)); break;
+        case OpKind::Broadcast:
+          for (int root : {0, comm.size() - 1}) {
+            c.root = root;
+            record(res, check_one_against_flat(comm, c, algo));
+          }
+          break;
+      }
+    }
+}
+
 }  // namespace
 
 CheckResult run_check(Communicator& comm, const CheckOptions& opts) {
   CheckResult res;
-  for (Algo algo : opts.algos) check_algo(comm, opts, algo, res);
+  for (Algo algo : opts.algos) {
+    check_algo(comm, opts, algo, res);
+    if (comm.hierarchical() && algo != Algo::Native) check_against_flat(comm, opts, algo, res);
+  }
   if (opts.subgroups) check_extras(comm, opts, res);
   return res;
 }

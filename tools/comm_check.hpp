@@ -1,7 +1,8 @@
 #pragma once
 // `loom comm check`: runs collectives on this job's ranks and compares every element with a
 // reference computed locally (inputs are small integers, so sums are exact in f32 and bf16 and
-// every algorithm must match the reference bit for bit, averages included).
+// every algorithm must match the reference bit for bit, averages included). A group running
+// two-level collectives (topology.hpp) is also compared with its flat form on float inputs.
 #include <string>
 #include <vector>
 

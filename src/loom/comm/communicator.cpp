@@ -7,8 +7,11 @@
 #include <functional>
 #include <thread>
 
+#include <unistd.h>
+
 #include "loom/comm/algorithms/algorithms.hpp"
 #include "loom/comm/call_signature.hpp"
+#include "loom/comm/shm/shm_backend.hpp"
 #include "loom/core/trace.hpp"
 
 namespace loom::comm {
@@ -92,6 +95,7 @@ Communicator::Communicator(std::unique_ptr<Backend> backend, const CommOptions& 
                            std::string group_name)
     : backend_(std::move(backend)),
       name_(std::move(group_name)),
+      topology_(opts.topology),
       algo_(opts.algo),
       timeout_s_(opts.timeout_s),
       debug_(opts.debug),
@@ -141,12 +145,66 @@ void Communicator::guarded(const std::string& what, const Body& body) {
     const std::string message = detail::concat(what, " in group ", describe_group(), ": ",
                                                e.what(), " (timeout ", timeout_s_, " s)");
     // A peer's failure keeps its type, so the rank's exit code can say it was not the cause.
-    if (const auto* peer = dynamic_cast<const PeerFailure*>(&e)) throw PeerFailure(peer->peer, message);
+    if (const auto* peer = dynamic_cast<const PeerFailure*>(&e))
+      throw PeerFailure(peer->peer, detail::concat(message, "; the peer is ",
+                                                   describe_rank(peer->peer)));
     throw Error(message);
   }
 }
 
 void Communicator::wait_for_async() { async_->drain(); }
+
+std::string Communicator::describe_rank(int group_rank) const {
+  const int world = members()[static_cast<size_t>(group_rank)];
+  std::string s = detail::concat("rank ", world);
+  if (hosts_) s += detail::concat(" on host '", hosts_->names[hosts_->host_of[world]], "'");
+  return s;
+}
+
+void Communicator::set_hosts(std::shared_ptr<const Hosts> hosts) {
+  LOOM_CHECK(hosts->host_of.size() > static_cast<size_t>(*std::max_element(members().begin(),
+                                                                            members().end())),
+             "host map of ", hosts->host_of.size(), " ranks for group ", describe_group());
+  hosts_ = std::move(hosts);
+  if (topology_ == Topology::Flat) return;
+  std::optional<HostLayout> layout = layout_of(*hosts_, members());
+  if (!layout) return;
+  // Ordered so that the local rank is the index on the host and the cross rank the host index.
+  const int h = layout->host_of(rank()), l = layout->local_index(rank());
+  auto levels = std::make_unique<Levels>();
+  levels->layout = *layout;
+  levels->local = split(h, rank(), name_ + "/host");
+  if (std::string(backend_name()) == "mpi") levels->local = levels->local->over_shared_memory();
+  levels->cross = split(l, h, name_ + "/across-hosts");
+  levels_ = std::move(levels);
+}
+
+std::unique_ptr<Communicator> Communicator::over_shared_memory() {
+  // The segment is named after this group's rank 0 (its pid, and a context number no group of
+  // that process has used yet), so groups and jobs never share one.
+  int32_t id[2] = {static_cast<int32_t>(getpid()), *next_context_};
+  guarded("shared-memory segment of the host (broadcast of its name)", [&](Clock::time_point) {
+    algorithms::ring(transport(), {OpKind::Broadcast, id, 2, DType::F32});
+  });
+  ++*next_context_;
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(timeout_s_));
+  CommOptions opts;
+  opts.algo = algo_;
+  opts.timeout_s = timeout_s_;
+  opts.debug = debug_;
+  opts.topology = Topology::Flat;
+  return std::make_unique<Communicator>(
+      shm::make_shm_backend(detail::concat("/loom-host-", id[0], "-", id[1]), rank(), size(),
+                            deadline),
+      opts, name_ + " (shm)");
+}
+
+void Communicator::set_topology(Topology t) {
+  LOOM_CHECK(t == Topology::Flat || levels_ != nullptr, "topology ", name(t), " for group ",
+             describe_group(), ": its ranks do not span several hosts with the same number each");
+  topology_ = t;
+}
 
 void Communicator::agree_on_call(const char* kind, const Collective& c, Algo algo) {
   const CallSignature mine = make_signature(calls_++, kind, c, algo, members());
@@ -165,16 +223,31 @@ void Communicator::run_now(const Collective& c, Algo algo) {
              " outside the group of ", size());
   LOOM_CHECK(algo != Algo::Native || backend_->has_native(), "backend ", backend_->name(),
              " has no native collectives (use --algo ring, tree or naive)");
-  const std::string what = detail::concat(name(c.kind), " (", name(algo), ", ", c.count, " x ",
-                                          name(c.dtype), ")");
+  const bool two_levels = hierarchical() && algo != Algo::Native;
+  const std::string levels =
+      two_levels ? detail::concat(" over ", levels_->layout.hosts(), " hosts x ",
+                                  levels_->layout.per_host())
+                 : std::string();
+  const std::string what = detail::concat(name(c.kind), " (", name(algo), levels, ", ", c.count,
+                                          " x ", name(c.dtype), ")");
   guarded(what, [&](Clock::time_point deadline) {
     if (debug_) agree_on_call(name(c.kind), c, algo);
-    switch (algo) {
-      case Algo::Ring: algorithms::ring(transport(), c); break;
-      case Algo::Tree: algorithms::tree(transport(), c); break;
-      case Algo::Naive: algorithms::naive(transport(), c); break;
-      case Algo::Native: backend_->native(c, deadline); break;
+    if (algo == Algo::Native) {
+      backend_->native(c, deadline);
+      return;
     }
+    const algorithms::Family family = algo == Algo::Ring   ? algorithms::ring
+                                      : algo == Algo::Tree ? algorithms::tree
+                                                           : algorithms::naive;
+    if (!two_levels) {
+      family(transport(), c);
+      return;
+    }
+    Transport& local = levels_->local->transport();
+    Transport& cross = levels_->cross->transport();
+    local.set_deadline(deadline);
+    cross.set_deadline(deadline);
+    algorithms::hierarchical(local, cross, levels_->layout, family, c);
   });
 }
 
@@ -270,9 +343,11 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   opts.algo = algo_;
   opts.timeout_s = timeout_s_;
   opts.debug = debug_;
+  opts.topology = topology_;
   auto child = std::make_unique<Communicator>(backend_->split(color, key, group, context), opts,
                                               name);
   child->next_context_ = next_context_;
+  if (hosts_) child->set_hosts(hosts_);
   return child;
 }
 

@@ -11,6 +11,7 @@
 // number, operation, count, dtype, reduce op, root, algorithm, group); if any rank's call
 // differs, every rank throws an error listing each rank's call instead of hanging or mixing up
 // buffers. Off by default: it costs one small all-gather per collective.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <future>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "loom/comm/backend.hpp"
+#include "loom/comm/topology.hpp"
 #include "loom/comm/types.hpp"
 
 namespace loom::comm {
@@ -30,6 +32,7 @@ struct CommOptions {
   Algo algo = Algo::Ring;        // default algorithm; LOOM_COMM_ALGO overrides
   double timeout_s = 300;        // per call; LOOM_COMM_TIMEOUT (seconds) overrides
   bool debug = false;            // agree on every call first; LOOM_COMM_DEBUG=1 turns it on
+  Topology topology = Topology::Auto;  // LOOM_COMM_TOPOLOGY overrides (topology.hpp)
 };
 
 // A pending non-blocking collective.
@@ -66,6 +69,15 @@ class Communicator {
   Algo algo() const { return algo_; }
   double timeout_s() const { return timeout_s_; }
   bool debug() const { return debug_; }
+
+  // The hosts of the world's ranks (null until set_hosts). Collective: also builds this group's
+  // two levels (topology.hpp) when it has them and the topology is not flat.
+  void set_hosts(std::shared_ptr<const Hosts> hosts);
+  const Hosts* hosts() const { return hosts_.get(); }
+  // Whether the collectives run in two levels now; set_topology(Flat) turns that off for later
+  // calls, Auto/Hierarchical back on (an error where the group has no levels).
+  bool hierarchical() const { return levels_ != nullptr && topology_ != Topology::Flat; }
+  void set_topology(Topology t);
 
   // In place on `data`; see Collective in types.hpp for the exact semantics of each.
   void allreduce(float* data, size_t count, ReduceOp op = ReduceOp::Sum,
@@ -111,8 +123,23 @@ class Communicator {
   // or "barrier"/"split"). Called inside guarded().
   void agree_on_call(const char* kind, const Collective& c, Algo algo);
 
+  // The group's two levels (topology.hpp): this rank's host, and its local index across hosts.
+  struct Levels {
+    HostLayout layout;
+    std::unique_ptr<Communicator> local, cross;
+  };
+  // The same ranks (all on one host) over a shared-memory segment of their own: under MPI the
+  // intra-host level talks through memory, not through the MPI library. Collective.
+  std::unique_ptr<Communicator> over_shared_memory();
+  // "rank R (host NAME)" for a group rank, the host when known.
+  std::string describe_rank(int group_rank) const;
+
   std::unique_ptr<Backend> backend_;
   std::string name_;
+  // Read by the async worker without a lock; set_topology() may change it between calls.
+  std::atomic<Topology> topology_;
+  std::shared_ptr<const Hosts> hosts_;
+  std::unique_ptr<Levels> levels_;
   const Algo algo_;
   const double timeout_s_;
   const bool debug_;

@@ -1,8 +1,11 @@
 // communicator_from_env(): picks the backend from how the process was started.
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/environment.hpp"
+#include "loom/comm/host_discovery.hpp"
 #include "loom/comm/shm/shm_backend.hpp"
 #ifdef LOOM_WITH_MPI
 #include "loom/comm/mpi/mpi_backend.hpp"
@@ -22,6 +25,13 @@ CommOptions with_env_overrides(CommOptions opts) {
     LOOM_CHECK(v == "0" || v == "1", "LOOM_COMM_DEBUG='", v, "': expected 0 or 1");
     opts.debug = v == "1";
   }
+  if (const char* t = std::getenv("LOOM_COMM_TOPOLOGY")) {
+    try {
+      opts.topology = parse_topology(t);
+    } catch (const Error& e) {
+      LOOM_FAIL("LOOM_COMM_TOPOLOGY: ", e.what());
+    }
+  }
   return opts;
 }
 
@@ -40,6 +50,18 @@ std::unique_ptr<Backend> make_shm(const RankEnvironment& env, double timeout_s) 
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_s));
   return shm::make_shm_backend(segment, env.rank, env.world_size, deadline);
+}
+
+// Where the world's ranks run: LOOM_HOST_MAP when set (test-only simulation), one host for the
+// shm backend (its ranks share one segment), else discovered.
+Hosts hosts_of_world(Communicator& world) {
+  if (const char* map = std::getenv("LOOM_HOST_MAP")) return parse_host_map(map, world.size());
+  if (std::string(world.backend_name()) != "mpi") {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    return single_host(world.size(), host);
+  }
+  return discover_hosts(world);
 }
 
 }  // namespace
@@ -70,7 +92,15 @@ std::unique_ptr<Communicator> communicator_from_env(const CommOptions& requested
   } else {
     LOOM_FAIL("unknown backend '", backend, "' (expected auto, shm or mpi)");
   }
-  return std::make_unique<Communicator>(std::move(b), opts, "world");
+  auto world = std::make_unique<Communicator>(std::move(b), opts, "world");
+  world->set_hosts(std::make_shared<const Hosts>(hosts_of_world(*world)));
+  LOOM_CHECK(opts.topology != Topology::Hierarchical || world->size() == 1 ||
+                 world->hierarchical(),
+             "LOOM_COMM_TOPOLOGY=hierarchical: the ", world->size(), " ranks are on ",
+             world->hosts()->count(),
+             " host(s) and need more than one host, each with the same number (> 1) of them; "
+             "use auto or flat");
+  return world;
 }
 
 }  // namespace loom::comm

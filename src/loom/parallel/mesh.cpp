@@ -72,6 +72,38 @@ std::string describe_mesh(const MeshShape& s) {
   return out.str();
 }
 
+std::string describe_placement(const MeshShape& s, int ranks_per_host) {
+  LOOM_CHECK(ranks_per_host >= 1 && s.world() % ranks_per_host == 0, "--ranks-per-host ",
+             ranks_per_host, " must divide the world size ", s.world(), " (valid: ",
+             divisors(s.world()), ")");
+  const int hosts = s.world() / ranks_per_host;
+  std::ostringstream out;
+  out << "hosts: " << hosts << " x " << ranks_per_host << " ranks:";
+  for (int h = 0; h < hosts; ++h)
+    out << (h ? "," : "") << " host " << h << " ranks " << h * ranks_per_host << "-"
+        << (h + 1) * ranks_per_host - 1;
+  out << "\n";
+  struct Kind {
+    const char* name;
+    int (*color)(const MeshShape&, const MeshCoord&);
+  };
+  for (const Kind& k : {Kind{"tp", tp_color}, Kind{"dp", dp_color}, Kind{"pp", pp_color}}) {
+    // Per group (color): the host of its first member, and whether every member shares it.
+    std::vector<int> host_of_group(static_cast<size_t>(s.world()), -1);
+    std::vector<bool> inside(static_cast<size_t>(s.world()), true);
+    for (int r = 0; r < s.world(); ++r) {
+      const auto g = static_cast<size_t>(k.color(s, mesh_coord(s, r)));
+      if (host_of_group[g] < 0) host_of_group[g] = r / ranks_per_host;
+      if (host_of_group[g] != r / ranks_per_host) inside[g] = false;
+    }
+    int groups = 0, kept = 0;
+    for (size_t g = 0; g < host_of_group.size(); ++g)
+      if (host_of_group[g] >= 0) ++groups, kept += inside[g];
+    out << k.name << " groups: " << kept << " of " << groups << " inside a host\n";
+  }
+  return out.str();
+}
+
 Mesh::Mesh(comm::Communicator& world, const MeshShape& shape)
     : world_(world), shape_(shape), coord_(mesh_coord(shape, world.rank())) {
   LOOM_CHECK(shape.world() == world.size(), "mesh pp ", shape.pp, " x dp ", shape.dp, " x tp ",

@@ -38,6 +38,14 @@ int mesh_rank(const MeshShape& s, const MeshCoord& c);
 //   rank 3: pp 0 dp 1 tp 1 | tp [2,3] dp [1,3] pp [3] embedding [3]
 std::string describe_mesh(const MeshShape& s);
 
+// Where the groups of that mesh fall when hosts hold `ranks_per_host` consecutive world ranks
+// each (as `mpirun --map-by ppr:N:node` places them): the hosts, then per group kind how many of
+// its groups stay inside one host (their collectives never leave it), e.g.
+//   hosts: 2 x 8 ranks: host 0 ranks 0-7, host 1 ranks 8-15
+//   tp groups: 2 of 2 inside a host
+// Throws loom::Error naming --ranks-per-host unless it is positive and divides the world.
+std::string describe_placement(const MeshShape& s, int ranks_per_host);
+
 class Mesh {
  public:
   // Collective over `world` (which must outlive the mesh): makes the groups.

@@ -7,8 +7,13 @@
 //              twice the data, so it wins for small messages and loses for large ones.
 //   naive.cpp  everyone sends to the root, the root reduces and sends back (a parameter
 //              server): the root's link carries (n-1) times the data. The reference baseline.
+//   hierarchical.cpp  two levels, inside each host and across hosts, each run by one of the
+//              families above (see topology.hpp for when a group uses it).
 // Each entry runs any Collective (see types.hpp); all ranks of the group call it with the same
 // arguments.
+#include <vector>
+
+#include "loom/comm/topology.hpp"
 #include "loom/comm/transport.hpp"
 #include "loom/comm/types.hpp"
 
@@ -17,6 +22,14 @@ namespace loom::comm::algorithms {
 void ring(Transport& t, const Collective& c);
 void tree(Transport& t, const Collective& c);
 void naive(Transport& t, const Collective& c);
+
+// One of the families above.
+using Family = void (*)(Transport&, const Collective&);
+// Two-level form for a group laid out as `layout`: `local` joins this rank to the others on its
+// host (local rank = its index there), `cross` to the ranks with its local index on every host
+// (cross rank = host index); `inner` runs each level.
+void hierarchical(Transport& local, Transport& cross, const HostLayout& layout, Family inner,
+                  const Collective& c);
 
 // Dissemination barrier: ceil(log2 n) rounds of one-byte messages.
 void barrier(Transport& t);
