@@ -16,15 +16,15 @@ double planned_bytes_per_rank(const RunConfig& c, int threads) {
   o.batch = t.batch_size;
   o.seq = t.seq_len > 0 ? t.seq_len : c.model.context_len;
   o.threads = std::max(1, threads);
-  o.precision = kernels::parse_precision(t.precision, "precision");
+  o.precision = t.precision;
   o.world = std::max(1, t.nproc / (t.tp * t.pp));
   o.zero = t.zero;
   o.bucket_mb = t.bucket_mb;
-  o.recompute = parse_recompute(t.recompute);
+  o.recompute = t.recompute;
   o.tp = t.tp;
   o.pp = t.pp;
   o.micro_batches = t.micro_batches;
-  o.schedule = pipeline::parse_schedule_kind(t.schedule);
+  o.schedule = t.schedule;
   if (o.pp > 1 && o.schedule == pipeline::ScheduleKind::Interleaved) return 0;
   double most = 0;
   for (o.stage = 0; o.stage < o.pp; ++o.stage) {
