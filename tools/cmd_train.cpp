@@ -113,12 +113,6 @@ int run(const Options& o) {
     }
   }
   loom::RunConfig config = loom::parse_run_config(j, origin);
-  if (!checkpoint_dir.empty()) {
-    const int64_t done = loom::read_checkpoint_state(checkpoint_dir).step;
-    LOOM_CHECK(config.train.max_steps > done, "--max_steps ", config.train.max_steps, ": checkpoint ",
-               checkpoint_dir, " is already at step ", done,
-               ", so there is nothing left to train (raise --max_steps to continue)");
-  }
   LOOM_CHECK(o.init_from.empty() || o.resume.empty() || o.resume == "auto",
              "give --init_from (new weights, step 0) or --resume ", o.resume, " (a run to continue), not both");
   if (!o.init_from.empty() && checkpoint_dir.empty()) {  // refused before any rank starts
@@ -126,9 +120,14 @@ int run(const Options& o) {
     loom::check_pretrained_shape(pretrained, config.model);
     loom::check_same_tokenizer(pretrained.tokenizer, pretrained.dir, config.train.data_dir);
   }
-  if (!checkpoint_dir.empty())
-    loom::check_same_tokenizer(loom::read_checkpoint_state(checkpoint_dir).tokenizer, checkpoint_dir,
-                               config.train.data_dir);
+  if (!checkpoint_dir.empty()) {
+    const auto state = loom::read_checkpoint_state(checkpoint_dir);
+    loom::check_same_tokenizer(state.tokenizer, checkpoint_dir, config.train.data_dir);
+    const int64_t done = state.step;
+    LOOM_CHECK(config.train.max_steps > done, "--max_steps ", config.train.max_steps, ": checkpoint ",
+               checkpoint_dir, " is already at step ", done,
+               ", so there is nothing left to train (raise --max_steps to continue)");
+  }
   const loom::comm::RankEnvironment env = loom::comm::detect_environment();
   if (config.train.parallel == loom::LayoutChoice::kAuto) {
     LOOM_CHECK(env.launcher == loom::comm::Launcher::None,
