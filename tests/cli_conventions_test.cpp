@@ -139,6 +139,15 @@ TEST_F(CliConventions, ResumeWithNothingLeftToTrainSaysSoAndFails) {
   EXPECT_EQ(r.out.find(kHelpHint), std::string::npos) << r.out;
 }
 
+// A re-run or restarted job (--resume auto) whose last checkpoint is already at --max_steps has
+// finished: it says so and succeeds, so that re-running a job (or scripts/demo.sh) is harmless.
+TEST_F(CliConventions, ResumeAutoWithNothingLeftToTrainSaysSoAndSucceeds) {
+  const Result r = loom_cli("train --config " + cfg_ + " --resume auto --max_steps 2");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("is already at step 2 (--max_steps 2): nothing left to train"), std::string::npos)
+      << r.out;
+}
+
 TEST_F(CliConventions, StartLineCountsEveryRankUnderTensorParallelism) {
   const std::string o = *dir_ / "tp";
   const Result r = loom_cli("train --config " + cfg_ + " --out_dir " + o + " --nproc 2 --tp 2 --max_steps 2", 120);

@@ -124,6 +124,12 @@ int run(const Options& o) {
     const auto state = loom::read_checkpoint_state(checkpoint_dir);
     loom::check_same_tokenizer(state.tokenizer, checkpoint_dir, config.train.data_dir);
     const int64_t done = state.step;
+    // --resume auto (a restarted or re-run job) whose work is already done: say so, succeed.
+    if (o.resume == "auto" && config.train.max_steps <= done) {
+      std::cout << "loom train: " << checkpoint_dir << " is already at step " << done
+                << " (--max_steps " << config.train.max_steps << "): nothing left to train" << std::endl;
+      return 0;
+    }
     LOOM_CHECK(config.train.max_steps > done, "--max_steps ", config.train.max_steps, ": checkpoint ",
                checkpoint_dir, " is already at step ", done,
                ", so there is nothing left to train (raise --max_steps to continue)");
