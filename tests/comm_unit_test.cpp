@@ -6,6 +6,8 @@
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/environment.hpp"
 #include "loom/comm/reduce.hpp"
+#include "loom/comm/shm/segment.hpp"
+#include "error_of.hpp"
 
 namespace loom::comm {
 namespace {
@@ -93,3 +95,22 @@ TEST(LaunchEnvironment, TorchrunStyleVariablesAreHonoured) {
 
 }  // namespace
 }  // namespace loom::comm
+
+// The shared-memory sizes come from the environment: a value that is not a whole number in range
+// is refused naming the variable, never truncated (LOOM_SHM_SLOTS=4294967298 once became 2).
+TEST(ShmConfig, MalformedOrOutOfRangeEnvironmentIsRefusedNamingTheVariable) {
+  const auto refused = [](const char* name, const char* value) {
+    setenv(name, value, 1);
+    const std::string err = loom::test::error_of([] { loom::comm::shm::config_from_env(2); });
+    unsetenv(name);
+    return err;
+  };
+  for (const char* bad : {"4294967298", "8x", "", "-4", "99999999999999999999"})
+    EXPECT_NE(refused("LOOM_SHM_SLOTS", bad).find("LOOM_SHM_SLOTS must be an integer"),
+              std::string::npos) << bad;
+  EXPECT_NE(refused("LOOM_SHM_SLOT_BYTES", "1e6").find("LOOM_SHM_SLOT_BYTES"), std::string::npos);
+  EXPECT_NE(refused("LOOM_SHM_CONTEXTS", "0").find("LOOM_SHM_CONTEXTS must be >= 1"), std::string::npos);
+  setenv("LOOM_SHM_SLOTS", "4", 1);
+  EXPECT_EQ(loom::comm::shm::config_from_env(2).slots, 4u);
+  unsetenv("LOOM_SHM_SLOTS");
+}
