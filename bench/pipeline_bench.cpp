@@ -15,7 +15,7 @@
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/pipeline/runtime.hpp"
 #include "loom/parallel/pipeline/simulator.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace loom::pipeline {
 namespace {

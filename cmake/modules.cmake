@@ -14,8 +14,9 @@ loom_module(model     src/loom/model               DEPENDS kernels)
 loom_module(optim     src/loom/optim               DEPENDS model)
 loom_module(parallel  src/loom/parallel            DEPENDS comm optim)
 loom_module(pipeline  src/loom/parallel/pipeline   DEPENDS parallel)
-loom_module(train     src/loom/train               DEPENDS data io pipeline)
-loom_module(planner   src/loom/parallel/planner    DEPENDS train)
+loom_module(config    src/loom/config              DEPENDS pipeline)
+loom_module(train     src/loom/train               DEPENDS data io config)
+loom_module(planner   src/loom/parallel/planner    DEPENDS config)
 loom_module(infer     src/loom/infer               DEPENDS train)
 # Benchmarks, the planner's validation against real runs and the tokenizer's JavaScript
 # reference: linked into the `loom` program (and the tests), never into the library.

@@ -4,7 +4,7 @@
 
 #include "fuzz_input.hpp"
 #include "loom/core/json_input.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   loom::fuzz::expect_ok_or_loom_error([&] {

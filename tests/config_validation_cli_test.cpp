@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 

@@ -9,7 +9,7 @@
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/data/tokenizer.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace {
 

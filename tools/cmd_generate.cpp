@@ -16,7 +16,7 @@
 #include "loom/infer/cached_generate.hpp"
 #include "loom/infer/checkpoint_model.hpp"
 #include "loom/model/generate.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace {
 

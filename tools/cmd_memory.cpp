@@ -26,7 +26,7 @@
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/memory_model.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace {
 

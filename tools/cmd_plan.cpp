@@ -15,7 +15,7 @@
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/parallel/planner/planner.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace {
 

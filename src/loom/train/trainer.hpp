@@ -21,7 +21,7 @@
 
 #include "loom/comm/communicator.hpp"
 #include "loom/core/timer.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace loom {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "loom/parallel/planner/planner.hpp"
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 namespace loom::planner {
 

@@ -1,4 +1,4 @@
-#include "loom/train/train_config.hpp"
+#include "loom/config/train_config.hpp"
 
 #include <cerrno>
 #include <charconv>
