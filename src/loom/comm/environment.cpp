@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "loom/core/check.hpp"
@@ -12,13 +13,7 @@ namespace {
 const char* get(const char* name) { return std::getenv(name); }
 
 int int_var(const char* name, int fallback) {
-  const char* v = get(name);
-  if (v == nullptr) return fallback;
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  LOOM_CHECK(end != v && *end == '\0' && x >= 0 && x < (1L << 30), "environment variable ", name,
-             "='", v, "' is not a non-negative integer");
-  return static_cast<int>(x);
+  return static_cast<int>(integer_env(name, fallback, (1L << 30) - 1));
 }
 
 void check_ranks(const RankEnvironment& e, const char* source) {
@@ -29,6 +24,17 @@ void check_ranks(const RankEnvironment& e, const char* source) {
 }
 
 }  // namespace
+
+long integer_env(const char* name, long fallback, long max) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  errno = 0;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  LOOM_CHECK(end != v && *end == '\0' && errno != ERANGE && x >= 0 && x <= max, name,
+             " must be an integer in [0, ", max, "], got '", v, "'");
+  return x;
+}
 
 const char* name(Launcher l) {
   switch (l) {

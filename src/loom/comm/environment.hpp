@@ -24,4 +24,8 @@ struct RankEnvironment {
 RankEnvironment detect_environment();
 const char* name(Launcher l);
 
+// An integer environment variable in [0, max], or `fallback` when unset; text, trailing junk or
+// a value out of range is an error naming the variable (never a silent truncation).
+long integer_env(const char* name, long fallback, long max);
+
 }  // namespace loom::comm

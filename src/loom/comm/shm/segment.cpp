@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "loom/comm/environment.hpp"
 #include "loom/core/check.hpp"
 
 namespace loom::comm::shm {
@@ -39,19 +40,6 @@ size_t segment_bytes(const Config& c) {
          channel_stride(c) * static_cast<size_t>(c.max_contexts) * c.world * c.world;
 }
 
-// An integer variable in [0, max]; anything else (text, trailing junk, out of range) is an error
-// naming it, never a silent truncation (LOOM_SHM_SLOTS=4294967298 once became 2).
-long env_or(const char* name, long fallback, long max) {
-  const char* v = std::getenv(name);
-  if (!v) return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  LOOM_CHECK(end != v && *end == '\0' && errno != ERANGE && x >= 0 && x <= max, name,
-             " must be an integer in [0, ", max, "], got '", v, "'");
-  return x;
-}
-
 void sleep_briefly() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
 
 }  // namespace
@@ -59,10 +47,10 @@ void sleep_briefly() { std::this_thread::sleep_for(std::chrono::milliseconds(1))
 Config config_from_env(int world) {
   Config c;
   c.world = world;
-  c.max_contexts = static_cast<int>(env_or("LOOM_SHM_CONTEXTS", c.max_contexts, 1 << 16));
-  c.slots = static_cast<uint32_t>(env_or("LOOM_SHM_SLOTS", c.slots, kMaxSlots));
+  c.max_contexts = static_cast<int>(integer_env("LOOM_SHM_CONTEXTS", c.max_contexts, 1 << 16));
+  c.slots = static_cast<uint32_t>(integer_env("LOOM_SHM_SLOTS", c.slots, kMaxSlots));
   c.slot_bytes = static_cast<size_t>(
-      env_or("LOOM_SHM_SLOT_BYTES", static_cast<long>(c.slot_bytes), 1L << 30));
+      integer_env("LOOM_SHM_SLOT_BYTES", static_cast<long>(c.slot_bytes), 1L << 30));
   LOOM_CHECK(c.slots >= 1 && c.slots <= kMaxSlots && (c.slots & (c.slots - 1)) == 0,
              "LOOM_SHM_SLOTS must be a power of two in [1, ", kMaxSlots, "], got ", c.slots);
   LOOM_CHECK(c.slot_bytes >= 64 && c.slot_bytes % 64 == 0,
