@@ -64,7 +64,7 @@ TEST_F(CliConventions, GenerateEvalPlanAndBenchTakeTheLastOfARepeatedFlag) {
   // Timed output differs run to run: the line that echoes the value must show the last one.
   const Result plan = loom_cli("plan --config " + cfg_ + " --nproc 8 --nproc 2 --threads 1 --top 1", 300);
   EXPECT_EQ(plan.rc, 0) << plan.out;
-  EXPECT_NE(plan.out.find(", 2 ranks x 1 thread(s)"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find(", 2 ranks x 1 core(s) (1 thread(s) timed)"), std::string::npos) << plan.out;
   const Result bench = loom_cli("bench train --config " + cfg_ +
                                 " --batch_size 1 --seq_len 8 --threads 1 --warmup 0 --steps 5 --steps 1");
   EXPECT_EQ(bench.rc, 0) << bench.out;

@@ -27,6 +27,52 @@ TEST(Slurm, SrunTaskVariablesGiveTheRank) {
   EXPECT_EQ(env.local_world_size, 2);
 }
 
+// The message of what `f` throws ("" when it does not).
+template <typename F>
+std::string error_text(F f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Slurm, TasksPerNodeInSlurmsCompressedForm) {
+  EXPECT_EQ(comm::slurm_tasks_on_node("4", -1, "V"), 4);
+  EXPECT_EQ(comm::slurm_tasks_on_node("2(x4)", -1, "V"), 2);
+  EXPECT_EQ(comm::slurm_tasks_on_node("2(x4)", 3, "V"), 2);
+  for (int node : {0, 1, 2}) EXPECT_EQ(comm::slurm_tasks_on_node("2(x3),1", node, "V"), 2);
+  EXPECT_EQ(comm::slurm_tasks_on_node("2(x3),1", 3, "V"), 1);
+  EXPECT_EQ(comm::slurm_tasks_on_node("3,1(x2),5", 3, "V"), 5);
+  // Nodes with different counts need to know which node this is.
+  EXPECT_NE(error_text([] { comm::slurm_tasks_on_node("2(x3),1", -1, "V"); }).find("SLURM_NODEID"),
+            std::string::npos);
+  EXPECT_NE(error_text([] { comm::slurm_tasks_on_node("2(x3),1", 4, "V"); }).find("lists 4 node(s)"),
+            std::string::npos);
+  for (const char* bad : {"", "x", "2(x)", "2(x3", "2(3)", "2,", ",2", "0", "2(x0)", "2 ", "-1", "2(x3)1"})
+    EXPECT_NE(error_text([&] { comm::slurm_tasks_on_node(bad, 0, "SLURM_NTASKS_PER_NODE"); })
+                  .find("SLURM_NTASKS_PER_NODE must be a task count per node such as 4, 2(x3) or "
+                        "2(x3),1, got '" + std::string(bad) + "'"),
+              std::string::npos)
+        << bad;
+}
+
+TEST(Slurm, SrunOnNodesWithDifferentTaskCounts) {
+  const std::map<std::string, std::string> vars = {{"SLURM_PROCID", "6"}, {"SLURM_NTASKS", "7"},
+                                                   {"SLURM_LOCALID", "0"}, {"SLURM_NODEID", "3"},
+                                                   {"SLURM_NTASKS_PER_NODE", "2(x3),1"}};
+  for (const auto& [k, v] : vars) ::setenv(k.c_str(), v.c_str(), 1);
+  const auto env = comm::detect_environment();
+  ::setenv("SLURM_NTASKS_PER_NODE", "2(x3)junk", 1);
+  const std::string refused = error_text([] { comm::detect_environment(); });
+  for (const auto& [k, v] : vars) ::unsetenv(k.c_str());
+  EXPECT_EQ(env.rank, 6);
+  EXPECT_EQ(env.local_world_size, 1);
+  EXPECT_NE(refused.find("SLURM_NTASKS_PER_NODE must be a task count per node"), std::string::npos)
+      << refused;
+}
+
 TEST(Slurm, TrainSbatchHonoursItsVariables) {
   TempDir dir;
   std::ofstream(dir / "srun") << "#!/bin/sh\necho \"OMP_NUM_THREADS=$OMP_NUM_THREADS srun $*\"\n";

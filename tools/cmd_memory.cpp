@@ -2,7 +2,9 @@
 // beside the peak RSS measured while running real steps of that configuration. `--nproc N`
 // relaunches the command as N local ranks (shm backend), each measuring itself; with --tp and
 // --pp they form the trainer's mesh (dp x tp x pp) and run its steps: the tp slices, the
-// pipeline stages (partition timed as the trainer does) and the schedule.
+// pipeline stages (partition timed as the trainer does) and the schedule. A configuration whose
+// predicted ranks do not fit this machine's available memory is predicted only (blocks split
+// evenly over the stages), and the output says it was not measured.
 #include <omp.h>
 
 #include <algorithm>
@@ -57,6 +59,14 @@ std::vector<std::string> rank_args(const Options& o) {
           "--tp", std::to_string(o.tp), "--pp", std::to_string(o.pp), "--micro_batches",
           std::to_string(o.micro_batches), "--schedule", o.schedule, "--nproc",
           std::to_string(o.nproc)};
+}
+
+// /proc/meminfo's MemAvailable in bytes (0 when unknown).
+double available_bytes() {
+  std::ifstream f("/proc/meminfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) return std::stod(line.substr(13)) * 1024;
+  return 0;
 }
 
 // This rank's piece of a training run, built as the trainer builds it (train/trainer.cpp): the
@@ -159,6 +169,40 @@ void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, d
               runtime / MiB);
 }
 
+// Whether `nproc` ranks of the predicted size fit this machine's available memory; when they do
+// not, prints the prediction (the blocks split evenly over the stages) and why nothing is measured.
+bool fits_here(const Options& o, loom::MemoryOptions mo, int nproc,
+               loom::kernels::MatmulPrecision requested) {
+  mo.precision = loom::kernels::resolve_precision(requested);
+  mo.threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  mo.world = nproc / (o.tp * o.pp);
+  std::vector<std::vector<loom::MemoryItem>> stages;
+  double worst = 0;
+  for (int s = 0; s < o.pp; ++s) {
+    mo.stage = s;
+    stages.push_back(loom::predict_memory(mo));
+    worst = std::max(worst, loom::total_bytes(stages.back()));
+  }
+  const double available = available_bytes();
+  // A measured run needs the prediction plus the process itself (and the page cache its
+  // neighbours use): a margin of a quarter.
+  if (available <= 0 || worst * nproc <= 0.75 * available) return true;
+  const double GiB = 1024.0 * 1024.0 * 1024.0;
+  std::printf("memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s) = dp %d x "
+              "tp %d x pp %d, ZeRO-%d, recompute %s (predicted only%s)\n",
+              static_cast<long long>(mo.model.num_params()), o.batch, o.seq,
+              loom::kernels::precision_name(mo.precision), nproc, mo.world, o.tp, o.pp, o.zero,
+              loom::recompute_name(mo.recompute), o.pp > 1 ? "; blocks split evenly" : "");
+  print_breakdown(stages, status_bytes("VmRSS"));
+  std::printf("predicted %.1f GiB per rank (largest stage), %d rank(s): %.1f GiB\n", worst / GiB,
+              nproc, worst * nproc / GiB);
+  std::printf("not measured: that is more than this machine can hold (%.1f GiB available; a "
+              "measured run is limited to 3/4 of it)\n",
+              available / GiB);
+  std::fflush(stdout);
+  return false;
+}
+
 int run(const Options& o) {
   LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1 (or 0: tp x pp), got ", o.nproc);
   LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
@@ -187,6 +231,7 @@ int run(const Options& o) {
                mo.schedule == loom::pipeline::ScheduleKind::ZeroBubbleH1 && o.pp > 1),
              "--recompute full cannot run with --schedule zb1p (its W needs every layer input)");
   const auto env = loom::comm::detect_environment();
+  if (env.launcher == loom::comm::Launcher::None && !fits_here(o, mo, nproc, requested)) return 0;
   if (nproc > 1 && env.launcher == loom::comm::Launcher::None) {
     Options ranks = o;
     ranks.nproc = nproc;

@@ -1,9 +1,15 @@
-// `loom plan --config C --nproc N [--mem_gb G]`: predicted step time, pipeline bubble and memory
-// per rank for every dp x tp x pp layout (with schedules and micro-batch counts) of N ranks,
-// best first (see loom/parallel/planner/planner.hpp). Kernel costs are timed once at start-up.
+// `loom plan --config C --nproc N [--mem_gb G] [--cores_per_rank K]`: predicted step time,
+// pipeline bubble and memory per rank for every dp x tp x pp layout (with schedules and
+// micro-batch counts) of N ranks under every ZeRO stage and recompute mode (unless --zero and
+// --recompute name one), best first (see loom/parallel/planner/planner.hpp). Kernel costs come
+// from a 2-block model timed once per machine (scaled down for large models and extrapolated by
+// FLOPs; cached, see calibration_cache.hpp), scaled to the cores of a rank. Progress goes to
+// stderr, a line per phase.
 // `--validate K` (or `--layouts 2x1x1,1x1x2:zb1p:4`) then trains K of the layouts for a few
 // steps each on N local ranks and prints predicted beside measured step time
 // (bench/plan_validation.hpp).
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -14,6 +20,8 @@
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
+#include "loom/core/timer.hpp"
+#include "loom/parallel/planner/calibration_cache.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "loom/config/train_config.hpp"
 
@@ -25,18 +33,43 @@ struct Options {
   double mem_gb = 0;
   int global_batch = 0;
   int seq = 0;
-  int threads = 1;
+  int threads = 0;
   int top = 20;
-  std::string recompute = "none";
-  int zero = 0;
+  std::string recompute = "all";
+  std::string zero = "all";
+  double cores_per_rank = 0;
   double bucket_mb = 25;
   int validate = 0;
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
   bool baseline = true;
   std::string layouts;
   loom::planner::ValidationRun run;
   loom::planner::Bandwidths bw;
 };
+
+// "loom plan: <text>" on stderr (progress: stdout keeps the table).
+void note(const std::string& text) {
+  std::fprintf(stderr, "loom plan: %s\n", text.c_str());
+  std::fflush(stderr);
+}
+
+// The threads a rank computes with: --threads, else as many as its cores (at most this
+// machine's, where the calibration runs).
+int req_threads(const Options& o, const loom::planner::PlanRequest& req) {
+  if (o.threads > 0) return o.threads;
+  const int here = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return std::clamp(static_cast<int>(req.cores_per_rank), 1, here);
+}
+
+// The cores of one rank: --cores_per_rank, else this machine's shared by the ranks when they fit
+// on it (or run on it: --validate), else (said on stderr) as many as this machine has.
+double cores_per_rank(const Options& o, bool validating) {
+  if (o.cores_per_rank > 0) return o.cores_per_rank;
+  const int here = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (o.nproc <= here || validating) return static_cast<double>(here) / o.nproc;
+  note(loom::detail::concat("assuming ", here, " cores per rank (this machine's: its ", here,
+                            " cores cannot hold ", o.nproc, " ranks); pass --cores_per_rank"));
+  return here;
+}
 
 // Trains the chosen layouts and prints predicted beside measured step times.
 void validate(const Options& o, const loom::planner::PlanRequest& req,
@@ -51,11 +84,11 @@ void validate(const Options& o, const loom::planner::PlanRequest& req,
   }
   planner::ValidationRun run = o.run;
   run.config = o.config;
-  run.threads = o.threads;
+  run.threads = req_threads(o, req);
   run.recompute = req.recompute;
   std::printf("\nvalidation: %zu layouts trained by `loom train` on %d local ranks x %d thread(s), "
               "%d steps each, median step of steps 3-%d (logs in %s)\n",
-              layouts.size(), req.world, o.threads, run.steps, run.steps, run.out_dir.c_str());
+              layouts.size(), req.world, run.threads, run.steps, run.steps, run.out_dir.c_str());
   std::fflush(stdout);
   // Every prediction first: a layout the request cannot run is refused before any training.
   std::vector<planner::ValidationRow> rows;
@@ -90,37 +123,72 @@ int run(const Options& o) {
   req.seq = o.seq > 0 ? o.seq : train.value("seq_len", 0) > 0 ? train.value("seq_len", 0)
                                                                : req.model.context_len;
   req.mem_gb = o.mem_gb;
-  req.recompute = loom::parse_recompute(o.recompute);
-  req.cores = o.cores;
-  req.zero = o.zero;
   req.bucket_mb = o.bucket_mb;
-  LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
   LOOM_CHECK(o.bucket_mb > 0, "--bucket_mb must be > 0, got ", o.bucket_mb);
   LOOM_CHECK(o.nproc >= 1, "--nproc must be >= 1, got ", o.nproc);
-  LOOM_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
-  LOOM_CHECK(o.cores >= 0, "--cores must be >= 0, got ", o.cores);
+  LOOM_CHECK(o.threads >= 0, "--threads must be >= 0 (0: as many as a rank's cores), got ", o.threads);
+  LOOM_CHECK(o.cores_per_rank >= 0, "--cores_per_rank must be >= 0 (0: this machine's cores / "
+             "--nproc when the ranks fit here), got ", o.cores_per_rank);
   LOOM_CHECK(o.validate >= 0, "--validate must be >= 0, got ", o.validate);
   LOOM_CHECK(o.run.steps >= 3, "--steps must be >= 3 (the first two warm up), got ", o.run.steps);
-  if (!o.layouts.empty()) loom::planner::parse_layouts(o.layouts, o.nproc, "--layouts");
   LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
+  // Every ZeRO stage and recompute mode unless one is named (a validation trains one of each).
+  const bool validating = o.validate > 0 || !o.layouts.empty();
+  std::vector<int> zero_stages;
+  if (o.zero == "all" && !validating) {
+    zero_stages = {0, 1, 2};
+  } else {
+    const std::string z = o.zero == "all" ? "0" : o.zero;
+    LOOM_CHECK(z == "0" || z == "1" || z == "2", "--zero must be 0, 1, 2 or all, got '", o.zero, "'");
+    zero_stages = {z[0] - '0'};
+  }
+  std::vector<loom::Recompute> recomputes;
+  if (o.recompute == "all" && !validating)
+    recomputes = {loom::Recompute::kNone, loom::Recompute::kSelective, loom::Recompute::kFull};
+  else
+    recomputes = {o.recompute == "all" ? loom::Recompute::kNone
+                                       : loom::parse_recompute(o.recompute, "--recompute (or all)")};
+  req.zero = zero_stages[0];
+  req.recompute = recomputes[0];
+  if (!o.layouts.empty()) loom::planner::parse_layouts(o.layouts, o.nproc, "--layouts");
+  req.cores_per_rank = cores_per_rank(o, validating);
+  const int threads = req_threads(o, req);
 
-  const auto k = loom::planner::calibrate_kernel_costs(req.model, req.seq, o.threads);
-  std::printf("loom plan: %s, %d ranks x %d thread(s), global batch %d x %d tokens, recompute %s, "
-              "ZeRO %d\n",
-              o.config.c_str(), req.world, o.threads, req.global_batch, req.seq,
-              loom::recompute_name(req.recompute), req.zero);
+  const loom::Timer started;
+  int calibration_seq = 0;
+  const loom::GPTConfig timed = loom::planner::calibration_model(req.model, req.seq, &calibration_seq);
+  const auto times = loom::planner::cached_kernel_times(
+      timed, calibration_seq, threads, loom::planner::calibration_cache_path(), note);
+  const auto k = loom::planner::kernel_costs(times, req.model, req.seq);
+  std::printf("loom plan: %s, %d ranks x %g core(s) (%d thread(s) timed), global batch %d x %d "
+              "tokens, ZeRO %s, recompute %s\n",
+              o.config.c_str(), req.world, req.cores_per_rank, threads, req.global_batch, req.seq,
+              zero_stages.size() > 1 ? "0/1/2" : std::to_string(req.zero).c_str(),
+              recomputes.size() > 1 ? "none/selective/full" : loom::recompute_name(req.recompute));
+  if (timed.d_model != req.model.d_model || timed.vocab_size != req.model.vocab_size ||
+      calibration_seq != req.seq)
+    std::printf("calibrated on a scaled-down block (width %d, vocabulary %d, %d tokens), "
+                "extrapolated by FLOPs\n",
+                timed.d_model, timed.vocab_size, calibration_seq);
   std::printf("calibrated per sequence: block F %.1f B %.1f W %.1f ms | embedding F %.1f W %.1f ms"
-              " | head F %.1f B %.1f W %.1f ms | AdamW %.2f ns/param\n",
+              " | head F %.1f B %.1f W %.1f ms | AdamW %.2f ns/param (per rank: x %.3g)\n",
               k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
               k.embedding.w * 1e3, k.head.f * 1e3, k.head.b * 1e3, k.head.w * 1e3,
-              k.adamw_s_per_param * 1e9);
-  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s | %d cores%s\n", o.bw.p2p_gbps,
-              o.bw.allreduce_gbps, o.cores,
-              o.cores > 0 && req.world * o.threads > o.cores ? " (oversubscribed: compute slowed)"
-                                                              : "");
-  const auto preds = loom::planner::plan(req, k, o.bw);
-  std::printf("%4s  %-40s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "step_s", "tokens/s",
-              "pipe_s", "comm_s", "bubble", "mem_GB", "stage blocks");
+              k.adamw_s_per_param * 1e9, k.threads / req.cores_per_rank);
+  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s\n", o.bw.p2p_gbps,
+              o.bw.allreduce_gbps);
+  note(loom::detail::concat("calibrated in ", static_cast<int>(started.seconds() * 10) / 10.0,
+                            " s; predicting every layout under ", zero_stages.size() * recomputes.size(),
+                            " ZeRO x recompute combination(s)"));
+  const bool terminal = ::isatty(STDERR_FILENO);
+  const auto preds = loom::planner::plan_each(req, k, o.bw, zero_stages, recomputes, [&](int done, int total) {
+    if (terminal) std::fprintf(stderr, "\rloom plan: %d of %d combinations%s", done, total, done == total ? "\n" : "");
+  });
+  note(loom::detail::concat(preds.size(), " layouts predicted; done in ",
+                            static_cast<int>(started.seconds() * 10) / 10.0, " s"));
+  std::printf("%4s  %-40s %4s %-9s %9s %9s %8s %8s %7s %9s  %s\n", "rank", "layout", "zero",
+              "recompute", "step_s", "tokens/s", "pipe_s", "comm_s", "bubble", "mem_GB",
+              "stage blocks");
   int shown = 0;
   for (const auto& p : preds) {
     if (shown == o.top) break;
@@ -129,8 +197,8 @@ int run(const Options& o) {
       if (i > 0) cuts += ',';
       cuts += std::to_string(p.stage_first_block[i + 1] - p.stage_first_block[i]);
     }
-    std::printf("%4d  %-40s %9.3f %9.0f %8.3f %8.3f %6.1f%% %8.2f%s  %s\n", ++shown,
-                p.layout.describe().c_str(), p.step_s,
+    std::printf("%4d  %-40s %4d %-9s %9.3f %9.0f %8.3f %8.3f %6.1f%% %8.2f%s  %s\n", ++shown,
+                p.layout.describe().c_str(), p.zero, loom::recompute_name(p.recompute), p.step_s,
                 static_cast<double>(req.global_batch) * req.seq / p.step_s, p.pipeline_s,
                 p.dp_comm_s, p.bubble * 100, p.memory_gb, p.fits ? " " : "!", cuts.c_str());
   }
@@ -152,11 +220,14 @@ const bool registered = loom::cli::register_command(
       app.add_option("--global_batch", o->global_batch,
                      "sequences per step; 0: train.batch_size x nproc")->capture_default_str();
       app.add_option("--seq_len", o->seq, "tokens per sequence; 0: train.seq_len or context_len")->capture_default_str();
-      app.add_option("--threads", o->threads, "threads per rank (calibration uses as many)")->capture_default_str();
+      app.add_option("--threads", o->threads,
+                     "threads per rank (calibration and validation runs); 0: as many as a rank's "
+                     "cores, at most this machine's")->capture_default_str();
       app.add_option("--top", o->top, "rows to print")->capture_default_str();
-      app.add_option("--cores", o->cores,
-                     "hardware threads the ranks share (default: this machine's); more rank "
-                     "threads than that slow compute proportionally; 0: no limit")
+      app.add_option("--cores_per_rank", o->cores_per_rank,
+                     "cores each rank computes on (scales the calibrated costs by timed threads / "
+                     "cores); 0: this machine's cores / nproc when the ranks fit here, else this "
+                     "machine's cores (said on stderr)")
           ->capture_default_str();
       app.add_option("--validate", o->validate,
                      "then train this many of the layouts (the best of each dp x tp x pp shape "
@@ -178,11 +249,13 @@ const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--recompute", o->recompute,
                      "activation recomputation the run will use: none, selective or full (adds "
-                     "its backward cost, lowers activation memory; full excludes zb1p)")
+                     "its backward cost, lowers activation memory; full excludes zb1p); all: "
+                     "try each (none under --validate / --layouts)")
           ->capture_default_str();
       app.add_option("--zero", o->zero,
                      "ZeRO stage the run will use: 0, 1 (AdamW moments / dp) or 2 (also the "
-                     "gradients, as ShardedGradients plans them; no pp > 1 layouts)")
+                     "gradients, as ShardedGradients plans them; no pp > 1 layouts); all: try "
+                     "each (0 under --validate / --layouts)")
           ->capture_default_str();
       app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size, MiB (ZeRO-2's bucket pool)")
           ->capture_default_str();

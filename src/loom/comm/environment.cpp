@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "loom/core/check.hpp"
 
@@ -34,6 +36,47 @@ long integer_env(const char* name, long fallback, long max) {
   LOOM_CHECK(end != v && *end == '\0' && errno != ERANGE && x >= 0 && x <= max, name,
              " must be an integer in [0, ", max, "], got '", v, "'");
   return x;
+}
+
+int slurm_tasks_on_node(const std::string& text, int node_id, const char* variable) {
+  // Runs of nodes: (tasks per node, nodes), parsed strictly.
+  std::vector<std::pair<long, long>> runs;
+  const char* p = text.c_str();
+  auto number = [&](long& x) {
+    if (*p < '0' || *p > '9') return false;
+    errno = 0;
+    char* end = nullptr;
+    x = std::strtol(p, &end, 10);
+    p = end;
+    return errno != ERANGE && x >= 1 && x < (1L << 30);
+  };
+  bool ok = !text.empty();
+  while (ok && *p != '\0') {
+    long tasks = 0, nodes = 1;
+    ok = number(tasks);
+    if (ok && p[0] == '(' && p[1] == 'x') {
+      p += 2;
+      ok = number(nodes) && *p++ == ')';
+    }
+    if (ok) runs.emplace_back(tasks, nodes);
+    if (ok && *p == ',') ok = *++p != '\0';
+    else if (ok) ok = *p == '\0';
+  }
+  LOOM_CHECK(ok, variable, " must be a task count per node such as 4, 2(x3) or 2(x3),1, got '",
+             text, "'");
+  if (node_id < 0) {
+    for (const auto& r : runs)
+      LOOM_CHECK(r.first == runs[0].first, variable, "='", text,
+                 "' gives nodes different task counts, and SLURM_NODEID (which node this is) is "
+                 "not set");
+    return static_cast<int>(runs[0].first);
+  }
+  long first = 0;
+  for (const auto& [tasks, nodes] : runs) {
+    if (node_id < first + nodes) return static_cast<int>(tasks);
+    first += nodes;
+  }
+  LOOM_FAIL(variable, "='", text, "' lists ", first, " node(s), but SLURM_NODEID is ", node_id);
 }
 
 const char* name(Launcher l) {
@@ -71,7 +114,11 @@ RankEnvironment detect_environment() {
     e.rank = int_var("SLURM_PROCID", 0);
     e.world_size = int_var("SLURM_NTASKS", 1);
     e.local_rank = int_var("SLURM_LOCALID", 0);
-    e.local_world_size = int_var("SLURM_NTASKS_PER_NODE", e.local_rank + 1);
+    const char* per_node = get("SLURM_NTASKS_PER_NODE");
+    e.local_world_size =
+        per_node ? slurm_tasks_on_node(per_node, get("SLURM_NODEID") ? int_var("SLURM_NODEID", 0) : -1,
+                                       "SLURM_NTASKS_PER_NODE")
+                 : e.local_rank + 1;
   } else if (get("PMI_SIZE") || get("PMIX_RANK")) {
     e.launcher = Launcher::Mpi;
     e.rank = int_var("PMI_RANK", int_var("PMIX_RANK", 0));

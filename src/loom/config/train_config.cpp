@@ -45,6 +45,7 @@ void visit_train_fields(C& c, F&& f) {
   f("eps", c.eps, "AdamW epsilon");
   f("max_norm", c.max_norm, "clip the global gradient norm to this; 0: never clip");
   f("clip_during_warmup", c.clip_during_warmup, "also clip during warm-up (the seed does not)");
+  f("log_every", c.log_every, "print the step line every this many steps (the first and last always); metrics.jsonl keeps every step");
   f("eval_freq", c.eval_freq, "evaluate train/val loss every this many steps; 0: never");
   f("eval_iter", c.eval_iter, "batches of train and of val data per evaluation");
   f("save_freq", c.save_freq, "checkpoint every this many steps (and at the end); 0: only at the end");
@@ -176,6 +177,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.beta2 >= 0 && c.beta2 < 1, "beta2 must be in [0, 1), got ", c.beta2);
   LOOM_CHECK(c.eps > 0, "eps must be > 0, got ", c.eps);
   LOOM_CHECK(c.max_norm >= 0, "max_norm must be >= 0, got ", c.max_norm);
+  LOOM_CHECK(c.log_every >= 1, "log_every must be >= 1, got ", c.log_every);
   LOOM_CHECK(c.eval_freq >= 0, "eval_freq must be >= 0, got ", c.eval_freq);
   LOOM_CHECK(c.eval_iter >= 1, "eval_iter must be >= 1, got ", c.eval_iter);
   LOOM_CHECK(c.save_freq >= 0, "save_freq must be >= 0, got ", c.save_freq);

@@ -44,6 +44,7 @@ struct TrainConfig {
   float eps = 1e-8f;
   float max_norm = 1.0f;  // 0: no clipping
   bool clip_during_warmup = false;
+  int64_t log_every = 1;    // the step line every this many steps (the first and last always)
   int64_t eval_freq = 100;  // 0: no evaluation
   int eval_iter = 10;
   int64_t save_freq = 500;  // 0: only at the end

@@ -1,19 +1,40 @@
 #include "loom/train/metrics_log.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "loom/core/check.hpp"
 
 namespace loom {
+namespace {
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
-  // A run killed in the middle of a line leaves it unterminated: end it, so the lines a resumed
-  // run appends stay lines of their own.
-  std::ifstream old(path, std::ios::binary | std::ios::ate);
-  const bool unterminated = old && old.tellg() > 0 && (old.seekg(-1, std::ios::end), old.get() != '\n');
+// Rewrites the log at `path` (if any) without the entries of steps after `step` and without
+// lines that are not whole entries (a run killed in the middle of one), through a temporary file
+// renamed over it: a crash leaves the old log or the new one.
+void keep_steps_through(const std::string& path, int64_t step) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  const std::string tmp = path + ".truncating";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    LOOM_CHECK(out, tmp, ": cannot write");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<int64_t>() <= step)
+        out << line << '\n';
+    }
+    LOOM_CHECK(out.flush(), tmp, ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, int64_t resumed_step) : path_(path) {
+  keep_steps_through(path, resumed_step);
   out_.open(path, std::ios::app);
   LOOM_CHECK(out_, path, ": cannot open the metrics log for appending");
-  if (unterminated) out_ << '\n';
 }
 
 void MetricsLog::train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,

@@ -15,7 +15,9 @@ namespace loom {
 class MetricsLog {
  public:
   MetricsLog() = default;  // logs nothing
-  explicit MetricsLog(const std::string& path);  // appends; errors name the path
+  // Appends to `path` after dropping its entries of steps after `resumed_step` (those a resumed
+  // run logs again: no step is logged twice) and any line cut short; errors name the path.
+  MetricsLog(const std::string& path, int64_t resumed_step);
   void train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,
              double elapsed_s);
   void eval(int64_t step, double train_loss, double val_loss);

@@ -45,9 +45,9 @@ std::string panel(double y0, const std::string& title, const std::vector<Series>
     for (const auto& [x, y] : s.points)
       if (std::isfinite(y)) lo = std::min(lo, y), hi = std::max(hi, y);
   if (!std::isfinite(lo)) lo = 0, hi = 1;
-  if (hi - lo < 1e-12 * std::max(1.0, std::fabs(hi))) hi = lo + 1;
-  const double pad = 0.05 * (hi - lo);
-  lo -= pad, hi += pad;
+  const AxisTicks y_ticks = round_ticks(lo, hi, 5, /*widen=*/true);
+  lo = y_ticks.values.front(), hi = y_ticks.values.back();
+  const AxisTicks x_ticks = round_ticks(x_min, x_max, 6, /*widen=*/false, /*min_step=*/1);
   const double w = kWidth - kLeft - kRight, h = kPanelHeight - kGap;
   auto px = [&](double x) { return kLeft + (x_max > x_min ? (x - x_min) / (x_max - x_min) : 0.5) * w; };
   auto py = [&](double y) { return y0 + h - (y - lo) / (hi - lo) * h; };
@@ -56,14 +56,14 @@ std::string panel(double y0, const std::string& title, const std::vector<Series>
          escape(title) + "</text>\n";
   out += "<rect x='" + fmt("%.1f", kLeft) + "' y='" + fmt("%.1f", y0) + "' width='" + fmt("%.1f", w) +
          "' height='" + fmt("%.1f", h) + "' fill='none' stroke='#888'/>\n";
-  for (int k = 0; k <= 4; ++k) {
-    const double y = lo + (hi - lo) * k / 4;
-    out += "<text x='" + fmt("%.1f", kLeft - 6) + "' y='" + fmt("%.1f", py(y) + 4) +
-           "' text-anchor='end' font-size='11'>" + fmt("%.4g", y) + "</text>\n";
-    const double x = x_min + (x_max - x_min) * k / 4;
-    out += "<text x='" + fmt("%.1f", px(x)) + "' y='" + fmt("%.1f", y0 + h + 14) +
-           "' text-anchor='middle' font-size='11'>" + fmt("%.0f", x) + "</text>\n";
-  }
+  for (size_t k = 0; k < y_ticks.values.size(); ++k)
+    out += "<text class='ytick' x='" + fmt("%.1f", kLeft - 6) + "' y='" +
+           fmt("%.1f", py(y_ticks.values[k]) + 4) + "' text-anchor='end' font-size='11'>" +
+           y_ticks.labels[k] + "</text>\n";
+  for (size_t k = 0; k < x_ticks.values.size(); ++k)
+    out += "<text class='xtick' x='" + fmt("%.1f", px(x_ticks.values[k])) + "' y='" +
+           fmt("%.1f", y0 + h + 14) + "' text-anchor='middle' font-size='11'>" +
+           x_ticks.labels[k] + "</text>\n";
   double legend_x = kLeft + w - 10;
   for (auto it = series.rbegin(); it != series.rend(); ++it) {
     const Series& s = *it;
@@ -90,7 +90,63 @@ double mean_of_last(const std::map<int64_t, MetricsHistory::Train>& m, size_t n)
   return k ? sum / static_cast<double>(k) : NAN;
 }
 
+// The label of n x step, step = m x 10^e (m 1, 2 or 5), from the integer n x m: plain decimals
+// for 1e-4 <= step < 1e6, else a mantissa and an exponent ("1.5e-09" never: "1.5e-9").
+std::string tick_label(long long n, int m, int e) {
+  if (n == 0) return "0";
+  const long long digits = n * m;
+  std::string out = digits < 0 ? "-" : "";
+  const std::string s = std::to_string(digits < 0 ? -digits : digits);
+  // s without trailing zeros after a decimal point placed `decimals` digits from its end.
+  auto with_point = [](std::string d, size_t decimals) {
+    if (d.size() <= decimals) d.insert(0, decimals + 1 - d.size(), '0');
+    d.insert(d.size() - decimals, 1, '.');
+    while (d.back() == '0') d.pop_back();
+    if (d.back() == '.') d.pop_back();
+    return d;
+  };
+  if (e < -4 || e >= 6) {
+    out.append(with_point(s, s.size() - 1));
+    out.push_back('e');
+    out.append(std::to_string(e + static_cast<int>(s.size()) - 1));
+  } else if (e >= 0) {
+    out.append(s);
+    out.append(static_cast<size_t>(e), '0');
+  } else {
+    out.append(with_point(s, static_cast<size_t>(-e)));
+  }
+  return out;
+}
+
 }  // namespace
+
+AxisTicks round_ticks(double lo, double hi, int count, bool widen, double min_step) {
+  LOOM_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi && count >= 2,
+             "round_ticks: bad range [", lo, ", ", hi, "] or count ", count);
+  // A flat series gets a range around its value.
+  if (hi - lo <= 1e-12 * std::max(1.0, std::fabs(hi))) {
+    const double half = lo == 0 ? 1.0 : std::fabs(lo) * 0.1;
+    lo -= half, hi += half;
+  }
+  const double raw = std::max(min_step, (hi - lo) / (count - 1));
+  int e = static_cast<int>(std::floor(std::log10(raw)));
+  int m = 1;
+  for (int candidate : {1, 2, 5, 10}) {
+    m = candidate;
+    if (candidate * std::pow(10.0, e) >= raw * (1 - 1e-9)) break;
+  }
+  if (m == 10) m = 1, ++e;
+  AxisTicks t;
+  t.step = m * std::pow(10.0, e);
+  const double first = widen ? std::floor(lo / t.step + 1e-9) : std::ceil(lo / t.step - 1e-9);
+  const double last = widen ? std::ceil(hi / t.step - 1e-9) : std::floor(hi / t.step + 1e-9);
+  for (double n = first; n <= last; ++n) {
+    const long long k = std::llround(n);
+    t.values.push_back(static_cast<double>(k * m) * std::pow(10.0, e));
+    t.labels.push_back(tick_label(k, m, e));
+  }
+  return t;
+}
 
 MetricsHistory read_metrics(const std::string& path) {
   std::ifstream in(path);

@@ -35,6 +35,7 @@
 #include "loom/train/gathered_checkpoint_source.hpp"
 #include "loom/train/pretrained.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/step_progress.hpp"
 #include "loom/train/preemption.hpp"
 
 namespace loom {
@@ -267,12 +268,12 @@ struct Trainer::Impl {
     return flag > 0;
   }
 
-  void print_step(const StepStats& s) const {
+  void print_step(const StepStats& s, const std::string& progress) const {
     char line[256];
     std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | norm %.2f%s | %.0f tok/s",
                   static_cast<long long>(step), static_cast<long long>(cfg.train.max_steps), s.loss,
                   s.lr, s.grad_norm, s.clipped ? " (clipped)" : "", s.tokens_per_s);
-    std::cout << line << std::endl;
+    std::cout << line << progress << std::endl;
   }
 };
 
@@ -527,7 +528,7 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
   MetricsLog log;
   if (main) {
     fs::create_directories(c.out_dir);
-    if (!c.log_file.empty()) log = MetricsLog((fs::path(c.out_dir) / c.log_file).string());
+    if (!c.log_file.empty()) log = MetricsLog((fs::path(c.out_dir) / c.log_file).string(), m.step);
     std::cout << "model: " << m.cfg.model.num_params() << " parameters, " << m.cfg.model.n_layer
               << " layers, d_model " << m.cfg.model.d_model << " | data: " << m.train_data.num_tokens()
               << " train tokens, " << m.train_data.size() << " windows of " << c.seq_len
@@ -544,12 +545,13 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
                 << " sequences | " << m.partition.describe() << std::endl;
   }
   PreemptionWatch preemption;
+  const StepProgress progress(m.step, elapsed.seconds(), c.max_steps, c.log_every);
   while (m.step < c.max_steps) {
     const StepStats s = step();
     // Every rank stops at the same step: the one where any of them has seen the signal.
     const bool stop_signal = m.any_rank_stops(preemption.signal());
     if (main) {
-      m.print_step(s);
+      if (progress.prints(m.step) || stop_signal) m.print_step(s, progress.suffix(m.step, elapsed.seconds()));
       log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
     }
     if (m.rebalancer)

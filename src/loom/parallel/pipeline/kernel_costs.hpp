@@ -2,7 +2,10 @@
 // The planner's cost model: seconds per sequence of seq_len tokens for each part of a GPT, split
 // into F, B (input gradient) and W (weight gradient), timed once on this machine through the
 // public model API, and activation bytes per part mirroring the model's activation plan.
+#include <array>
+
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/kernel_profile.hpp"
 #include "loom/model/recompute.hpp"
 
 namespace loom::planner {
@@ -22,12 +25,37 @@ struct KernelCosts {
   double adamw_s_per_param = 0;
 };
 
+// What one calibration measured: each kernel's time per sequence (the fastest of 5 profiled
+// steps) of a 2-block copy of a model of shape (d_model, n_head, vocab_size) on `seq` tokens with
+// `threads` threads, the fastest whole step and AdamW's time per parameter.
+struct KernelTimes {
+  int d_model = 0, n_head = 0, vocab_size = 0, seq = 0;  // the shape timed
+  int threads = 1;
+  std::array<double, KernelProfile::kNum> forward_s{}, backward_s{};
+  double step_s = 0;  // forward + backward, with what the profile does not cover
+  double adamw_s_per_param = 0;
+};
+
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
-// matmuls, ...; each kernel's fastest of 5 steps), split into parts; backward of the
-// weight-gradient GEMMs (half of each linear's backward) and the embedding's whole backward
-// count as W, the rest as B. Plus AdamW steps.
+// matmuls, ...; each kernel's fastest of 5 steps). Plus AdamW steps.
+KernelTimes time_kernels(const GPTConfig& model, int seq, int threads);
+
+// The costs of `model` on `seq` tokens from kernel times of any shape, each kernel's time
+// scaled by its work (extrapolated by FLOPs): the linear layers by T x C^2 (the LM head by
+// T x C x V), attention by T^2 x C, the softmax cross-entropy by T x V, the element-wise kernels
+// by T x C. Split into parts: the weight-gradient GEMMs (half of each linear's backward) and the
+// embedding's whole backward count as W, the rest as B. Exact (no scaling) when the shapes agree.
+KernelCosts kernel_costs(const KernelTimes& times, const GPTConfig& model, int seq);
+
+// kernel_costs(time_kernels(model, seq, threads), model, seq): the full shape timed.
 KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads);
+
+// The shape `loom plan` times for `model` on `seq` tokens: the model's own when one step of its
+// 2-block copy is cheap (at most ~2e10 FLOPs), else a scaled-down one (width 256 in 4 heads, at
+// most 256 tokens, a vocabulary of at most 4096) whose times kernel_costs() extrapolates.
+// Returns the copy (2 blocks) and sets `calibration_seq`.
+GPTConfig calibration_model(const GPTConfig& model, int seq, int* calibration_seq);
 
 // Activation floats held per token between a micro-batch's F and W (as gpt.cpp plans them),
 // with `tp` ranks splitting heads, MLP columns and the vocabulary, under `recompute`.

@@ -65,7 +65,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const double tokens = mbs * req.seq;
   // Ranks whose threads outnumber the cores each get a share of them.
   const double slowdown =
-      req.cores > 0 ? std::max(1.0, static_cast<double>(req.world) * k.threads / req.cores) : 1.0;
+      req.cores_per_rank > 0 ? k.threads / req.cores_per_rank
+      : req.cores > 0        ? std::max(1.0, static_cast<double>(req.world) * k.threads / req.cores)
+                             : 1.0;
   // The costs are per sequence of k.seq tokens.
   const double scale = mbs * req.seq / k.seq * slowdown;
   const double act_bytes = tokens * m.d_model * 4.0;
@@ -134,6 +136,8 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
 
   Prediction p;
   p.layout = L;
+  p.zero = req.zero;
+  p.recompute = req.recompute;
   p.pipeline_s = r.step_s;
   p.bubble = L.pp > 1 ? r.bubble_fraction : 0.0;
   p.stage_first_block = part.first;
@@ -170,10 +174,11 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   return p;
 }
 
-std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const Bandwidths& bw) {
-  LOOM_CHECK(req.world >= 1, "--nproc must be >= 1, got ", req.world);
-  LOOM_CHECK(req.global_batch >= 1, "--global_batch must be >= 1, got ", req.global_batch);
-  std::vector<Prediction> out;
+namespace {
+
+// Appends every valid layout of `req` (unsorted).
+void add_layouts(const PlanRequest& req, const KernelCosts& k, const Bandwidths& bw,
+                 std::vector<Prediction>& out) {
   using pipeline::ScheduleKind;
   for (int tp : divisors(req.world)) {
     if (tp > req.max_tp || req.model.n_head % tp != 0) continue;
@@ -196,6 +201,10 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
       }
     }
   }
+}
+
+// Checks that there is a layout and sorts them: the fitting ones first, each group fastest first.
+std::vector<Prediction> ranked(const PlanRequest& req, std::vector<Prediction> out) {
   LOOM_CHECK(!out.empty(), "plan: no dp x tp x pp layout of ", req.world, " ranks fits n_head ",
              req.model.n_head, ", n_layer ", req.model.n_layer, " and global batch ",
              req.global_batch);
@@ -204,6 +213,39 @@ std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const
     return a.step_s < b.step_s;
   });
   return out;
+}
+
+void check_request(const PlanRequest& req) {
+  LOOM_CHECK(req.world >= 1, "--nproc must be >= 1, got ", req.world);
+  LOOM_CHECK(req.global_batch >= 1, "--global_batch must be >= 1, got ", req.global_batch);
+}
+
+}  // namespace
+
+std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& k, const Bandwidths& bw) {
+  check_request(req);
+  std::vector<Prediction> out;
+  add_layouts(req, k, bw, out);
+  return ranked(req, std::move(out));
+}
+
+std::vector<Prediction> plan_each(const PlanRequest& req, const KernelCosts& k,
+                                  const Bandwidths& bw, const std::vector<int>& zero_stages,
+                                  const std::vector<Recompute>& recomputes,
+                                  const std::function<void(int, int)>& progress) {
+  check_request(req);
+  std::vector<Prediction> out;
+  const int total = static_cast<int>(zero_stages.size() * recomputes.size());
+  int done = 0;
+  for (int zero : zero_stages)
+    for (Recompute recompute : recomputes) {
+      PlanRequest r = req;
+      r.zero = zero;
+      r.recompute = recompute;
+      add_layouts(r, k, bw, out);
+      if (progress) progress(++done, total);
+    }
+  return ranked(req, std::move(out));
 }
 
 Prediction best_trainable_layout(const PlanRequest& req, const KernelCosts& costs,

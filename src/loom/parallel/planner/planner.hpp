@@ -16,8 +16,10 @@
 //   + AdamW     over the rank's parameters, or its 1/dp share of them under ZeRO (--zero 1, 2:
 //               the gradients' reduce-scatter plus the parameters' all-gather move what one
 //               all-reduce moves, so the dp term is the same)
-// Compute (pipeline and AdamW) is slowed by world x threads / cores when the ranks' threads
-// outnumber the machine's cores (--cores): the calibration ran alone.
+// Compute (pipeline and AdamW) is scaled by the calibration's threads / cores_per_rank when the
+// cores of each rank are given (loom plan --cores_per_rank: a rank's threads run on that many
+// cores), else slowed by world x threads / cores when the ranks' threads outnumber the machine's
+// cores (the calibration ran alone).
 // Memory per rank: parameters and gradients (f32; ZeRO-2: ShardedGradients::planned_bytes of the
 // rank's layout), AdamW moments (/ dp under ZeRO), and the activation sets of the most loaded
 // stage: each of its chunks keeps a pool of as many sets as it ever has micro-batches between F
@@ -25,6 +27,7 @@
 // peak (selective keeps no attention probabilities; full keeps each block's input, plus one
 // block's activations while its backward runs).
 // Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 with pp > 1) are never produced.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,7 @@ struct PlanRequest {
   int max_tp = 8;
   Recompute recompute = Recompute::kNone;
   int cores = 0;  // hardware threads the ranks share (e.g. one host's); 0: never fewer than needed
+  double cores_per_rank = 0;  // > 0: the cores each rank computes on (then `cores` is unused)
   int zero = 0;   // ZeRO stage of the run (--zero): 0, 1 or 2 (2: no pp > 1 layouts)
   double bucket_mb = 25;     // gradient bucket size (ZeRO-2's bucket pool)
   bool interleave = true;    // also interleaved layouts (off for --partition / --rebalance)
@@ -68,6 +72,8 @@ struct Prediction {
   double pipeline_s = 0, dp_comm_s = 0, optimizer_s = 0;
   double bubble = 0;      // simulator's, 0 without pipeline
   double memory_gb = 0;   // most loaded rank
+  int zero = 0;           // the ZeRO stage and recompute mode predicted (the request's)
+  Recompute recompute = Recompute::kNone;
   bool fits = true;
   std::vector<int> stage_first_block;  // the balanced partition (pp x v + 1 entries)
 };
@@ -75,6 +81,14 @@ struct Prediction {
 // Every valid layout, best (fitting, fastest) first. Throws naming the flag if none is valid.
 std::vector<Prediction> plan(const PlanRequest& req, const KernelCosts& costs,
                              const Bandwidths& bw);
+
+// plan() under each ZeRO stage of `zero_stages` and each of `recomputes` (every prediction names
+// its own), best first; `progress(done, total)` after each of the combinations. Throws as plan()
+// when no layout is valid under any of them.
+std::vector<Prediction> plan_each(const PlanRequest& req, const KernelCosts& costs,
+                                  const Bandwidths& bw, const std::vector<int>& zero_stages,
+                                  const std::vector<Recompute>& recomputes,
+                                  const std::function<void(int, int)>& progress = nullptr);
 
 // The best layout that fits the memory limit (every layout plan() lists is one `loom train` can
 // run); throws naming --mem_gb if none does.
