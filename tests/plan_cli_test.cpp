@@ -95,8 +95,11 @@ TEST_F(PlanCli, CorruptCacheIsIgnoredWithAWarning) {
     EXPECT_NE(r.out.find("calibrating:"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("calibration cached in"), std::string::npos) << r.out;
   }
-  // The rewritten cache is used; an entry with impossible times is not.
+  // The rewritten cache is used (unless --recalibrate); an entry with impossible times is not.
   EXPECT_NE(plan("--config " + cfg + " --nproc 2 --top 1").out.find("read from"), std::string::npos);
+  const auto again = plan("--config " + cfg + " --nproc 2 --top 1 --recalibrate true");
+  EXPECT_NE(again.out.find("calibrating:"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("read from"), std::string::npos) << again.out;
   std::ifstream in(cache());
   auto j = nlohmann::json::parse(in);
   ASSERT_EQ(j["entries"].size(), 1u);

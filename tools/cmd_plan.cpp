@@ -41,6 +41,7 @@ struct Options {
   double bucket_mb = 25;
   int validate = 0;
   bool baseline = true;
+  bool recalibrate = false;
   std::string layouts;
   loom::planner::ValidationRun run;
   loom::planner::Bandwidths bw;
@@ -158,7 +159,7 @@ int run(const Options& o) {
   int calibration_seq = 0;
   const loom::GPTConfig timed = loom::planner::calibration_model(req.model, req.seq, &calibration_seq);
   const auto times = loom::planner::cached_kernel_times(
-      timed, calibration_seq, threads, loom::planner::calibration_cache_path(), note);
+      timed, calibration_seq, threads, loom::planner::calibration_cache_path(), o.recalibrate, note);
   const auto k = loom::planner::kernel_costs(times, req.model, req.seq);
   std::printf("loom plan: %s, %d ranks x %g core(s) (%d thread(s) timed), global batch %d x %d "
               "tokens, ZeRO %s, recompute %s\n",
@@ -228,6 +229,10 @@ const bool registered = loom::cli::register_command(
                      "cores each rank computes on (scales the calibrated costs by timed threads / "
                      "cores); 0: this machine's cores / nproc when the ranks fit here, else this "
                      "machine's cores (said on stderr)")
+          ->capture_default_str();
+      app.add_option("--recalibrate", o->recalibrate,
+                     "time the kernels again even when the calibration cache holds them (and "
+                     "replace its entry), e.g. after the machine was busy")
           ->capture_default_str();
       app.add_option("--validate", o->validate,
                      "then train this many of the layouts (the best of each dp x tp x pp shape "

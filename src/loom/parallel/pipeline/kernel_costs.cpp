@@ -40,7 +40,7 @@ double work(Kernel k, double T, double C, double V) {
 
 }  // namespace
 
-KernelTimes time_kernels(const GPTConfig& model, int seq, int threads) {
+KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profiled_steps) {
   LOOM_CHECK(seq >= 1 && seq <= model.context_len, "plan: sequence length ", seq,
              " outside [1, context_len ", model.context_len, "]");
   set_num_threads(threads);
@@ -61,11 +61,11 @@ KernelTimes time_kernels(const GPTConfig& model, int seq, int threads) {
   KernelProfile profile;  // each kernel's minimum over the profiled steps goes to `out`
   out.forward_s.fill(1e300);
   out.backward_s.fill(1e300);
-  // One untimed step (allocations, caches), then kProfiled profiled ones. On a shared machine a
-  // step is slowed by whoever else runs: each kernel's fastest time is its own cost.
-  constexpr int kProfiled = 5;
+  // One untimed step (allocations, caches), then the profiled ones. On a shared machine a step
+  // is slowed by whoever else runs: each kernel's fastest time is its own cost.
+  LOOM_CHECK(profiled_steps >= 1, "time_kernels: profiled_steps must be >= 1, got ", profiled_steps);
   out.step_s = 1e300;
-  for (int i = 0; i <= kProfiled; ++i) {
+  for (int i = 0; i <= profiled_steps; ++i) {
     gpt.set_profile(i == 0 ? nullptr : &profile);
     profile.clear();
     Timer t;

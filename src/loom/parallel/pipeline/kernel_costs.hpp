@@ -25,7 +25,7 @@ struct KernelCosts {
   double adamw_s_per_param = 0;
 };
 
-// What one calibration measured: each kernel's time per sequence (the fastest of 5 profiled
+// What one calibration measured: each kernel's time per sequence (the fastest of the profiled
 // steps) of a 2-block copy of a model of shape (d_model, n_head, vocab_size) on `seq` tokens with
 // `threads` threads, the fastest whole step and AdamW's time per parameter.
 struct KernelTimes {
@@ -38,8 +38,8 @@ struct KernelTimes {
 
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
-// matmuls, ...; each kernel's fastest of 5 steps). Plus AdamW steps.
-KernelTimes time_kernels(const GPTConfig& model, int seq, int threads);
+// matmuls, ...; each kernel's fastest of `profiled_steps` steps). Plus AdamW steps.
+KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profiled_steps = 5);
 
 // The costs of `model` on `seq` tokens from kernel times of any shape, each kernel's time
 // scaled by its work (extrapolated by FLOPs): the linear layers by T x C^2 (the LM head by

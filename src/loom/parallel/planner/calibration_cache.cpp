@@ -148,7 +148,7 @@ std::string write_cached_times(const std::string& path, const std::string& key,
 }
 
 KernelTimes cached_kernel_times(const GPTConfig& model, int seq, int threads,
-                                const std::string& cache_path,
+                                const std::string& cache_path, bool remeasure,
                                 const std::function<void(const std::string&)>& note) {
   KernelTimes shape;
   shape.d_model = model.d_model;
@@ -157,7 +157,7 @@ KernelTimes cached_kernel_times(const GPTConfig& model, int seq, int threads,
   shape.seq = seq;
   shape.threads = threads;
   const std::string key = calibration_key(shape);
-  if (!cache_path.empty()) {
+  if (!cache_path.empty() && !remeasure) {
     std::string warning;
     if (auto cached = read_cached_times(cache_path, key, &warning)) {
       note("calibration of this machine read from " + cache_path);
@@ -168,7 +168,7 @@ KernelTimes cached_kernel_times(const GPTConfig& model, int seq, int threads,
   note(detail::concat("calibrating: timing a 2-block model of width ", model.d_model, ", ",
                       model.n_head, " heads, vocabulary ", model.vocab_size, " on ", seq,
                       " tokens with ", threads, " thread(s)"));
-  const KernelTimes t = time_kernels(model, seq, threads);
+  const KernelTimes t = time_kernels(model, seq, threads, kCalibrationSteps);
   if (!cache_path.empty()) {
     const std::string failed = write_cached_times(cache_path, key, t);
     note(failed.empty() ? "calibration cached in " + cache_path

@@ -28,10 +28,13 @@ std::string write_cached_times(const std::string& path, const std::string& key,
                                const KernelTimes& times);
 
 // The kernel times of `model` (its 2-block copy) on `seq` tokens with `threads` threads: from the
-// cache at `cache_path` when it holds them, else measured and stored there ("" : no cache).
-// `note` gets one line per event (cache hit, timing, a cache ignored or not written).
+// cache at `cache_path` when it holds them (and not `remeasure`), else measured (each kernel's
+// fastest of kCalibrationSteps steps: the cache keeps what it measures, so it measures well)
+// and stored there ("": no cache). `note` gets one line per event (cache hit, timing, a cache
+// ignored or not written).
+constexpr int kCalibrationSteps = 15;
 KernelTimes cached_kernel_times(const GPTConfig& model, int seq, int threads,
-                                const std::string& cache_path,
+                                const std::string& cache_path, bool remeasure,
                                 const std::function<void(const std::string&)>& note);
 
 }  // namespace loom::planner
