@@ -115,10 +115,9 @@ RankEnvironment detect_environment() {
     e.world_size = int_var("SLURM_NTASKS", 1);
     e.local_rank = int_var("SLURM_LOCALID", 0);
     const char* per_node = get("SLURM_NTASKS_PER_NODE");
-    e.local_world_size =
-        per_node ? slurm_tasks_on_node(per_node, get("SLURM_NODEID") ? int_var("SLURM_NODEID", 0) : -1,
-                                       "SLURM_NTASKS_PER_NODE")
-                 : e.local_rank + 1;
+    const int node = get("SLURM_NODEID") ? int_var("SLURM_NODEID", 0) : -1;
+    e.local_world_size = per_node ? slurm_tasks_on_node(per_node, node, "SLURM_NTASKS_PER_NODE")
+                                  : e.local_rank + 1;
   } else if (get("PMI_SIZE") || get("PMIX_RANK")) {
     e.launcher = Launcher::Mpi;
     e.rank = int_var("PMI_RANK", int_var("PMIX_RANK", 0));

@@ -551,7 +551,8 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     // Every rank stops at the same step: the one where any of them has seen the signal.
     const bool stop_signal = m.any_rank_stops(preemption.signal());
     if (main) {
-      if (progress.prints(m.step) || stop_signal) m.print_step(s, progress.suffix(m.step, elapsed.seconds()));
+      if (progress.prints(m.step) || stop_signal)
+        m.print_step(s, progress.suffix(m.step, elapsed.seconds()));
       log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
     }
     if (m.rebalancer)
