@@ -3,7 +3,6 @@
 // into F, B (input gradient) and W (weight gradient), timed once on this machine through the
 // public model API, and activation bytes per part mirroring the model's activation plan.
 #include "loom/model/gpt_config.hpp"
-#include "loom/model/recompute.hpp"
 
 namespace loom::planner {
 
@@ -28,12 +27,5 @@ struct KernelCosts {
 // weight-gradient GEMMs (half of each linear's backward) and the embedding's whole backward
 // count as W, the rest as B. Plus AdamW steps.
 KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads);
-
-// Activation floats held per token between a micro-batch's F and W (as gpt.cpp plans them),
-// with `tp` ranks splitting heads, MLP columns and the vocabulary, under `recompute`.
-double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp,
-                                         Recompute recompute = Recompute::kNone);
-double head_activation_floats_per_token(const GPTConfig& m, int tp);
-double embedding_activation_floats_per_token(const GPTConfig& m);
 
 }  // namespace loom::planner

@@ -20,10 +20,10 @@
 // outnumber the machine's cores (--cores): the calibration ran alone.
 // Memory per rank: parameters and gradients (f32; ZeRO-2: ShardedGradients::planned_bytes of the
 // rank's layout), AdamW moments (/ dp under ZeRO), and the activation sets of the most loaded
-// stage: each of its chunks keeps a pool of as many sets as it ever has micro-batches between F
-// and W (GptStageChunk), so an interleaved rank holds the sum over its v chunks of each chunk's
-// peak (selective keeps no attention probabilities; full keeps each block's input, plus one
-// block's activations while its backward runs).
+// stage, sized by the model's own activation plan (model/activation_plan): each of its chunks
+// keeps a pool of as many sets as it ever has micro-batches between F and W (GptStageChunk), so
+// an interleaved rank holds the sum over its v chunks of each chunk's peak; under zb1p a set
+// waiting for W holds only its kept buffers; plus the model's one backward scratch.
 // Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 with pp > 1) are never produced.
 #include <string>
 #include <vector>
@@ -68,6 +68,7 @@ struct Prediction {
   double pipeline_s = 0, dp_comm_s = 0, optimizer_s = 0;
   double bubble = 0;      // simulator's, 0 without pipeline
   double memory_gb = 0;   // most loaded rank
+  double activation_gb = 0;  // the most activations a rank holds (model/activation_plan's sets)
   bool fits = true;
   std::vector<int> stage_first_block;  // the balanced partition (pp x v + 1 entries)
 };
