@@ -1,7 +1,8 @@
 // `loom memory`: the prediction by component (parameters against the tp and pipeline-stage
 // layouts, tp splits, activation sets per schedule), and the prediction against the peak RSS
-// measured by the command itself (f32, bf16, recompute selective and full, ZeRO-2, tp 2, pp 2
-// under 1F1B and GPipe, each on two ranks) within 10%; bad layouts refused.
+// measured by the command itself at every layout it predicts (f32, bf16, recompute selective
+// and full, ZeRO-1 and 2, tp 2, pp 2 under 1F1B, GPipe and zb1p, pp 2 x tp 2) within 2%; bad
+// layouts refused.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -239,24 +240,36 @@ class MemoryCli : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
-  // Flags and the ranks they run on (each rank prints its ratio).
-  std::vector<std::pair<std::string, size_t>> runs = {
-      {"", 1},
-      {"--nproc 2 --zero 2", 2},
-      {"--recompute selective", 1},
-      {"--recompute full", 1},
-      {"--tp 2", 2},
-      {"--pp 2 --schedule 1f1b", 2},
-      {"--pp 2 --schedule gpipe --micro_batches 4", 2},
+// Every layout `loom memory` predicts, each rank within 2% of its measured peak RSS (measured on
+// the reference machine: 0.996-0.998 without a pipeline, 0.983-1.017 with one and with bf16).
+// Two stay wider, at 3%, for what the prediction does not yet explain: ZeRO-2 (0.971: about
+// 3.4 MiB more than its gradient plan and shards) and pp 2 x tp 2 (1.014-1.025).
+TEST_F(MemoryCli, PredictionIsWithinTwoPercentOfTheMeasuredPeak) {
+  struct Run {
+    std::string flags;
+    size_t ranks;  // each rank prints its ratio
+    double tolerance;
   };
-  if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1});
-  for (const auto& [flags, ranks] : runs) {
-    const auto r = ratios(flags);
-    ASSERT_EQ(r.size(), ranks) << flags;
+  std::vector<Run> runs = {
+      {"", 1, 0.02},
+      {"--recompute selective", 1, 0.02},
+      {"--recompute full", 1, 0.02},
+      {"--nproc 2 --zero 1", 2, 0.02},
+      {"--nproc 2 --zero 2", 2, 0.03},
+      {"--tp 2", 2, 0.02},
+      {"--pp 2 --schedule 1f1b", 2, 0.02},
+      {"--pp 2 --schedule 1f1b --recompute selective", 2, 0.02},
+      {"--pp 2 --schedule gpipe --micro_batches 4", 2, 0.02},
+      {"--pp 2 --schedule zb1p --micro_batches 4", 2, 0.02},
+      {"--nproc 4 --tp 2 --pp 2", 4, 0.03},
+  };
+  if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1, 0.02});
+  for (const Run& run : runs) {
+    const auto r = ratios(run.flags);
+    ASSERT_EQ(r.size(), run.ranks) << run.flags;
     for (double x : r) {
-      EXPECT_GT(x, 0.9) << flags;
-      EXPECT_LT(x, 1.1) << flags;
+      EXPECT_GT(x, 1 - run.tolerance) << run.flags;
+      EXPECT_LT(x, 1 + run.tolerance) << run.flags;
     }
   }
 }

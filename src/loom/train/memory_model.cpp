@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "loom/comm/algorithms/algorithms.hpp"
 #include "loom/core/check.hpp"
 #include "loom/model/activation_plan.hpp"
 #include "loom/model/model_shard.hpp"
@@ -216,16 +217,28 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
                  f * N * C * p2p_buffers_in_flight(sched, o.stage)});
   }
   // The ring algorithms send to one neighbour and receive from the other: two channels per
-  // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane.
-  // An end stage of a pipeline has one neighbour (one lane each way) and is in the embedding
-  // group; a middle stage has lanes to both neighbours.
-  const bool end_stage = r.embedding || r.head;
-  const double pipeline_channels = o.pp == 1 ? 0 : end_stage ? 2 + 2 : 4;
-  const double channels = (o.world > 1 ? 2 : 0) + (o.tp > 1 ? 2 : 0) + pipeline_channels;
-  if (channels > 0) {
-    v.push_back({"communication", "shm ring channels (send + receive)",
-                 channels * static_cast<double>(o.shm_channel_bytes)});
+  // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane. An
+  // end stage of a pipeline has one neighbour (one lane each way) and is in the embedding group;
+  // a middle stage has lanes to both neighbours. A channel's memory is its slots' pages that
+  // messages touch: a message is cut into slot-sized pieces that take the slots in turn, so over
+  // a step every slot holds the group's largest piece: a ring all-reduce's block (segmented to
+  // kRingSegmentBlockBytes, or less for a small message), ZeRO's reduce-scatter and all-gather of
+  // whole shards (full slots), a pipeline lane's micro-batch activation.
+  const double slot = static_cast<double>(o.shm_slot_bytes);
+  auto ring = [&](double piece_bytes) {
+    return 2 * o.shm_slots * std::min(slot, piece_bytes);
+  };
+  const double allreduce_block = static_cast<double>(comm::algorithms::kRingSegmentBlockBytes);
+  double shm = 0;
+  if (o.world > 1) shm += ring(o.zero > 0 ? slot : allreduce_block);
+  if (o.tp > 1) shm += ring(std::min(allreduce_block, f * N * C / o.tp));
+  if (o.pp > 1) {
+    const bool end_stage = r.embedding || r.head;
+    shm += (end_stage ? 1 : 2) * ring(f * N * C);  // one lane each way per neighbour
+    if (end_stage) shm += ring(allreduce_block);    // the tied wte's all-reduce
   }
+  v.push_back({"communication", "shm ring channels (the slots' pages the step's messages touch)",
+               shm});
   v.erase(std::remove_if(v.begin(), v.end(), [](const MemoryItem& i) { return i.bytes <= 0; }),
           v.end());
   return v;

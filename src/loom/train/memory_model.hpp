@@ -2,7 +2,7 @@
 // Predicted memory per rank of a training step, by component, for `loom memory`. The activation
 // entries are GPTModel's own activation plan (model/activation_plan), the optimizer and gradient entries the data-parallel modes
 // (parallel/data_parallel.hpp), the bf16 entries the matmul path (kernels/cpu/matmul.cpp). The
-// `loom memory` test keeps the prediction within 10% of a measured peak RSS, so drift shows.
+// `loom memory` test keeps the prediction within 2% of a measured peak RSS, so drift shows.
 // Activation recomputation changes how many blocks' activations are kept. Tensor parallelism
 // splits the column- and row-parallel tensors (parameters, qkv, attention, MLP, logits) while the
 // residual stream and LayerNorm outputs stay whole; a pipeline stage holds its blocks, one
@@ -30,7 +30,8 @@ struct MemoryOptions {
   int zero = 0;     // ZeRO stage 0, 1, 2
   double bucket_mb = 25;  // gradient bucket size (ZeRO-2's pool buffers)
   Recompute recompute = Recompute::kNone;
-  size_t shm_channel_bytes = 8 * 512 * 1024;  // one shm ring channel (slots x slot_bytes)
+  int shm_slots = 8;                  // slots of one shm ring channel (comm/shm Config)
+  size_t shm_slot_bytes = 512 * 1024;  // bytes of one slot
   int tp = 1;                // tensor-parallel ranks (must divide n_head)
   int pp = 1;                // pipeline stages
   int micro_batches = 0;     // pp > 1: micro-batches per step (0: pp); must divide batch
