@@ -1,7 +1,8 @@
 // `loom memory`: the prediction by component (parameters against the tp and pipeline-stage
 // layouts, tp splits, activation sets per schedule), and the prediction against the peak RSS
-// measured by the command itself (f32, bf16, recompute selective and full, ZeRO-2, tp 2, pp 2
-// under 1F1B and GPipe, each on two ranks) within 10%; bad layouts refused.
+// measured by the command itself at every layout it predicts (f32, bf16, recompute selective
+// and full, ZeRO-1 and 2, tp 2, pp 2 under 1F1B, GPipe and zb1p, pp 2 x tp 2) within 2%; bad
+// layouts refused.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -47,7 +48,7 @@ TEST(MemoryModel, ComponentsFollowPrecisionAndZero) {
   EXPECT_EQ(item(base, "bf16 weight copies"), -1);
   EXPECT_EQ(item(base, "shm ring"), -1);
   // Logits: B*T*V floats.
-  EXPECT_EQ(item(base, "logits"), 4.0 * (4 * 128 * 8192 + 2 * 512));
+  EXPECT_EQ(item(base, "logits"), 4.0 * 4 * 128 * 8192);
   o.precision = kernels::MatmulPrecision::kBF16;
   EXPECT_GT(item(predict_memory(o), "bf16 weight copies"), 0);
   o.world = 2;
@@ -74,17 +75,23 @@ TEST(MemoryModel, RecomputeKeepsFewerBlockActivations) {
   o.batch = 4;
   o.seq = 128;
   const double N = 4 * 128, C = 256, H = 4, T = 128, L = 2;
+  const double att = 4 * N * T * H, stats = 4 * 4 * N;  // one block's probabilities, statistics
+  // ln_1, mid, ln_2 (C each), qkv (3C), attention output (C), c_fc and GELU (4C each): 15C.
+  const double linear = 4 * 15 * N * C, output = 4 * N * C;
   const auto none = predict_memory(o);
-  EXPECT_EQ(item(none, "attention probabilities"), 4 * L * N * T * H);
-  EXPECT_EQ(item(none, "qkv"), 4 * L * 3 * N * C);
+  EXPECT_EQ(item(none, "kept for W"), L * (linear + output));
+  EXPECT_EQ(item(none, "B-only per block"), L * (stats + att));
+  EXPECT_EQ(item(none, "recomputed"), -1);
   o.recompute = Recompute::kSelective;  // one shared (B,H,T,T) buffer, the rest unchanged
   const auto selective = predict_memory(o);
-  EXPECT_EQ(item(selective, "attention probabilities"), 4 * N * T * H);
-  EXPECT_EQ(item(selective, "qkv"), item(none, "qkv"));
-  o.recompute = Recompute::kFull;  // one shared set of block activations, L block outputs
+  EXPECT_EQ(item(selective, "recomputed attention probabilities"), att);
+  EXPECT_EQ(item(selective, "B-only per block"), L * stats);
+  EXPECT_EQ(item(selective, "kept for W"), item(none, "kept for W"));
+  o.recompute = Recompute::kFull;  // every block's output; one shared block recomputed
   const auto full = predict_memory(o);
-  EXPECT_EQ(item(full, "qkv"), 4 * 3 * N * C);
-  EXPECT_EQ(item(full, "residual stream"), 4 * (1 + L + 1) * N * C);
+  EXPECT_EQ(item(full, "kept for W"), L * output);
+  EXPECT_EQ(item(full, "recomputed block"), linear + stats + att);
+  EXPECT_EQ(item(full, "B-only per block"), -1);
   EXPECT_EQ(item(full, "logits"), item(none, "logits"));
 }
 
@@ -135,15 +142,18 @@ TEST(MemoryModel, TensorParallelSplitsAllButTheResidualStream) {
   MemoryOptions o;
   o.model = mid_model();
   o.seq = 128;
+  const double N = 512, C = 256, T = 128, H = 4, L = 2;
   const auto tp1 = predict_memory(o);
   o.tp = 2;
   const auto tp2 = predict_memory(o);
-  for (const char* split : {"qkv", "attention probabilities", "attention output", "mlp"})
-    EXPECT_EQ(item(tp2, split), item(tp1, split) / 2) << split;
-  for (const char* whole : {"residual stream", "layernorm outputs"})
-    EXPECT_EQ(item(tp2, whole), item(tp1, whole)) << whole;
-  // Vocab-parallel logits: half the vocabulary, plus the cross-entropy's 3 statistics per row.
-  EXPECT_EQ(item(tp2, "logits"), 4.0 * (512 * 8192 / 2 + 2 * 512 + 3 * 512));
+  // Kept per block: ln_1, mid, ln_2 and the output whole (4C), qkv, attention output, c_fc and
+  // GELU split (12C); the probabilities split with the heads, the statistics whole.
+  EXPECT_EQ(item(tp1, "kept for W"), 4 * L * N * (4 * C + 12 * C));
+  EXPECT_EQ(item(tp2, "kept for W"), 4 * L * N * (4 * C + 12 * C / 2));
+  EXPECT_EQ(item(tp2, "B-only per block"), 4 * L * (4 * N + N * T * H / 2));
+  // Vocab-parallel logits: half the vocabulary; the head adds the cross-entropy's 3 statistics.
+  EXPECT_EQ(item(tp2, "logits"), 4.0 * 512 * 8192 / 2);
+  EXPECT_EQ(item(tp2, "head"), item(tp1, "head") + 4 * 3 * N);
   EXPECT_GT(item(tp2, "shm ring"), 0);
 }
 
@@ -164,12 +174,23 @@ TEST(MemoryModel, PipelineSetsInFlightFollowTheSchedule) {
     o.schedule = pipeline::ScheduleKind::ZeroBubbleH1;  // sets held until W
     EXPECT_GE(activation_sets_in_flight(o), 4 - s) << s;
   }
-  // Activations scale with the sets held: stage 0 of GPipe holds twice 1F1B's 4 sets.
+  // Activations scale with the sets held: stage 0 of GPipe holds twice 1F1B's 4 sets; the
+  // backward scratch is the model's, one whatever the sets.
   o.stage = 0;
   o.schedule = pipeline::ScheduleKind::GPipe;
-  const double gpipe = item(predict_memory(o), "qkv");
+  const auto gpipe = predict_memory(o);
   o.schedule = pipeline::ScheduleKind::OneFOneB;
-  EXPECT_EQ(gpipe, 2 * item(predict_memory(o), "qkv"));
+  const auto one_f_one_b = predict_memory(o);
+  EXPECT_EQ(item(gpipe, "kept for W"), 2 * item(one_f_one_b, "kept for W"));
+  EXPECT_EQ(item(gpipe, "B-only per block"), 2 * item(one_f_one_b, "B-only per block"));
+  EXPECT_EQ(item(gpipe, "backward scratch"), item(one_f_one_b, "backward scratch"));
+  // zb1p: a set waiting for W keeps only what W needs; the B-only buffers follow F..B.
+  o.schedule = pipeline::ScheduleKind::ZeroBubbleH1;
+  const auto zb = predict_memory(o);
+  EXPECT_EQ(item(zb, "kept for W"), activation_sets_in_flight(o) * item(one_f_one_b, "kept for W") / 4);
+  EXPECT_EQ(item(zb, "B-only per block"),
+            b_only_sets_in_flight(o) * item(one_f_one_b, "B-only per block") / 4);
+  o.schedule = pipeline::ScheduleKind::OneFOneB;
   // Only the last stage holds logits; no stage copies the wte gradient for the norm (it is
   // summed over ranges that leave the tied wte out).
   EXPECT_EQ(item(predict_memory(o), "logits"), -1);
@@ -219,24 +240,36 @@ class MemoryCli : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-TEST_F(MemoryCli, PredictionIsWithinTenPercentOfTheMeasuredPeak) {
-  // Flags and the ranks they run on (each rank prints its ratio).
-  std::vector<std::pair<std::string, size_t>> runs = {
-      {"", 1},
-      {"--nproc 2 --zero 2", 2},
-      {"--recompute selective", 1},
-      {"--recompute full", 1},
-      {"--tp 2", 2},
-      {"--pp 2 --schedule 1f1b", 2},
-      {"--pp 2 --schedule gpipe --micro_batches 4", 2},
+// Every layout `loom memory` predicts, each rank within 2% of its measured peak RSS (measured on
+// the reference machine: 0.996-0.998 without a pipeline, 0.983-1.017 with one and with bf16).
+// Two stay wider, at 3%, for what the prediction does not yet explain: ZeRO-2 (0.971: about
+// 3.4 MiB more than its gradient plan and shards) and pp 2 x tp 2 (1.014-1.025).
+TEST_F(MemoryCli, PredictionIsWithinTwoPercentOfTheMeasuredPeak) {
+  struct Run {
+    std::string flags;
+    size_t ranks;  // each rank prints its ratio
+    double tolerance;
   };
-  if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1});
-  for (const auto& [flags, ranks] : runs) {
-    const auto r = ratios(flags);
-    ASSERT_EQ(r.size(), ranks) << flags;
+  std::vector<Run> runs = {
+      {"", 1, 0.02},
+      {"--recompute selective", 1, 0.02},
+      {"--recompute full", 1, 0.02},
+      {"--nproc 2 --zero 1", 2, 0.02},
+      {"--nproc 2 --zero 2", 2, 0.03},
+      {"--tp 2", 2, 0.02},
+      {"--pp 2 --schedule 1f1b", 2, 0.02},
+      {"--pp 2 --schedule 1f1b --recompute selective", 2, 0.02},
+      {"--pp 2 --schedule gpipe --micro_batches 4", 2, 0.02},
+      {"--pp 2 --schedule zb1p --micro_batches 4", 2, 0.02},
+      {"--nproc 4 --tp 2 --pp 2", 4, 0.03},
+  };
+  if (kernels::bf16_matmul_available()) runs.push_back({"--precision bf16", 1, 0.02});
+  for (const Run& run : runs) {
+    const auto r = ratios(run.flags);
+    ASSERT_EQ(r.size(), run.ranks) << run.flags;
     for (double x : r) {
-      EXPECT_GT(x, 0.9) << flags;
-      EXPECT_LT(x, 1.1) << flags;
+      EXPECT_GT(x, 1 - run.tolerance) << run.flags;
+      EXPECT_LT(x, 1 + run.tolerance) << run.flags;
     }
   }
 }

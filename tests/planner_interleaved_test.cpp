@@ -10,6 +10,7 @@
 #include <set>
 
 #include "loom/core/check.hpp"
+#include "loom/model/activation_plan.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/parallel/planner/planner.hpp"
@@ -87,12 +88,20 @@ TEST(PlannerInterleaved, EachChunkKeepsItsOwnActivationSets) {
   const Prediction one = predict(r, equal_costs(), {}, {1, 1, 2, S::OneFOneB, 1, 4});
   const Prediction inter = predict(r, equal_costs(), {}, {1, 1, 2, S::Interleaved, 2, 4});
   ASSERT_EQ(inter.stage_first_block, (std::vector<int>{0, 3, 6, 9, 12}));
-  const double b = block_activation_floats_per_token(r.model, r.seq, 1);
-  const double e = embedding_activation_floats_per_token(r.model);
-  const double tokens = 16 / 4 * r.seq;
-  // Same blocks and parameters per rank: the difference is activations only.
-  const double extra = (4 * (3 * b + e) + 2 * 3 * b) - 2 * (6 * b + e);
-  EXPECT_NEAR(inter.memory_gb - one.memory_gb, extra * tokens * 4 / 1e9, 1e-12);
+  // One set of a chunk of `blocks` (micro-batches of 16 / 4 sequences), by the model's plan.
+  ActivationShape shape;
+  shape.batch = 16 / 4;
+  shape.seq = r.seq;
+  shape.head = false;
+  shape.threads = equal_costs().threads;
+  auto set = [&](int blocks, bool embedding) {
+    shape.blocks = blocks;
+    shape.embedding = embedding;
+    return static_cast<double>(activation_plan(r.model, shape).set());
+  };
+  // Same blocks, parameters and scratch per rank: the difference is the sets only.
+  const double extra = 4 * set(3, true) + 2 * set(3, false) - 2 * set(6, true);
+  EXPECT_NEAR(inter.memory_gb - one.memory_gb, extra / 1e9, 1e-12);
 }
 
 // --parallel auto: a memory limit that only pipelined layouts meet, and costs under which

@@ -5,6 +5,7 @@
 // pipeline stages (partition timed as the trainer does) and the schedule. A configuration whose
 // predicted ranks do not fit this machine's available memory is predicted only (blocks split
 // evenly over the stages), and the output says it was not measured.
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -69,30 +70,82 @@ double available_bytes() {
   return 0;
 }
 
+// A tp group that does not communicate, for warm_up_kernels: the one-block copy it runs needs the
+// tp slice's shapes, not its values.
+class ShapesOnlyTpGroup : public loom::TensorParallelGroup {
+ public:
+  ShapesOnlyTpGroup(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(float*, size_t) override {}
+  void allreduce_sum(double*, size_t) override {}
+  void allreduce_max(float*, size_t) override {}
+  void allreduce_max(double*, size_t) override {}
+
+ private:
+  int rank_, size_;
+};
+
 // This rank's piece of a training run, built as the trainer builds it (train/trainer.cpp): the
 // mesh, the tp group, the stage partition, the model shard, data parallelism and the pipeline.
+// Construction sets up the mesh and the partition (rank 0 times the parts on a model copy of its
+// own); build() the rest.
 struct RankRun {
   std::unique_ptr<loom::parallel::Mesh> mesh;
   std::unique_ptr<loom::parallel::CommTensorParallelGroup> tp;
   loom::pipeline::Partition partition;
+  loom::ModelShard shard;
   std::unique_ptr<loom::GPT> model;
   std::unique_ptr<loom::parallel::DataParallel> dp;
   std::unique_ptr<loom::pipeline::PipelineTraining> pipe;
 
-  // `mo`: the flags parsed once by run() (its recompute and schedule).
-  RankRun(const Options& o, const loom::MemoryOptions& mo, loom::comm::Communicator* world) {
-    const loom::GPTConfig& cfg = mo.model;
+  RankRun(const Options& o, const loom::GPTConfig& cfg, loom::comm::Communicator* world) {
     if (world != nullptr) {
       mesh = std::make_unique<loom::parallel::Mesh>(
           *world, loom::parallel::mesh_shape(world->size(), o.tp, o.pp));
     }
     if (o.tp > 1) tp = std::make_unique<loom::parallel::CommTensorParallelGroup>(mesh->tp());
     const int tp_rank = mesh ? mesh->coord().tp : 0;
-    loom::ModelShard shard{tp_rank, o.tp};
+    shard = {tp_rank, o.tp};
     if (o.pp > 1) {
       partition = loom::pipeline::stage_partition(*world, cfg, o.pp, o.seq, omp_get_max_threads());
       shard = loom::pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, o.tp);
     }
+  }
+
+  // One forward and backward of a one-block copy of this rank's shard (its ends and tp slice)
+  // on one micro-batch, with the run's threads, then freed: the matrix library's
+  // state for the step's products (the kernels oneDNN generates on first use, its primitives
+  // and per-thread scratchpads: a one-time cost of the library, like loading it) is then part of
+  // the process measured before the model. The copy does not communicate.
+  // It runs in f32 even under bf16: the per-thread bf16 operand buffers are predicted (bf16
+  // operand scratch), so the warm-up must not create them.
+  void warm_up_kernels(const Options& o, const loom::MemoryOptions& mo) const {
+    loom::ModelShard one = shard;
+    one.last_block = one.first_block + 1;
+    one.chunks.clear();
+    ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
+    loom::GPT copy(mo.model, one, o.tp > 1 ? &group : nullptr);
+    copy.set_recompute(mo.recompute);
+    const int rows = o.batch / (o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1);
+    const size_t n = static_cast<size_t>(rows) * o.seq;
+    std::vector<int32_t> tokens(n, 0);
+    std::vector<float> activation(n * mo.model.d_model, 0.0f);
+    loom::Rng rng(7);
+    const int32_t* targets = one.has_head ? tokens.data() : nullptr;
+    if (one.has_embedding)
+      copy.forward(tokens.data(), targets, rows, o.seq, /*train=*/true, &rng);
+    else
+      copy.forward_activation(activation.data(), targets, rows, o.seq, /*train=*/true, &rng);
+    if (one.has_head)
+      copy.backward(1.0f);
+    else
+      copy.backward_from_output(activation.data());
+  }
+
+  // `mo`: the flags parsed once by run() (its recompute and schedule).
+  void build(const Options& o, const loom::MemoryOptions& mo) {
+    const loom::GPTConfig& cfg = mo.model;
     model = std::make_unique<loom::GPT>(cfg, shard, tp.get());
     model->init_weights(1);
     model->set_recompute(mo.recompute);
@@ -165,7 +218,7 @@ void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, d
     }
     std::printf("\n");
   }
-  std::printf("  %-60s %8.1f MiB (rank 0)\n", "process before the model (measured VmRSS)",
+  std::printf("  %-60s %8.1f MiB (rank 0)\n", "process and libraries before the model (measured)",
               runtime / MiB);
 }
 
@@ -246,8 +299,14 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
   const auto comm = loom::comm::communicator_from_env();
   const int world = comm->size();
-  const double runtime = status_bytes("VmRSS");  // binary, libraries, comm set-up: measured
-  RankRun rank(o, mo, world > 1 ? comm.get() : nullptr);
+  RankRun rank(o, cfg, world > 1 ? comm.get() : nullptr);
+  rank.warm_up_kernels(o, mo);
+  malloc_trim(0);  // what the set-up and the warm-up freed goes back to the system
+  // Binary, libraries (with their state for the step's products), comm set-up: measured; the
+  // peak is measured from here (rank 0's partition timing ran on a model copy of its own).
+  const double runtime = status_bytes("VmRSS");
+  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current VmRSS
+  rank.build(o, mo);
   rank.run_steps(o, precision);
   const double measured = status_bytes("VmHWM");
 

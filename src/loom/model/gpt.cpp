@@ -29,9 +29,9 @@ T GPTModel<T>::Impl::forward(const int32_t* tok, const T* input, const int32_t* 
   if (tok != nullptr) check_tokens(tok, N, cfg.vocab_size, "tokens");
   have_targets = tgt != nullptr && with_head;
   if (have_targets) check_tokens(tgt, N, cfg.vocab_size, "targets");
-  ensure_capacity(batch, seq);
   B = batch;
   Tn = seq;
+  ensure_capacity();
   backward_done = false;
   if (tok != nullptr) tokens.assign(tok, tok + N);
   if (have_targets) targets.assign(tgt, tgt + N);
@@ -234,7 +234,9 @@ void GPTModel<T>::set_recompute(Recompute mode) { impl_->recompute = mode; }
 template <typename T>
 Recompute GPTModel<T>::recompute() const { return impl_->recompute; }
 template <typename T>
-size_t GPTModel<T>::logits_bytes() const { return impl_->logits_elems * sizeof(T); }
+size_t GPTModel<T>::logits_bytes() const {
+  return carved_elems(impl_->logits_elems) * sizeof(T);
+}
 template <typename T>
 void GPTModel<T>::set_chunk(int chunk) { impl_->select_chunk(chunk); }
 template <typename T>

@@ -19,6 +19,7 @@ void GPTModel<T>::Impl::backward(T loss_scale, const T* doutput, const GradReady
              "chunk ", planned_chunk, ", not the current chunk ", chunk);
   backward_done = true;
   weights_pending = !weights;
+  ensure_scratch();
   const size_t NC = static_cast<size_t>(B) * Tn * C;
   auto ready = [&](size_t begin, size_t end) {
     if (on_ready && begin < end) on_ready(begin, end);

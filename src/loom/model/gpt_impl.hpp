@@ -26,6 +26,7 @@
 #include "loom/kernels/cpu/softmax_ce.hpp"
 #include "loom/kernels/cpu/vocab_parallel_ce.hpp"
 #include "loom/kernels/cpu/vocab_parallel_embedding.hpp"
+#include "loom/model/activation_plan.hpp"
 #include "loom/model/kernel_profile.hpp"
 
 namespace loom {
@@ -113,14 +114,15 @@ struct BlockActs {
 // Where dropout applies (a mask seed's site field).
 enum class DropSite : uint64_t { kEmbedding, kAttention, kAttentionProj, kMlpProj };
 
-// Bump allocator over a flat buffer: the first pass (base == nullptr) only measures.
+// Bump allocator over a flat buffer (base == nullptr: every tensor is nullptr, only `used`
+// counts). Every tensor is rounded up to 64 elements, as activation_plan counts them.
 template <typename U>
 struct Carver {
   U* base;
   size_t used = 0;
   U* take(size_t n) {
     U* p = base ? base + used : nullptr;
-    used += (n + 63) / 64 * 64;  // keep every tensor 64-byte aligned
+    used += carved_elems(n);  // keep every tensor 64-byte aligned
     return p;
   }
 };
@@ -143,8 +145,7 @@ struct BOnlyBuffers {
 // all sets (GPTModel::Impl).
 template <typename T>
 struct ActivationState {
-  // Capacity the set was planned for (rows B*T and B*T*T), and the chunk and mode.
-  size_t cap_rows = 0, cap_rows_t = 0;
+  // The chunk and the modes the set was planned for (by its last forward).
   int planned_chunk = -1;
   AlignedBuffer<T> kept_buf;  // what W needs, and the chunk's output
   std::unique_ptr<BOnlyBuffers<T>> b_only;  // nullptr while the set waits for W
@@ -199,17 +200,15 @@ struct GPTModel<T>::Impl : ActivationState<T> {
   KernelProfile* profile = nullptr;
 
   using S = ActivationState<T>;
-  using S::cap_rows, S::cap_rows_t, S::kept_buf, S::b_only, S::logits_elems;
+  using S::kept_buf, S::b_only, S::logits_elems;
   using S::blocks, S::resid0, S::lnf, S::lnf_mean, S::lnf_rstd, S::logits, S::losses, S::lse;
   using S::ce_stats, S::resid_out, S::emb_mask, S::B, S::Tn, S::have_targets;
   using S::dropped, S::backward_done, S::planned_split, S::weights_pending, S::tokens, S::targets;
   using S::planned_recompute, S::planned_chunk;
   // Shared by every activation set: the backward's scratch (dbranch is also the forward's branch
-  // buffer), for the most rows, the longest sequence and the most threads seen; dres ends as the
+  // buffer), big enough for every shape seen and carved for the running one; dres ends as the
   // gradient of the stage input.
   AlignedBuffer<T> scratch_buf;
-  size_t scratch_rows = 0, scratch_t = 0;
-  int scratch_threads = 0;
   T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
     *dbranch = nullptr, *att_scratch = nullptr;
   size_t att_scratch_size = 0;
@@ -269,13 +268,16 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     with_head = c + 1 == shard.num_chunks() && shard.has_head;
   }
 
-  // Lays out the current set for its capacity (cap_rows rows, cap_rows_t attention rows): the
-  // kept tensors from kept_base, the B-only ones from b_base and mask_base. Called with null bases
-  // to measure (the sizes come back in elements), then again to assign; with null B-only bases
-  // (a set waiting for W) its B-only pointers become nullptr.
-  void plan(T* kept_base, T* b_base, uint8_t* mask_base, size_t* kept_elems, size_t* b_elems,
-            size_t* mask_elems) {
-    const size_t N = cap_rows, NT = cap_rows_t;
+  // Elements carved out of a set's buffers (masks: bytes).
+  struct Carved {
+    size_t kept = 0, b_only = 0, masks = 0;
+  };
+
+  // Lays out the current set for its forward (B x Tn rows): the kept tensors from kept_base, the
+  // B-only ones from b_base and mask_base. With null B-only bases (a set waiting for W) its B-only
+  // pointers become nullptr.
+  Carved carve(T* kept_base, T* b_base, uint8_t* mask_base) {
+    const size_t N = static_cast<size_t>(B) * Tn, NT = N * Tn;
     const bool drop = cfg.dropout > 0;
     Carver<T> k{kept_base}, a{b_base};
     Carver<uint8_t> m{mask_base};
@@ -338,14 +340,29 @@ struct GPTModel<T>::Impl : ActivationState<T> {
       lse = a.take(N);
       if (tp) ce_stats = a.take(3 * N);
     }
-    *kept_elems = k.used;
-    *b_elems = a.used;
-    *mask_elems = m.used;
+    return {k.used, a.used, m.used};
   }
 
-  // The backward's scratch for N rows, sequence length Tmax and nthreads threads (base nullptr:
-  // measures).
-  size_t plan_scratch(T* base, size_t N, size_t Tmax, int nthreads) {
+  // The activation plan of the current chunk for a forward of batch x seq rows in the modes the
+  // current set was planned for.
+  ActivationBytes activation_plan_of(int batch, int seq) const {
+    ActivationShape s;
+    s.blocks = hi - lo;
+    s.embedding = with_embedding;
+    s.head = with_head;
+    s.tp = shard.tp_size;
+    s.batch = batch;
+    s.seq = seq;
+    s.recompute = planned_recompute;
+    s.split_backward = planned_split;
+    s.threads = omp_get_max_threads();
+    s.elem_bytes = sizeof(T);
+    return activation_plan(cfg, s);
+  }
+
+  // Carves the backward's scratch for N rows, sequence length Tn and nthreads threads out of base
+  // (nullptr: pointers nullptr); returns the elements used.
+  size_t carve_scratch(T* base, size_t N, int nthreads) {
     Carver<T> a{base};
     dres = a.take(N * C);
     dln = a.take(N * C);
@@ -353,7 +370,7 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     datty = a.take(N * Cl);
     dfc = a.take(N * Fl);
     dbranch = a.take(N * C);
-    att_scratch_size = attention_scratch_size({1, static_cast<int>(Tmax), Cl, Hl}, nthreads);
+    att_scratch_size = attention_scratch_size({1, Tn, Cl, Hl}, nthreads);
     att_scratch = a.take(att_scratch_size);
     return a.used;
   }
@@ -368,19 +385,16 @@ struct GPTModel<T>::Impl : ActivationState<T> {
     ++allocations;
   }
 
-  // Readies the current set (and the shared scratch) for a forward of batch x seq: its B-only
-  // buffers from the chunk's pool if it holds none, everything planned for the current chunk.
-  void ensure_capacity(int batch, int seq) {
-    const size_t N = static_cast<size_t>(batch) * seq, NT = N * seq;
+  // Readies the current set (and the shared scratch) for its forward (B x Tn rows): buffers as
+  // activation_plan sizes them (its B-only ones from the chunk's pool if it holds none), the
+  // current chunk's tensors carved out of them.
+  void ensure_capacity() {
     const bool mode_changed = planned_recompute != recompute;
-    cap_rows = std::max(cap_rows, N);
-    cap_rows_t = std::max(cap_rows_t, NT);
     planned_split = split;
     planned_recompute = recompute;
     planned_chunk = chunk;
-    size_t kept = 0, b_elems = 0, mask_elems = 0;
-    plan(nullptr, nullptr, nullptr, &kept, &b_elems, &mask_elems);
-    fit(kept_buf, kept, mode_changed);
+    const ActivationBytes want = activation_plan_of(B, Tn);
+    fit(kept_buf, want.kept() / sizeof(T), mode_changed);
     if (!b_only) {
       auto& pool = b_only_pool[chunk];
       if (pool.empty()) {
@@ -390,24 +404,32 @@ struct GPTModel<T>::Impl : ActivationState<T> {
         pool.pop_back();
       }
     }
-    fit(b_only->acts, b_elems, mode_changed);
-    fit(b_only->masks, mask_elems, mode_changed);
-    plan(kept_buf.data(), b_only->acts.data(), b_only->masks.data(), &kept, &b_elems, &mask_elems);
+    fit(b_only->acts, want.b_only() / sizeof(T), mode_changed);
+    fit(b_only->masks, want.masks(), mode_changed);
+    const Carved c = carve(kept_buf.data(), b_only->acts.data(), b_only->masks.data());
+    LOOM_CHECK(c.kept * sizeof(T) == want.kept() && c.b_only * sizeof(T) == want.b_only() &&
+                   c.masks == want.masks(),
+               "GPTModel: the activations carved (kept ", c.kept * sizeof(T), ", B-only ",
+               c.b_only * sizeof(T), ", masks ", c.masks, " bytes) differ from activation_plan's (",
+               want.kept(), ", ", want.b_only(), ", ", want.masks(), ")");
+    ensure_scratch();
+  }
+
+  // Carves the shared scratch for the current set's shape (B x Tn rows), growing it if needed: at
+  // every forward and backward, as the sets sharing it may differ in shape.
+  void ensure_scratch() {
     const int nthreads = omp_get_max_threads();
-    if (N > scratch_rows || static_cast<size_t>(seq) > scratch_t || nthreads > scratch_threads) {
-      scratch_rows = std::max(scratch_rows, N);
-      scratch_t = std::max(scratch_t, static_cast<size_t>(seq));
-      scratch_threads = std::max(scratch_threads, nthreads);
-      fit(scratch_buf, plan_scratch(nullptr, scratch_rows, scratch_t, scratch_threads), false);
-      plan_scratch(scratch_buf.data(), scratch_rows, scratch_t, scratch_threads);
-    }
+    const size_t want = activation_plan_of(B, Tn).scratch / sizeof(T);
+    fit(scratch_buf, want, false);
+    const size_t carved = carve_scratch(scratch_buf.data(), static_cast<size_t>(B) * Tn, nthreads);
+    LOOM_CHECK(carved == want, "GPTModel: the scratch carved (", carved * sizeof(T),
+               " bytes) differs from activation_plan's (", want * sizeof(T), ")");
   }
 
   // After a split B: the set keeps what W needs and returns its B-only buffers to the pool.
   void release_b_only() {
     b_only_pool[planned_chunk].push_back(std::move(b_only));
-    size_t kept = 0, b_elems = 0, mask_elems = 0;
-    plan(kept_buf.data(), nullptr, nullptr, &kept, &b_elems, &mask_elems);
+    carve(kept_buf.data(), nullptr, nullptr);
   }
 
   // Bytes of the shared scratch and of the pooled B-only buffers.

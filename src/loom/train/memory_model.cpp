@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "loom/comm/algorithms/algorithms.hpp"
 #include "loom/core/check.hpp"
+#include "loom/model/activation_plan.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
@@ -11,9 +13,6 @@
 namespace loom {
 
 namespace {
-
-// One tensor of the model's activation buffer: n elements rounded up to 64 (its Carver).
-double carved(double n) { return static_cast<double>((static_cast<size_t>(n) + 63) / 64 * 64); }
 
 int micro_batches(const MemoryOptions& o) {
   return o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1;
@@ -111,17 +110,45 @@ double rank_params(const MemoryOptions& o) {
          (r.head ? 2 * C : 0);
 }
 
-int activation_sets_in_flight(const MemoryOptions& o) {
+namespace {
+
+bool split_backward(const MemoryOptions& o) {
+  return o.pp > 1 && o.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
+}
+
+// Most micro-batches on o's stage between their F and their `until`.
+int most_in_flight(const MemoryOptions& o, pipeline::Op until) {
   if (o.pp == 1) return 1;
-  using pipeline::Op;
   const auto sched = pipeline::make_schedule(o.schedule, o.pp, micro_batches(o));
-  const bool split = o.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
   int live = 0, peak = 0;
   for (const pipeline::Action& a : sched.actions(o.stage)) {
-    if (a.op == Op::F) peak = std::max(peak, ++live);
-    if (a.op == (split ? Op::W : Op::B)) --live;
+    if (a.op == pipeline::Op::F) peak = std::max(peak, ++live);
+    if (a.op == until) --live;
   }
   return peak;
+}
+
+}  // namespace
+
+int activation_sets_in_flight(const MemoryOptions& o) {
+  return most_in_flight(o, split_backward(o) ? pipeline::Op::W : pipeline::Op::B);
+}
+
+int b_only_sets_in_flight(const MemoryOptions& o) { return most_in_flight(o, pipeline::Op::B); }
+
+ActivationBytes rank_activations(const MemoryOptions& o) {
+  const RankShape r = rank_shape(o);
+  ActivationShape s;
+  s.blocks = static_cast<int>(r.blocks);
+  s.embedding = r.embedding;
+  s.head = r.head;
+  s.tp = o.tp;
+  s.batch = o.batch / micro_batches(o);
+  s.seq = o.seq;
+  s.recompute = o.recompute;
+  s.split_backward = split_backward(o);
+  s.threads = o.threads;
+  return activation_plan(o.model, s);
 }
 
 std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
@@ -134,11 +161,9 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   const double P = rank_params(o);
   // Rows of one micro-batch (the whole batch without a pipeline).
   const double N = static_cast<double>(o.batch) / micro_batches(o) * o.seq, C = r.C;
-  const double Cl = r.Cl, Fl = r.Fl, Hl = r.Hl, T = o.seq, L = r.blocks;
-  const double NT = N * T;  // rows x keys: B*T*T, one (T,T) matrix per sequence
+  const double Cl = r.Cl, Fl = r.Fl;
   const bool sharded = o.world > 1 && o.zero > 0;
   const double f = 4;  // bytes per float
-  const double sets = activation_sets_in_flight(o);
 
   std::vector<MemoryItem> v;
   v.push_back({"model state", "parameters (f32)", f * P});
@@ -156,37 +181,24 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
                                       : "AdamW moments (f32)",
                2 * f * (sharded ? P / o.world : P)});
 
-  // Activations kept for backward (per block, x L) and the shared backward scratch, once per
-  // activation set (one per micro-batch in flight on a pipeline stage). Under recomputation the
-  // blocks share what backward recomputes: kFull every block activation but the block's output
-  // (the next block's input), kSelective the attention probabilities. Under tp the residual
-  // stream and LayerNorm outputs stay whole; qkv, attention, MLP and logits are split.
-  const double kept = o.recompute == Recompute::kFull ? 1 : L;  // sets of block activations
-  const double att_kept = o.recompute == Recompute::kNone ? L : 1;
-  const double per_block_stats = 4 * carved(N);  // ln_1, ln_2 mean and rstd
-  v.push_back({"activations", "residual stream (embeddings, mid, block outputs)",
-               sets * f * (carved(N * C) + (L + kept) * carved(N * C))});
-  v.push_back({"activations", "layernorm outputs and statistics",
-               sets * f * (kept * (2 * carved(N * C) + per_block_stats) +
-                           (r.head ? carved(N * C) + 2 * carved(N) : 0))});
-  v.push_back({"activations", "qkv", sets * f * kept * carved(3 * N * Cl)});
-  v.push_back({"activations", "attention probabilities (B,H,T,T)",
-               sets * f * att_kept * carved(NT * Hl)});
-  v.push_back({"activations", "attention output", sets * f * kept * carved(N * Cl)});
-  v.push_back({"activations", "mlp (c_fc output, GELU output)",
-               sets * f * kept * 2 * carved(N * Fl)});
-  if (r.head) {
-    v.push_back({"activations", "logits (B*T*V) and losses",
-                 sets * f * (carved(N * r.Vl) + 2 * carved(N) + (o.tp > 1 ? carved(3 * N) : 0))});
-  }
-  v.push_back({"activations", "backward scratch",
-               sets * f * (3 * carved(N * C) + carved(N * Cl) + carved(3 * N * Cl) +
-                           carved(N * Fl) + carved(o.threads * 2.0 * T * T))});
-  if (c.dropout > 0) {
-    v.push_back({"activations", "dropout masks (uint8)",
-                 sets * ((r.embedding ? carved(N * C) : 0) +
-                         L * (carved(NT * Hl) + 2 * carved(N * C)))});
-  }
+  // Activations (model/activation_plan): every set the stage holds keeps its `kept` buffers
+  // (from its F to its W), the sets between F and B their B-only ones (a split B returns them to
+  // the model's pool, where the next F takes them), and the model has one backward scratch.
+  const ActivationBytes a = rank_activations(o);
+  const double sets = activation_sets_in_flight(o), b_sets = b_only_sets_in_flight(o);
+  v.push_back({"activations", "kept for W (per block: linear layers' inputs and outputs, output)",
+               sets * static_cast<double>(a.kept())});
+  v.push_back({"activations", "B-only per block (LayerNorm statistics, attention probabilities)",
+               b_sets * static_cast<double>(a.b_only_per_block * a.blocks)});
+  v.push_back({"activations", "stage input (B,T,C)", b_sets * static_cast<double>(a.stage_input)});
+  v.push_back({"activations", o.recompute == Recompute::kFull
+                                  ? "recomputed block (shared by the blocks)"
+                                  : "recomputed attention probabilities (shared by the blocks)",
+               b_sets * static_cast<double>(a.recomputed)});
+  v.push_back({"activations", "head (ln_f, statistics, losses)", b_sets * static_cast<double>(a.head)});
+  v.push_back({"activations", "logits (B*T*V)", b_sets * static_cast<double>(a.logits)});
+  v.push_back({"activations", "dropout masks (uint8)", b_sets * static_cast<double>(a.masks())});
+  v.push_back({"activations", "backward scratch (one per model)", static_cast<double>(a.scratch)});
 
   if (o.precision == kernels::MatmulPrecision::kBF16) {
     v.push_back({"bf16", "bf16 weight copies (once per step)", 2 * gemm_weight_params(r)});
@@ -205,16 +217,28 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
                  f * N * C * p2p_buffers_in_flight(sched, o.stage)});
   }
   // The ring algorithms send to one neighbour and receive from the other: two channels per
-  // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane.
-  // An end stage of a pipeline has one neighbour (one lane each way) and is in the embedding
-  // group; a middle stage has lanes to both neighbours.
-  const bool end_stage = r.embedding || r.head;
-  const double pipeline_channels = o.pp == 1 ? 0 : end_stage ? 2 + 2 : 4;
-  const double channels = (o.world > 1 ? 2 : 0) + (o.tp > 1 ? 2 : 0) + pipeline_channels;
-  if (channels > 0) {
-    v.push_back({"communication", "shm ring channels (send + receive)",
-                 channels * static_cast<double>(o.shm_channel_bytes)});
+  // group that carries data (dp, tp, the embedding group), one per direction of a P2P lane. An
+  // end stage of a pipeline has one neighbour (one lane each way) and is in the embedding group;
+  // a middle stage has lanes to both neighbours. A channel's memory is its slots' pages that
+  // messages touch: a message is cut into slot-sized pieces that take the slots in turn, so over
+  // a step every slot holds the group's largest piece: a ring all-reduce's block (segmented to
+  // kRingSegmentBlockBytes, or less for a small message), ZeRO's reduce-scatter and all-gather of
+  // whole shards (full slots), a pipeline lane's micro-batch activation.
+  const double slot = static_cast<double>(o.shm_slot_bytes);
+  auto ring = [&](double piece_bytes) {
+    return 2 * o.shm_slots * std::min(slot, piece_bytes);
+  };
+  const double allreduce_block = static_cast<double>(comm::algorithms::kRingSegmentBlockBytes);
+  double shm = 0;
+  if (o.world > 1) shm += ring(o.zero > 0 ? slot : allreduce_block);
+  if (o.tp > 1) shm += ring(std::min(allreduce_block, f * N * C / o.tp));
+  if (o.pp > 1) {
+    const bool end_stage = r.embedding || r.head;
+    shm += (end_stage ? 1 : 2) * ring(f * N * C);  // one lane each way per neighbour
+    if (end_stage) shm += ring(allreduce_block);    // the tied wte's all-reduce
   }
+  v.push_back({"communication", "shm ring channels (the slots' pages the step's messages touch)",
+               shm});
   v.erase(std::remove_if(v.begin(), v.end(), [](const MemoryItem& i) { return i.bytes <= 0; }),
           v.end());
   return v;

@@ -1,9 +1,8 @@
 #pragma once
 // Predicted memory per rank of a training step, by component, for `loom memory`. The activation
-// entries mirror GPTModel's activation plan (model/gpt.cpp: one flat buffer carved into
-// 64-element-aligned tensors), the optimizer and gradient entries the data-parallel modes
+// entries are GPTModel's own activation plan (model/activation_plan), the optimizer and gradient entries the data-parallel modes
 // (parallel/data_parallel.hpp), the bf16 entries the matmul path (kernels/cpu/matmul.cpp). The
-// `loom memory` test keeps the prediction within 10% of a measured peak RSS, so drift shows.
+// `loom memory` test keeps the prediction within 2% of a measured peak RSS, so drift shows.
 // Activation recomputation changes how many blocks' activations are kept. Tensor parallelism
 // splits the column- and row-parallel tensors (parameters, qkv, attention, MLP, logits) while the
 // residual stream and LayerNorm outputs stay whole; a pipeline stage holds its blocks, one
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "loom/kernels/cpu/matmul.hpp"
+#include "loom/model/activation_plan.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
@@ -30,7 +30,8 @@ struct MemoryOptions {
   int zero = 0;     // ZeRO stage 0, 1, 2
   double bucket_mb = 25;  // gradient bucket size (ZeRO-2's pool buffers)
   Recompute recompute = Recompute::kNone;
-  size_t shm_channel_bytes = 8 * 512 * 1024;  // one shm ring channel (slots x slot_bytes)
+  int shm_slots = 8;                  // slots of one shm ring channel (comm/shm Config)
+  size_t shm_slot_bytes = 512 * 1024;  // bytes of one slot
   int tp = 1;                // tensor-parallel ranks (must divide n_head)
   int pp = 1;                // pipeline stages
   int micro_batches = 0;     // pp > 1: micro-batches per step (0: pp); must divide batch
@@ -52,6 +53,11 @@ double rank_params(const MemoryOptions& o);
 // Most activation sets a stage holds at once under o's schedule: +1 at each F, -1 when its
 // micro-batch is done (B, or W for split-backward schedules). 1 without a pipeline.
 int activation_sets_in_flight(const MemoryOptions& o);
+// Most sets holding their B-only buffers at once: from F to B (as above without a split backward).
+int b_only_sets_in_flight(const MemoryOptions& o);
+
+// The activation plan (model/activation_plan) of o's stage for one micro-batch.
+ActivationBytes rank_activations(const MemoryOptions& o);
 
 struct MemoryItem {
   std::string group;  // "model state", "activations", "bf16", "communication"

@@ -159,20 +159,4 @@ GPTConfig calibration_model(const GPTConfig& model, int seq, int* calibration_se
   return two;
 }
 
-double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp, Recompute recompute) {
-  const double C = m.d_model, H = m.n_head;
-  if (recompute == Recompute::kFull) return C;  // the block's input
-  // ln1, mid, ln2, block output (C each) and 4 LayerNorm statistics stay whole; q/k/v (3C),
-  // attention probabilities (H x T, not kept under selective recomputation), the attention
-  // output (C) and the MLP's two 4C activations are split with the heads and columns.
-  const double probs = recompute == Recompute::kSelective ? 0.0 : H * seq;
-  return 4 * C + 4 + (12 * C + probs) / tp;
-}
-
-double head_activation_floats_per_token(const GPTConfig& m, int tp) {
-  return m.d_model + 4 + static_cast<double>(m.vocab_size) / tp;  // ln_f, statistics, logits
-}
-
-double embedding_activation_floats_per_token(const GPTConfig& m) { return m.d_model; }
-
 }  // namespace loom::planner

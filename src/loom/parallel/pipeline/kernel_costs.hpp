@@ -6,7 +6,6 @@
 
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/kernel_profile.hpp"
-#include "loom/model/recompute.hpp"
 
 namespace loom::planner {
 
@@ -56,12 +55,5 @@ KernelCosts calibrate_kernel_costs(const GPTConfig& model, int seq, int threads)
 // most 256 tokens, a vocabulary of at most 4096) whose times kernel_costs() extrapolates.
 // Returns the copy (2 blocks) and sets `calibration_seq`.
 GPTConfig calibration_model(const GPTConfig& model, int seq, int* calibration_seq);
-
-// Activation floats held per token between a micro-batch's F and W (as gpt.cpp plans them),
-// with `tp` ranks splitting heads, MLP columns and the vocabulary, under `recompute`.
-double block_activation_floats_per_token(const GPTConfig& m, int seq, int tp,
-                                         Recompute recompute = Recompute::kNone);
-double head_activation_floats_per_token(const GPTConfig& m, int tp);
-double embedding_activation_floats_per_token(const GPTConfig& m);
 
 }  // namespace loom::planner

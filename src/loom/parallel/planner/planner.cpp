@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "loom/core/check.hpp"
+#include "loom/model/activation_plan.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
@@ -30,13 +31,15 @@ double block_params(const GPTConfig& m, int tp) {
   return (12 * C * C + 7 * C) / tp + 6 * C;
 }
 
-// Each chunk's most micro-batches between F and W on `stage`: how many activation sets its pool
-// grows to (a chunk's sets are reused by its later micro-batches, never by another chunk).
-std::vector<int> chunk_peaks(const pipeline::Schedule& sched, int stage) {
+// Each chunk's most micro-batches between F and `until` on `stage`. Until W: how many activation
+// sets its pool grows to (a chunk's sets are reused by its later micro-batches, never by another
+// chunk); until B: how many of them hold their B-only buffers at once (a split B returns them to
+// the chunk's pool for the next F).
+std::vector<int> chunk_peaks(const pipeline::Schedule& sched, int stage, pipeline::Op until) {
   std::vector<int> live(sched.virtual_stages(), 0), peak(sched.virtual_stages(), 0);
   for (const pipeline::Action& a : sched.actions(stage)) {
     if (a.op == pipeline::Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
-    if (a.op == pipeline::Op::W) --live[a.chunk];
+    if (a.op == until) --live[a.chunk];
   }
   return peak;
 }
@@ -95,42 +98,55 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   pipeline::SimCosts sim;
   sim.p2p_s = L.pp > 1 ? act_bytes / (bw.p2p_gbps * 1e9) : 0.0;
   sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
-  std::vector<double> stage_params(L.pp, 0.0), transient_floats(L.pp, 0.0), pooled_bytes(L.pp, 0.0);
+  std::vector<double> stage_params(L.pp, 0.0), pooled_bytes(L.pp, 0.0), scratch_bytes(L.pp, 0.0);
+  // Each chunk's activation plan (model/activation_plan) for one micro-batch.
+  std::vector<std::vector<ActivationBytes>> acts(L.pp, std::vector<ActivationBytes>(L.virtual_stages));
   for (int s = 0; s < L.pp; ++s)
     for (int c = 0; c < L.virtual_stages; ++c) {
       const int g = sched.virtual_stage(s, c);
       const int nb = part.first[g + 1] - part.first[g];
-      // Full recomputation holds one block's whole activations while that block's backward runs.
-      if (req.recompute == Recompute::kFull)
-        transient_floats[s] =
-            std::max(transient_floats[s], block_activation_floats_per_token(m, req.seq, L.tp));
       pipeline::ChunkCost& cc = sim.chunk[s][c];
       cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
       cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar + redo);
       cc.w = nb * k.block.w * scale / L.tp;
-      // A split backward (zb1p) keeps the linear layers' output gradients from B until W in
-      // buffers B has finished with: no more than a fused backward.
-      double floats = nb * block_activation_floats_per_token(m, req.seq, L.tp, req.recompute);
+      ActivationShape shape;
+      shape.blocks = nb;
+      shape.embedding = g == 0;
+      shape.head = g == S - 1;
+      shape.tp = L.tp;
+      shape.batch = static_cast<int>(mbs);
+      shape.seq = req.seq;
+      shape.recompute = req.recompute;
+      shape.split_backward = zero_bubble;
+      shape.threads = std::max(1, k.threads);
+      acts[s][c] = activation_plan(m, shape);
+      scratch_bytes[s] = std::max(scratch_bytes[s], static_cast<double>(acts[s][c].scratch));
       stage_params[s] += nb * block_params(m, L.tp);
       if (g == 0) {
         cc.f += k.embedding.f * scale / L.tp + tp_ar;
         cc.w += k.embedding.w * scale / L.tp;
-        floats += embedding_activation_floats_per_token(m);
         stage_params[s] += (static_cast<double>(m.vocab_size) / L.tp + m.context_len) * m.d_model;
       }
       if (g == S - 1) {
         cc.f += k.head.f * scale / L.tp;
         cc.b += k.head.b * scale / L.tp;
         cc.w += k.head.w * scale / L.tp;
-        floats += head_activation_floats_per_token(m, L.tp);
         stage_params[s] += 2.0 * m.d_model;
         if (L.pp > 1) stage_params[s] += static_cast<double>(m.vocab_size) / L.tp * m.d_model;
       }
-      cc.activation_bytes = floats * tokens * 4.0;
+      cc.activation_bytes = static_cast<double>(acts[s][c].set());
     }
+  // A chunk's sets keep their kept buffers until W; B-only buffers are held from F to B (to W
+  // without a split backward, where B and W are one action pair that frees the set at W).
   for (int s = 0; s < L.pp; ++s) {
-    const std::vector<int> peak = chunk_peaks(sched, s);
-    for (int c = 0; c < L.virtual_stages; ++c) pooled_bytes[s] += peak[c] * sim.chunk[s][c].activation_bytes;
+    const std::vector<int> until_w = chunk_peaks(sched, s, pipeline::Op::W);
+    const std::vector<int> until_b =
+        zero_bubble ? chunk_peaks(sched, s, pipeline::Op::B) : until_w;
+    for (int c = 0; c < L.virtual_stages; ++c) {
+      const ActivationBytes& a = acts[s][c];
+      pooled_bytes[s] += until_w[c] * static_cast<double>(a.kept()) +
+                         until_b[c] * static_cast<double>(a.b_only() + a.masks());
+    }
   }
   const pipeline::SimResult r = pipeline::simulate(sched, sim);
 
@@ -151,7 +167,7 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
     zero2_grad_bytes = static_cast<double>(parallel::ShardedGradients::planned_bytes(
         gpt_param_layout(m, shard), static_cast<size_t>(req.bucket_mb * (1 << 20)), L.dp, 0));
   }
-  double worst_comm = 0, worst_opt = 0, worst_mem = 0;
+  double worst_comm = 0, worst_opt = 0, worst_mem = 0, worst_act = 0;
   for (int s = 0; s < L.pp; ++s) {
     const double params = stage_params[s];
     double comm = allreduce_s(params * 4, L.dp, bw.allreduce_gbps);
@@ -160,16 +176,18 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
                           bw.allreduce_gbps);
     const double opt = params / opt_share * k.adamw_s_per_param * slowdown;
     const double grad_bytes = zero2_grad_bytes >= 0 ? zero2_grad_bytes : params * 4;
-    const double mem = params * 4 + grad_bytes + params * 4 * 2 / opt_share + pooled_bytes[s] +
-                       transient_floats[s] * tokens * 4.0;
+    const double mem =
+        params * 4 + grad_bytes + params * 4 * 2 / opt_share + pooled_bytes[s] + scratch_bytes[s];
     worst_comm = std::max(worst_comm, comm);
     worst_opt = std::max(worst_opt, opt);
     worst_mem = std::max(worst_mem, mem);
+    worst_act = std::max(worst_act, pooled_bytes[s] + scratch_bytes[s]);
   }
   p.dp_comm_s = worst_comm;
   p.optimizer_s = worst_opt;
   p.step_s = p.pipeline_s + p.dp_comm_s + p.optimizer_s;
   p.memory_gb = worst_mem / 1e9;
+  p.activation_gb = worst_act / 1e9;
   p.fits = req.mem_gb <= 0 || p.memory_gb <= req.mem_gb;
   return p;
 }

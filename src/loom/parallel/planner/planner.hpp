@@ -22,16 +22,17 @@
 // cores (the calibration ran alone).
 // Memory per rank: parameters and gradients (f32; ZeRO-2: ShardedGradients::planned_bytes of the
 // rank's layout), AdamW moments (/ dp under ZeRO), and the activation sets of the most loaded
-// stage: each of its chunks keeps a pool of as many sets as it ever has micro-batches between F
-// and W (GptStageChunk), so an interleaved rank holds the sum over its v chunks of each chunk's
-// peak (selective keeps no attention probabilities; full keeps each block's input, plus one
-// block's activations while its backward runs).
+// stage, sized by the model's own activation plan (model/activation_plan): each of its chunks
+// keeps a pool of as many sets as it ever has micro-batches between F and W (GptStageChunk), so
+// an interleaved rank holds the sum over its v chunks of each chunk's peak; under zb1p a set
+// waiting for W holds only its kept buffers; plus the model's one backward scratch.
 // Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 with pp > 1) are never produced.
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "loom/model/gpt_config.hpp"
+#include "loom/model/recompute.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/kernel_costs.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
@@ -74,6 +75,7 @@ struct Prediction {
   double memory_gb = 0;   // most loaded rank
   int zero = 0;           // the ZeRO stage and recompute mode predicted (the request's)
   Recompute recompute = Recompute::kNone;
+  double activation_gb = 0;  // the most activations a rank holds (model/activation_plan's sets)
   bool fits = true;
   std::vector<int> stage_first_block;  // the balanced partition (pp x v + 1 entries)
 };
