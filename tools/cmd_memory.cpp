@@ -106,10 +106,8 @@ struct RankRun {
       {
         loom::kernels::MatmulPrecisionScope precision(p);
         if (pipe) {
-          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng);
-          pipe->reduce_tied_embedding();
-          if (const auto all_at_once = dp->backward_hook(true))
-            all_at_once(0, model->num_params());
+          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng,
+                                 dp->backward_hook(true));
         } else {
           model->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
           model->backward(1.0f, dp->backward_hook(true));
