@@ -14,6 +14,7 @@
 #include "command_registry.hpp"
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "loom/config/train_config.hpp"
 
@@ -37,6 +38,22 @@ struct Options {
   loom::planner::ValidationRun run;
   loom::planner::Bandwidths bw;
 };
+
+// The plan `loom train` would run for the layout (the other settings as it defaults them).
+loom::ParallelPlan chosen_plan(const loom::planner::PlanRequest& req, const loom::planner::Layout& L) {
+  loom::RunConfig config;
+  config.model = req.model;
+  loom::TrainConfig& t = config.train;
+  t.tp = L.tp;
+  t.pp = L.pp;
+  t.schedule = L.schedule;
+  t.virtual_stages = L.virtual_stages;
+  t.micro_batches = L.micro_batches;
+  t.recompute = req.recompute;
+  t.zero = req.zero;
+  t.bucket_mb = req.bucket_mb;
+  return loom::make_parallel_plan(config, req.world);
+}
 
 // Trains the chosen layouts and prints predicted beside measured step times.
 void validate(const Options& o, const loom::planner::PlanRequest& req,
@@ -136,6 +153,7 @@ int run(const Options& o) {
   }
   const size_t over = std::count_if(preds.begin(), preds.end(), [](const auto& p) { return !p.fits; });
   if (over > 0) std::printf("(!: over --mem_gb %.2f; %zu of %zu layouts)\n", o.mem_gb, over, preds.size());
+  if (!preds.empty()) std::printf("chosen %s\n", chosen_plan(req, preds.front().layout).describe().c_str());
   if (o.validate > 0 || !o.layouts.empty()) validate(o, req, k, preds);
   return 0;
 }

@@ -29,6 +29,7 @@
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/pipeline/rebalance.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/gathered_checkpoint_source.hpp"
@@ -70,30 +71,16 @@ std::string steps_lost_note(const std::string& out_dir, const std::string& log_f
                       : "";
 }
 
-// The mesh of `world` for the config's tp and pp.
-std::unique_ptr<parallel::Mesh> make_mesh(const TrainConfig& c, comm::Communicator& world) {
-  return std::make_unique<parallel::Mesh>(world, parallel::mesh_shape(world.size(), c.tp, c.pp));
-}
 
 size_t buffer_size(const std::vector<ParamInfo>& layout) {
   return layout.back().offset + layout.back().numel;
 }
 
 // This rank's piece of the model: its tp slice of its pipeline stage.
-ModelShard rank_shard(const TrainConfig& c, parallel::Mesh& mesh,
+ModelShard rank_shard(const ParallelPlan& plan, parallel::Mesh& mesh,
                       const pipeline::Partition& partition) {
-  return pipeline::stage_shard(partition, mesh.coord().pp, mesh.coord().tp, c.tp,
-                               c.virtual_stages);
-}
-
-// One stage runs one micro-batch per batch (the one-stage schedule).
-int micro_batches(const TrainConfig& c) {
-  return c.pp == 1 ? 1 : c.micro_batches > 0 ? c.micro_batches : c.pp;
-}
-
-// One stage runs the plain forward then backward: 1F1B of one micro-batch.
-pipeline::ScheduleKind schedule_kind(const TrainConfig& c) {
-  return c.pp == 1 ? pipeline::ScheduleKind::OneFOneB : c.schedule;
+  return pipeline::stage_shard(partition, mesh.coord().pp, mesh.coord().tp, plan.mesh.tp,
+                               plan.virtual_stages);
 }
 
 // Fault injection for the divergence drill: LOOM_FAULT_NAN_LOSS=<step>:<world rank> makes that
@@ -121,6 +108,7 @@ struct NanLossFault {
 
 struct Trainer::Impl {
   RunConfig cfg;
+  ParallelPlan plan;
   std::unique_ptr<parallel::Mesh> mesh;
   std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // the model's tp group (none at tp 1)
   int world_rank;
@@ -150,21 +138,20 @@ struct Trainer::Impl {
   Impl(const RunConfig& c, comm::Communicator& comm,
        std::unique_ptr<parallel::Mesh> reuse = nullptr)
       : cfg(c),
-        mesh(reuse ? std::move(reuse) : make_mesh(c.train, comm)),
-        tp(c.train.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp()) : nullptr),
+        plan(make_parallel_plan(c, comm.size())),
+        mesh(reuse ? std::move(reuse) : std::make_unique<parallel::Mesh>(comm, plan.mesh)),
+        tp(plan.mesh.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp())
+                            : nullptr),
         world_rank(comm.rank()),
         rank(mesh->coord().dp),
         world(mesh->shape().dp),
-        partition(pipeline::stage_partition(
-            comm, c.model, c.train.pp * c.train.virtual_stages, c.train.seq_len,
-            omp_get_max_threads(),
-            pipeline::parse_stage_blocks(c.train.partition, c.model.n_layer, c.train.pp,
-                                         "--partition"))),
-        model(c.model, rank_shard(c.train, *mesh, partition), tp.get()),
+        partition(pipeline::stage_partition(comm, c.model, plan.mesh.pp * plan.virtual_stages,
+                                            c.train.seq_len, omp_get_max_threads(),
+                                            plan.stage_blocks)),
+        model(c.model, rank_shard(plan, *mesh, partition), tp.get()),
         dp(&mesh->dp(), model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == GradReduce::kBF16},
-           &mesh->tp()),
-        pipe(*mesh, model, schedule_kind(c.train), micro_batches(c.train), c.train.virtual_stages),
+           {plan.zero, plan.bucket_mb, plan.grad_reduce == GradReduce::kBF16}, &mesh->tp()),
+        pipe(*mesh, model, plan.schedule, plan.micro_batches, plan.virtual_stages),
         rebalancer(c.train.rebalance ? std::make_unique<pipeline::Rebalancer>(
                                            partition, c.train.rebalance_steps)
                                      : nullptr),
@@ -175,7 +162,7 @@ struct Trainer::Impl {
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
         dropout_rng(c.train.seed + 1),
-        precision(kernels::resolve_precision(c.train.precision)) {
+        precision(plan.precision) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -190,7 +177,7 @@ struct Trainer::Impl {
                  c.train.seq_len + 1, " tokens (one window)");
     }
     model.init_weights(c.train.seed);
-    model.set_recompute(c.train.recompute);
+    model.set_recompute(plan.recompute);
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);
@@ -504,6 +491,7 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
                                        : "")
               << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
               << kernels::precision_name(m.precision) << " matmuls" << std::endl;
+    std::cout << m.plan.describe() << std::endl;
     if (c.pp > 1)
       std::cout << "pipeline: " << pipeline::name(c.schedule) << ", " << m.pipe.schedule().micro_batches()
                 << " micro-batches of " << c.batch_size / m.pipe.schedule().micro_batches()
