@@ -395,21 +395,20 @@ std::string Trainer::save() {
   s.layout = {{"pp", m.cfg.train.pp}, {"dp", m.world}, {"tp", m.cfg.train.tp}};
   if (m.cfg.train.pp > 1) s.layout["stage_blocks"] = m.partition.blocks_text();
   if (m.rebalancer) s.layout["rebalanced"] = m.rebalancer->repartitioned();
-  std::string dir;
-  m.dp.with_full_optimizer([&](const AdamW& opt) {
-    if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
-    // Collective over the tp group, then the pp group: each whole tensor assembled from the
-    // shards and the stages when the writer reaches it.
-    const auto whole_layout = gpt_param_layout(m.cfg.model);
-    GatheredCheckpointSource source(
-        m.mesh->tp(), m.model.layout(), m.model.params(), opt,
-        [&](const ParamInfo& p, float* t) { m.pipe.gather_stage_tensor(p, t); });
-    if (m.world_rank == 0)
-      dir = m.write_checkpoint(s, whole_layout, source);
-    else
-      drain_checkpoint_source(whole_layout, source);
-  });
-  return dir;
+  // The data-parallel replicas are identical: replica 0 saves (the others help when they hold
+  // shards of the moments).
+  if (m.rank != 0 && !m.dp.shards_moments()) return "";
+  // Collective over the dp group (ZeRO's moments), the tp group, then the pp group: each whole
+  // tensor assembled from the shards and the stages when the writer reaches it.
+  const auto whole_layout = gpt_param_layout(m.cfg.model);
+  GatheredCheckpointSource source(
+      m.mesh->tp(), m.model.layout(), m.model.params(),
+      [&](bool second, const ParamInfo& p, float* t) { return m.dp.moment(second, p, t); },
+      m.dp.optimizer_step(),
+      [&](const ParamInfo& p, float* t) { m.pipe.gather_stage_tensor(p, t); });
+  if (m.world_rank == 0) return m.write_checkpoint(s, whole_layout, source);
+  drain_checkpoint_source(whole_layout, source);
+  return "";
 }
 
 void Trainer::run() {
