@@ -35,7 +35,7 @@ std::vector<ParamInfo> layout_of_range(const std::vector<ParamInfo>& layout, siz
 
 ZeroOptimizer::ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamInfo>& layout,
                              const AdamWParams& hp, std::vector<FlatRange> partitions)
-    : comm_(comm), layout_(layout), hp_(hp), count_(total_params(layout)) {
+    : comm_(comm), count_(total_params(layout)) {
   if (partitions.empty()) partitions.push_back({0, count_});
   std::sort(partitions.begin(), partitions.end(),
             [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });

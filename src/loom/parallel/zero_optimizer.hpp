@@ -68,8 +68,6 @@ class ZeroOptimizer {
     AdamW opt;                         // over `mine` (indices from mine.begin)
   };
   comm::Communicator& comm_;
-  std::vector<ParamInfo> layout_;
-  AdamWParams hp_;
   size_t count_;
   std::vector<Part> parts_;
 };
