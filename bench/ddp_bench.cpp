@@ -127,8 +127,12 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
   all[me + 2] = static_cast<float>(r.comm_s);
   comm.allgather(all.data(), all.size());
   size_t worst = me;
-  for (size_t i = 0; i < all.size(); i += 3)
+  r.stage_overlap.assign(o.pp, 1.0);
+  for (size_t i = 0; i < all.size(); i += 3) {
     if (all[i] < all[worst]) worst = i;
+    const int stage = mesh_coord(mesh.shape(), static_cast<int>(i / 3)).pp;
+    r.stage_overlap[stage] = std::min<double>(r.stage_overlap[stage], all[i]);
+  }
   r.overlap = all[worst];
   r.exposed_s = all[worst + 1];
   r.comm_s = all[worst + 2];
@@ -138,7 +142,7 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
 std::string to_json_line(const DdpBenchResult& r) {
   return nlohmann::json{{"world", r.world},       {"bucket_mb", r.bucket_mb}, {"buckets", r.buckets},
                         {"step_s", r.step_s},     {"exposed_s", r.exposed_s}, {"comm_s", r.comm_s},
-                        {"overlap", r.overlap}}
+                        {"overlap", r.overlap},     {"stage_overlap", r.stage_overlap}}
       .dump();
 }
 
@@ -153,6 +157,7 @@ DdpBenchResult ddp_bench_result_from_json(const std::string& line) {
   r.exposed_s = j.at("exposed_s");
   r.comm_s = j.at("comm_s");
   r.overlap = j.at("overlap");
+  r.stage_overlap = j.at("stage_overlap").get<std::vector<double>>();
   return r;
 }
 
@@ -170,16 +175,19 @@ void run_ddp_bench(const DdpBenchOptions& o, const std::string& program) {
               "%d steps after %d warm-up | exposed, overlap: the least hidden stage's\n",
               o.config.c_str(), o.batch, o.seq > 0 ? std::to_string(o.seq).c_str() : "context_len",
               o.pp, o.steps, o.warmup);
-  std::printf("%5s %9s %7s %9s %12s %10s %7s %10s\n", "ranks", "bucket_mb", "buckets", "step_ms",
-              "allreduce_ms", "exposed_ms", "overlap", "efficiency");
+  std::printf("%5s %9s %7s %9s %12s %10s %7s %10s  %s\n", "ranks", "bucket_mb", "buckets", "step_ms",
+              "allreduce_ms", "exposed_ms", "overlap", "efficiency", "overlap per stage");
   std::snprintf(line, sizeof line, "%5d %9s %7s %9.1f %12s %10s %7s %10.3f\n", o.pp, "-", "-",
                 one.step_s * 1e3, "-", "-", "-", 1.0);
   std::fputs(line, stdout);
   for (const auto& r : many) {
-    std::snprintf(line, sizeof line, "%5d %9.3g %7zu %9.1f %12.2f %10.2f %6.0f%% %10.3f\n",
+    std::snprintf(line, sizeof line, "%5d %9.3g %7zu %9.1f %12.2f %10.2f %6.0f%% %10.3f ",
                   r.world, r.bucket_mb, r.buckets, r.step_s * 1e3, r.comm_s * 1e3,
                   r.exposed_s * 1e3, r.overlap * 100, one.step_s / r.step_s);
     std::fputs(line, stdout);
+    for (size_t s = 0; s < r.stage_overlap.size(); ++s)
+      std::printf(" %zu: %.0f%%", s, r.stage_overlap[s] * 100);
+    std::printf("\n");
   }
   std::fflush(stdout);
 }

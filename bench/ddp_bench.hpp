@@ -38,6 +38,7 @@ struct DdpBenchResult {
   double bucket_mb = 0;
   size_t buckets = 0;
   double step_s = 0, exposed_s = 0, comm_s = 0, overlap = 0;
+  std::vector<double> stage_overlap;  // per pipeline stage: its least hidden rank's overlap
 };
 
 // On one rank of a job (collective): measures and returns the result (the same on every rank).
