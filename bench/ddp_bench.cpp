@@ -16,6 +16,8 @@
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/parallel/mesh.hpp"
+#include "loom/parallel/pipeline/pipeline_training.hpp"
 
 namespace loom::parallel {
 namespace {
@@ -49,7 +51,8 @@ DdpBenchResult launch_measurement(const DdpBenchOptions& o, int world, double bu
       world,
       {"bench", "ddp", "--config", o.config, "--batch_size", std::to_string(o.batch), "--seq_len",
        std::to_string(o.seq), "--steps", std::to_string(o.steps), "--warmup",
-       std::to_string(o.warmup), "--bucket_mb", std::to_string(bucket_mb)},
+       std::to_string(o.warmup), "--bucket_mb", std::to_string(bucket_mb), "--pp",
+       std::to_string(o.pp), "--micro_batches", std::to_string(o.micro_batches)},
       program, "bench ddp: the " + std::to_string(world) + "-rank measurement"));
 }
 
@@ -58,35 +61,40 @@ DdpBenchResult launch_measurement(const DdpBenchOptions& o, int world, double bu
 DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& model_cfg,
                                   const DdpBenchOptions& o, double bucket_mb) {
   const int T = o.seq > 0 ? o.seq : model_cfg.context_len;
-  GPT model(model_cfg);
+  Mesh mesh(comm, mesh_shape(comm.size(), 1, o.pp));
+  const pipeline::Partition partition = pipeline::stage_partition(comm, model_cfg, o.pp, T, 1);
+  GPT model(model_cfg, pipeline::stage_shard(partition, mesh.coord().pp, 0, 1));
   model.init_weights(1);  // identical replicas
-  DataParallel dp(&comm, model, {}, {false, bucket_mb});
+  DataParallel dp(&mesh.dp(), model, {}, {0, bucket_mb});
   dp.check_identical_replicas();
-  Rng rng(1000 + comm.rank());  // each rank its own data
+  const int micro_batches = o.pp == 1 ? 1 : o.micro_batches > 0 ? o.micro_batches : o.pp;
+  pipeline::PipelineTraining pipe(mesh, model, pipeline::ScheduleKind::OneFOneB, micro_batches);
+  Rng rng(1000 + mesh.coord().dp);  // each replica its own data
   std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * T + 1);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(model_cfg.vocab_size));
 
   std::vector<double> step, exposed;
-  std::vector<float> backward_end(comm.size());
+  std::vector<float> backward_end(mesh.dp().size());
   const SharedClock clock(comm);
   for (int s = 0; s < o.warmup + o.steps; ++s) {
     comm.barrier();  // every step starts together: the time is the step's, not a rank's drift
     Timer t;
     model.zero_grad();
-    model.forward(tokens.data(), tokens.data() + 1, o.batch, T, /*train=*/true);
-    model.backward(1.0f, dp.backward_hook(true));
+    Rng dropout(1);
+    pipe.forward_backward(tokens.data(), tokens.data() + 1, o.batch, T, 1.0f, dropout,
+                          dp.backward_hook(true));
     const double my_backward_end = clock.now();
     dp.reduce_gradients();
     const double reduced = clock.now();
-    dp.grad_sq_sum();  // as the trainer does, for clipping
+    pipe.sum_over_stages(dp.grad_sq_sum(pipe.norm_skip()));  // as the trainer does, for clipping
     dp.step(1e-4f, 1.0f);
     const double step_s = t.seconds();
     // Exposed communication: from the end of the slowest rank's backward (no all-reduce can
     // finish before it) to the end of the all-reduces. Waiting for a slower rank is skew, not
     // communication, so it is not counted.
     std::fill(backward_end.begin(), backward_end.end(), 0.0f);
-    backward_end[comm.rank()] = static_cast<float>(my_backward_end);
-    comm.allgather(backward_end.data(), backward_end.size());
+    backward_end[mesh.coord().dp] = static_cast<float>(my_backward_end);
+    mesh.dp().allgather(backward_end.data(), backward_end.size());
     const double last_backward_end = *std::max_element(backward_end.begin(), backward_end.end());
     if (s < o.warmup) continue;
     step.push_back(step_s);
@@ -96,9 +104,9 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
   r.world = comm.size();
   r.bucket_mb = bucket_mb;
   r.step_s = median(step);
-  if (comm.size() > 1) {
+  if (mesh.dp().size() > 1) {
     // The same bucketed all-reduces with nothing to overlap: all launched at once, then waited.
-    GradientBuckets buckets(comm, model.grads(), model.num_params(), bucket_bytes(bucket_mb));
+    GradientBuckets buckets(mesh.dp(), model.grads(), model.num_params(), bucket_bytes(bucket_mb));
     std::vector<double> comm_s;
     for (int s = 0; s < o.warmup + o.steps; ++s) {
       comm.barrier();
@@ -111,13 +119,30 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
     r.comm_s = median(comm_s);
     r.overlap = r.comm_s > 0 ? std::clamp(1.0 - r.exposed_s / r.comm_s, 0.0, 1.0) : 0.0;
   }
+  // Every rank gets the figures of the stage whose reduction is least hidden.
+  std::vector<float> all(3 * static_cast<size_t>(comm.size()), 0.0f);
+  const size_t me = 3 * static_cast<size_t>(comm.rank());
+  all[me] = static_cast<float>(r.overlap);
+  all[me + 1] = static_cast<float>(r.exposed_s);
+  all[me + 2] = static_cast<float>(r.comm_s);
+  comm.allgather(all.data(), all.size());
+  size_t worst = me;
+  r.stage_overlap.assign(o.pp, 1.0);
+  for (size_t i = 0; i < all.size(); i += 3) {
+    if (all[i] < all[worst]) worst = i;
+    const int stage = mesh_coord(mesh.shape(), static_cast<int>(i / 3)).pp;
+    r.stage_overlap[stage] = std::min<double>(r.stage_overlap[stage], all[i]);
+  }
+  r.overlap = all[worst];
+  r.exposed_s = all[worst + 1];
+  r.comm_s = all[worst + 2];
   return r;
 }
 
 std::string to_json_line(const DdpBenchResult& r) {
   return nlohmann::json{{"world", r.world},       {"bucket_mb", r.bucket_mb}, {"buckets", r.buckets},
                         {"step_s", r.step_s},     {"exposed_s", r.exposed_s}, {"comm_s", r.comm_s},
-                        {"overlap", r.overlap}}
+                        {"overlap", r.overlap},     {"stage_overlap", r.stage_overlap}}
       .dump();
 }
 
@@ -132,31 +157,37 @@ DdpBenchResult ddp_bench_result_from_json(const std::string& line) {
   r.exposed_s = j.at("exposed_s");
   r.comm_s = j.at("comm_s");
   r.overlap = j.at("overlap");
+  r.stage_overlap = j.at("stage_overlap").get<std::vector<double>>();
   return r;
 }
 
 void run_ddp_bench(const DdpBenchOptions& o, const std::string& program) {
-  LOOM_CHECK(o.nproc >= 2, "bench ddp: --nproc must be >= 2, got ", o.nproc);
+  LOOM_CHECK(o.pp >= 1, "bench ddp: --pp must be >= 1, got ", o.pp);
+  LOOM_CHECK(o.nproc >= 2 * o.pp && o.nproc % o.pp == 0, "bench ddp: --nproc must be a multiple "
+             "of --pp ", o.pp, " with at least 2 data-parallel replicas, got ", o.nproc);
   LOOM_CHECK(!o.bucket_mb.empty(), "bench ddp: no bucket size given");
-  const DdpBenchResult one = launch_measurement(o, 1, o.bucket_mb.front(), program);
+  const DdpBenchResult one = launch_measurement(o, o.pp, o.bucket_mb.front(), program);
   std::vector<DdpBenchResult> many;
   for (double mb : o.bucket_mb) many.push_back(launch_measurement(o, o.nproc, mb, program));
 
   char line[256];
-  std::printf("bench ddp: %s | per-rank batch %d x seq %s | 1 thread per rank | medians of %d "
-              "steps after %d warm-up\n",
+  std::printf("bench ddp: %s | per-rank batch %d x seq %s | pp %d | 1 thread per rank | medians of "
+              "%d steps after %d warm-up | exposed, overlap: the least hidden stage's\n",
               o.config.c_str(), o.batch, o.seq > 0 ? std::to_string(o.seq).c_str() : "context_len",
-              o.steps, o.warmup);
-  std::printf("%5s %9s %7s %9s %12s %10s %7s %10s\n", "ranks", "bucket_mb", "buckets", "step_ms",
-              "allreduce_ms", "exposed_ms", "overlap", "efficiency");
-  std::snprintf(line, sizeof line, "%5d %9s %7s %9.1f %12s %10s %7s %10.3f\n", 1, "-", "-",
+              o.pp, o.steps, o.warmup);
+  std::printf("%5s %9s %7s %9s %12s %10s %7s %10s  %s\n", "ranks", "bucket_mb", "buckets", "step_ms",
+              "allreduce_ms", "exposed_ms", "overlap", "efficiency", "overlap per stage");
+  std::snprintf(line, sizeof line, "%5d %9s %7s %9.1f %12s %10s %7s %10.3f\n", o.pp, "-", "-",
                 one.step_s * 1e3, "-", "-", "-", 1.0);
   std::fputs(line, stdout);
   for (const auto& r : many) {
-    std::snprintf(line, sizeof line, "%5d %9.3g %7zu %9.1f %12.2f %10.2f %6.0f%% %10.3f\n",
+    std::snprintf(line, sizeof line, "%5d %9.3g %7zu %9.1f %12.2f %10.2f %6.0f%% %10.3f ",
                   r.world, r.bucket_mb, r.buckets, r.step_s * 1e3, r.comm_s * 1e3,
                   r.exposed_s * 1e3, r.overlap * 100, one.step_s / r.step_s);
     std::fputs(line, stdout);
+    for (size_t s = 0; s < r.stage_overlap.size(); ++s)
+      std::printf(" %zu: %.0f%%", s, r.stage_overlap[s] * 100);
+    std::printf("\n");
   }
   std::fflush(stdout);
 }

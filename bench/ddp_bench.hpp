@@ -1,15 +1,18 @@
 #pragma once
 // The data-parallel benchmark behind `loom bench ddp`. One measurement (run_ddp_bench_rank) runs
-// on every rank of a job: training steps (forward, backward with bucketed all-reduce overlapped,
-// AdamW) on random tokens, the same per-rank batch whatever the world size, one thread per rank.
-// It reports, as medians over the timed steps (after warm-up):
+// on every rank of a job: training steps as the trainer runs them (the pipeline runtime's
+// forward and backward, pp stages of 1F1B, with the bucketed all-reduce hooked into each chunk's
+// last backward; AdamW) on random tokens, the same per-rank batch whatever the world size, one
+// thread per rank. It reports, as medians over the timed steps (after warm-up), for the stage
+// whose reduction is least hidden:
 //   step_s      time of a whole step on rank 0 (steps end in a collective: ~ the slowest rank's)
-//   exposed_s   time from the end of the slowest rank's backward to the end of the gradient
-//               all-reduces (rank skew is not communication and is not counted)
+//   exposed_s   time from the end of the slowest data-parallel peer's backward (its pipeline
+//               step) to the end of the gradient all-reduces (rank skew is not communication
+//               and is not counted)
 //   comm_s      time of the same bucketed all-reduces run alone (nothing to hide behind)
 //   overlap     1 - exposed_s / comm_s: the share of all-reduce time hidden behind backward
-// run_ddp_bench launches itself (`loom bench ddp --worker ...`) on 1 and on N ranks for each
-// bucket size and compares: efficiency = step_s(1 rank) / step_s(N ranks).
+// run_ddp_bench launches itself (`loom bench ddp --worker ...`) on pp and on N ranks for each
+// bucket size and compares: efficiency = step_s(pp ranks) / step_s(N ranks).
 #include <string>
 #include <vector>
 
@@ -21,6 +24,8 @@ namespace loom::parallel {
 struct DdpBenchOptions {
   std::string config;  // JSON config file; its "model" section is used
   int nproc = 2;
+  int pp = 1;            // pipeline stages (nproc / pp data-parallel replicas)
+  int micro_batches = 0;  // under pp > 1: per batch; 0: pp
   int batch = 8;  // per rank
   int seq = 0;    // 0: the model's context_len
   int steps = 5;
@@ -33,6 +38,7 @@ struct DdpBenchResult {
   double bucket_mb = 0;
   size_t buckets = 0;
   double step_s = 0, exposed_s = 0, comm_s = 0, overlap = 0;
+  std::vector<double> stage_overlap;  // per pipeline stage: its least hidden rank's overlap
 };
 
 // On one rank of a job (collective): measures and returns the result (the same on every rank).

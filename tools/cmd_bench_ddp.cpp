@@ -1,6 +1,7 @@
-// `loom bench ddp --config C --nproc N [--bucket_mb 1,5,25]`: data-parallel step time on 1 and on
-// N local ranks at equal per-rank batch (one thread per rank), the share of all-reduce time
-// hidden behind backward, and scaling efficiency (see bench/ddp_bench.hpp).
+// `loom bench ddp --config C --nproc N [--pp P] [--bucket_mb 1,5,25]`: data-parallel step time on
+// P (one replica) and on N local ranks at equal per-rank batch (one thread per rank), the share of
+// all-reduce time hidden behind backward (under a pipeline too), and scaling efficiency (see
+// bench/ddp_bench.hpp).
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -55,7 +56,12 @@ const bool registered = loom::cli::register_command(
     [](CLI::App& app) {
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->bench.config, "config file (its \"model\" section is used)")->required();
-      app.add_option("--nproc,-n", o->bench.nproc, "ranks to compare with 1")->capture_default_str();
+      app.add_option("--nproc,-n", o->bench.nproc, "ranks to compare with one replica (pp ranks)")->capture_default_str();
+      app.add_option("--pp", o->bench.pp, "pipeline stages (1F1B); nproc / pp data-parallel replicas")
+          ->capture_default_str();
+      app.add_option("--micro_batches", o->bench.micro_batches,
+                     "under --pp > 1: micro-batches per batch; 0: pp")
+          ->capture_default_str();
       app.add_option("--batch_size", o->bench.batch, "sequences per rank per step")->capture_default_str();
       app.add_option("--seq_len", o->bench.seq, "sequence length; 0: context_len")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();

@@ -1,6 +1,7 @@
 // `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
-// and with --nproc/--tp/--pp the process mesh a job of that shape would have, and with
-// --ranks-per-host which of its groups stay inside a host.
+// and with --nproc/--tp/--pp the parallel plan (loom/config/parallel_plan.hpp) and the process
+// mesh a job of that shape would have, and with --ranks-per-host which of its groups stay inside
+// a host.
 #include <cblas.h>
 #include <omp.h>
 
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "command_registry.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/device/device.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/parallel/mesh.hpp"
@@ -42,7 +44,13 @@ int run(const Options& o) {
 #else
             << "backends: shm\n";
 #endif
-  if (o.nproc > 0) std::cout << loom::parallel::describe_mesh(shape) << placement;
+  if (o.nproc > 0) {
+    loom::RunConfig config;  // every other setting as `loom train` defaults it
+    config.train.tp = o.tp;
+    config.train.pp = o.pp;
+    std::cout << loom::make_parallel_plan(config, shape.world()).describe() << "\n"
+              << loom::parallel::describe_mesh(shape) << placement;
+  }
   return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "loom/train/memory_model.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/config/train_config.hpp"
 
 namespace {
@@ -169,10 +170,8 @@ struct RankRun {
       {
         loom::kernels::MatmulPrecisionScope precision(p);
         if (pipe) {
-          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng);
-          pipe->reduce_tied_embedding();
-          if (const auto all_at_once = dp->backward_hook(true))
-            all_at_once(0, model->num_params());
+          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng,
+                                 dp->backward_hook(true));
         } else {
           model->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
           model->backward(1.0f, dp->backward_hook(true));
@@ -326,6 +325,18 @@ int run(const Options& o) {
   peaks[2 * comm->rank() + 1] = static_cast<float>(runtime / MiB);
   if (world > 1) comm->allreduce(peaks.data(), peaks.size());
   if (comm->rank() != 0) return 0;
+  loom::RunConfig run_config;  // this measurement as `loom train` would plan it
+  run_config.model = cfg;
+  loom::TrainConfig& t = run_config.train;
+  t.tp = o.tp;
+  t.pp = o.pp;
+  t.micro_batches = o.micro_batches;
+  t.schedule = mo.schedule;
+  t.precision = requested;
+  t.recompute = recompute;
+  t.zero = o.zero;
+  t.bucket_mb = o.bucket_mb;
+  std::printf("%s\n", loom::make_parallel_plan(run_config, world).describe().c_str());
   std::printf("memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s) = dp %d x "
               "tp %d x pp %d, ZeRO-%d, recompute %s, %d thread(s)",
               static_cast<long long>(cfg.num_params()), o.batch, o.seq,

@@ -22,6 +22,7 @@
 #include "loom/model/gpt_config.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/parallel/planner/calibration_cache.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "loom/config/train_config.hpp"
 
@@ -70,6 +71,24 @@ double cores_per_rank(const Options& o, bool validating) {
   note(loom::detail::concat("assuming ", here, " cores per rank (this machine's: its ", here,
                             " cores cannot hold ", o.nproc, " ranks); pass --cores_per_rank"));
   return here;
+}
+
+// The plan `loom train` would run for the prediction's layout, ZeRO stage and recompute mode (the
+// other settings as it defaults them).
+loom::ParallelPlan chosen_plan(const loom::planner::PlanRequest& req, const loom::planner::Prediction& p) {
+  const loom::planner::Layout& L = p.layout;
+  loom::RunConfig config;
+  config.model = req.model;
+  loom::TrainConfig& t = config.train;
+  t.tp = L.tp;
+  t.pp = L.pp;
+  t.schedule = L.schedule;
+  t.virtual_stages = L.virtual_stages;
+  t.micro_batches = L.micro_batches;
+  t.recompute = p.recompute;
+  t.zero = p.zero;
+  t.bucket_mb = req.bucket_mb;
+  return loom::make_parallel_plan(config, req.world);
 }
 
 // Trains the chosen layouts and prints predicted beside measured step times.
@@ -205,6 +224,7 @@ int run(const Options& o) {
   }
   const size_t over = std::count_if(preds.begin(), preds.end(), [](const auto& p) { return !p.fits; });
   if (over > 0) std::printf("(!: over --mem_gb %.2f; %zu of %zu layouts)\n", o.mem_gb, over, preds.size());
+  if (!preds.empty()) std::printf("chosen %s\n", chosen_plan(req, preds.front()).describe().c_str());
   if (o.validate > 0 || !o.layouts.empty()) validate(o, req, k, preds);
   return 0;
 }

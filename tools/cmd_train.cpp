@@ -255,7 +255,7 @@ int run(const Options& o) {
     std::cout << "comm: " << comm->size() << " ranks on " << comm->hosts()->count() << " hosts, "
               << (comm->hierarchical() ? "hierarchical" : "flat") << std::endl;
   if (!o.trace.empty()) loom::trace::enable(comm->rank());
-  loom::Trainer trainer(config, comm.get());
+  loom::Trainer trainer(config, *comm);
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
   else if (!o.init_from.empty()) trainer.init_from(o.init_from);
   trainer.run();

@@ -95,11 +95,14 @@ size_t DataParallel::gradient_bytes() const {
 
 double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }
 
-void DataParallel::with_full_optimizer(const std::function<void(const AdamW&)>& use) {
-  if (zero_)
-    use(zero_->full_state());
-  else
-    use(*adamw_);
+const float* DataParallel::moment(bool second, const ParamInfo& p, float* scratch) {
+  if (!zero_) return (second ? adamw_->v() : adamw_->m()) + p.offset;
+  zero_->gather_moments(second, {p.offset, p.offset + p.numel}, scratch);
+  return scratch;
+}
+
+int64_t DataParallel::optimizer_step() const {
+  return zero_ ? zero_->step_count() : adamw_->step_count();
 }
 
 void DataParallel::load_full_optimizer(const std::function<void(AdamW&)>& fill) {

@@ -61,9 +61,15 @@ class DataParallel {
   // Collective: the sum of x over the ranks (close to double precision).
   double sum(double x);
 
-  // Collective: calls `use` with an optimizer holding the whole buffer's moments (gathered from
-  // the shards under ZeRO), for saving a world-size-independent checkpoint.
-  void with_full_optimizer(const std::function<void(const AdamW&)>& use);
+  // Whether the optimizer's moments are sharded over the ranks (ZeRO): every rank then takes
+  // part in moment().
+  bool shards_moments() const { return zero_.has_value(); }
+  // This rank's moments (m, or v when `second`) of tensor p of the model's layout, for saving a
+  // world-size-independent checkpoint one tensor at a time: a pointer into the optimizer, or
+  // under ZeRO `scratch` (p.numel floats) filled from the shards (collective: every rank asks
+  // for the same tensors in the same order).
+  const float* moment(bool second, const ParamInfo& p, float* scratch);
+  int64_t optimizer_step() const;
   // Fills the optimizer from a whole-buffer state (`fill` receives an optimizer to load into);
   // under ZeRO this rank keeps its shard.
   void load_full_optimizer(const std::function<void(AdamW&)>& fill);

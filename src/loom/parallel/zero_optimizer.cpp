@@ -35,7 +35,7 @@ std::vector<ParamInfo> layout_of_range(const std::vector<ParamInfo>& layout, siz
 
 ZeroOptimizer::ZeroOptimizer(comm::Communicator& comm, const std::vector<ParamInfo>& layout,
                              const AdamWParams& hp, std::vector<FlatRange> partitions)
-    : comm_(comm), layout_(layout), hp_(hp), count_(total_params(layout)) {
+    : comm_(comm), count_(total_params(layout)) {
   if (partitions.empty()) partitions.push_back({0, count_});
   std::sort(partitions.begin(), partitions.end(),
             [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
@@ -85,17 +85,19 @@ void ZeroOptimizer::step(float* params, const Shard& shard, float lr, float clip
   }
 }
 
-AdamW ZeroOptimizer::full_state() const {
-  AdamW full(layout_, hp_);
+void ZeroOptimizer::gather_moments(bool second, FlatRange r, float* out) const {
+  LOOM_CHECK(r.begin <= r.end && r.end <= count_, "ZeRO: moments of [", r.begin, ", ", r.end,
+             ") outside the ", count_, " parameters");
+  const size_t n = r.end - r.begin;
+  std::fill_n(out, n, 0.0f);
   for (const Part& p : parts_) {
-    const size_t n = p.mine.end - p.mine.begin;
-    std::copy_n(p.opt.m(), n, full.m() + p.mine.begin);
-    std::copy_n(p.opt.v(), n, full.v() + p.mine.begin);
-    comm_.allgather(full.m() + p.range.begin, p.range.end - p.range.begin);
-    comm_.allgather(full.v() + p.range.begin, p.range.end - p.range.begin);
+    const size_t begin = std::max(p.mine.begin, r.begin), end = std::min(p.mine.end, r.end);
+    if (begin >= end) continue;
+    const float* mine = (second ? p.opt.v() : p.opt.m()) + (begin - p.mine.begin);
+    std::copy(mine, mine + (end - begin), out + (begin - r.begin));
   }
-  full.set_step_count(parts_.front().opt.step_count());
-  return full;
+  // The ranks' blocks are disjoint, so their sum assembles the range exactly (x + 0 = x).
+  comm_.allreduce(out, n);
 }
 
 void ZeroOptimizer::load_full_state(const AdamW& full) {

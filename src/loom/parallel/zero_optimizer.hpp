@@ -53,8 +53,11 @@ class ZeroOptimizer {
   // then all-gathers params so every rank holds the whole updated model.
   void step(float* params, const Shard& shard, float lr, float clip);
 
-  // Collective: an optimizer over the whole buffer holding every rank's moments.
-  AdamW full_state() const;
+  // Collective: out[0, r.end - r.begin) <- the moments (m, or v when `second`) of flat range r
+  // (e.g. one tensor), from every rank's shard: a checkpoint gathers one tensor at a time, with
+  // no more extra memory than that tensor.
+  void gather_moments(bool second, FlatRange r, float* out) const;
+  int64_t step_count() const { return parts_.front().opt.step_count(); }
   void load_full_state(const AdamW& full);
 
  private:
@@ -65,8 +68,6 @@ class ZeroOptimizer {
     AdamW opt;                         // over `mine` (indices from mine.begin)
   };
   comm::Communicator& comm_;
-  std::vector<ParamInfo> layout_;
-  AdamWParams hp_;
   size_t count_;
   std::vector<Part> parts_;
 };

@@ -2,7 +2,9 @@
 // The whole tensors of a model held in pieces (tensor-parallel shards of pipeline stages), for a
 // checkpoint: each tensor is gathered when the writer asks for it, over the tp group and then
 // the pp group, into the writer's one-tensor scratch buffer. Saving a sharded model therefore
-// needs one extra tensor of memory, not whole copies of parameters and moments.
+// needs one extra tensor of memory, not whole copies of parameters and moments; the moments of
+// one local tensor come from `moments` when asked for (under ZeRO gathered from the shards of
+// the data-parallel group, whose ranks then drain the source too).
 // Collective over the tp and pp groups of one replica: all of its ranks ask for the same tensors
 // in the same order (world rank 0 writes them, the others drain_checkpoint_source).
 #include <functional>
@@ -10,33 +12,40 @@
 
 #include "loom/comm/communicator.hpp"
 #include "loom/model/param_layout.hpp"
-#include "loom/optim/adamw.hpp"
 #include "loom/train/checkpoint.hpp"
 
 namespace loom {
 
 class GatheredCheckpointSource : public CheckpointSource {
  public:
-  // Pieces of this rank: params and the optimizer's moments, laid out by local_layout. tp: its
+  // moments(second, local_p, scratch): this rank's m (v when `second`) of its tensor local_p, a
+  // pointer to local_p.numel floats (its own, or `scratch` filled).
+  using MomentsFn =
+      std::function<const float*(bool second, const ParamInfo& local_p, float* scratch)>;
+
+  // Pieces of this rank: params, laid out by local_layout, and their moments. tp: its
   // tensor-parallel group; gather_stages(whole_p, t): completes t over the pipeline stages
   // (empty at pp 1). All must outlive this.
   GatheredCheckpointSource(comm::Communicator& tp, const std::vector<ParamInfo>& local_layout,
-                           const float* params, const AdamW& optimizer,
+                           const float* params, MomentsFn moments, int64_t optimizer_step,
                            std::function<void(const ParamInfo&, float*)> gather_stages)
       : tp_(tp),
         local_layout_(local_layout),
         params_(params),
-        optimizer_(optimizer),
+        moments_(std::move(moments)),
+        optimizer_step_(optimizer_step),
         gather_stages_(std::move(gather_stages)) {}
 
   const float* tensor(CheckpointTensor kind, const ParamInfo& whole_p, float* scratch) override;
-  int64_t optimizer_step() const override { return optimizer_.step_count(); }
+  int64_t optimizer_step() const override { return optimizer_step_; }
 
  private:
   comm::Communicator& tp_;
   const std::vector<ParamInfo>& local_layout_;
   const float* params_;
-  const AdamW& optimizer_;
+  MomentsFn moments_;
+  int64_t optimizer_step_;
+  std::vector<float> piece_;  // one local tensor's moments
   std::function<void(const ParamInfo&, float*)> gather_stages_;
 };
 

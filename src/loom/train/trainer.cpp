@@ -25,11 +25,11 @@
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/core/trace.hpp"
 #include "loom/train/async_checkpoint.hpp"
-#include "loom/train/backward_trace.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
 #include "loom/parallel/pipeline/rebalance.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
+#include "loom/config/parallel_plan.hpp"
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/gathered_checkpoint_source.hpp"
@@ -72,26 +72,17 @@ std::string steps_lost_note(const std::string& out_dir, const std::string& log_f
                       : "";
 }
 
-// The mesh of `world` for the config's tp and pp (none for a single process, where they must
-// be 1).
-std::unique_ptr<parallel::Mesh> make_mesh(const TrainConfig& c, comm::Communicator* world) {
-  const parallel::MeshShape shape = parallel::mesh_shape(world ? world->size() : 1, c.tp, c.pp);
-  return world ? std::make_unique<parallel::Mesh>(*world, shape) : nullptr;
-}
 
 size_t buffer_size(const std::vector<ParamInfo>& layout) {
   return layout.back().offset + layout.back().numel;
 }
 
-// This rank's piece of the model: its tp slice of its pipeline stage (the whole model at pp 1).
-ModelShard rank_shard(const TrainConfig& c, parallel::Mesh* mesh,
+// This rank's piece of the model: its tp slice of its pipeline stage.
+ModelShard rank_shard(const ParallelPlan& plan, parallel::Mesh& mesh,
                       const pipeline::Partition& partition) {
-  const int tp_rank = mesh ? mesh->coord().tp : 0;
-  if (c.pp == 1) return ModelShard{tp_rank, c.tp};
-  return pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, c.tp, c.virtual_stages);
+  return pipeline::stage_shard(partition, mesh.coord().pp, mesh.coord().tp, plan.mesh.tp,
+                               plan.virtual_stages);
 }
-
-int micro_batches(const TrainConfig& c) { return c.micro_batches > 0 ? c.micro_batches : c.pp; }
 
 // Fault injection for the divergence drill: LOOM_FAULT_NAN_LOSS=<step>:<world rank> makes that
 // rank's loss of that step (1-based) NaN, as if its micro-batches had diverged alone.
@@ -118,14 +109,15 @@ struct NanLossFault {
 
 struct Trainer::Impl {
   RunConfig cfg;
+  ParallelPlan plan;
   std::unique_ptr<parallel::Mesh> mesh;
-  std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // tp > 1
+  std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // the model's tp group (none at tp 1)
   int world_rank;
   int rank, world;  // data-parallel rank and size: the data and the loss are split over these
-  pipeline::Partition partition;  // pp > 1: the stages' blocks
+  pipeline::Partition partition;  // the stages' blocks
   GPT model;
   parallel::DataParallel dp;
-  std::unique_ptr<pipeline::PipelineTraining> pipe;  // pp > 1
+  pipeline::PipelineTraining pipe;
   std::unique_ptr<pipeline::Rebalancer> rebalancer;  // --rebalance
   LrSchedule schedule;
   std::string tokenizer_name;
@@ -144,32 +136,26 @@ struct Trainer::Impl {
   }};
 
   // `reuse`: the mesh of `comm` already made (a stage re-built by --rebalance keeps it).
-  Impl(const RunConfig& c, comm::Communicator* comm,
+  Impl(const RunConfig& c, comm::Communicator& comm,
        std::unique_ptr<parallel::Mesh> reuse = nullptr)
       : cfg(c),
-        mesh(reuse ? std::move(reuse) : make_mesh(c.train, comm)),
-        tp(c.train.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp()) : nullptr),
-        world_rank(comm ? comm->rank() : 0),
-        rank(mesh ? mesh->coord().dp : 0),
-        world(mesh ? mesh->shape().dp : 1),
-        partition(c.train.pp > 1
-                      ? pipeline::stage_partition(
-                            *comm, c.model, c.train.pp * c.train.virtual_stages,
-                            c.train.seq_len, omp_get_max_threads(),
-                            pipeline::parse_stage_blocks(c.train.partition, c.model.n_layer,
-                                                         c.train.pp, "--partition"))
-                      : pipeline::Partition{}),
-        model(c.model, rank_shard(c.train, mesh.get(), partition), tp.get()),
-        dp(mesh ? &mesh->dp() : nullptr, model, adamw_params(),
-           {c.train.zero, c.train.bucket_mb, c.train.grad_reduce == GradReduce::kBF16},
-           mesh ? &mesh->tp() : nullptr),
-        pipe(c.train.pp > 1 ? std::make_unique<pipeline::PipelineTraining>(
-                                  *mesh, model, c.train.schedule,
-                                  micro_batches(c.train), c.train.virtual_stages)
+        plan(make_parallel_plan(c, comm.size())),
+        mesh(reuse ? std::move(reuse) : std::make_unique<parallel::Mesh>(comm, plan.mesh)),
+        tp(plan.mesh.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp())
                             : nullptr),
-        rebalancer(c.train.rebalance && pipe ? std::make_unique<pipeline::Rebalancer>(
-                                                   partition, c.train.rebalance_steps)
-                                             : nullptr),
+        world_rank(comm.rank()),
+        rank(mesh->coord().dp),
+        world(mesh->shape().dp),
+        partition(pipeline::stage_partition(comm, c.model, plan.mesh.pp * plan.virtual_stages,
+                                            c.train.seq_len, omp_get_max_threads(),
+                                            plan.stage_blocks)),
+        model(c.model, rank_shard(plan, *mesh, partition), tp.get()),
+        dp(&mesh->dp(), model, adamw_params(),
+           {plan.zero, plan.bucket_mb, plan.grad_reduce == GradReduce::kBF16}, &mesh->tp()),
+        pipe(*mesh, model, plan.schedule, plan.micro_batches, plan.virtual_stages),
+        rebalancer(c.train.rebalance ? std::make_unique<pipeline::Rebalancer>(
+                                           partition, c.train.rebalance_steps)
+                                     : nullptr),
         schedule(make_schedule(c.train)),
         tokenizer_name(data_tokenizer(c.train.data_dir)),
         tokenizer(load_tokenizer(tokenizer_name)),
@@ -177,7 +163,7 @@ struct Trainer::Impl {
                    c.model.vocab_size),
         loader(train_data, c.train.batch_size, c.train.seq_len, rank, world, c.train.seed),
         dropout_rng(c.train.seed + 1),
-        precision(kernels::resolve_precision(c.train.precision)) {
+        precision(plan.precision) {
     LOOM_CHECK(tokenizer->vocab_size() <= c.model.vocab_size, "vocab_size ", c.model.vocab_size,
                " is smaller than the vocabulary of the data's tokenizer (", tokenizer_name, ": ",
                tokenizer->vocab_size(), ")");
@@ -192,7 +178,7 @@ struct Trainer::Impl {
                  c.train.seq_len + 1, " tokens (one window)");
     }
     model.init_weights(c.train.seed);
-    model.set_recompute(c.train.recompute);
+    model.set_recompute(plan.recompute);
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);
@@ -213,19 +199,16 @@ struct Trainer::Impl {
       const size_t rows = std::min(B, mine.size() - first);
       for (size_t r = 0; r < rows; ++r)
         data.get(mine[first + r], inputs.data() + r * T, targets.data() + r * T);
-      sum += rows * (pipe ? pipe->forward_only(inputs.data(), targets.data(),
-                                               static_cast<int>(rows), static_cast<int>(T))
-                          : model.forward(inputs.data(), targets.data(), static_cast<int>(rows),
-                                          static_cast<int>(T), /*train=*/false));
+      sum += rows * pipe.forward_only(inputs.data(), targets.data(), static_cast<int>(rows),
+                                      static_cast<int>(T));
     }
-    if (pipe) sum = pipe->sum_over_stages(sum);  // the loss is on the last stage
+    sum = pipe.sum_over_stages(sum);  // the loss is on the last stage
     return dp.sum(sum) / static_cast<double>(count);
   }
 
   // Fills this rank's parameters from whole tensors: read(layout, params) writes the whole
   // model's, laid out by `layout` (straight into the model when this rank holds all of it).
   void load_whole_params(const std::function<void(const std::vector<ParamInfo>&, float*)>& read) {
-    if (!tp && !pipe) return read(model.layout(), model.params());
     // Each rank keeps its pieces (of its stage) of the whole tensors.
     const auto whole_layout = gpt_param_layout(cfg.model);
     std::vector<float> whole(buffer_size(whole_layout));
@@ -251,9 +234,9 @@ struct Trainer::Impl {
 
   // Collective over all ranks: "1, 3", the world ranks where `mine` holds.
   std::string ranks_where(bool mine) {
-    std::vector<float> flags(mesh ? mesh->world().size() : 1, 0.0f);
+    std::vector<float> flags(mesh->world().size(), 0.0f);
     flags[world_rank] = mine ? 1.0f : 0.0f;
-    if (mesh) mesh->world().allreduce(flags.data(), flags.size());
+    mesh->world().allreduce(flags.data(), flags.size());
     std::string out;
     for (size_t r = 0; r < flags.size(); ++r)
       if (flags[r] > 0) out += (out.empty() ? "" : ", ") + std::to_string(r);
@@ -262,7 +245,7 @@ struct Trainer::Impl {
 
   // Collective over all ranks: whether any of them was asked to stop (`signal` > 0 on it).
   bool any_rank_stops(int signal) {
-    if (!mesh || mesh->world().size() == 1) return signal > 0;
+    if (mesh->world().size() == 1) return signal > 0;
     float flag = signal > 0 ? 1.0f : 0.0f;
     mesh->world().allreduce(&flag, 1);
     return flag > 0;
@@ -277,7 +260,7 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(const RunConfig& config, comm::Communicator* comm)
+Trainer::Trainer(const RunConfig& config, comm::Communicator& comm)
     : impl_(std::make_unique<Impl>(config, comm)) {}
 
 Trainer::~Trainer() = default;
@@ -297,20 +280,15 @@ void Trainer::resume(const std::string& checkpoint) {
   m.load_whole_params([&](const std::vector<ParamInfo>& layout, float* params) {
     load_checkpoint_params(dir, layout, params);
   });
-  if (!m.tp && !m.pipe) {
-    m.dp.load_full_optimizer(
-        [&](AdamW& opt) { load_checkpoint_optimizer(dir, m.model.layout(), opt); });
-  } else {
-    // The checkpoint holds whole tensors: each rank keeps its pieces (of its stage).
-    const auto whole_layout = gpt_param_layout(m.cfg.model);
-    m.dp.load_full_optimizer([&](AdamW& opt) {
-      AdamW full(whole_layout, m.adamw_params());
-      load_checkpoint_optimizer(dir, whole_layout, full);
-      parallel::scatter_whole(m.model.layout(), full.m(), whole_layout, opt.m());
-      parallel::scatter_whole(m.model.layout(), full.v(), whole_layout, opt.v());
-      opt.set_step_count(full.step_count());
-    });
-  }
+  // The checkpoint holds whole tensors: each rank keeps its pieces (of its stage).
+  const auto whole_layout = gpt_param_layout(m.cfg.model);
+  m.dp.load_full_optimizer([&](AdamW& opt) {
+    AdamW full(whole_layout, m.adamw_params());
+    load_checkpoint_optimizer(dir, whole_layout, full);
+    parallel::scatter_whole(m.model.layout(), full.m(), whole_layout, opt.m());
+    parallel::scatter_whole(m.model.layout(), full.v(), whole_layout, opt.v());
+    opt.set_step_count(full.step_count());
+  });
   m.loader.set_position(state.data);
   m.dropout_rng.set_state(state.dropout_rng);
   m.step = state.step;
@@ -342,32 +320,16 @@ StepStats Trainer::step() {
   // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
   // until the optimizer step, so their bf16 copies are made once per step.
   std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
-  for (int a = 0; a < c.grad_accum && m.pipe; ++a) {
-    // Every stage of a pipeline reads the same batch (stage 0 its tokens, the last its targets).
+  for (int a = 0; a < c.grad_accum; ++a) {
+    // Every stage reads the same batch (stage 0 its tokens, the last its targets).
     m.loader.next(m.inputs.data(), m.targets.data());
-    trace::Scope schedule("pipeline schedule", "compute");
-    s.loss += m.pipe->forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
-                                       1.0f / static_cast<float>(c.grad_accum), m.dropout_rng);
-  }
-  if (m.pipe) {
-    m.pipe->reduce_tied_embedding();
-    const auto all_at_once = m.dp.backward_hook(true);  // no overlap with the pipeline yet
-    if (all_at_once) all_at_once(0, m.model.num_params());
-  }
-  for (int a = 0; a < c.grad_accum && !m.pipe; ++a) {
-    m.loader.next(m.inputs.data(), m.targets.data());
-    trace::Scope forward("forward", "compute");
-    const float loss = m.model.forward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
-                                       /*train=*/true, &m.dropout_rng);
-    // Gradient accumulation: the ranks communicate only during the last micro-batch's backward
-    // (under ZeRO-2 during every one: a rank keeps only its shard of the gradients).
+    // Gradient accumulation: the ranks communicate only during the last batch's backward (under
+    // ZeRO-2 during every one: a rank keeps only its shard of the gradients).
     const bool last = a + 1 == c.grad_accum;
-    forward.end();
-    trace::Scope backward("backward", "compute");
-    m.model.backward(1.0f / static_cast<float>(c.grad_accum),
-                     traced_backward_hook(m.dp.backward_hook(last),
-                                          m.model.layout()));
-    s.loss += loss;
+    trace::Scope schedule("pipeline schedule", "compute");
+    s.loss += m.pipe.forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
+                                      1.0f / static_cast<float>(c.grad_accum), m.dropout_rng,
+                                      m.dp.backward_hook(last), last);
   }
   autocast.reset();
   if (m.nan_fault.hits(m.step + 1, m.world_rank)) s.loss = std::nan("");
@@ -378,9 +340,8 @@ StepStats Trainer::step() {
   trace::Scope reduce("gradient sync", "comm");
   m.dp.reduce_gradients();
   reduce.end();
-  const double sq_sum = m.pipe ? m.pipe->sum_over_stages(m.dp.grad_sq_sum(m.pipe->norm_skip()))
-                               : m.dp.grad_sq_sum();
-  if (m.pipe) s.loss = m.pipe->sum_over_stages(s.loss);  // the loss is on the last stage
+  const double sq_sum = m.pipe.sum_over_stages(m.dp.grad_sq_sum(m.pipe.norm_skip()));
+  s.loss = m.pipe.sum_over_stages(s.loss);  // the loss is on the last stage
   s.loss = m.dp.sum(s.loss / c.grad_accum) / m.world;
   if (!std::isfinite(s.loss))
     LOOM_FAIL("the loss is ", s.loss, " at step ", m.step + 1, " (non-finite on world rank ",
@@ -419,8 +380,7 @@ std::string Trainer::sample() {
   // Seeded from (seed, step), not from a stream: sampling never changes the training run.
   Rng rng(c.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(m.step + 1)));
   const SampleOptions opts{c.temperature, c.top_k};
-  const auto ids = m.pipe ? m.pipe->generate(prompt, c.sample_tokens, opts, rng)
-                          : generate(m.model, prompt, c.sample_tokens, opts, rng);
+  const auto ids = m.pipe.generate(prompt, c.sample_tokens, opts, rng);
   return c.sample_prompt + m.tokenizer->decode(ids);
 }
 
@@ -430,34 +390,26 @@ std::string Trainer::save() {
   s.step = m.step;
   s.data = m.loader.position();
   s.dropout_rng = m.dropout_rng.state();
-  s.world_size = m.mesh ? m.mesh->shape().world() : 1;
+  s.world_size = m.mesh->shape().world();
   s.tokenizer = m.tokenizer_name;
   s.config = to_json(m.cfg);
   s.layout = {{"pp", m.cfg.train.pp}, {"dp", m.world}, {"tp", m.cfg.train.tp}};
-  if (m.pipe) s.layout["stage_blocks"] = m.partition.blocks_text();
+  if (m.cfg.train.pp > 1) s.layout["stage_blocks"] = m.partition.blocks_text();
   if (m.rebalancer) s.layout["rebalanced"] = m.rebalancer->repartitioned();
-  std::string dir;
-  m.dp.with_full_optimizer([&](const AdamW& opt) {
-    if (m.rank != 0) return;  // the data-parallel replicas are identical: replica 0 saves
-    if (!m.tp && !m.pipe) {
-      BufferCheckpointSource source(m.model.layout(), m.model.params(), opt);
-      dir = m.write_checkpoint(s, m.model.layout(), source);
-    } else {
-      // Collective over the tp group, then the pp group: each whole tensor assembled from the
-      // shards and the stages when the writer reaches it.
-      const auto whole_layout = gpt_param_layout(m.cfg.model);
-      GatheredCheckpointSource source(
-          m.mesh->tp(), m.model.layout(), m.model.params(), opt,
-          m.pipe ? std::function<void(const ParamInfo&, float*)>(
-                       [&](const ParamInfo& p, float* t) { m.pipe->gather_stage_tensor(p, t); })
-                 : nullptr);
-      if (m.world_rank == 0)
-        dir = m.write_checkpoint(s, whole_layout, source);
-      else
-        drain_checkpoint_source(whole_layout, source);
-    }
-  });
-  return dir;
+  // The data-parallel replicas are identical: replica 0 saves (the others help when they hold
+  // shards of the moments).
+  if (m.rank != 0 && !m.dp.shards_moments()) return "";
+  // Collective over the dp group (ZeRO's moments), the tp group, then the pp group: each whole
+  // tensor assembled from the shards and the stages when the writer reaches it.
+  const auto whole_layout = gpt_param_layout(m.cfg.model);
+  GatheredCheckpointSource source(
+      m.mesh->tp(), m.model.layout(), m.model.params(),
+      [&](bool second, const ParamInfo& p, float* t) { return m.dp.moment(second, p, t); },
+      m.dp.optimizer_step(),
+      [&](const ParamInfo& p, float* t) { m.pipe.gather_stage_tensor(p, t); });
+  if (m.world_rank == 0) return m.write_checkpoint(s, whole_layout, source);
+  drain_checkpoint_source(whole_layout, source);
+  return "";
 }
 
 void Trainer::run() {
@@ -469,7 +421,7 @@ void Trainer::run() {
     const RebuildNote note = [this] {
       Impl& m = *impl_;
       m.saver.wait();  // the checkpoint is on disk before any rank reads it
-      if (m.mesh) m.mesh->world().barrier();
+      m.mesh->world().barrier();
       return RebuildNote{m.rebalancer->next_blocks(), m.partition.blocks_text(), m.step,
                          m.world_rank == 0};
     }();
@@ -490,7 +442,7 @@ void Trainer::rebuild_stage(const std::vector<int>& blocks) {
   std::unique_ptr<parallel::Mesh> mesh = std::move(impl_->mesh);
   comm::Communicator& world = mesh->world();
   impl_.reset();  // the old stage's memory is free before the new one takes its own
-  impl_ = std::make_unique<Impl>(cfg, &world, std::move(mesh));
+  impl_ = std::make_unique<Impl>(cfg, world, std::move(mesh));
   impl_->rebalancer->adopted();
 }
 
@@ -539,9 +491,10 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
                                        : "")
               << (c.zero ? " | ZeRO-" + std::to_string(c.zero) : "") << " | "
               << kernels::precision_name(m.precision) << " matmuls" << std::endl;
-    if (m.pipe)
-      std::cout << "pipeline: " << pipeline::name(c.schedule) << ", " << m.pipe->schedule().micro_batches()
-                << " micro-batches of " << c.batch_size / m.pipe->schedule().micro_batches()
+    std::cout << m.plan.describe() << std::endl;
+    if (c.pp > 1)
+      std::cout << "pipeline: " << pipeline::name(c.schedule) << ", " << m.pipe.schedule().micro_batches()
+                << " micro-batches of " << c.batch_size / m.pipe.schedule().micro_batches()
                 << " sequences | " << m.partition.describe() << std::endl;
   }
   PreemptionWatch preemption;
@@ -557,7 +510,7 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     }
     if (m.rebalancer)
       m.rebalancer->after_step(m.mesh->world(), m.mesh->coord().pp,
-                               m.mesh->shape().dp * m.mesh->shape().tp, m.pipe->compute_seconds());
+                               m.mesh->shape().dp * m.mesh->shape().tp, m.pipe.compute_seconds());
     const bool last = m.step == c.max_steps;
     if (due(m.step, c.eval_freq) || (last && c.eval_freq > 0)) {
       trace::Scope eval_event("evaluate", "eval");

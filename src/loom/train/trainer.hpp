@@ -41,10 +41,10 @@ struct EvalStats {
 
 class Trainer {
  public:
-  // Builds the process mesh (train.tp x data-parallel ranks), the model shard (initialised from
+  // Builds the process mesh (pp x data-parallel x tp ranks), the model shard (initialised from
   // train.seed), datasets, sampler and optimizer; checks the data against the config. Writes
-  // nothing. `comm` is the world (it must outlive the trainer); nullptr: a single process.
-  explicit Trainer(const RunConfig& config, comm::Communicator* comm = nullptr);
+  // nothing. `comm` is the world (it must outlive the trainer; a solo one for a single process).
+  Trainer(const RunConfig& config, comm::Communicator& comm);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

@@ -2,10 +2,39 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "loom/core/check.hpp"
+#include "loom/core/trace.hpp"
+#include "loom/parallel/pipeline/backward_trace.hpp"
 
 namespace loom::pipeline {
+namespace {
+
+// The flat ranges of the gradient tensors chunk `chunk` of `model` writes, from the buffer's end:
+// its blocks, the embedding (wte, wpe) on chunk 0, ln_f on the last chunk.
+std::vector<parallel::FlatRange> chunk_tensors(const GPT& model, int chunk) {
+  const BlockRange blocks = model.shard().block_chunks(model.config()).at(chunk);
+  const bool last = chunk + 1 == model.shard().num_chunks();
+  const std::string block_prefix = "transformer.h.";
+  std::vector<parallel::FlatRange> out;
+  for (const ParamInfo& p : model.layout()) {
+    bool mine = false;
+    if (p.name.rfind(block_prefix, 0) == 0) {
+      const int l = std::stoi(p.name.substr(block_prefix.size()));
+      mine = l >= blocks.first && l < blocks.last;
+    } else if (p.name.rfind("transformer.ln_f.", 0) == 0) {
+      mine = last;
+    } else {  // wte, wpe
+      mine = chunk == 0;
+    }
+    if (mine) out.push_back({p.offset, p.offset + p.numel});
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
 
 GptStageChunk::GptStageChunk(GPT& model, int micro_batches, bool split_backward, int chunk)
     : model_(model),
@@ -18,10 +47,11 @@ GptStageChunk::GptStageChunk(GPT& model, int micro_batches, bool split_backward,
   LOOM_CHECK(chunk >= 0 && chunk < model.shard().num_chunks(), "gpt stage: chunk ", chunk,
              " of a model with ", model.shard().num_chunks(), " chunks");
   model_.set_split_backward(split_);
+  tensors_ = chunk_tensors(model, chunk);
 }
 
 void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                              float loss_scale, const Rng& dropout) {
+                              float loss_scale, const Rng& dropout, GPT::GradReadyFn on_ready) {
   LOOM_CHECK(batch % m_ == 0, "--micro_batches ", m_, " does not divide batch_size ", batch);
   LOOM_CHECK(in_flight_.empty(), "gpt stage: a new batch while micro-batches are still in flight");
   tokens_ = tokens;
@@ -30,6 +60,8 @@ void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int
   seq_ = seq;
   loss_scale_ = loss_scale;
   dropout_ = dropout;
+  on_ready_ = std::move(on_ready);
+  backwards_done_ = 0;
   loss_sum_ = 0;
 }
 
@@ -45,6 +77,7 @@ size_t GptStageChunk::output_size() const {
 
 void GptStageChunk::forward(int mb, const float* input, float* output) {
   LOOM_CHECK(in_flight_.count(mb) == 0, "gpt stage: forward of micro-batch ", mb, " twice");
+  trace::Scope event("forward", "compute");
   GPT::ActivationsPtr set;
   if (pool_.empty()) {
     set = GPT::new_activations();
@@ -62,9 +95,9 @@ void GptStageChunk::forward(int mb, const float* input, float* output) {
       embeds_ ? model_.forward(tokens_ + off, targets, rows_, seq_, /*train=*/true, &rng, first_sample)
               : model_.forward_activation(input, targets, rows_, seq_, /*train=*/true, &rng,
                                           first_sample);
+  // A non-finite loss is not thrown here: the trainer's peers would wait for this rank in their
+  // next collective. The loss sum carries it to the trainer, where every rank sees it.
   if (heads_) {
-    LOOM_CHECK(std::isfinite(loss), "the loss of micro-batch ", mb, " is ", loss,
-               ": training diverged (try a lower lr)");
     loss_sum_ += loss;
   } else {
     std::copy(model_.output(), model_.output() + output_size(), output);
@@ -77,15 +110,22 @@ void GptStageChunk::forward(int mb, const float* input, float* output) {
 void GptStageChunk::backward_input(int mb, const float* grad_output, float* grad_input) {
   const auto it = in_flight_.find(mb);
   LOOM_CHECK(it != in_flight_.end(), "gpt stage: backward of micro-batch ", mb, " without its forward");
+  trace::Scope event("backward", "compute");
   model_.set_chunk(chunk_);
   model_.swap_activations(*it->second);
   const float* dout = heads_ ? nullptr : grad_output;
-  if (split_)
+  if (split_) {
     model_.backward_input(loss_scale_, dout);
-  else if (dout == nullptr)
-    model_.backward(loss_scale_);
-  else
-    model_.backward_from_output(dout);
+  } else {
+    // The batch's last backward of the chunk finishes its gradients: the hook hears of them.
+    const bool last = ++backwards_done_ == m_;
+    const GPT::GradReadyFn on_ready =
+        traced_backward_hook(last ? on_ready_ : GPT::GradReadyFn(), model_.layout());
+    if (dout == nullptr)
+      model_.backward(loss_scale_, on_ready);
+    else
+      model_.backward_from_output(dout, on_ready);
+  }
   if (grad_input != nullptr)
     std::copy(model_.input_grad(), model_.input_grad() + input_size(), grad_input);
   model_.swap_activations(*it->second);
@@ -99,12 +139,15 @@ void GptStageChunk::backward_weights(int mb) {
   if (!split_) return;
   const auto it = in_flight_.find(mb);
   LOOM_CHECK(it != in_flight_.end(), "gpt stage: W of micro-batch ", mb, " without its B");
+  trace::Scope event("backward", "compute");
   model_.set_chunk(chunk_);
   model_.swap_activations(*it->second);
   model_.backward_weights();
   model_.swap_activations(*it->second);
   pool_.push_back(std::move(it->second));
   in_flight_.erase(it);
+  if (++backwards_done_ == m_ && on_ready_)  // the batch's last W: the chunk's gradients are final
+    for (const parallel::FlatRange& t : tensors_) on_ready_(t.begin, t.end);
 }
 
 size_t GptStageChunk::held_bytes() const {

@@ -13,11 +13,17 @@
 // until its W, but from its B on without its B-only buffers (logits, attention probabilities:
 // the model pools them for the next forward); otherwise B is the model's whole backward and W has
 // nothing left to do.
+//
+// The step's last backward of the chunk (its m-th B, or its m-th W under split_backward) reports
+// the gradient slices it finishes to the step's on_ready hook (data-parallel buckets overlap with
+// it): the model's own slices (a block at a time) during a whole backward; every tensor of the
+// chunk after the last W (the model's W reports nothing).
 #include <cstdint>
 #include <map>
 #include <vector>
 
 #include "loom/model/gpt.hpp"
+#include "loom/parallel/zero_optimizer.hpp"
 #include "loom/parallel/pipeline/stage.hpp"
 
 namespace loom::pipeline {
@@ -31,8 +37,10 @@ class GptStageChunk : public StageChunk {
   // micro-batch's gradient is scaled by loss_scale (1 / (micro_batches x grad_accum) for a mean).
   // Every micro-batch's forward draws its dropout key from a copy of `dropout` and passes its
   // first row as the first sample, so the masks are those of the whole batch in one forward.
+  // on_ready: called with the slices the chunk's last backward of the batch finishes (may be
+  // empty).
   void set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                 float loss_scale, const Rng& dropout = Rng());
+                 float loss_scale, const Rng& dropout = Rng(), GPT::GradReadyFn on_ready = {});
 
   size_t input_size() const override;
   size_t output_size() const override;
@@ -62,6 +70,9 @@ class GptStageChunk : public StageChunk {
   int rows_ = 0, seq_ = 0;
   float loss_scale_ = 1;
   Rng dropout_;
+  GPT::GradReadyFn on_ready_;
+  int backwards_done_ = 0;  // this batch's B (whole backwards) or, under split_backward, W
+  std::vector<parallel::FlatRange> tensors_;  // the chunk's gradient tensors, from the end
   std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
   std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
   double loss_sum_ = 0;

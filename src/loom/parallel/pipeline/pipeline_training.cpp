@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "loom/core/check.hpp"
+#include "loom/parallel/pipeline/gradient_frontier.hpp"
 #include "loom/parallel/pipeline/kernel_costs.hpp"
 #include "loom/parallel/pipeline/runtime.hpp"
 #include "loom/parallel/replica_check.hpp"
@@ -16,6 +17,11 @@ Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int
                           int threads, const std::vector<int>& blocks) {
   LOOM_CHECK(pp >= 1 && pp <= model.n_layer, "--pp ", pp, " must be between 1 and n_layer (",
              model.n_layer, "): every stage needs at least one block");
+  PartCosts costs;
+  if (pp == 1) {  // one stage holds everything: nothing to balance, nothing to time
+    costs.block.assign(model.n_layer, 0.0f);
+    return partition_with_blocks(costs, {model.n_layer}, 1, "--partition");
+  }
   // Rank 0 times the parts and everyone gets the same costs, so all ranks cut the model the same
   // way (and --rebalance can compare every stage's time with its prediction).
   std::vector<float> c(model.n_layer + 2, 0.0f);  // blocks, embedding, head
@@ -26,7 +32,6 @@ Partition stage_partition(comm::Communicator& world, const GPTConfig& model, int
     c[model.n_layer + 1] = static_cast<float>(k.head.total());
   }
   world.broadcast(c.data(), c.size(), 0);
-  PartCosts costs;
   costs.block.assign(c.begin(), c.begin() + model.n_layer);
   costs.embedding = c[model.n_layer];
   costs.head = c[model.n_layer + 1];
@@ -68,15 +73,21 @@ PipelineTraining::PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKin
 }
 
 double PipelineTraining::forward_backward(const int32_t* tokens, const int32_t* targets, int batch,
-                                          int seq, float grad_scale, Rng& dropout_rng) {
+                                          int seq, float grad_scale, Rng& dropout_rng,
+                                          const GPT::GradReadyFn& on_ready, bool step_end) {
   const int m = schedule_.micro_batches();
-  std::vector<StageChunk*> chunks;
-  for (auto& c : chunks_) {
-    c->set_batch(tokens, targets, batch, seq, grad_scale / static_cast<float>(m), dropout_rng);
-    chunks.push_back(c.get());
-  }
-  compute_s_ += run_pipeline_step(schedule_, mesh_.coord().pp, chunks, lanes_).busy_s();
+  GradientFrontier frontier(model_.num_params(), on_ready, tied_range());
+  const GPT::GradReadyFn chunk_ready =
+      on_ready ? GPT::GradReadyFn([&](size_t b, size_t e) { frontier.ready(b, e); }) : nullptr;
+  for (auto& c : chunks_)
+    c->set_batch(tokens, targets, batch, seq, grad_scale / static_cast<float>(m), dropout_rng,
+                 chunk_ready);
+  compute_s_ += run_pipeline_step(schedule_, mesh_.coord().pp, chunk_pointers(chunks_), lanes_).busy_s();
   dropout_rng.next_u64();  // the key the micro-batches used
+  if (step_end) {
+    reduce_tied_embedding();
+    frontier.release_held();
+  }
   return model_.shard().has_head ? chunks_.back()->loss_sum() / m : 0.0;
 }
 
@@ -130,13 +141,20 @@ void PipelineTraining::reduce_tied_embedding() {
   mesh_.embedding().allreduce(model_.grads() + wte_->offset, wte_->numel);
 }
 
+parallel::FlatRange PipelineTraining::tied_range() const {
+  if (mesh_.shape().pp > 1 && wte_ != nullptr) return {wte_->offset, wte_->offset + wte_->numel};
+  return {0, 0};
+}
+
 parallel::FlatRange PipelineTraining::norm_skip() const {
   if (mesh_.shape().pp > 1 && model_.shard().has_head && wte_ != nullptr)
     return {wte_->offset, wte_->offset + wte_->numel};
   return {0, 0};
 }
 
-double PipelineTraining::sum_over_stages(double x) { return parallel::allreduce_sum(mesh_.pp(), x); }
+double PipelineTraining::sum_over_stages(double x) {
+  return mesh_.shape().pp == 1 ? x : parallel::allreduce_sum(mesh_.pp(), x);
+}
 
 void PipelineTraining::gather_stage_tensor(const ParamInfo& whole_p, float* whole) {
   if (mesh_.coord().pp > 0 && whole_p.name == "transformer.wte.weight")

@@ -1,16 +1,19 @@
 #pragma once
-// What training does differently under pipeline parallelism (pp > 1), in one place, so the
-// trainer's loop stays the same for every layout:
+// Training through the pipeline runtime, at every pp (pp 1 is the one-stage schedule), so the
+// trainer's loop is the same for every layout:
 //   - the stage's model shard: blocks from a balanced partition (costs timed once on world rank
-//     0, the partition broadcast so every rank agrees), embedding on stage 0, head on the last;
-//     under an interleaved schedule with v virtual stages the model is cut into pp x v parts and
-//     rank r holds parts r, pp + r, .. (Megatron's order) as the chunks of one GPTModel, so the
-//     optimizer, checkpoints, dp/tp reductions and clipping see one parameter buffer per rank;
+//     0, the partition broadcast so every rank agrees; nothing to time at pp 1), embedding on
+//     stage 0, head on the last; under an interleaved schedule with v virtual stages the model is
+//     cut into pp x v parts and rank r holds parts r, pp + r, .. (Megatron's order) as the chunks
+//     of one GPTModel, so the optimizer, checkpoints, dp/tp reductions and clipping see one
+//     parameter buffer per rank;
 //   - a step's forward and backward: the batch cut into micro-batches, run through the
-//     schedule's action lists by the runtime over P2P lanes of the mesh's pp group;
-//   - the tied wte: its gradient summed over the embedding group (first and last stage), and
-//     counted once in the global gradient norm;
-//   - evaluation: the micro-batches' forwards chained through the stages;
+//     schedule's action lists by the runtime over P2P lanes of the mesh's pp group; each chunk's
+//     last backward of the step hands its finished gradient slices to the data-parallel hook
+//     (GradientFrontier orders them), so the gradient reduction overlaps with backward at every pp;
+//   - the tied wte: its gradient summed over the embedding group (first and last stage) after
+//     the step's last backward, then handed to the hook; counted once in the global norm;
+//   - evaluation and sampling: the forwards chained through the stages;
 //   - sums of per-stage values (loss on the last stage, squared norms) over the pp group.
 #include <functional>
 #include <memory>
@@ -49,9 +52,14 @@ class PipelineTraining {
   // Forward and backward of one batch (batch x seq on every stage of the pipeline) through the
   // schedule; gradients accumulate (scaled by grad_scale / micro_batches). Dropout draws one key
   // from dropout_rng, as one forward of the whole batch would (every stage must pass the same
-  // state). Returns the mean loss over the micro-batches on the last stage, 0 on the others.
+  // state). on_ready (may be empty) hears of every gradient slice the batch's backward finishes,
+  // from the buffer's end to its start (GPT::GradReadyFn's contract), the tied wte last.
+  // step_end: the step's last batch (of its grad_accum): afterwards wte's gradient is summed over
+  // the embedding group. Returns the mean loss over the micro-batches on the last stage, 0 on the
+  // others.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int batch, int seq,
-                          float grad_scale, Rng& dropout_rng);
+                          float grad_scale, Rng& dropout_rng, const GPT::GradReadyFn& on_ready = {},
+                          bool step_end = true);
   // Mean loss of (batch x seq) through the chained stages (no gradients); on the last stage,
   // 0 on the others. targets may be nullptr: the last stage then only computes the logits.
   double forward_only(const int32_t* tokens, const int32_t* targets, int batch, int seq);
@@ -60,13 +68,11 @@ class PipelineTraining {
   // returns the same tokens.
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int max_new_tokens,
                                 const SampleOptions& opts, Rng& rng);
-  // After the last backward of a step: wte's gradient summed over the embedding group.
-  void reduce_tied_embedding();
   // The flat range of this stage's gradient its norm leaves out: the tied wte on the last stage
   // (the first stage counts it); empty elsewhere. Summing the stages' norms without it over the
   // pp group (sum_over_stages) gives the squared norm of the whole model's gradient.
   parallel::FlatRange norm_skip() const;
-  double sum_over_stages(double x);
+  double sum_over_stages(double x);  // x itself at pp 1
   // Collective over the pp group: `whole` (whole tensor whole_p: this stage's, or zeros where the
   // stage does not hold it) becomes the model's on every stage; the tied wte comes from stage 0.
   void gather_stage_tensor(const ParamInfo& whole_p, float* whole);
@@ -76,6 +82,11 @@ class PipelineTraining {
   double compute_seconds() const { return compute_s_; }
 
  private:
+  // After the last backward of a step: wte's gradient summed over the embedding group.
+  void reduce_tied_embedding();
+  // The range of the gradient the data-parallel hook gets only after reduce_tied_embedding().
+  parallel::FlatRange tied_range() const;
+
   parallel::Mesh& mesh_;
   GPT& model_;
   Schedule schedule_;

@@ -33,7 +33,6 @@
 
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/recompute.hpp"
-#include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/kernel_costs.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
 

@@ -1,4 +1,4 @@
-#include "loom/train/backward_trace.hpp"
+#include "loom/parallel/pipeline/backward_trace.hpp"
 
 #include <algorithm>
 #include <memory>
