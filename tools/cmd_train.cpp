@@ -8,6 +8,7 @@
 // backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
 // splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -29,6 +30,7 @@
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/pretrained.hpp"
+#include "loom/train/ps_training.hpp"
 #include "loom/train/run_memory.hpp"
 #include "loom/config/train_config.hpp"
 #include "loom/train/trace_file.hpp"
@@ -85,6 +87,9 @@ int run(const Options& o) {
   std::map<std::string, std::string> overrides;
   for (const auto& [name, opt] : o.flags)
     if (opt->count() > 0) overrides[name] = o.values.at(name);
+  // The straggler knob may come from the environment too (a flag wins).
+  if (const char* straggler = std::getenv("LOOM_STRAGGLER"); straggler && !overrides.count("straggler"))
+    overrides["straggler"] = straggler;
 
   nlohmann::json j = loom::load_config_json(o.config);  // {} without --config
   loom::apply_overrides(j, overrides);
@@ -106,7 +111,7 @@ int run(const Options& o) {
       // this command asks.
       if (j.is_object() && j.contains("train") && j["train"].is_object())
         for (const char* key : {"nproc", "tp", "pp", "micro_batches", "schedule", "parallel",
-                                "partition", "rebalance"})
+                                "partition", "rebalance", "ps", "ps_mode", "staleness", "straggler"})
           j["train"].erase(key);
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;
@@ -146,6 +151,7 @@ int run(const Options& o) {
   const bool launching = env.launcher == loom::comm::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
                              config.train.pp);
+  loom::check_ps_world(config.train, launching ? config.train.nproc : env.world_size);
   // A job this host cannot hold (too many ranks, or more memory than it has) is refused here.
   if (launching && !o.oversubscribe) {
     const loom::launch::HostCapacity host = loom::launch::host_capacity();
@@ -160,6 +166,9 @@ int run(const Options& o) {
   if ((config.train.nproc > 1 || o.max_restarts > 0) && launching) {
     loom::launch::LaunchOptions launch;
     launch.max_restarts = o.max_restarts;
+    // Async and ssp parameter servers drop a lost worker and go on (sync waits for every one).
+    if (config.train.ps > 0 && config.train.ps_mode != loom::ps::Mode::kSync)
+      launch.expendable_from = config.train.ps;
     return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), launch);
   }
   if (env.rank == 0 && env.restart_count > 0)
@@ -178,6 +187,10 @@ int run(const Options& o) {
     std::cout << "comm: " << comm->size() << " ranks on " << comm->hosts()->count() << " hosts, "
               << (comm->hierarchical() ? "hierarchical" : "flat") << std::endl;
   if (!o.trace.empty()) loom::trace::enable(comm->rank());
+  if (config.train.ps > 0) {  // parameter servers: a strategy of its own (train/ps_training.hpp)
+    loom::train_with_parameter_servers(config, *comm, checkpoint_dir, o.init_from);
+    return 0;
+  }
   loom::Trainer trainer(config, comm.get());
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
   else if (!o.init_from.empty()) trainer.init_from(o.init_from);
