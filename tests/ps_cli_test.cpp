@@ -161,6 +161,7 @@ TEST_F(PsCli, BadLayoutsAreRefusedBeforeAnyRankStarts) {
       {"--nproc 4 --ps 2 --tp 2", "--ps 2 cannot be combined with --tp 2"},
       {"--nproc 3 --ps 1 --zero 1", "cannot be combined with --tp 1, --pp 1 or --zero 1"},
       {"--nproc 2 --ps_mode async", "--ps_mode async needs parameter servers (--ps S > 0)"},
+      {"--nproc 2:4 --ps 1", "--ps 1 cannot be combined with an elastic --nproc MIN:MAX"},
   };
   for (const auto& [flags, message] : cases) {
     const Result r = train("bad", flags);

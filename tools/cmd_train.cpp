@@ -8,18 +8,20 @@
 // backend); under `loom launch` or mpirun the process trains as its rank of the job. `--tp T`
 // splits each model replica over T of the ranks (tensor parallelism; dp = ranks / T).
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "command_registry.hpp"
 #include "device_option.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/environment.hpp"
+#include "loom/comm/transport.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/trace.hpp"
@@ -57,7 +59,7 @@ std::vector<std::string> rank_args(const Options& o, const std::map<std::string,
   if (!o.init_from.empty()) args.insert(args.end(), {"--init_from", o.init_from});
   if (!o.trace.empty()) args.insert(args.end(), {"--trace", o.trace});
   for (const auto& [name, text] : overrides)
-    if (name != "nproc") args.insert(args.end(), {"--" + name, text});
+    if (name != "nproc" && name != "min_nproc") args.insert(args.end(), {"--" + name, text});
   return args;
 }
 
@@ -83,10 +85,83 @@ void choose_layout(loom::RunConfig& config, std::map<std::string, std::string>& 
   std::fflush(stdout);
 }
 
+// --nproc MIN:MAX (elastic, as torchrun's --nnodes MIN:MAX): nproc MAX and min_nproc MIN.
+void split_elastic_nproc(std::map<std::string, std::string>& overrides) {
+  const auto it = overrides.find("nproc");
+  if (it == overrides.end()) return;
+  const size_t colon = it->second.find(':');
+  if (colon == std::string::npos) return;
+  const std::string min = it->second.substr(0, colon), max = it->second.substr(colon + 1);
+  char* end = nullptr;
+  const long min_value = std::strtol(min.c_str(), &end, 10);
+  LOOM_CHECK(!min.empty() && *end == '\0' && min_value >= 1 && !max.empty(), "--nproc ", it->second,
+             ": expected N or MIN:MAX with 1 <= MIN <= MAX, e.g. 2:4");
+  overrides["min_nproc"] = min;
+  it->second = max;
+}
+
+// Elastic restarts on fewer ranks keep the global batch batch_size x dp x grad_accum by raising
+// grad_accum: the command of each world size the job can run on.
+loom::launch::Elastic elastic_launch(const Options& o, const loom::TrainConfig& t,
+                                     std::map<std::string, std::string> overrides) {
+  loom::launch::Elastic e;
+  e.min_nproc = t.min_nproc;
+  e.command_for = [=, &o](int n, std::string* why) mutable -> std::optional<loom::launch::ElasticCommand> {
+    const int replica = t.tp * t.pp;
+    if (n % replica != 0) {
+      *why = loom::detail::concat("tp x pp = ", replica, " ranks per replica does not divide it");
+      return std::nullopt;
+    }
+    const int64_t sequences = static_cast<int64_t>(t.nproc / replica) * t.grad_accum;  // x batch_size
+    const int dp = n / replica;
+    if (sequences % dp != 0) {
+      *why = loom::detail::concat("its ", dp, " data-parallel ranks cannot share the global batch of ",
+                                  sequences * t.batch_size, " sequences in whole micro-batches of ",
+                                  t.batch_size);
+      return std::nullopt;
+    }
+    overrides["grad_accum"] = std::to_string(sequences / dp);
+    return loom::launch::ElasticCommand{
+        rank_args(o, overrides),
+        loom::detail::concat("grad_accum ", sequences / dp, " keeps the global batch of ",
+                             sequences * t.batch_size, " sequences")};
+  };
+  return e;
+}
+
+// LOOM_FAULT_RANK_START=<world rank>[:<first restart>]: that rank fails to start (from that
+// restart on; default 0), as a rank whose machine part is broken would: the elastic drill.
+void start_fault_drill(const loom::comm::RankEnvironment& env) {
+  const char* v = std::getenv("LOOM_FAULT_RANK_START");
+  if (v == nullptr) return;
+  int rank = -1, from = 0;
+  char tail = 0;
+  const int got = std::sscanf(v, "%d:%d%c", &rank, &from, &tail);
+  LOOM_CHECK((got == 1 || got == 2) && rank >= 0 && from >= 0, "LOOM_FAULT_RANK_START=", v,
+             ": expected <world rank>[:<first restart>], e.g. 3:1");
+  if (env.rank == rank && env.restart_count >= from)
+    LOOM_FAIL("LOOM_FAULT_RANK_START: rank ", rank, " fails to start (restart ", env.restart_count, ")");
+}
+
+// This rank joins its job's world. Its own failure to get there is a start failure (the elastic
+// launcher goes on without it); a peer that never came stays a peer failure.
+std::unique_ptr<loom::comm::Communicator> join_world(const loom::comm::RankEnvironment& env) {
+  try {
+    start_fault_drill(env);
+    return loom::comm::communicator_from_env();
+  } catch (const loom::comm::PeerFailure&) {
+    throw;
+  } catch (const loom::Error& e) {
+    if (env.launcher == loom::comm::Launcher::None) throw;
+    throw loom::comm::RankStartFailure(e.what());
+  }
+}
+
 int run(const Options& o) {
   std::map<std::string, std::string> overrides;
   for (const auto& [name, opt] : o.flags)
     if (opt->count() > 0) overrides[name] = o.values.at(name);
+  split_elastic_nproc(overrides);
   // The straggler knob may come from the environment too (a flag wins).
   if (const char* straggler = std::getenv("LOOM_STRAGGLER"); straggler && !overrides.count("straggler"))
     overrides["straggler"] = straggler;
@@ -110,7 +185,7 @@ int run(const Options& o) {
       // The world and its layout are not part of the run: it resumes on as many ranks, split as
       // this command asks.
       if (j.is_object() && j.contains("train") && j["train"].is_object())
-        for (const char* key : {"nproc", "tp", "pp", "micro_batches", "schedule", "parallel",
+        for (const char* key : {"nproc", "min_nproc", "tp", "pp", "micro_batches", "schedule", "parallel",
                                 "partition", "rebalance", "ps", "ps_mode", "staleness", "straggler"})
           j["train"].erase(key);
       loom::apply_overrides(j, overrides);
@@ -166,6 +241,7 @@ int run(const Options& o) {
   if ((config.train.nproc > 1 || o.max_restarts > 0) && launching) {
     loom::launch::LaunchOptions launch;
     launch.max_restarts = o.max_restarts;
+    if (config.train.min_nproc > 0) launch.elastic = elastic_launch(o, config.train, overrides);
     // Async and ssp parameter servers drop a lost worker and go on (sync waits for every one).
     if (config.train.ps > 0 && config.train.ps_mode != loom::ps::Mode::kSync)
       launch.expendable_from = config.train.ps;
@@ -182,7 +258,7 @@ int run(const Options& o) {
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_world_size);
   loom::set_num_threads(threads);
 
-  const auto comm = loom::comm::communicator_from_env();
+  const auto comm = join_world(env);
   if (comm->rank() == 0 && comm->hosts() && comm->hosts()->count() > 1)
     std::cout << "comm: " << comm->size() << " ranks on " << comm->hosts()->count() << " hosts, "
               << (comm->hierarchical() ? "hierarchical" : "flat") << std::endl;

@@ -193,7 +193,8 @@ int run_main(int argc, char** argv) {
       return run();
     } catch (const std::exception& e) {
       std::cerr << "loom " << names[sub] << ": error: " << e.what() << "\n";
-      return dynamic_cast<const comm::PeerFailure*>(&e) ? comm::kPeerFailureExitCode : 1;
+      if (dynamic_cast<const comm::PeerFailure*>(&e)) return comm::kPeerFailureExitCode;
+      return dynamic_cast<const comm::RankStartFailure*>(&e) ? comm::kRankStartFailureExitCode : 1;
     }
   }
   std::cerr << "loom: no command given (see loom --help)\n";

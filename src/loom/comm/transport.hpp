@@ -32,6 +32,14 @@ struct PeerFailure : Error {
 // other way, the one that failed on its own (sysexits' EX_TEMPFAIL).
 inline constexpr int kPeerFailureExitCode = 75;
 
+// The exit code of a launched rank that could not join its job: it failed before its
+// communicator was made (sysexits' EX_UNAVAILABLE). An elastic launcher (launch/launcher.hpp)
+// counts such a rank as lost and may go on without it.
+inline constexpr int kRankStartFailureExitCode = 69;
+struct RankStartFailure : Error {
+  using Error::Error;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;

@@ -85,7 +85,8 @@ void visit_train_fields(C& c, F&& f) {
   f("precision", c.precision, "matmul inputs: f32, or bf16 (autocast-style: weights, gradients, optimizer and reductions stay f32)");
   f("log_file", c.log_file, "metrics log (JSON lines), relative to out_dir; empty: none");
   f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
-  f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun)");
+  f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun); MIN:MAX makes the job elastic (see min_nproc)");
+  f("min_nproc", c.min_nproc, "elastic jobs (--nproc MIN:MAX sets it): a restart whose ranks cannot all start goes on with fewer, down to this many, raising grad_accum to keep the global batch; 0: not elastic");
   f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also shard the gradients (each bucket reduce-scattered as backward finishes it; not with pp); 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
@@ -214,6 +215,8 @@ void validate_ps(const TrainConfig& c) {
   LOOM_CHECK(c.tp == 1 && c.pp == 1 && c.zero == 0, "--ps ", c.ps, " cannot be combined with --tp ",
              c.tp, ", --pp ", c.pp, " or --zero ", c.zero, ": every worker holds the whole model and "
              "the servers shard the optimizer (use tp 1, pp 1, zero 0)");
+  LOOM_CHECK(c.min_nproc == 0, "--ps ", c.ps, " cannot be combined with an elastic --nproc MIN:MAX "
+             "(min_nproc ", c.min_nproc, "): the servers and workers are fixed ranks");
   LOOM_CHECK(c.parallel == LayoutChoice::kManual, "--ps ", c.ps, " cannot be combined with --parallel "
              "auto (the planner does not place parameter servers)");
   LOOM_CHECK(c.grad_reduce == GradReduce::kF32, "--ps ", c.ps, " moves f32 gradients: --grad_reduce bf16 "
@@ -246,6 +249,8 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.temperature >= 0, "temperature must be >= 0, got ", c.temperature);
   LOOM_CHECK(c.threads >= 0, "threads must be >= 0, got ", c.threads);
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
+  LOOM_CHECK(c.min_nproc >= 0 && c.min_nproc <= c.nproc, "min_nproc must be between 0 (not elastic) and nproc (",
+             c.nproc, "), got ", c.min_nproc);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
   LOOM_CHECK(c.grad_reduce == GradReduce::kF32 || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",

@@ -72,6 +72,7 @@ struct TrainConfig {
   bool async_save = true;  // checkpoint files are written in the background
   // Data parallelism.
   int nproc = 1;       // `loom train` launches itself as this many local ranks (shm backend)
+  int min_nproc = 0;   // elastic (--nproc MIN:MAX): fewest ranks a restart may go on with; 0: not elastic
   int zero = 0;        // 1: ZeRO-1, AdamW moments sharded over the ranks; 2: ZeRO-2
   double bucket_mb = 25;  // gradient all-reduce bucket size (MiB), overlapped with backward
   GradReduce grad_reduce = GradReduce::kF32;  // what the gradient all-reduce moves (bf16: zero 0 only)

@@ -53,6 +53,7 @@ class SignalGuard {
 struct Outcome {
   int exit_code = 0;  // 0: every rank succeeded
   bool interrupted = false;
+  int lost = 0;  // ranks that could not join the job (comm::kRankStartFailureExitCode)
 };
 
 std::string segment_name(int attempt) {
@@ -121,6 +122,8 @@ class Job {
         if (outcome.interrupted && outcome.exit_code == 0) outcome.exit_code = 128 + forwarded;
       }
     }
+    for (const auto& p : ranks_)
+      outcome.lost += WIFEXITED(p.status) && WEXITSTATUS(p.status) == comm::kRankStartFailureExitCode;
     return outcome;
   }
 
@@ -272,17 +275,36 @@ class Job {
   Clock::time_point drain_until_ = Clock::time_point::max();
 };
 
+// The world of the next attempt of an elastic job after `lost` of `world` ranks could not
+// start: the largest the job accepts, no fewer than min_nproc; nullopt (logged) when none is.
+std::optional<std::pair<int, ElasticCommand>> shrink(const Elastic& e, int world, int lost) {
+  const int left = world - lost;
+  for (int n = left; n >= e.min_nproc && n >= 1; --n) {
+    std::string why;
+    if (auto command = e.command_for(n, &why)) return std::make_pair(n, std::move(*command));
+    log("loom launch: elastic: not ", n, " ranks: ", why);
+  }
+  log("loom launch: elastic: ", lost, " of ", world, " ranks could not start and no world of ",
+      e.min_nproc, " to ", left, " ranks can run the job (--nproc ", e.min_nproc, ":...); giving up");
+  return std::nullopt;
+}
+
 }  // namespace
 
 int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts) {
   LOOM_CHECK(nproc >= 1, "launch: --nproc must be at least 1, got ", nproc);
   LOOM_CHECK(opts.max_restarts >= 0, "launch: --max_restarts must be >= 0");
   LOOM_CHECK(!args.empty(), "launch: no command to run (loom launch --nproc N -- <command>)");
+  LOOM_CHECK(!opts.elastic || (opts.elastic->min_nproc >= 1 && opts.elastic->min_nproc <= nproc),
+             "launch: --nproc ", opts.elastic ? opts.elastic->min_nproc : 0, ":", nproc,
+             ": MIN must be between 1 and MAX");
   SignalGuard signals;
+  int world = nproc;
+  std::vector<std::string> command = args;
   for (int attempt = 0;; ++attempt) {
     Outcome outcome;
     {
-      Job job(nproc, args, opts, attempt);
+      Job job(world, command, opts, attempt);
       outcome = job.run();
     }
     // A preempted job whose ranks all saved and exited 0 succeeded; it is not restarted either way.
@@ -292,7 +314,18 @@ int launch_local(int nproc, const std::vector<std::string>& args, const LaunchOp
         log("loom launch: giving up after ", opts.max_restarts, " restart(s)");
       return outcome.exit_code;
     }
-    log("loom launch: restarting all ", nproc, " ranks (restart ", attempt + 1, " of ",
+    if (opts.elastic && outcome.lost > 0) {
+      const auto next = shrink(*opts.elastic, world, outcome.lost);
+      if (!next) return outcome.exit_code;
+      log("loom launch: elastic: ", outcome.lost, " rank(s) could not start; restarting on ",
+          next->first, " of ", nproc, " ranks", next->second.note.empty() ? "" : " (",
+          next->second.note, next->second.note.empty() ? "" : ")", " (restart ", attempt + 1,
+          " of ", opts.max_restarts, ")");
+      world = next->first;
+      command = next->second.args;
+      continue;
+    }
+    log("loom launch: restarting all ", world, " ranks (restart ", attempt + 1, " of ",
         opts.max_restarts, ")");
   }
 }

@@ -11,15 +11,35 @@
 // from the latest checkpoint). SIGTERM/SIGINT to the launcher is passed to every rank once and
 // the launcher waits for them (the trainer saves and exits 0: preemption); a second signal kills
 // them at once. An interrupted job is never restarted.
+//
+// Elastic jobs (torchrun's --nnodes MIN:MAX idea, on ranks): a rank that could not join its job
+// (exit code comm::kRankStartFailureExitCode) is lost, and the restart goes on with fewer ranks:
+// the largest world in [min_nproc, ranks left] the job accepts (Elastic::command_for). Lost ranks
+// are not taken back later. Without Elastic every restart starts all nproc ranks again.
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace loom::launch {
 
+// What each rank of an elastic job runs at a world of n ranks.
+struct ElasticCommand {
+  std::vector<std::string> args;
+  std::string note;  // what changed for n ranks, for the log (e.g. the raised grad_accum)
+};
+
+struct Elastic {
+  int min_nproc = 1;
+  // The command at a world of n ranks; nullopt when the job cannot run on n (why says why).
+  std::function<std::optional<ElasticCommand>(int n, std::string* why)> command_for;
+};
+
 struct LaunchOptions {
   int max_restarts = 0;
   double grace_s = 30;                     // between SIGTERM and SIGKILL
   std::string program = "/proc/self/exe";  // the loom binary the ranks run
+  std::optional<Elastic> elastic;          // none: every restart starts nproc ranks
   // Ranks from this one on may end badly without stopping the job (parameter-server workers in
   // async and ssp mode, which the servers drop): the launcher names them and waits for the
   // others. -1: every rank's failure stops the job.

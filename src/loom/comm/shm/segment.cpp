@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "loom/comm/environment.hpp"
+#include "loom/comm/transport.hpp"
 #include "loom/core/check.hpp"
 
 namespace loom::comm::shm {
@@ -117,8 +118,11 @@ std::unique_ptr<Segment> Segment::attach(const std::string& name, int rank, cons
     h->slot_bytes = cfg.slot_bytes;
     h->magic.store(kMagic, std::memory_order_release);
   }
+  // A peer that never came is its failure, not this rank's (PeerFailure: an elastic launcher
+  // tells the two apart).
   while (h->magic.load(std::memory_order_acquire) != kMagic) {
-    LOOM_CHECK(Clock::now() < deadline, "shm: ", name, " was never initialised by rank 0");
+    if (Clock::now() >= deadline)
+      throw PeerFailure(0, detail::concat("shm: ", name, " was never initialised by rank 0"));
     sleep_briefly();
   }
   LOOM_CHECK(h->world == static_cast<uint32_t>(cfg.world) && h->slots == cfg.slots &&
@@ -130,13 +134,16 @@ std::unique_ptr<Segment> Segment::attach(const std::string& name, int rank, cons
   while (h->attached.load() < static_cast<uint32_t>(cfg.world)) {
     if (Clock::now() >= deadline) {
       std::string missing;
+      int first_missing = -1;
       for (int r = 0; r < cfg.world; ++r)
         if (seg->rank_info(r).pid.load() == 0) {
+          if (first_missing < 0) first_missing = r;
           missing += " ";  // not `" " + to_string(r)`: GCC 12 -Wrestrict false positive
           missing += std::to_string(r);
         }
       if (rank == 0) shm_unlink(name.c_str());
-      LOOM_FAIL("shm: ranks", missing, " did not attach to ", name, " in time");
+      throw PeerFailure(first_missing,
+                        detail::concat("shm: ranks", missing, " did not attach to ", name, " in time"));
     }
     sleep_briefly();
   }
