@@ -60,11 +60,19 @@ TEST_F(PsCli, SyncWithOneAndTwoServersMatchesAllReduceDataParallelism) {
   }
 }
 
-TEST_F(PsCli, MpirunSyncWithTwoServersMatchesAllReduceDataParallelism) {
+TEST_F(PsCli, MpirunSyncMatchesAllReduceAndSspKeepsItsBound) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
   const Result r = train("mpi_ps2", "--ps 2 --batch_size 2", /*mpi_ranks=*/4);
   ASSERT_EQ(r.rc, 0) << r.out;
   expect_matches_reference("mpi_ps2");
+  // 2 servers, 3 workers (one 3x slow) under MPI_Iprobe's receive from any peer.
+  const Result s = train("mpi_ssp", "--ps 2 --batch_size 1 --max_steps 60 --ps_mode ssp "
+                         "--staleness 1 --straggler 2:3", /*mpi_ranks=*/5);
+  ASSERT_EQ(s.rc, 0) << s.out;
+  const auto st = staleness_of("mpi_ssp");
+  EXPECT_EQ(total(st["clock_staleness"]), 60) << st.dump();
+  EXPECT_EQ(max_key(st["clock_staleness"]), 1) << st.dump();
+  EXPECT_TRUE(fs::exists(dir_ / "mpi_ssp/step_000060/model.safetensors"));
 }
 
 TEST_F(PsCli, SspBoundsStalenessWithAStragglerAndZeroIsLockStep) {

@@ -220,7 +220,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
   std::vector<int32_t> inputs(tokens), targets(tokens);
   const kernels::MatmulPrecision precision = kernels::resolve_precision(c.precision);
   const double slowdown = c.straggler.rank == world.rank() ? c.straggler.factor : 1.0;
-  ps::PsWorker client(world, servers, n);
+  ps::PsWorker client(world, servers, n, c.ps_mode == ps::Mode::kSync);
   if (!client.pull(model.params())) return;
   for (;;) {
     const Timer compute;
