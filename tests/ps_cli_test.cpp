@@ -188,5 +188,15 @@ TEST_F(PsCli, BadLayoutsAreRefusedBeforeAnyRankStarts) {
   EXPECT_FALSE(fs::exists(dir_ / "bad"));
 }
 
+TEST_F(PsCli, InfoNamesTheRoles) {
+  const Result ok = testing::loom_cli("info --nproc 6 --ps 2", 60);
+  ASSERT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("parameter servers: ranks 0..1 servers, ranks 2..5 workers"), std::string::npos)
+      << ok.out;
+  const Result bad = testing::loom_cli("info --nproc 2 --ps 2", 60);
+  EXPECT_NE(bad.rc, 0) << bad.out;
+  EXPECT_NE(bad.out.find("--ps 2 needs at least one worker"), std::string::npos) << bad.out;
+}
+
 }  // namespace
 }  // namespace loom

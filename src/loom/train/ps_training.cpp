@@ -240,7 +240,6 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
     ps::PushHeader h;
     h.loss = loss / c.grad_accum;
     h.grad_norm = std::sqrt(grad_sq_sum(model.grads(), n));
-    h.compute_s = compute.seconds();
     const DataPosition pos = loader.position();
     h.data_epoch = pos.epoch;
     h.data_samples = pos.samples;

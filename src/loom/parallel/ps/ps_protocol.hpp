@@ -4,6 +4,8 @@
 // fixed header, then (where it says so) floats of the receiving or sending server's range.
 //   worker -> server  PushHeader{kPush}, then the gradient of the server's range (range floats)
 //                     PushHeader{kBye}: the worker stops (another server told it to)
+//                     (sync: a push goes to every server before the replies are read; async and
+//                     ssp: to server 0, its reply, then server 1, ...: see ps_worker.hpp)
 //   server -> worker  ReplyHeader{kContinue}, then the parameters of the range (range floats)
 //                     ReplyHeader{kStop}: training is over, nothing follows
 //   server s -> 0     SnapshotHeader, then params, m, v of server s's range (3 x range floats)
@@ -21,7 +23,6 @@ struct PushHeader {
   uint32_t pad = 0;
   double loss = 0;        // mean loss of the step's micro-batches
   double grad_norm = 0;   // global norm of the pushed gradient (async/ssp clip with it)
-  double compute_s = 0;   // forward + backward (+ the straggler's sleep)
   uint64_t data_epoch = 0, data_samples = 0;  // the worker's loader position after the step
   std::array<uint64_t, 4> dropout_rng{};      // the worker's dropout stream after the step
 };
