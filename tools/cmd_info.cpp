@@ -1,7 +1,8 @@
 // `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
 // and with --nproc/--tp/--pp the parallel plan (loom/config/parallel_plan.hpp) and the process
 // mesh a job of that shape would have, and with --ranks-per-host which of its groups stay inside
-// a host.
+// a host; with --ps S the roles of a parameter-server job (the first S ranks servers, the others
+// workers).
 #include <cblas.h>
 #include <omp.h>
 
@@ -10,9 +11,12 @@
 
 #include "command_registry.hpp"
 #include "loom/config/parallel_plan.hpp"
+#include "loom/config/train_config.hpp"
+#include "loom/core/check.hpp"
 #include "loom/device/device.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/parallel/mesh.hpp"
+#include "loom/train/ps_training.hpp"
 
 extern "C" char* openblas_get_corename();
 
@@ -23,11 +27,19 @@ struct Options {
   int tp = 1;
   int pp = 1;
   int ranks_per_host = 0;  // 0: all on one host
+  int ps = 0;              // parameter servers
 };
 
 int run(const Options& o) {
   // Checked first: a shape that does not fit is an error before anything is printed.
   const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp);
+  loom::TrainConfig ps_layout;
+  ps_layout.ps = o.ps;
+  ps_layout.tp = o.tp;
+  ps_layout.pp = o.pp;
+  LOOM_CHECK(o.ps == 0 || (o.tp == 1 && o.pp == 1), "--ps ", o.ps, " cannot be combined with --tp ",
+             o.tp, " or --pp ", o.pp);
+  loom::check_ps_world(ps_layout, o.nproc > 0 ? o.nproc : 1);
   const std::string placement = loom::parallel::describe_placement(
       shape, o.ranks_per_host > 0 ? o.ranks_per_host : shape.world());
   namespace k = loom::kernels;
@@ -44,7 +56,9 @@ int run(const Options& o) {
 #else
             << "backends: shm\n";
 #endif
-  if (o.nproc > 0) {
+  if (o.nproc > 0 && o.ps > 0) {
+    std::cout << "parameter servers: " << loom::ps_roles(o.ps, o.nproc) << "\n";
+  } else if (o.nproc > 0) {
     loom::RunConfig config;  // every other setting as `loom train` defaults it
     config.train.tp = o.tp;
     config.train.pp = o.pp;
@@ -64,6 +78,8 @@ static const bool registered = loom::cli::register_command(
           ->check(CLI::NonNegativeNumber);
       app.add_option("--tp", o->tp, "tensor-parallel ranks per model replica")->default_str("1");
       app.add_option("--pp", o->pp, "pipeline stages")->default_str("1");
+      app.add_option("--ps", o->ps, "parameter servers: the first ps ranks serve, the others work")
+          ->default_str("0");
       app.add_option("--ranks-per-host", o->ranks_per_host,
                      "ranks on each host, consecutive ranks filling a host (0: one host)")
           ->default_str("0");

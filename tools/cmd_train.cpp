@@ -32,6 +32,7 @@
 #include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/pretrained.hpp"
+#include "loom/train/ps_training.hpp"
 #include "loom/train/run_memory.hpp"
 #include "loom/config/train_config.hpp"
 #include "loom/train/trace_file.hpp"
@@ -161,6 +162,9 @@ int run(const Options& o) {
   for (const auto& [name, opt] : o.flags)
     if (opt->count() > 0) overrides[name] = o.values.at(name);
   split_elastic_nproc(overrides);
+  // The straggler knob may come from the environment too (a flag wins).
+  if (const char* straggler = std::getenv("LOOM_STRAGGLER"); straggler && !overrides.count("straggler"))
+    overrides["straggler"] = straggler;
 
   nlohmann::json j = loom::load_config_json(o.config);  // {} without --config
   loom::apply_overrides(j, overrides);
@@ -182,7 +186,7 @@ int run(const Options& o) {
       // this command asks.
       if (j.is_object() && j.contains("train") && j["train"].is_object())
         for (const char* key : {"nproc", "min_nproc", "tp", "pp", "micro_batches", "schedule", "parallel",
-                                "partition", "rebalance"})
+                                "partition", "rebalance", "ps", "ps_mode", "staleness", "straggler"})
           j["train"].erase(key);
       loom::apply_overrides(j, overrides);
       origin = "config of checkpoint " + checkpoint_dir;
@@ -222,6 +226,7 @@ int run(const Options& o) {
   const bool launching = env.launcher == loom::comm::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
                              config.train.pp);
+  loom::check_ps_world(config.train, launching ? config.train.nproc : env.world_size);
   // A job this host cannot hold (too many ranks, or more memory than it has) is refused here.
   if (launching && !o.oversubscribe) {
     const loom::launch::HostCapacity host = loom::launch::host_capacity();
@@ -237,6 +242,9 @@ int run(const Options& o) {
     loom::launch::LaunchOptions launch;
     launch.max_restarts = o.max_restarts;
     if (config.train.min_nproc > 0) launch.elastic = elastic_launch(o, config.train, overrides);
+    // Async and ssp parameter servers drop a lost worker and go on (sync waits for every one).
+    if (config.train.ps > 0 && config.train.ps_mode != loom::ps::Mode::kSync)
+      launch.expendable_from = config.train.ps;
     return loom::launch::launch_local(config.train.nproc, rank_args(o, overrides), launch);
   }
   if (env.rank == 0 && env.restart_count > 0)
@@ -255,6 +263,10 @@ int run(const Options& o) {
     std::cout << "comm: " << comm->size() << " ranks on " << comm->hosts()->count() << " hosts, "
               << (comm->hierarchical() ? "hierarchical" : "flat") << std::endl;
   if (!o.trace.empty()) loom::trace::enable(comm->rank());
+  if (config.train.ps > 0) {  // parameter servers: a strategy of its own (train/ps_training.hpp)
+    loom::train_with_parameter_servers(config, *comm, checkpoint_dir, o.init_from);
+    return 0;
+  }
   loom::Trainer trainer(config, *comm);
   if (!checkpoint_dir.empty()) trainer.resume(checkpoint_dir);
   else if (!o.init_from.empty()) trainer.init_from(o.init_from);

@@ -316,6 +316,14 @@ void Communicator::recv(void* data, size_t bytes, int peer) {
           [&](Clock::time_point) { transport().recv_into(peer, data, bytes); });
 }
 
+Communicator::Arrival Communicator::wait_any(std::span<const int> peers) {
+  wait_for_async();
+  Arrival a;
+  guarded(detail::concat("receive from any of ", peers.size(), " ranks"),
+          [&](Clock::time_point) { a = transport().wait_any(peers); });
+  return a;
+}
+
 std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
   wait_for_async();
   // Everyone learns everyone's (color, key, next free context); the new group's context is the

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,11 @@ class Communicator {
   // Point to point (group ranks); a message must be received with the size it was sent with.
   void send(const void* data, size_t bytes, int peer);
   void recv(void* data, size_t bytes, int peer);
+  // Receive from any peer (Transport::wait_any): the first of `peers` (group ranks) with a
+  // message for this rank waiting, to be received with recv(); or a peer found gone (shm), which
+  // leaves the communicator usable for the others. Bounded by the timeout.
+  using Arrival = Transport::Arrival;
+  Arrival wait_any(std::span<const int> peers);
 
   // Any collective, any algorithm (the forms above are shorthands).
   void run(const Collective& c, std::optional<Algo> algo = {});

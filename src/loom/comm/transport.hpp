@@ -63,6 +63,18 @@ class Transport {
   void abort() { aborted_.store(true); }
   bool aborted() const { return aborted_.load(); }
 
+  // Receive from any peer: waits until one of `peers` (group ranks, not this rank) has a message
+  // for this rank that is not yet received, and returns it (scanning `peers` in order, so a
+  // caller that rotates them serves its peers fairly); the message is then received as usual.
+  // A peer found gone with nothing pending comes back with `gone` set where the backend can tell
+  // (shm; under MPI a lost rank ends the job). The wait ends by the deadline (PeerFailure naming
+  // the first of `peers`). Backends without it (nccl, solo) refuse.
+  struct Arrival {
+    int peer = -1;
+    bool gone = false;
+  };
+  virtual Arrival wait_any(std::span<const int> peers);
+
   // Convenience forms of exchange().
   void send(int to, std::span<const std::byte> data) { exchange(to, data, -1, 0, {}); }
   void recv_into(int from, void* dst, size_t bytes);

@@ -22,6 +22,32 @@ const char* grad_reduce_name(GradReduce g) { return g == GradReduce::kBF16 ? "bf
 
 const char* layout_choice_name(LayoutChoice l) { return l == LayoutChoice::kAuto ? "auto" : "manual"; }
 
+Straggler parse_straggler(const std::string& text, const std::string& flag) {
+  if (text.empty()) return {};
+  Straggler s;
+  char tail = 0;
+  const bool ok = std::sscanf(text.c_str(), "%d:%lf%c", &s.rank, &s.factor, &tail) == 2 &&
+                  s.rank >= 0 && std::isfinite(s.factor) && s.factor >= 1;
+  LOOM_CHECK(ok, flag, " ", text, ": expected RANK:FACTOR with a rank >= 0 and a factor >= 1, e.g. 1:3");
+  return s;
+}
+
+std::string straggler_text(const Straggler& s) {
+  if (s.rank < 0) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%d:%g", s.rank, s.factor);
+  return buf;
+}
+
+void check_ps_world(const TrainConfig& c, int world) {
+  if (c.ps == 0) return;
+  LOOM_CHECK(c.ps < world, "--ps ", c.ps, " needs at least one worker: the job has ", world,
+             " rank(s), so --ps must be below ", world, " (servers are ranks 0..ps-1)");
+  LOOM_CHECK(c.straggler.rank < 0 || (c.straggler.rank >= c.ps && c.straggler.rank < world),
+             "--straggler ", straggler_text(c.straggler), ": rank ", c.straggler.rank,
+             " is not a worker; the workers are ranks ", c.ps, "..", world - 1);
+}
+
 namespace {
 
 // The one list of train fields: (name, member, help). Serialisation, parsing and --help all
@@ -75,6 +101,10 @@ void visit_train_fields(C& c, F&& f) {
   f("partition", c.partition, "under pp > 1: blocks per pipeline stage, e.g. 2,4 (one count per stage, adding up to n_layer); empty: balanced by costs timed at start-up");
   f("rebalance", c.rebalance, "under pp > 1: time each stage's compute over rebalance_steps early steps; if the slowest exceeds the mean by > 10%, re-partition at the next checkpoint and continue from it");
   f("rebalance_steps", c.rebalance_steps, "steps timed by rebalance (from the run's 2nd step)");
+  f("ps", c.ps, "parameter servers: the first ps ranks hold the parameters (range-partitioned) and run AdamW, the others are workers that pull, compute and push; 0: all-reduce data parallelism");
+  f("ps_mode", c.ps_mode, "with ps > 0: sync (= all-reduce data parallelism), async (each push applied as it arrives) or ssp (bounded staleness, see staleness); a step is one server update (sync: every worker's batch; async/ssp: one worker's)");
+  f("staleness", c.staleness, "ps_mode ssp: a worker may begin step c only once every worker has pushed step c - staleness - 1 (0: lock-step); -1: not set");
+  f("straggler", c.straggler, "RANK:FACTOR: that worker's compute takes FACTOR times as long (for tests and benchmarks; LOOM_STRAGGLER too); empty: none");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -127,6 +157,12 @@ void read_value(const nlohmann::json& v, const std::string& key, GradReduce& out
   LOOM_CHECK(t == "f32" || t == "bf16", "--", key, " must be f32 or bf16, got '", t, "'");
   out = t == "bf16" ? GradReduce::kBF16 : GradReduce::kF32;
 }
+void read_value(const nlohmann::json& v, const std::string& key, ps::Mode& out) {
+  out = ps::parse_mode(text_of(v, key), "--" + key);
+}
+void read_value(const nlohmann::json& v, const std::string& key, Straggler& out) {
+  out = parse_straggler(text_of(v, key), "--" + key);
+}
 void read_value(const nlohmann::json& v, const std::string& key, LayoutChoice& out) {
   const std::string t = text_of(v, key);
   LOOM_CHECK(t == "manual" || t == "auto", "--", key, " must be manual or auto, got '", t, "'");
@@ -160,6 +196,32 @@ void from_json_train(const nlohmann::json& j, TrainConfig& c) {
     });
     LOOM_CHECK(known, "unknown field train.", key, " (loom train --help lists the fields)");
   }
+}
+
+// The parameter-server fields on their own (check_ps_world adds the world size).
+void validate_ps(const TrainConfig& c) {
+  LOOM_CHECK(c.ps >= 0, "ps must be >= 0 (0: no parameter servers), got ", c.ps);
+  LOOM_CHECK(c.staleness >= -1, "staleness must be >= 0, got ", c.staleness);
+  const bool ssp = c.ps_mode == ps::Mode::kSsp;
+  LOOM_CHECK(!ssp || c.staleness >= 0, "ps_mode ssp needs --staleness S (>= 0: a worker may run S "
+             "steps ahead of the slowest), got ", c.staleness);
+  LOOM_CHECK(ssp || c.staleness == -1, "--staleness ", c.staleness, " needs --ps_mode ssp (ps_mode is ",
+             ps::mode_name(c.ps_mode), ")");
+  if (c.ps == 0) {
+    LOOM_CHECK(c.ps_mode == ps::Mode::kSync, "--ps_mode ", ps::mode_name(c.ps_mode),
+               " needs parameter servers (--ps S > 0)");
+    LOOM_CHECK(c.straggler.rank < 0, "--straggler needs parameter servers (--ps S > 0): it slows a worker");
+    return;
+  }
+  LOOM_CHECK(c.tp == 1 && c.pp == 1 && c.zero == 0, "--ps ", c.ps, " cannot be combined with --tp ",
+             c.tp, ", --pp ", c.pp, " or --zero ", c.zero, ": every worker holds the whole model and "
+             "the servers shard the optimizer (use tp 1, pp 1, zero 0)");
+  LOOM_CHECK(c.min_nproc == 0, "--ps ", c.ps, " cannot be combined with an elastic --nproc MIN:MAX "
+             "(min_nproc ", c.min_nproc, "): the servers and workers are fixed ranks");
+  LOOM_CHECK(c.parallel == LayoutChoice::kManual, "--ps ", c.ps, " cannot be combined with --parallel "
+             "auto (the planner does not place parameter servers)");
+  LOOM_CHECK(c.grad_reduce == GradReduce::kF32, "--ps ", c.ps, " moves f32 gradients: --grad_reduce bf16 "
+             "applies to all-reduce only");
 }
 
 void validate(const RunConfig& rc) {
@@ -239,6 +301,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.rebalance_steps >= 1, "rebalance_steps must be >= 1, got ", c.rebalance_steps);
   LOOM_CHECK(!c.rebalance || c.save_freq > 0, "rebalance re-partitions at a checkpoint: it needs "
              "save_freq > 0, got 0 (only the final save)");
+  validate_ps(c);
 }
 
 // Text from the command line -> a JSON value of the same type as the field's default.
@@ -282,6 +345,8 @@ nlohmann::json as_written(pipeline::ScheduleKind k) { return pipeline::name(k); 
 nlohmann::json as_written(Recompute r) { return recompute_name(r); }
 nlohmann::json as_written(GradReduce g) { return grad_reduce_name(g); }
 nlohmann::json as_written(LayoutChoice l) { return layout_choice_name(l); }
+nlohmann::json as_written(ps::Mode m) { return ps::mode_name(m); }
+nlohmann::json as_written(const Straggler& s) { return straggler_text(s); }
 template <typename T>
 nlohmann::json as_written(const T& x) {
   return x;

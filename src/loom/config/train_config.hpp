@@ -15,6 +15,7 @@
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
+#include "loom/parallel/ps/ps_mode.hpp"
 
 namespace loom {
 
@@ -25,6 +26,17 @@ const char* grad_reduce_name(GradReduce g);
 // Who chooses tp, pp, micro_batches and schedule: "manual" (the flags) or "auto" (the planner).
 enum class LayoutChoice { kManual, kAuto };
 const char* layout_choice_name(LayoutChoice l);
+
+// --straggler RANK:FACTOR (or LOOM_STRAGGLER): that worker's compute takes FACTOR times as long
+// (it sleeps for the difference), for tests and benchmarks of the parameter-server modes.
+struct Straggler {
+  int rank = -1;  // -1: none
+  double factor = 1;
+  bool operator==(const Straggler&) const = default;
+};
+// "" -> none; "2:3" -> rank 2, factor 3; anything else is an error naming `flag`.
+Straggler parse_straggler(const std::string& text, const std::string& flag);
+std::string straggler_text(const Straggler& s);
 
 struct TrainConfig {
   std::string data_dir;  // required
@@ -76,7 +88,16 @@ struct TrainConfig {
   std::string partition;  // pp > 1: blocks per stage ("2,4"); "": balanced by timed costs
   bool rebalance = false;  // pp > 1: re-time the stages, re-partition at a checkpoint if uneven
   int rebalance_steps = 5;  // steps timed by rebalance
+  // Parameter servers: the first ps ranks serve the parameters, the others are workers.
+  int ps = 0;  // 0: no parameter servers (all-reduce data parallelism)
+  ps::Mode ps_mode = ps::Mode::kSync;
+  int staleness = -1;  // ps_mode ssp: the bound s (>= 0); -1: not given
+  Straggler straggler;
 };
+
+// The parameter-server layout against the job's world size (known once the launcher is): ps
+// below the world, the straggler a worker. Errors name the flag, the value and what is valid.
+void check_ps_world(const TrainConfig& c, int world);
 
 struct RunConfig {
   GPTConfig model;

@@ -65,7 +65,7 @@ std::string segment_name(int attempt) {
 class Job {
  public:
   Job(int nproc, const std::vector<std::string>& args, const LaunchOptions& opts, int attempt)
-      : shm_name_(segment_name(attempt)), grace_(opts.grace_s) {
+      : shm_name_(segment_name(attempt)), grace_(opts.grace_s), expendable_from_(opts.expendable_from) {
     for (int r = 0; r < nproc; ++r) {
       const std::map<std::string, std::string> env{
           {"LOOM_RANK", std::to_string(r)},
@@ -192,6 +192,11 @@ class Job {
       p.status = status;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (ok || stopping_) continue;
+      if (expendable_from_ >= 0 && p.rank >= expendable_from_) {
+        log("loom launch: rank ", p.rank, " (pid ", p.pid, ") ", describe_status(status),
+            "; the job goes on without it");
+        continue;
+      }
       if (failed_.empty()) first_failed_at_ = now;
       failed_.push_back(i);
     }
@@ -261,6 +266,7 @@ class Job {
 
   std::string shm_name_;
   double grace_;
+  int expendable_from_;
   std::vector<RankProcess> ranks_;
   int first_failure_ = -1;
   std::vector<size_t> failed_;  // ranks that ended badly, in the order seen

@@ -40,6 +40,10 @@ struct LaunchOptions {
   double grace_s = 30;                     // between SIGTERM and SIGKILL
   std::string program = "/proc/self/exe";  // the loom binary the ranks run
   std::optional<Elastic> elastic;          // none: every restart starts nproc ranks
+  // Ranks from this one on may end badly without stopping the job (parameter-server workers in
+  // async and ssp mode, which the servers drop): the launcher names them and waits for the
+  // others. -1: every rank's failure stops the job.
+  int expendable_from = -1;
 };
 
 // Runs `program args...` as nproc ranks; returns 0 when all succeed, else the failed rank's exit

@@ -51,6 +51,12 @@ void MetricsLog::save(int64_t step, double stall_s) {
   write({{"type", "save"}, {"step", step}, {"stall_s", stall_s}});
 }
 
+void MetricsLog::ps_staleness(int64_t step, const nlohmann::json& fields) {
+  nlohmann::json j = {{"type", "ps_staleness"}, {"step", step}};
+  j.update(fields);
+  write(j);
+}
+
 void MetricsLog::write(const nlohmann::json& j) {
   if (path_.empty()) return;
   out_ << j.dump() << '\n' << std::flush;

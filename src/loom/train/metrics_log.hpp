@@ -4,6 +4,9 @@
 //   {"type": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}
 //   {"type": "eval", "step", "train_loss", "val_loss"}
 //   {"type": "save", "step", "stall_s"}   (how long the training loop waited for the save)
+//   {"type": "ps_staleness", "step", "mode", "staleness", "update_staleness": {"0": n, ..},
+//    "clock_staleness": {..}, "workers_lost": [ranks]}   (parameter servers: at the end of a run,
+//    server 0's histograms of every applied gradient, see parallel/ps/staleness.hpp)
 // `step` counts completed optimizer steps (1 after the first step).
 #include <cstdint>
 #include <fstream>
@@ -22,6 +25,8 @@ class MetricsLog {
              double elapsed_s);
   void eval(int64_t step, double train_loss, double val_loss);
   void save(int64_t step, double stall_s);
+  // `fields` besides type and step (see above).
+  void ps_staleness(int64_t step, const nlohmann::json& fields);
 
  private:
   void write(const nlohmann::json& j);

@@ -1,5 +1,7 @@
 #include "loom/comm/mpi/mpi_transport.hpp"
 
+#include <sched.h>
+
 #include <climits>
 
 #include "loom/comm/mpi/mpi_wait.hpp"
@@ -35,6 +37,24 @@ void MpiTransport::exchange(int to, std::span<const std::byte> send, int from, s
   wait_all(reqs, n, deadline_, peer,
            detail::concat("waiting for rank ", world_ranks_[peer]));
   if (recv_bytes > 0) sink(staging_.data(), 0, recv_bytes);
+}
+
+Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
+  LOOM_CHECK(!peers.empty(), "mpi: receive from any peer of an empty set");
+  for (;;) {
+    for (const int p : peers) {
+      int flag = 0;
+      check(MPI_Iprobe(p, 0, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
+      if (flag) return {p, false};
+    }
+    if (Clock::now() >= deadline_) {
+      note_wait_timed_out();
+      throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
+                                                 peers.size(), " ranks (rank ",
+                                                 world_ranks_[peers[0]], ", ...)"));
+    }
+    sched_yield();
+  }
 }
 
 }  // namespace loom::comm::mpi

@@ -18,6 +18,9 @@ class MpiTransport : public Transport {
   int size() const override { return size_; }
   void exchange(int to, std::span<const std::byte> send, int from, size_t recv_bytes,
                 const Sink& sink) override;
+  // MPI_Iprobe of each of `peers` in turn until one has a message, yielding the core between
+  // rounds; never reports a peer gone (Open MPI ends the job when a rank dies).
+  Arrival wait_any(std::span<const int> peers) override;
 
  private:
   MPI_Comm comm_;

@@ -9,6 +9,8 @@ static std::atomic<bool> g_timed_out{false};
 
 bool a_wait_timed_out() { return g_timed_out.load(); }
 
+void note_wait_timed_out() { g_timed_out.store(true); }
+
 void check(int rc, const char* call) {
   if (rc == MPI_SUCCESS) return;
   char msg[MPI_MAX_ERROR_STRING];

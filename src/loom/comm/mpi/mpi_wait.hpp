@@ -16,6 +16,8 @@ void wait_all(MPI_Request* requests, int n, Clock::time_point deadline, int peer
 // True once any wait_all timed out in this process: MPI_Finalize could then wait forever for the
 // missing peer, so the backend skips it and mpirun takes the job down when the process exits.
 bool a_wait_timed_out();
+// Records a timed-out wait made outside wait_all (a probe loop).
+void note_wait_timed_out();
 
 // Throws loom::Error for a failed MPI call.
 void check(int rc, const char* call);

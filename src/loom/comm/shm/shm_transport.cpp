@@ -139,4 +139,39 @@ void ShmTransport::exchange(int to, std::span<const std::byte> send, int from, s
   }
 }
 
+Transport::Arrival ShmTransport::wait_any(std::span<const int> peers) {
+  LOOM_CHECK(!peers.empty(), "shm: receive from any peer of an empty set");
+  std::vector<ChannelControl*> in;
+  for (const int p : peers) {
+    LOOM_CHECK(p >= 0 && p < size() && p != rank_, "shm: receive from any peer: bad peer ", p);
+    in.push_back(seg_->channel(context_, members_[p], me_).ctl);
+  }
+  auto pending = [&]() -> int {
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i]->head.load(std::memory_order_acquire) != in[i]->tail.load(std::memory_order_relaxed))
+        return peers[i];
+    return -1;
+  };
+  RankInfo& mine = seg_->rank_info(me_);
+  for (;;) {
+    mine.sleepers.fetch_add(1);
+    const uint32_t bell = mine.doorbell.load();
+    int peer = pending();
+    if (peer < 0) {
+      futex_wait(&mine.doorbell, bell, kSleepNs);
+      peer = pending();
+    }
+    mine.sleepers.fetch_sub(1);
+    if (peer >= 0) return {peer, false};
+    LOOM_CHECK(!aborted(), "abandoned: this rank failed and gave up its pending transfers");
+    if (mine.doorbell.load() != bell) continue;  // woken by activity
+    for (const int p : peers)
+      if (!process_alive(seg_->rank_info(members_[p]).pid.load())) return {p, true};
+    if (Clock::now() >= deadline_)
+      throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
+                                                 peers.size(), " ranks (rank ", members_[peers[0]],
+                                                 ", ...)"));
+  }
+}
+
 }  // namespace loom::comm::shm

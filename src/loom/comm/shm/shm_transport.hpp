@@ -16,6 +16,9 @@ class ShmTransport : public Transport {
   int size() const override { return static_cast<int>(members_.size()); }
   void exchange(int to, std::span<const std::byte> send, int from, size_t recv_bytes,
                 const Sink& sink) override;
+  // Polls the channels from `peers` under the deadline, sleeping on the doorbell when all are
+  // empty; after a quiet sleep each peer's process is checked.
+  Arrival wait_any(std::span<const int> peers) override;
 
  private:
   void notify(int world_rank);

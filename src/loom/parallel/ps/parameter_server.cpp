@@ -1,0 +1,279 @@
+#include "loom/parallel/ps/parameter_server.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "loom/core/check.hpp"
+#include "loom/optim/grad_clip.hpp"
+
+namespace loom::ps {
+
+ParameterServer::ParameterServer(comm::Communicator& world, int servers,
+                                 const std::vector<ParamInfo>& layout, const ServerConfig& config,
+                                 ServerEvents* events)
+    : world_(world),
+      servers_(servers),
+      workers_(world.size() - servers),
+      index_(world.rank()),
+      ranges_(server_ranges(layout.back().offset + layout.back().numel, servers)),
+      cfg_(config),
+      events_(events),
+      local_layout_(range_layout(layout, ranges_.at(world.rank()))),
+      adamw_(local_layout_, config.adamw),
+      clocks_(world.size() - servers),
+      waiting_(workers_, false),
+      pulled_version_(workers_, 0),
+      pulled_min_clock_(workers_, 0),
+      last_push_(workers_),
+      final_received_(servers, false) {
+  LOOM_CHECK(index_ < servers_ && workers_ >= 1, "ps: rank ", index_, " of ", world.size(),
+             " is not one of the ", servers_, " servers of a job with workers");
+  range_ = ranges_[index_];
+  params_.resize(range_.size());
+  grad_.resize(range_.size());
+}
+
+void ParameterServer::set_step(int64_t step) {
+  step_ = step;
+  adamw_.set_step_count(step);
+}
+
+bool ParameterServer::save_point() const {
+  return cfg_.save_freq > 0 && step_ % cfg_.save_freq == 0 && step_ < cfg_.max_steps;
+}
+
+void ParameterServer::send_params(int w) {
+  const ReplyHeader h{ReplyStatus::kContinue, 0, step_};
+  world_.send(&h, sizeof h, worker_rank(w));
+  world_.send(params_.data(), params_.size() * sizeof(float), worker_rank(w));
+  pulled_version_[w] = step_;
+  pulled_min_clock_[w] = clocks_.min_active_pushed();
+}
+
+void ParameterServer::send_stop(int w) {
+  const ReplyHeader h{ReplyStatus::kStop, 0, step_};
+  world_.send(&h, sizeof h, worker_rank(w));
+}
+
+void ParameterServer::retire(int w, bool lost) {
+  clocks_.retire(w);
+  waiting_[w] = false;
+  if (lost && events_ != nullptr) events_->worker_lost(worker_rank(w), step_);
+}
+
+void ParameterServer::release_waiting() {
+  for (int w = 0; w < workers_; ++w) {
+    if (!waiting_[w]) continue;
+    if (step_ >= cfg_.max_steps) {
+      send_stop(w);
+      retire(w, false);
+    } else if (clocks_.may_begin(w, cfg_.staleness)) {
+      waiting_[w] = false;
+      send_params(w);
+    }
+  }
+}
+
+void ParameterServer::apply_one(int w, const PushHeader& h) {
+  float clip = 1.0f;
+  if (cfg_.max_norm > 0 && clips_at(step_, cfg_.warmup_steps, cfg_.clip_during_warmup))
+    clip = clip_scale(h.grad_norm, cfg_.max_norm);
+  const float lr = cfg_.schedule.at(step_);
+  adamw_.step(params_.data(), grad_.data(), lr, clip / static_cast<float>(workers_));
+  update_staleness_.add(step_ - pulled_version_[w]);
+  clock_staleness_.add(clocks_.pushed(w) - pulled_min_clock_[w]);
+  ++step_;
+  if (events_ != nullptr)
+    events_->updated({step_, h.loss, lr, h.grad_norm, clip != 1.0f, 1, worker_rank(w)});
+  if (save_point()) snapshot(SnapshotKind::kPeriodic);
+}
+
+void ParameterServer::run() {
+  if (cfg_.mode == Mode::kSync)
+    run_sync();
+  else
+    run_async();
+  snapshot(SnapshotKind::kFinal);
+}
+
+void ParameterServer::run_sync() {
+  for (int w = 0; w < workers_; ++w) send_params(w);
+  sum_.resize(range_.size());
+  const size_t n = range_.size();
+  while (step_ < cfg_.max_steps) {
+    std::fill(sum_.begin(), sum_.end(), 0.0f);
+    double loss = 0;
+    for (int w = 0; w < workers_; ++w) {  // in worker order: the sum is reproducible
+      PushHeader h;
+      world_.recv(&h, sizeof h, worker_rank(w));
+      LOOM_CHECK(h.kind == PushKind::kPush, "ps sync: worker rank ", worker_rank(w),
+                 " stopped before step ", step_ + 1);
+      world_.recv(grad_.data(), n * sizeof(float), worker_rank(w));
+      for (size_t i = 0; i < n; ++i) sum_[i] += grad_[i];
+      loss += h.loss;
+      last_push_[w] = h;
+      clocks_.record_push(w);
+      update_staleness_.add(0);
+      clock_staleness_.add(0);
+    }
+    const float inv = 1.0f / static_cast<float>(workers_);
+    for (size_t i = 0; i < n; ++i) sum_[i] *= inv;
+    // The global norm of the averaged gradient: every server sums the same partials in order.
+    std::vector<double> partial(servers_, 0.0);
+    partial[index_] = grad_sq_sum(sum_.data(), n);
+    for (int s = 0; s < servers_; ++s)
+      if (s != index_) world_.send(&partial[index_], sizeof(double), s);
+    for (int s = 0; s < servers_; ++s)
+      if (s != index_) world_.recv(&partial[s], sizeof(double), s);
+    double sq = 0;
+    for (const double p : partial) sq += p;
+    const double norm = std::sqrt(sq);
+    LOOM_CHECK(std::isfinite(norm) && std::isfinite(loss), "the loss is ", loss / workers_,
+               " and the gradient norm ", norm, " at step ", step_ + 1,
+               ": training diverged (try a lower lr)");
+    float clip = 1.0f;
+    if (cfg_.max_norm > 0 && clips_at(step_, cfg_.warmup_steps, cfg_.clip_during_warmup))
+      clip = clip_scale(norm, cfg_.max_norm);
+    const float lr = cfg_.schedule.at(step_);
+    adamw_.step(params_.data(), sum_.data(), lr, clip);
+    ++step_;
+    if (events_ != nullptr)
+      events_->updated({step_, loss / workers_, lr, norm, clip != 1.0f, workers_, -1});
+    if (save_point()) snapshot(SnapshotKind::kPeriodic);
+    for (int w = 0; w < workers_; ++w) {
+      if (step_ < cfg_.max_steps)
+        send_params(w);
+      else
+        send_stop(w);
+    }
+  }
+  for (int w = 0; w < workers_; ++w) clocks_.retire(w);
+}
+
+void ParameterServer::run_async() {
+  for (int w = 0; w < workers_; ++w) send_params(w);
+  const size_t n = range_.size();
+  size_t turn = 0;
+  std::vector<int> peers;
+  while (clocks_.active_count() > 0) {
+    // Every active worker, and (server 0) the other servers' snapshots, starting one further
+    // each time: no peer waits behind a busy one.
+    peers.clear();
+    for (int w = 0; w < workers_; ++w)
+      if (clocks_.active(w)) peers.push_back(worker_rank(w));
+    if (index_ == 0)
+      for (int s = 1; s < servers_; ++s) peers.push_back(s);
+    std::rotate(peers.begin(), peers.begin() + (turn++ % peers.size()), peers.end());
+    const comm::Communicator::Arrival a = world_.wait_any(peers);
+    if (a.peer < servers_) {
+      LOOM_CHECK(!a.gone, "ps: server rank ", a.peer, " is gone");
+      receive_snapshot(a.peer);
+      continue;
+    }
+    const int w = a.peer - servers_;
+    if (a.gone) {
+      retire(w, /*lost=*/true);
+      release_waiting();
+      continue;
+    }
+    PushHeader h;
+    world_.recv(&h, sizeof h, a.peer);
+    if (h.kind == PushKind::kBye) {
+      retire(w, false);
+      release_waiting();
+      continue;
+    }
+    world_.recv(grad_.data(), n * sizeof(float), a.peer);
+    last_push_[w] = h;
+    if (step_ < cfg_.max_steps) apply_one(w, h);
+    clocks_.record_push(w);
+    if (step_ >= cfg_.max_steps) {
+      send_stop(w);
+      retire(w, false);
+    } else if (cfg_.mode == Mode::kSsp && !clocks_.may_begin(w, cfg_.staleness)) {
+      waiting_[w] = true;
+    } else {
+      send_params(w);
+    }
+    release_waiting();
+  }
+}
+
+void ParameterServer::snapshot(SnapshotKind kind) {
+  if (index_ != 0) {
+    const SnapshotHeader h{kind, 0, step_};
+    const size_t bytes = range_.size() * sizeof(float);
+    world_.send(&h, sizeof h, 0);
+    world_.send(params_.data(), bytes, 0);
+    world_.send(adamw_.m(), bytes, 0);
+    world_.send(adamw_.v(), bytes, 0);
+    return;
+  }
+  add_part(0, kind, step_, params_.data(), adamw_.m(), adamw_.v());
+  if (cfg_.mode == Mode::kSync) {
+    // Every server is at this step too and sends its part now, in server order.
+    for (int s = 1; s < servers_; ++s) receive_snapshot(s);
+    return;
+  }
+  if (kind != SnapshotKind::kFinal) return;  // the others' parts arrive with the workers' pushes
+  std::vector<int> missing;
+  for (;;) {
+    missing.clear();
+    for (int s = 1; s < servers_; ++s)
+      if (!final_received_[s]) missing.push_back(s);
+    if (missing.empty()) break;
+    const comm::Communicator::Arrival a = world_.wait_any(missing);
+    LOOM_CHECK(!a.gone, "ps: server rank ", a.peer, " is gone");
+    receive_snapshot(a.peer);
+  }
+}
+
+void ParameterServer::receive_snapshot(int s) {
+  SnapshotHeader h;
+  world_.recv(&h, sizeof h, s);
+  const size_t n = ranges_[s].size(), bytes = n * sizeof(float);
+  std::vector<float> p(n), m(n), v(n);
+  world_.recv(p.data(), bytes, s);
+  world_.recv(m.data(), bytes, s);
+  world_.recv(v.data(), bytes, s);
+  add_part(s, h.kind, h.step, p.data(), m.data(), v.data());
+}
+
+void ParameterServer::add_part(int s, SnapshotKind kind, int64_t step, const float* params,
+                               const float* m, const float* v) {
+  const bool final = kind == SnapshotKind::kFinal;
+  Assembly& a = final ? final_ : assembling_[step];
+  if (a.snap.params.empty()) {
+    const size_t total = ranges_.back().end;
+    a.snap.params.resize(total);
+    a.snap.m.resize(total);
+    a.snap.v.resize(total);
+  }
+  const ParamRange r = ranges_[s];
+  std::copy(params, params + r.size(), a.snap.params.begin() + r.begin);
+  std::copy(m, m + r.size(), a.snap.m.begin() + r.begin);
+  std::copy(v, v + r.size(), a.snap.v.begin() + r.begin);
+  if (final) final_received_[s] = true;
+  if (++a.parts < servers_) return;
+  a.snap.step = final ? step_ : step;
+  a.snap.data = resume_point();
+  events_->checkpoint(a.snap, final);
+  if (final) {
+    assembling_.clear();  // a periodic snapshot some server never reached
+  } else {
+    assembling_.erase(step);
+  }
+}
+
+PushHeader ParameterServer::resume_point() const {
+  if (cfg_.mode == Mode::kSync) return last_push_[0];
+  // The worker furthest behind: no batch of an active worker is skipped on resume.
+  const PushHeader* best = &last_push_[0];
+  for (const PushHeader& h : last_push_)
+    if (h.data_epoch < best->data_epoch ||
+        (h.data_epoch == best->data_epoch && h.data_samples < best->data_samples))
+      best = &h;
+  return *best;
+}
+
+}  // namespace loom::ps

@@ -1,0 +1,202 @@
+// Parameter servers end to end (the real CLI, shm via --nproc, Open MPI via mpirun): sync mode
+// with 1 and 2 servers is all-reduce data parallelism at the same global batch (losses, final
+// parameters and moments); ssp keeps every applied gradient within its staleness bound with a
+// straggler present (and s = 0 is lock-step), while async is unbounded; bad layouts are refused
+// before any rank starts.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "drill_util.hpp"
+#include "layout_equivalence.hpp"
+
+namespace loom {
+namespace {
+namespace fs = std::filesystem;
+using testing::have_mpirun;
+using testing::Result;
+
+class PsCli : public testing::LayoutEquivalenceTest {
+ protected:
+  void SetUp() override { make_config(2); }
+
+  // The run's ps_staleness record (metrics.jsonl).
+  nlohmann::json staleness_of(const std::string& out) {
+    std::ifstream in(dir_ / out + "/metrics.jsonl");
+    nlohmann::json found;
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j["type"] == "ps_staleness") found = j;
+    }
+    return found;
+  }
+  static int64_t max_key(const nlohmann::json& histogram) {
+    int64_t m = -1;
+    for (const auto& [k, v] : histogram.items()) m = std::max<int64_t>(m, std::stoll(k));
+    return m;
+  }
+  static int64_t total(const nlohmann::json& histogram) {
+    int64_t n = 0;
+    for (const auto& [k, v] : histogram.items()) n += v.get<int64_t>();
+    return n;
+  }
+};
+
+TEST_F(PsCli, SyncWithOneAndTwoServersMatchesAllReduceDataParallelism) {
+  // 2 workers x batch 2 = the reference's global batch of 4.
+  for (const auto& [out, flags] :
+       {std::pair<std::string, std::string>{"ps1", "--nproc 3 --ps 1 --batch_size 2"},
+        {"ps2", "--nproc 4 --ps 2 --batch_size 2"}}) {
+    const Result r = train(out, flags);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_matches_reference(out);
+    EXPECT_TRUE(fs::exists(dir_ / out + "/step_000010/model.safetensors")) << out;
+    const auto st = staleness_of(out);
+    ASSERT_TRUE(st.is_object()) << out << ": no ps_staleness record";
+    EXPECT_EQ(st["clock_staleness"], nlohmann::json({{"0", 40}})) << st.dump();
+    EXPECT_EQ(st["update_staleness"], nlohmann::json({{"0", 40}})) << st.dump();
+  }
+}
+
+TEST_F(PsCli, MpirunSyncMatchesAllReduceAndSspKeepsItsBound) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  const Result r = train("mpi_ps2", "--ps 2 --batch_size 2", /*mpi_ranks=*/4);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  expect_matches_reference("mpi_ps2");
+  // 2 servers, 3 workers (one 3x slow) under MPI_Iprobe's receive from any peer.
+  const Result s = train("mpi_ssp", "--ps 2 --batch_size 1 --max_steps 60 --ps_mode ssp "
+                         "--staleness 1 --straggler 2:3", /*mpi_ranks=*/5);
+  ASSERT_EQ(s.rc, 0) << s.out;
+  const auto st = staleness_of("mpi_ssp");
+  EXPECT_EQ(total(st["clock_staleness"]), 60) << st.dump();
+  EXPECT_EQ(max_key(st["clock_staleness"]), 1) << st.dump();
+  EXPECT_TRUE(fs::exists(dir_ / "mpi_ssp/step_000060/model.safetensors"));
+}
+
+TEST_F(PsCli, SspBoundsStalenessWithAStragglerAndZeroIsLockStep) {
+  // 3 workers, rank 1 three times as slow. ssp s = 1: no applied gradient lacks more than one of
+  // the slowest worker's steps, and the fast workers do run that one step ahead; s = 0 never lets
+  // one run ahead; async lets them run further.
+  const std::string base = "--nproc 4 --ps 1 --batch_size 1 --max_steps 45 --save_freq 0 "
+                           "--straggler 1:3 ";
+  for (const auto& [out, mode, bound] :
+       {std::tuple<std::string, std::string, int64_t>{"ssp1", "--ps_mode ssp --staleness 1", 1},
+        {"ssp0", "--ps_mode ssp --staleness 0", 0}}) {
+    const Result r = train(out, base + mode);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const auto st = staleness_of(out);
+    ASSERT_TRUE(st.is_object()) << out << ": no ps_staleness record\n" << r.out;
+    EXPECT_EQ(total(st["clock_staleness"]), 45) << st.dump();
+    EXPECT_EQ(max_key(st["clock_staleness"]), bound) << out << ": " << st.dump();
+    // Each update between a worker's pull and its push is another worker's step: at most
+    // (workers - 1) x (2s + 1) of them.
+    EXPECT_LE(max_key(st["update_staleness"]), 2 * (2 * bound + 1)) << out << ": " << st.dump();
+    EXPECT_NE(r.out.find("ps: rank 0 server, ranks 1..3 workers, mode ssp"), std::string::npos) << r.out;
+  }
+  const Result r = train("async", base + "--ps_mode async");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_GT(max_key(staleness_of("async")["clock_staleness"]), 1) << staleness_of("async").dump();
+}
+
+TEST_F(PsCli, CheckpointsResumeUnderAllReduceDataParallelismAndTheOtherWayRound) {
+  const Result r = train("ps1", "--nproc 3 --ps 1 --batch_size 2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  // A PS checkpoint continues as 2 data-parallel ranks and as 1 rank; the 1-rank run's
+  // checkpoint continues under 2 servers.
+  expect_resumes_like_the_run("ps1", {{"ps_to_dp2", "--nproc 2 --batch_size 2"},
+                                      {"ps_to_ps2", "--nproc 4 --ps 2 --batch_size 2"}});
+  reference();
+  expect_resumes_like_the_run("ref", {{"ref_to_ps2", "--nproc 4 --ps 2 --batch_size 2"}});
+}
+
+// A job long enough to be hit mid-run: `steps` updates of 3 workers, checkpoints every 10.
+std::string long_job(const std::string& config, const std::string& out, int steps,
+                     const std::string& flags) {
+  return std::string(LOOM_BINARY) + " train --config " + config + " --out_dir " + out +
+         " --batch_size 1 --eval_freq 0 --sample_freq -1 --save_freq 10 --max_steps " +
+         std::to_string(steps) + " " + flags;
+}
+
+TEST_F(PsCli, AnAsyncWorkerKilledMidRunIsDroppedAndTheJobCompletes) {
+  const std::string out = dir_ / "async_kill";
+  testing::BackgroundJob job(long_job(config_, out, 3000, "--nproc 4 --ps 1 --ps_mode async"),
+                             out + ".log");
+  ASSERT_TRUE(testing::wait_for_step(out + "/metrics.jsonl", 30, 120)) << job.output();
+  const pid_t victim = testing::rank_pid(job.pid(), 2);
+  ASSERT_GT(victim, 0) << job.output();
+  kill(victim, SIGKILL);
+  ASSERT_EQ(job.wait(240), 0) << job.output();
+  const std::string log = job.output();
+  EXPECT_NE(log.find("loom launch: rank 2 (pid " + std::to_string(victim) +
+                     ") was killed by signal 9 (Killed); the job goes on without it"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("ps: worker rank 2 is gone"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(out + "/step_003000/model.safetensors")) << log;
+  EXPECT_EQ(staleness_of("async_kill")["workers_lost"], nlohmann::json::array({2}));
+}
+
+TEST_F(PsCli, AKilledServerFailsTheJobNamingItAndItResumesFromItsCheckpoint) {
+  const std::string out = dir_ / "server_kill";
+  testing::BackgroundJob job(
+      long_job(config_, out, 400, "--nproc 4 --ps 2 --resume auto --max_restarts 1"),
+      out + ".log");
+  ASSERT_TRUE(testing::wait_for_step(out + "/metrics.jsonl", 25, 120)) << job.output();
+  const pid_t victim = testing::rank_pid(job.pid(), 1);
+  ASSERT_GT(victim, 0) << job.output();
+  kill(victim, SIGKILL);
+  ASSERT_EQ(job.wait(240), 0) << job.output();
+  const std::string log = job.output();
+  EXPECT_NE(log.find("loom launch: rank 1 (pid " + std::to_string(victim) +
+                     ") was killed by signal 9 (Killed); stopping the other ranks"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("restart 1: resuming from " + out + "/step_"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(out + "/step_000400/model.safetensors")) << log;
+}
+
+TEST_F(PsCli, BadLayoutsAreRefusedBeforeAnyRankStarts) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--nproc 2 --ps 2", "--ps 2 needs at least one worker: the job has 2 rank(s)"},
+      {"--nproc 3 --ps 1 --staleness 2", "--staleness 2 needs --ps_mode ssp (ps_mode is sync)"},
+      {"--nproc 3 --ps 1 --ps_mode ssp --staleness -2", "staleness must be >= 0, got -2"},
+      {"--nproc 3 --ps 1 --ps_mode ssp", "ps_mode ssp needs --staleness S"},
+      {"--nproc 3 --ps 1 --straggler 0:3", "--straggler 0:3: rank 0 is not a worker; the workers are ranks 1..2"},
+      {"--nproc 3 --ps 1 --straggler 1:x", "--straggler 1:x: expected RANK:FACTOR"},
+      {"--nproc 3 --ps 1 --ps_mode lazy", "--ps_mode must be sync, async or ssp, got 'lazy'"},
+      {"--nproc 4 --ps 2 --tp 2", "--ps 2 cannot be combined with --tp 2"},
+      {"--nproc 3 --ps 1 --zero 1", "cannot be combined with --tp 1, --pp 1 or --zero 1"},
+      {"--nproc 2 --ps_mode async", "--ps_mode async needs parameter servers (--ps S > 0)"},
+      {"--nproc 2:4 --ps 1", "--ps 1 cannot be combined with an elastic --nproc MIN:MAX"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const Result r = train("bad", flags);
+    EXPECT_NE(r.rc, 0) << flags << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << flags << "\n" << r.out;
+    EXPECT_EQ(r.out.find("[rank"), std::string::npos) << flags << ": a rank started\n" << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "bad")) << flags;
+  }
+  // LOOM_STRAGGLER is read like the flag.
+  const Result r = testing::run_bounded("env LOOM_STRAGGLER=0:2 " + std::string(LOOM_BINARY) +
+                                            " train --config " + config_ + " --out_dir " +
+                                            (dir_ / "bad") + " --nproc 3 --ps 1",
+                                        60);
+  EXPECT_NE(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 0 is not a worker"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "bad"));
+}
+
+TEST_F(PsCli, InfoNamesTheRoles) {
+  const Result ok = testing::loom_cli("info --nproc 6 --ps 2", 60);
+  ASSERT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("parameter servers: ranks 0..1 servers, ranks 2..5 workers"), std::string::npos)
+      << ok.out;
+  const Result bad = testing::loom_cli("info --nproc 2 --ps 2", 60);
+  EXPECT_NE(bad.rc, 0) << bad.out;
+  EXPECT_NE(bad.out.find("--ps 2 needs at least one worker"), std::string::npos) << bad.out;
+}
+
+}  // namespace
+}  // namespace loom
