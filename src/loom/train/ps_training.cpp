@@ -41,11 +41,14 @@ std::string rank_span(int first, int last) {
 // Server 0's view of the run: the console, the metrics log and the checkpoints.
 class ServerReport : public ps::ServerEvents {
  public:
-  ServerReport(const RunConfig& cfg, int servers, int world, const std::string& tokenizer)
+  // `resumed_step`: the checkpoint's step (the log's later entries are dropped), 0 for a new run.
+  ServerReport(const RunConfig& cfg, int servers, int world, const std::string& tokenizer,
+               int64_t resumed_step)
       : cfg_(cfg), servers_(servers), world_(world), tokenizer_(tokenizer) {
     const TrainConfig& c = cfg.train;
     fs::create_directories(c.out_dir);
-    if (!c.log_file.empty()) log_ = MetricsLog((fs::path(c.out_dir) / c.log_file).string());
+    if (!c.log_file.empty())
+      log_ = MetricsLog((fs::path(c.out_dir) / c.log_file).string(), resumed_step);
   }
 
   void updated(const ps::UpdateReport& r) override {
@@ -156,7 +159,8 @@ void run_server(const RunConfig& cfg, comm::Communicator& world, const std::stri
     LOOM_CHECK(!resume_dir.empty() || !fs::exists(c.out_dir + "/latest"), c.out_dir,
                " already holds checkpoints (", c.out_dir,
                "/latest): pass --resume latest to continue them, or choose another --out_dir");
-    report.emplace(cfg, servers, world.size(), tokenizer);
+    report.emplace(cfg, servers, world.size(), tokenizer,
+                   resume_dir.empty() ? 0 : read_checkpoint_state(resume_dir).step);
   }
   ps::ParameterServer server(world, servers, layout, server_config(c),
                              report ? &*report : nullptr);
