@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PKGS=(build-essential cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
       libgtest-dev libopenmpi-dev openmpi-bin fortunes fortunes-zh iproute2 libdnnl-dev
-      clang libclang-rt-14-dev libomp-dev)  # clang + its sanitizer/libFuzzer runtimes: scripts/fuzz.sh
+      clang libclang-rt-14-dev libomp-dev  # clang + its sanitizer/libFuzzer runtimes: scripts/fuzz.sh
+      procps)  # pgrep: scripts/chaos.sh finds the ranks of a job
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
