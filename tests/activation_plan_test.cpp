@@ -18,22 +18,6 @@
 namespace loom {
 namespace {
 
-// A tp group that does not communicate (it stands for rank 0 of `size`): the model runs its tp
-// code path and plans its tp-split buffers; the values are not checked here, only the sizes.
-class SilentTpGroup : public TensorParallelGroup {
- public:
-  explicit SilentTpGroup(int size) : size_(size) {}
-  int rank() const override { return 0; }
-  int size() const override { return size_; }
-  void allreduce_sum(float*, size_t) override {}
-  void allreduce_sum(double*, size_t) override {}
-  void allreduce_max(float*, size_t) override {}
-  void allreduce_max(double*, size_t) override {}
-
- private:
-  int size_;
-};
-
 GPTConfig plan_test_config(float dropout) {
   GPTConfig c;
   c.vocab_size = 101;  // not a multiple of tp 2: wte rows are padded
@@ -79,7 +63,7 @@ TEST(ActivationPlan, IsWhatTheModelAllocates) {
   const int threads = omp_get_max_threads();
   for (const Case& k : cases()) {
     const GPTConfig cfg = plan_test_config(k.dropout);
-    SilentTpGroup group(k.tp);
+    ShapesOnlyTpGroup group(0, k.tp);
     const ModelShard shard{0, k.tp, 1, 3, k.embedding, k.head};
     GPTModel<float> m(cfg, shard, k.tp > 1 ? &group : nullptr);
     m.init_weights(1);
@@ -149,7 +133,7 @@ TEST(ActivationPlan, LoomMemoryPredictsWhatTheModelAllocates) {
         const GPTConfig cfg = plan_test_config(dropout);
         const std::string what = std::string("tp ") + std::to_string(tp) + ", recompute " +
                                  name(r) + (dropout > 0 ? ", dropout" : "");
-        SilentTpGroup group(tp);
+        ShapesOnlyTpGroup group(0, tp);
         GPTModel<float> m(cfg, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
         m.set_recompute(r);
         std::vector<int32_t> tokens(static_cast<size_t>(B) * T, 1);
@@ -187,7 +171,7 @@ TEST(ActivationPlan, PlannerAgreesWithTheModelAndLoomMemory) {
       req.global_batch = 2;
       const planner::Prediction p =
           planner::predict(req, k, {}, {1, tp, 1, ScheduleKind::OneFOneB, 1, 1});
-      SilentTpGroup group(tp);
+      ShapesOnlyTpGroup group(0, tp);
       GPTModel<float> m(req.model, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
       m.set_recompute(r);
       std::vector<int32_t> tokens(2 * 16, 1);

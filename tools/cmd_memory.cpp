@@ -71,22 +71,6 @@ double available_bytes() {
   return 0;
 }
 
-// A tp group that does not communicate, for warm_up_kernels: the one-block copy it runs needs the
-// tp slice's shapes, not its values.
-class ShapesOnlyTpGroup : public loom::TensorParallelGroup {
- public:
-  ShapesOnlyTpGroup(int rank, int size) : rank_(rank), size_(size) {}
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  void allreduce_sum(float*, size_t) override {}
-  void allreduce_sum(double*, size_t) override {}
-  void allreduce_max(float*, size_t) override {}
-  void allreduce_max(double*, size_t) override {}
-
- private:
-  int rank_, size_;
-};
-
 // This rank's piece of a training run, built as the trainer builds it (train/trainer.cpp): the
 // mesh, the tp group, the stage partition, the model shard, data parallelism and the pipeline.
 // Construction sets up the mesh and the partition (rank 0 times the parts on a model copy of its
@@ -125,7 +109,7 @@ struct RankRun {
     loom::ModelShard one = shard;
     one.last_block = one.first_block + 1;
     one.chunks.clear();
-    ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
+    loom::ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
     loom::GPT copy(mo.model, one, o.tp > 1 ? &group : nullptr);
     copy.set_recompute(mo.recompute);
     const int rows = o.batch / (o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1);

@@ -22,4 +22,20 @@ class TensorParallelGroup {
   virtual void allreduce_max(double* data, size_t n) = 0;
 };
 
+// A group that does not communicate: it stands for rank `rank` of `size` so that a model runs its
+// tp code path and plans its tp-split buffers alone (sizes and kernel warm-up, not values).
+class ShapesOnlyTpGroup : public TensorParallelGroup {
+ public:
+  ShapesOnlyTpGroup(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(float*, size_t) override {}
+  void allreduce_sum(double*, size_t) override {}
+  void allreduce_max(float*, size_t) override {}
+  void allreduce_max(double*, size_t) override {}
+
+ private:
+  int rank_, size_;
+};
+
 }  // namespace loom

@@ -40,6 +40,16 @@ double work(Kernel k, double T, double C, double V) {
 
 }  // namespace
 
+KernelTimes shape_to_time(const GPTConfig& model, int seq, int threads) {
+  KernelTimes t;
+  t.d_model = model.d_model;
+  t.n_head = model.n_head;
+  t.vocab_size = model.vocab_size;
+  t.seq = seq;
+  t.threads = threads;
+  return t;
+}
+
 KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profiled_steps) {
   LOOM_CHECK(seq >= 1 && seq <= model.context_len, "plan: sequence length ", seq,
              " outside [1, context_len ", model.context_len, "]");
@@ -52,12 +62,7 @@ KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profi
   Rng rng(7);
   std::vector<int32_t> tokens(static_cast<size_t>(seq) + 1);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(two.vocab_size));
-  KernelTimes out;
-  out.d_model = model.d_model;
-  out.n_head = model.n_head;
-  out.vocab_size = model.vocab_size;
-  out.seq = seq;
-  out.threads = threads;
+  KernelTimes out = shape_to_time(model, seq, threads);
   KernelProfile profile;  // each kernel's minimum over the profiled steps goes to `out`
   out.forward_s.fill(1e300);
   out.backward_s.fill(1e300);

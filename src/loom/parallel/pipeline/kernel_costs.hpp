@@ -35,6 +35,10 @@ struct KernelTimes {
   double adamw_s_per_param = 0;
 };
 
+// A KernelTimes naming the shape (model's width, heads and vocabulary, seq, threads), no times
+// yet: what time_kernels fills and what a calibration cache is keyed by.
+KernelTimes shape_to_time(const GPTConfig& model, int seq, int threads);
+
 // Times a 2-block copy of `model` (same width, heads, vocabulary) on one sequence of `seq`
 // tokens with `threads` threads: forward + backward with a per-kernel profile (attention,
 // matmuls, ...; each kernel's fastest of `profiled_steps` steps). Plus AdamW steps.

@@ -150,12 +150,7 @@ std::string write_cached_times(const std::string& path, const std::string& key,
 KernelTimes cached_kernel_times(const GPTConfig& model, int seq, int threads,
                                 const std::string& cache_path, bool remeasure,
                                 const std::function<void(const std::string&)>& note) {
-  KernelTimes shape;
-  shape.d_model = model.d_model;
-  shape.n_head = model.n_head;
-  shape.vocab_size = model.vocab_size;
-  shape.seq = seq;
-  shape.threads = threads;
+  const KernelTimes shape = shape_to_time(model, seq, threads);
   const std::string key = calibration_key(shape);
   if (!cache_path.empty() && !remeasure) {
     std::string warning;
