@@ -21,6 +21,7 @@
 #include "loom/core/check.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/core/timer.hpp"
+#include "loom/parallel/planner/auto_layout.hpp"
 #include "loom/parallel/planner/calibration_cache.hpp"
 #include "loom/config/parallel_plan.hpp"
 #include "loom/parallel/planner/planner.hpp"
@@ -76,15 +77,10 @@ double cores_per_rank(const Options& o, bool validating) {
 // The plan `loom train` would run for the prediction's layout, ZeRO stage and recompute mode (the
 // other settings as it defaults them).
 loom::ParallelPlan chosen_plan(const loom::planner::PlanRequest& req, const loom::planner::Prediction& p) {
-  const loom::planner::Layout& L = p.layout;
   loom::RunConfig config;
   config.model = req.model;
   loom::TrainConfig& t = config.train;
-  t.tp = L.tp;
-  t.pp = L.pp;
-  t.schedule = L.schedule;
-  t.virtual_stages = L.virtual_stages;
-  t.micro_batches = L.micro_batches;
+  loom::planner::apply_layout(t, p.layout, req.global_batch);
   t.recompute = p.recompute;
   t.zero = p.zero;
   t.bucket_mb = req.bucket_mb;
