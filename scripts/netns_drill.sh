@@ -92,6 +92,7 @@ four_ranks() {  # four_ranks MAP_BY OUT_DIR [extra train flags...]   (slot: 0,1 
 }
 losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/'; }
 steps_done() { [ -f "$1/metrics.jsonl" ] || { echo 0; return; }; grep -c '"type":"train"' "$1/metrics.jsonl" || true; }
+has_steps() { [ "$(steps_done "$1")" -ge "$2" ]; }  # has_steps RUN_DIR N
 now() { date +%s.%N; }
 # wait_until SECONDS WHAT COMMAND...: polls COMMAND until it succeeds; false (saying so) when
 # SECONDS of wall-clock time pass first.
@@ -109,7 +110,7 @@ wait_until() {
 rank_pid() {  # rank_pid NS R
   local p
   for p in $(ip netns pids "$1"); do
-    [ "$(cat /proc/$p/comm 2>/dev/null)" = loom ] &&
+    [ "$(readlink /proc/$p/exe 2>/dev/null)" = "$LOOM" ] &&
       tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" &&
       { echo "$p"; return 0; }
   done
@@ -145,7 +146,7 @@ for victim in "1 $A" "2 $B"; do
   set -- $victim; V=$1 HOST=$2
   four_ranks slot "$WORK/kill$V" --max_steps 100000 > "$WORK/kill$V.log" 2>&1 &
   MPIRUN_PID=$!
-  wait_until 120 "the run to reach step 3" test "$(steps_done "$WORK/kill$V")" -ge 3 ||
+  wait_until 120 "the run to reach step 3" has_steps "$WORK/kill$V" 3 ||
     { stop_job; cat "$WORK/kill$V.log"; echo "netns drill: FAIL: no progress before the kill"; exit 1; }
   PID=$(rank_pid "$HOST" "$V") || { stop_job; echo "netns drill: FAIL: rank $V not found on $HOST"; exit 1; }
   kill -9 "$PID"
@@ -162,7 +163,7 @@ done
 # Link down mid-run.
 four_ranks slot "$WORK/cut" --resume auto > "$WORK/cut.log" 2>&1 &
 MPIRUN_PID=$!
-wait_until 120 "the run to reach step 8 (a checkpoint at 5)" test "$(steps_done "$WORK/cut")" -ge 8 ||
+wait_until 120 "the run to reach step 8 (a checkpoint at 5)" has_steps "$WORK/cut" 8 ||
   { stop_job; cat "$WORK/cut.log"; echo "netns drill: FAIL: no progress before the cut"; exit 1; }
 ip -n "$B" link set "$VB" down
 T0=$(now)
