@@ -316,11 +316,43 @@ void Communicator::recv(void* data, size_t bytes, int peer) {
           [&](Clock::time_point) { transport().recv_into(peer, data, bytes); });
 }
 
-Communicator::Arrival Communicator::wait_any(std::span<const int> peers) {
+bool Communicator::send_unless_gone(const void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+  wait_for_async();
+  bool delivered = true;
+  guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
+          [&](Clock::time_point) {
+            try {
+              transport().send(peer, {static_cast<const std::byte*>(data), bytes});
+            } catch (const PeerGone& e) {
+              if (e.peer != peer) throw;
+              delivered = false;
+            }
+          });
+  return delivered;
+}
+
+bool Communicator::recv_unless_gone(void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
+  wait_for_async();
+  bool received = true;
+  guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
+          [&](Clock::time_point) {
+            try {
+              transport().recv_into(peer, data, bytes);
+            } catch (const PeerGone& e) {
+              if (e.peer != peer) throw;
+              received = false;
+            }
+          });
+  return received;
+}
+
+Communicator::Arrival Communicator::wait_any(std::span<const int> peers, Clock::time_point until) {
   wait_for_async();
   Arrival a;
   guarded(detail::concat("receive from any of ", peers.size(), " ranks"),
-          [&](Clock::time_point) { a = transport().wait_any(peers); });
+          [&](Clock::time_point) { a = transport().wait_any(peers, until); });
   return a;
 }
 

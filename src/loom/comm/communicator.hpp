@@ -98,11 +98,16 @@ class Communicator {
   // Point to point (group ranks); a message must be received with the size it was sent with.
   void send(const void* data, size_t bytes, int peer);
   void recv(void* data, size_t bytes, int peer);
+  // As send/recv, but a peer found gone (shm: PeerGone) returns false and leaves the
+  // communicator usable for the others (the message may be cut short; use that peer no more).
+  bool send_unless_gone(const void* data, size_t bytes, int peer);
+  bool recv_unless_gone(void* data, size_t bytes, int peer);
   // Receive from any peer (Transport::wait_any): the first of `peers` (group ranks) with a
   // message for this rank waiting, to be received with recv(); or a peer found gone (shm), which
-  // leaves the communicator usable for the others. Bounded by the timeout.
+  // leaves the communicator usable for the others. Bounded by the timeout; with `until` before
+  // it, a wait with nothing by then returns peer -1 (and the communicator stays usable).
   using Arrival = Transport::Arrival;
-  Arrival wait_any(std::span<const int> peers);
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until = Clock::time_point::max());
 
   // Any collective, any algorithm (the forms above are shorthands).
   void run(const Collective& c, std::optional<Algo> algo = {});

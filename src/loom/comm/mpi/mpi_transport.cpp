@@ -39,7 +39,7 @@ void MpiTransport::exchange(int to, std::span<const std::byte> send, int from, s
   if (recv_bytes > 0) sink(staging_.data(), 0, recv_bytes);
 }
 
-Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
+Transport::Arrival MpiTransport::wait_any(std::span<const int> peers, Clock::time_point until) {
   LOOM_CHECK(!peers.empty(), "mpi: receive from any peer of an empty set");
   for (;;) {
     for (const int p : peers) {
@@ -47,6 +47,7 @@ Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
       check(MPI_Iprobe(p, 0, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
       if (flag) return {p, false};
     }
+    if (Clock::now() >= until && until < deadline_) return {};
     if (Clock::now() >= deadline_) {
       note_wait_timed_out();
       throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
