@@ -138,7 +138,8 @@ class ServerReport : public ps::ServerEvents {
                        {"staleness", cfg_.train.staleness},
                        {"update_staleness", server.update_staleness().to_json()},
                        {"clock_staleness", server.clock_staleness().to_json()},
-                       {"workers_lost", lost}});
+                       {"workers_lost", lost},
+                       {"server_busy_share", server.busy_share()}});
     std::cout << "ps: staleness of the " << server.update_staleness().total()
               << " applied gradients: at most " << server.clock_staleness().max()
               << " steps of the slowest worker, " << server.update_staleness().max()

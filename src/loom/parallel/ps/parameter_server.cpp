@@ -114,11 +114,11 @@ void ParameterServer::apply_one(int w, const PushHeader& h) {
   float clip = 1.0f;
   if (cfg_.max_norm > 0 && clips_at(step_, cfg_.warmup_steps, cfg_.clip_during_warmup))
     clip = clip_scale(h.grad_norm, cfg_.max_norm);
-  // Each push counts 1/workers of a sync update: W pushes of one batch each should move the
-  // parameters about as far as one update of all W batches. AdamW normalises the gradient (a
-  // scale on it cancels in m / sqrt(v)), so the 1/W goes on the step: lr / W, which the decoupled
-  // weight decay follows. (On the gradient it made every push a whole sync-sized step.)
-  const float lr = cfg_.schedule.at(step_) / static_cast<float>(workers_);
+  // A push is 1/W of a sync update's batch. AdamW normalises the gradient (a scale on it
+  // cancels in m / sqrt(v): the "scaled by 1/workers" on the gradient made every push a
+  // whole sync-sized step), so the scale goes on the step, by Adam's square-root rule for a batch
+  // W times smaller (Malladi et al., NeurIPS 2022): lr / sqrt(W), which weight decay follows.
+  const float lr = cfg_.schedule.at(step_) / std::sqrt(static_cast<float>(workers_));
   adamw_.step(params_.data(), grad_.data(), lr, clip);
   update_staleness_.add(step_ - pulled_version_[w]);
   clock_staleness_.add(clocks_.pushed(w) - pulled_min_clock_[w]);
@@ -129,10 +129,12 @@ void ParameterServer::apply_one(int w, const PushHeader& h) {
 }
 
 void ParameterServer::run() {
+  const Timer whole;
   if (cfg_.mode == Mode::kSync)
     run_sync();
   else
     run_async();
+  run_s_ = whole.seconds();
   snapshot(SnapshotKind::kFinal);
 }
 
@@ -146,7 +148,9 @@ void ParameterServer::run_sync() {
     bool stop = cfg_.stop_requested();
     for (int w = 0; w < workers_; ++w) {  // in worker order: the sum is reproducible
       PushHeader h;
+      const Timer wait;
       world_.recv(&h, sizeof h, worker_rank(w));
+      idle_s_ += wait.seconds();
       LOOM_CHECK(h.kind == PushKind::kPush, "ps sync: worker rank ", worker_rank(w),
                  " stopped before step ", step_ + 1);
       world_.recv(grad_.data(), n * sizeof(float), worker_rank(w));
@@ -214,7 +218,9 @@ void ParameterServer::run_async() {
     if (index_ == 0)
       for (int s = 1; s < servers_; ++s) peers.push_back(s);
     std::rotate(peers.begin(), peers.begin() + (turn++ % peers.size()), peers.end());
+    const Timer wait;
     const comm::Communicator::Arrival a = world_.wait_any(peers, hang_deadline());
+    idle_s_ += wait.seconds();
     if (a.peer < 0) {  // nothing before the first owed push was due
       drop_hung_workers();
       release_waiting();

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/timer.hpp"
 #include "loom/optim/adamw.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/ps/cut_message_fault.hpp"
@@ -97,6 +98,8 @@ class ParameterServer {
   // its final state to server 0, which reports the final checkpoint.
   void run();
 
+  // The share of run()'s time this server was not waiting for a worker's push (bench ps).
+  double busy_share() const { return run_s_ > 0 ? 1.0 - idle_s_ / run_s_ : 0.0; }
   const StalenessHistogram& update_staleness() const { return update_staleness_; }
   const StalenessHistogram& clock_staleness() const { return clock_staleness_; }
 
@@ -159,6 +162,7 @@ class ParameterServer {
   Assembly final_;
   std::vector<bool> final_received_;
   CutMessageFault cut_ = CutMessageFault::from_env();
+  double idle_s_ = 0, run_s_ = 0;  // waiting for pushes; all of run()
 };
 
 }  // namespace loom::ps
