@@ -116,7 +116,33 @@ void check_algo(Communicator& comm, const CheckOptions& opts, Algo algo, CheckRe
     }
 }
 
-// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring.
+// All-to-all of pieces of different sizes (some empty): rank s sends rank d (s + 2 d) % 3 x
+// `scale` elements input(s, i, 100 + d), and every piece must arrive whole, in rank order.
+std::string check_all_to_all(Communicator& comm, size_t scale) {
+  const int n = comm.size(), me = comm.rank();
+  auto piece = [&](int s, int d) { return static_cast<size_t>((s + 2 * d) % 3) * scale; };
+  std::vector<size_t> send_counts(n), recv_counts(n);
+  std::vector<float> send;
+  size_t total = 0;
+  for (int p = 0; p < n; ++p) {
+    send_counts[p] = piece(me, p);
+    recv_counts[p] = piece(p, me);
+    total += recv_counts[p];
+    for (size_t i = 0; i < send_counts[p]; ++i) send.push_back(input(me, i, 100 + p));
+  }
+  std::vector<float> recv(total, -1.0f);
+  comm.all_to_all_v(send.data(), send_counts, recv.data(), recv_counts);
+  size_t at = 0;
+  for (int s = 0; s < n; ++s)
+    for (size_t i = 0; i < recv_counts[s]; ++i, ++at)
+      if (recv[at] != input(s, i, 100 + me))
+        return detail::concat("all_to_all_v: piece scale ", scale, ": element ", i,
+                              " from rank ", s, " wrong");
+  return "";
+}
+
+// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring,
+// all-to-all.
 void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res) {
   const int n = comm.size(), me = comm.rank();
   auto sub = comm.split(me % 2, n - me, "parity");
@@ -160,6 +186,7 @@ void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res
       if (in[i] != prev * 1000 + static_cast<int>(i)) failure = "send/recv: wrong payload";
     record(res, failure);
   }
+  for (size_t scale : {1, 1001, 65537}) record(res, check_all_to_all(comm, scale));
   comm.barrier();
 }
 
