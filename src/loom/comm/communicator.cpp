@@ -399,16 +399,55 @@ void Communicator::recv(void* data, size_t bytes, int peer) {
           });
 }
 
-Communicator::Arrival Communicator::wait_any(std::span<const int> peers) {
+bool Communicator::send_unless_gone(const void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+  wait_for_async();
+  const Link link = link_to(peer);
+  bool delivered = true;
+  guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] {
+              try {
+                link.transport->send(link.peer, {static_cast<const std::byte*>(data), bytes});
+              } catch (const PeerGone& e) {
+                if (e.peer != link.peer) throw;
+                delivered = false;
+              }
+            });
+          });
+  return delivered;
+}
+
+bool Communicator::recv_unless_gone(void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
+  wait_for_async();
+  const Link link = link_to(peer);
+  bool received = true;
+  guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] {
+              try {
+                link.transport->recv_into(link.peer, data, bytes);
+              } catch (const PeerGone& e) {
+                if (e.peer != link.peer) throw;
+                received = false;
+              }
+            });
+          });
+  return received;
+}
+
+Communicator::Arrival Communicator::wait_any(std::span<const int> peers, Clock::time_point until) {
   wait_for_async();
   Arrival a;
   guarded(detail::concat("receive from any of ", peers.size(), " ranks"),
-          [&](Clock::time_point deadline) { a = wait_any_over_links(peers, deadline); });
+          [&](Clock::time_point deadline) { a = wait_any_over_links(peers, deadline, until); });
   return a;
 }
 
 Communicator::Arrival Communicator::wait_any_over_links(std::span<const int> peers,
-                                                        Clock::time_point deadline) {
+                                                        Clock::time_point deadline,
+                                                        Clock::time_point until) {
   std::vector<Link> links;
   for (const int p : peers) {
     LOOM_CHECK(p >= 0 && p < size() && p != rank(), "receive from any peer: bad peer ", p);
@@ -420,11 +459,12 @@ Communicator::Arrival Communicator::wait_any_over_links(std::span<const int> pee
   if (links.empty() || one_link) {
     // The transport's own wait (the shm one sleeps on its doorbell).
     if (links.empty() || links.front().transport == &transport())
-      return transport().wait_any(peers);
+      return transport().wait_any(peers, until);
     std::vector<int> on_host;
     for (const Link& l : links) on_host.push_back(l.peer);
     Arrival a;
-    over(links.front(), deadline, [&] { a = links.front().transport->wait_any(on_host); });
+    over(links.front(), deadline, [&] { a = links.front().transport->wait_any(on_host, until); });
+    if (a.peer < 0) return a;  // nothing by `until`
     a.peer = links[static_cast<size_t>(std::find(on_host.begin(), on_host.end(), a.peer) -
                                        on_host.begin())]
                  .group_peer;
@@ -437,6 +477,7 @@ Communicator::Arrival Communicator::wait_any_over_links(std::span<const int> pee
       over(l, deadline, [&] { a = l.transport->poll_any({&l.peer, 1}); });
       if (a) return {l.group_peer, a->gone};
     }
+    if (Clock::now() >= until && until < deadline) return {};
     if (Clock::now() >= deadline)
       throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
                                                  peers.size(), " ranks (rank ",

@@ -115,11 +115,16 @@ class Communicator {
   // topology is flat; every other peer through the group's backend.
   void send(const void* data, size_t bytes, int peer);
   void recv(void* data, size_t bytes, int peer);
+  // As send/recv, but a peer found gone (shm: PeerGone) returns false and leaves the
+  // communicator usable for the others (the message may be cut short; use that peer no more).
+  bool send_unless_gone(const void* data, size_t bytes, int peer);
+  bool recv_unless_gone(void* data, size_t bytes, int peer);
   // Receive from any peer (Transport::wait_any): the first of `peers` (group ranks) with a
   // message for this rank waiting, to be received with recv(); or a peer found gone (shm), which
-  // leaves the communicator usable for the others. Bounded by the timeout.
+  // leaves the communicator usable for the others. Bounded by the timeout; with `until` before
+  // it, a wait with nothing by then returns peer -1 (and the communicator stays usable).
   using Arrival = Transport::Arrival;
-  Arrival wait_any(std::span<const int> peers);
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until = Clock::time_point::max());
   // The backend send/recv to group rank `peer` go over: "shm" or "mpi".
   const char* link_name(int peer) const;
 
@@ -164,7 +169,8 @@ class Communicator {
   // Runs `body` over `link` with `deadline`; a peer failure is re-thrown naming the group rank.
   template <typename Body>
   void over(const Link& link, Clock::time_point deadline, const Body& body);
-  Arrival wait_any_over_links(std::span<const int> peers, Clock::time_point deadline);
+  Arrival wait_any_over_links(std::span<const int> peers, Clock::time_point deadline,
+                              Clock::time_point until);
   std::unique_ptr<Communicator> split_with(int color, int key, const std::string& name,
                                            Topology topology);
   // The same ranks (all on one host) over a shared-memory segment of their own: under MPI the

@@ -39,9 +39,10 @@ void MpiTransport::exchange(int to, std::span<const std::byte> send, int from, s
   if (recv_bytes > 0) sink(staging_.data(), 0, recv_bytes);
 }
 
-Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
+Transport::Arrival MpiTransport::wait_any(std::span<const int> peers, Clock::time_point until) {
   for (;;) {
     if (const std::optional<Arrival> a = poll_any(peers)) return *a;
+    if (Clock::now() >= until && until < deadline_) return {};
     if (Clock::now() >= deadline_) {
       note_wait_timed_out();
       throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",

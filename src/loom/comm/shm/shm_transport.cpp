@@ -50,7 +50,7 @@ void ShmTransport::check_peer(int group_rank) {
   const int world = members_[group_rank];
   const pid_t pid = seg_->rank_info(world).pid.load();
   if (!process_alive(pid))
-    throw PeerFailure(group_rank, detail::concat("rank ", world, " (pid ", pid, ") is gone"));
+    throw PeerGone(group_rank, detail::concat("rank ", world, " (pid ", pid, ") is gone"));
 }
 
 template <typename Ready>
@@ -165,7 +165,7 @@ std::optional<Transport::Arrival> ShmTransport::poll_any(std::span<const int> pe
   return std::nullopt;
 }
 
-Transport::Arrival ShmTransport::wait_any(std::span<const int> peers) {
+Transport::Arrival ShmTransport::wait_any(std::span<const int> peers, Clock::time_point until) {
   const std::vector<ChannelControl*> in = channels_from(peers);
   RankInfo& mine = seg_->rank_info(me_);
   for (;;) {
@@ -179,6 +179,7 @@ Transport::Arrival ShmTransport::wait_any(std::span<const int> peers) {
     mine.sleepers.fetch_sub(1);
     if (peer >= 0) return {peer, false};
     LOOM_CHECK(!aborted(), "abandoned: this rank failed and gave up its pending transfers");
+    if (Clock::now() >= until && until < deadline_) return {};
     if (mine.doorbell.load() != bell) continue;  // woken by activity
     for (const int p : peers)
       if (!process_alive(seg_->rank_info(members_[p]).pid.load())) return {p, true};

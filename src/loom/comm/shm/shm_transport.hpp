@@ -18,7 +18,7 @@ class ShmTransport : public Transport {
                 const Sink& sink) override;
   // Polls the channels from `peers` under the deadline, sleeping on the doorbell when all are
   // empty; after a quiet sleep each peer's process is checked.
-  Arrival wait_any(std::span<const int> peers) override;
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until) override;
   // One look at each peer's channel, then at each peer's process.
   std::optional<Arrival> poll_any(std::span<const int> peers) override;
 
