@@ -68,7 +68,8 @@ DdpBenchResult run_ddp_bench_rank(comm::Communicator& comm, const GPTConfig& mod
   DataParallel dp(&mesh.dp(), model, {}, {0, bucket_mb});
   dp.check_identical_replicas();
   const int micro_batches = o.pp == 1 ? 1 : o.micro_batches > 0 ? o.micro_batches : o.pp;
-  pipeline::PipelineTraining pipe(mesh, model, pipeline::ScheduleKind::OneFOneB, micro_batches);
+  pipeline::PipelineTraining pipe(mesh, model, pipeline::ScheduleKind::OneFOneB, micro_batches,
+                                 /*virtual_stages=*/1, Recompute::kNone);
   Rng rng(1000 + mesh.coord().dp);  // each replica its own data
   std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * T + 1);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(model_cfg.vocab_size));

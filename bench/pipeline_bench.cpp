@@ -94,7 +94,8 @@ class GptBenchStage : public BenchStage {
       : model_(cfg, stage_shard(part, stage, 0, 1, s.virtual_stages())), o_(o) {
     for (int c = 0; c < s.virtual_stages(); ++c)
       chunks_.push_back(std::make_unique<GptStageChunk>(
-          model_, s.micro_batches(), kind == ScheduleKind::ZeroBubbleH1, c));
+          model_, workspace_, s.micro_batches(),
+          ExecutorOptions{c, Recompute::kNone, kind == ScheduleKind::ZeroBubbleH1}));
     LOOM_CHECK(o.batch % s.micro_batches() == 0, "bench pipeline: --micro_batches ",
                s.micro_batches(), " does not divide --batch_size ", o.batch);
     model_.init_weights(1);
@@ -111,13 +112,14 @@ class GptBenchStage : public BenchStage {
   // Activation memory is only ever allocated (sets and pooled buffers are kept for reuse), so
   // what the stage holds after the steps is its peak.
   double peak_mb() const override {
-    size_t bytes = model_.activation_bytes();  // the shared scratch and pool (the model's own set is unused)
+    size_t bytes = workspace_.bytes();  // the shared scratch
     for (const auto& c : chunks_) bytes += c->held_bytes();
     return bytes / 1048576.0;
   }
 
  private:
   GPT model_;
+  ActivationWorkspace<float> workspace_;
   std::vector<std::unique_ptr<GptStageChunk>> chunks_;
   const PipelineBenchOptions& o_;
   std::vector<int32_t> tokens_;

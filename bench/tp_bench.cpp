@@ -10,6 +10,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
@@ -43,6 +44,7 @@ TpBenchResult run_tp_bench_rank(comm::Communicator& world, const GPTConfig& mode
   CommTensorParallelGroup group(mesh.tp());
   GPT model(model_cfg, ModelShard{mesh.coord().tp, tp}, tp > 1 ? &group : nullptr);
   model.init_weights(1);
+  ModelRunner<float> runner(model);
   DataParallel dp(nullptr, model, {}, {}, &mesh.tp());
   Rng rng(1000);  // the tp ranks of a replica share its batch
   std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * T + 1);
@@ -54,8 +56,8 @@ TpBenchResult run_tp_bench_rank(comm::Communicator& world, const GPTConfig& mode
     group.reset_stats();
     Timer t;
     model.zero_grad();
-    model.forward(tokens.data(), tokens.data() + 1, o.batch, T, /*train=*/true);
-    model.backward(1.0f);
+    runner.forward(tokens.data(), tokens.data() + 1, o.batch, T, /*train=*/true);
+    runner.backward(1.0f);
     dp.grad_sq_sum();  // as the trainer does, for clipping
     dp.step(1e-4f, 1.0f);
     const double step_s = t.seconds();
@@ -72,8 +74,8 @@ TpBenchResult run_tp_bench_rank(comm::Communicator& world, const GPTConfig& mode
   r.calls = median(calls);
   r.param_bytes = r.grad_bytes = static_cast<double>(model.num_params()) * sizeof(float);
   r.moment_bytes = 2 * r.param_bytes;
-  r.activation_bytes = static_cast<double>(model.activation_bytes());
-  r.logits_bytes = static_cast<double>(model.logits_bytes());
+  r.activation_bytes = static_cast<double>(runner.activation_bytes());
+  r.logits_bytes = static_cast<double>(runner.logits_bytes());
   return r;
 }
 

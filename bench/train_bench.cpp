@@ -13,6 +13,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/optim/adamw.hpp"
 #include "loom/optim/grad_clip.hpp"
 
@@ -65,7 +66,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
 
   GPTModel<float> model(opts.model);
   model.init_weights(opts.seed);
-  model.set_recompute(opts.recompute);
+  ModelRunner<float> runner(model, {0, opts.recompute, /*split_backward=*/false});
   r.num_params = static_cast<int64_t>(model.num_params());
   const int N = opts.batch * opts.seq;
   Rng rng(opts.seed);
@@ -79,13 +80,13 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
   for (int s = 0; s < opts.warmup + opts.steps; ++s) {
     const bool timed = s >= opts.warmup;
     if (s == opts.warmup) conv_start = kernels::bf16_conversion_time();
-    model.set_profile(timed ? &profile : nullptr);
+    runner.executor().set_profile(timed ? &profile : nullptr);
     Timer t;
     {
       kernels::MatmulPrecisionScope precision(opts.precision, opts.cache_weights);
       r.final_loss =
-          model.forward(tokens.data(), tokens.data() + 1, opts.batch, opts.seq, true, &rng);
-      model.backward();
+          runner.forward(tokens.data(), tokens.data() + 1, opts.batch, opts.seq, true, &rng);
+      runner.backward();
     }
     const double fwd_bwd = t.seconds();
     const double norm = std::sqrt(grad_sq_sum(model.grads(), model.num_params()));
@@ -97,7 +98,6 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
       opt_times.push_back(step_times.back() - fwd_bwd);
     }
   }
-  model.set_profile(nullptr);
   const kernels::Bf16ConversionTime conv_end = kernels::bf16_conversion_time();
   r.bf16_weights_s = (conv_end.weights_s - conv_start.weights_s) / opts.steps;
   r.bf16_others_s = (conv_end.others_s - conv_start.others_s) / opts.steps;
@@ -105,7 +105,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opts) {
   for (auto& v : profile.backward_s) v /= opts.steps;
   r.profile = profile;
   r.peak_rss_mib = peak_rss_mib();
-  r.activation_bytes = model.activation_bytes();
+  r.activation_bytes = runner.activation_bytes();
 
   std::sort(step_times.begin(), step_times.end());
   r.step_s = step_times[step_times.size() / 2];

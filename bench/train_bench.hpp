@@ -42,7 +42,7 @@ struct TrainBenchResult {
   double bf16_weights_s = 0;  // per timed step: rounding weights to bf16 (thread-seconds)
   double bf16_others_s = 0;   // the same for activations and gradients
   double peak_rss_mib = 0; // the process's high-water mark so far
-  size_t activation_bytes = 0;  // the model's activation buffers (GPTModel::activation_bytes)
+  size_t activation_bytes = 0;  // the model's activation buffers (ModelRunner::activation_bytes)
 };
 
 // Matmul peaks (2048^3) measured before and after the models, for MFU.

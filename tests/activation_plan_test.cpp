@@ -12,6 +12,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/model/activation_plan.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "loom/train/memory_model.hpp"
 
@@ -65,10 +66,9 @@ TEST(ActivationPlan, IsWhatTheModelAllocates) {
     const GPTConfig cfg = plan_test_config(k.dropout);
     ShapesOnlyTpGroup group(0, k.tp);
     const ModelShard shard{0, k.tp, 1, 3, k.embedding, k.head};
-    GPTModel<float> m(cfg, shard, k.tp > 1 ? &group : nullptr);
-    m.init_weights(1);
-    m.set_recompute(k.recompute);
-    m.set_split_backward(k.split);
+    GPTModel<float> model(cfg, shard, k.tp > 1 ? &group : nullptr);
+    model.init_weights(1);
+    ModelRunner<float> m(model, {0, k.recompute, k.split});
     ActivationShape s;
     s.blocks = 2;
     s.embedding = k.embedding;
@@ -134,8 +134,8 @@ TEST(ActivationPlan, LoomMemoryPredictsWhatTheModelAllocates) {
         const std::string what = std::string("tp ") + std::to_string(tp) + ", recompute " +
                                  name(r) + (dropout > 0 ? ", dropout" : "");
         ShapesOnlyTpGroup group(0, tp);
-        GPTModel<float> m(cfg, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
-        m.set_recompute(r);
+        GPTModel<float> model(cfg, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
+        ModelRunner<float> m(model, {0, r});
         std::vector<int32_t> tokens(static_cast<size_t>(B) * T, 1);
         Rng rng(3);
         m.forward(tokens.data(), tokens.data(), B, T, /*train=*/true, &rng);
@@ -172,8 +172,8 @@ TEST(ActivationPlan, PlannerAgreesWithTheModelAndLoomMemory) {
       const planner::Prediction p =
           planner::predict(req, k, {}, {1, tp, 1, ScheduleKind::OneFOneB, 1, 1});
       ShapesOnlyTpGroup group(0, tp);
-      GPTModel<float> m(req.model, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
-      m.set_recompute(r);
+      GPTModel<float> model(req.model, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
+      ModelRunner<float> m(model, {0, r});
       std::vector<int32_t> tokens(2 * 16, 1);
       m.forward(tokens.data(), tokens.data(), 2, 16, /*train=*/false);
       m.backward(1.0f);

@@ -1,4 +1,5 @@
 #include "loom/model/generate.hpp"
+#include "loom/model/model_runner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -100,6 +101,7 @@ TEST(GenerateTokens, StopsAtTheStopTokenAndStreamsEachTokenBeforeTheNextIsComput
 
 TEST(Generate, GreedyFollowsTheModelsArgmaxAndTopK1IsGreedy) {
   GPTModel<float> m(tiny());
+  ModelRunner<float> run_m(m);
   m.init_weights(4);
   Rng r1(1), r2(2);
   const std::vector<int32_t> prompt = {3, 1, 4};
@@ -108,8 +110,8 @@ TEST(Generate, GreedyFollowsTheModelsArgmaxAndTopK1IsGreedy) {
   EXPECT_EQ(greedy, top1);
   ASSERT_EQ(greedy.size(), 6u);
   // First generated token is the argmax of the last position's logits.
-  m.forward(prompt.data(), nullptr, 1, 3, false);
-  const float* last = m.logits() + 2 * 37;
+  run_m.forward(prompt.data(), nullptr, 1, 3, false);
+  const float* last = run_m.logits() + 2 * 37;
   EXPECT_EQ(greedy[0], std::max_element(last, last + 37) - last);
 }
 

@@ -10,6 +10,7 @@
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 
 namespace loom {
 namespace {
@@ -33,11 +34,12 @@ Slices train_two_micro_batches(GPT& m) {
   Slices slices;
   const int B = 2, T = 6;
   std::vector<int32_t> tokens(B * T), targets(B * T);
+  ModelRunner<float> run_m(m);
   for (int step = 0; step < 2; ++step) {
     for (auto& t : tokens) t = static_cast<int32_t>(data.below(41));
     for (auto& t : targets) t = static_cast<int32_t>(data.below(41));
-    m.forward(tokens.data(), targets.data(), B, T, /*train=*/true, &drop);
-    m.backward(0.5f, [&](size_t b, size_t e) { slices.emplace_back(b, e); });
+    run_m.forward(tokens.data(), targets.data(), B, T, /*train=*/true, &drop);
+    run_m.backward(0.5f, [&](size_t b, size_t e) { slices.emplace_back(b, e); });
   }
   return slices;
 }

@@ -6,14 +6,16 @@
 #include <cmath>
 
 #include "error_of.hpp"
+#include "loom/model/chunk_executor.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "model_shard_util.hpp"
 #include "weights_pending_bound.hpp"
 
 namespace loom {
 namespace {
 
-TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
+TEST(ChunkExecutor, SplitBackwardEqualsTheFusedOneOnEveryStage) {
   GPTConfig cfg = test::shard_test_config(3);
   cfg.dropout = 0.1f;
   const auto params = test::random_whole_params(cfg, 21);
@@ -29,8 +31,9 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
     GPTModel<double> fused(cfg, shard), split(cfg, shard);
     test::load_pieces(fused, params);
     test::load_pieces(split, params);
-    split.set_split_backward(true);
-    auto run = [&](GPTModel<double>& m, bool split_backward) {
+    ModelRunner<double> run_fused(fused), run_split(split, {0, Recompute::kNone, true});
+    auto run = [&](ModelRunner<double>& m) {
+      const bool split_backward = m.executor().options().split_backward;
       Rng rng(5);
       if (shard.has_embedding)
         m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
@@ -52,16 +55,17 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
         m.backward_weights();
       }
     };
-    run(fused, false);
-    run(split, true);
+    run(run_fused);
+    run(run_split);
     const std::vector<double> want(fused.grads(), fused.grads() + fused.num_params());
     const std::vector<double> got(split.grads(), split.grads() + split.num_params());
     EXPECT_EQ(test::max_abs_diff(got, want), 0.0) << "blocks from " << shard.first_block;
     // What B keeps for W takes the place of what B has finished with.
-    EXPECT_EQ(split.activation_bytes(), fused.activation_bytes()) << "blocks from " << shard.first_block;
+    EXPECT_EQ(run_split.activation_bytes(), run_fused.activation_bytes())
+        << "blocks from " << shard.first_block;
     if (!shard.has_embedding) {
-      EXPECT_EQ(std::vector<double>(split.input_grad(), split.input_grad() + input.size()),
-                std::vector<double>(fused.input_grad(), fused.input_grad() + input.size()));
+      EXPECT_EQ(std::vector<double>(run_split.input_grad(), run_split.input_grad() + input.size()),
+                std::vector<double>(run_fused.input_grad(), run_fused.input_grad() + input.size()));
     }
   }
 }
@@ -69,7 +73,7 @@ TEST(GPTModel, SplitBackwardEqualsTheFusedOneOnEveryStage) {
 // After B a set waiting for W holds only its blocks' linear layers' inputs and output gradients
 // (the bound of weights_pending_bound.hpp; no logits), and the next forward, on another set,
 // takes the B-only buffers B returned instead of allocating its own.
-TEST(GPTModel, ASetWaitingForWeightsHoldsOnlyWhatTheyNeed) {
+TEST(ChunkExecutor, ASetWaitingForWeightsHoldsOnlyWhatTheyNeed) {
   GPTConfig cfg = test::shard_test_config(3);
   cfg.dropout = 0.1f;
   const auto params = test::random_whole_params(cfg, 31);
@@ -81,58 +85,56 @@ TEST(GPTModel, ASetWaitingForWeightsHoldsOnlyWhatTheyNeed) {
     const int blocks = shard.end_block(cfg) - shard.first_block;
     GPTModel<double> m(cfg, shard);
     test::load_pieces(m, params);
-    m.set_split_backward(true);
-    auto forward = [&] {
+    ActivationWorkspace<double> workspace;
+    ChunkExecutor<double> x(m, workspace, {0, Recompute::kNone, /*split_backward=*/true});
+    auto forward = [&](ActivationSet<double>& set) {
       Rng rng(5);
       if (shard.has_embedding)
-        m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
+        x.forward(set, batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
       else
-        m.forward_activation(input.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
+        x.forward_activation(set, input.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
     };
-    auto a = GPTModel<double>::new_activations(), b = GPTModel<double>::new_activations();
-    m.swap_activations(*a);
-    forward();
-    const size_t full = m.set_bytes();
-    m.backward_input(1.0, shard.has_head ? nullptr : dout.data());
-    const size_t pending = m.set_bytes();
+    ActivationSet<double> a, b;
+    forward(a);
+    const size_t full = a.bytes();
+    const size_t logits = a.logits_bytes();
+    x.backward_input(a, 1.0, shard.has_head ? nullptr : dout.data());
+    const size_t pending = a.bytes();
     EXPECT_LE(pending, test::weights_pending_bound(cfg, rows, blocks, sizeof(double)))
         << "blocks from " << shard.first_block;
     EXPECT_LT(pending, full);
     if (shard.has_head) {
-      EXPECT_EQ(m.logits(), nullptr);
-      EXPECT_LE(pending + m.logits_bytes(), full);
+      EXPECT_EQ(x.logits(a), nullptr);
+      EXPECT_GT(logits, 0u);
+      EXPECT_LE(pending + logits, full);
     }
-    m.swap_activations(*a);
-    const size_t allocations = m.activation_allocations();
-    m.swap_activations(*b);
-    forward();
-    EXPECT_EQ(m.activation_allocations(), allocations + 1) << "only b's kept buffer is new";
-    EXPECT_EQ(m.set_bytes(), full);
-    m.swap_activations(*b);
-    m.swap_activations(*a);
-    m.backward_weights();
-    m.swap_activations(*a);
+    const size_t allocations = workspace.allocations();
+    forward(b);
+    EXPECT_EQ(workspace.allocations(), allocations + 1) << "only b's kept buffer is new";
+    EXPECT_EQ(b.bytes(), full);
+    x.backward_weights(a);
   }
 }
 
-TEST(GPTModel, SplitBackwardIsRefusedWhenMisused) {
+TEST(ChunkExecutor, SplitBackwardIsRefusedWhenMisused) {
   const GPTConfig cfg = test::shard_test_config(1);
   const test::TokenBatch batch(cfg.vocab_size, 3);
   GPTModel<double> m(cfg);
   m.init_weights(1);
-  m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
-  EXPECT_NE(test::error_of([&] { m.backward_input(1.0, nullptr); }).find("set_split_backward(true)"),
+  ModelRunner<double> fused(m);
+  fused.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+  EXPECT_NE(test::error_of([&] { fused.backward_input(1.0, nullptr); }).find("built without "
+            "split_backward"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { fused.backward_weights(); }).find("no backward_input is waiting"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { m.backward_weights(); }).find("no backward_input is waiting"),
-            std::string::npos);
-  m.set_split_backward(true);
-  m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
-  m.backward_input(1.0, nullptr);
+  ModelRunner<double> split(m, {0, Recompute::kNone, /*split_backward=*/true});
+  split.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+  split.backward_input(1.0, nullptr);
   EXPECT_NE(test::error_of([&] {
-              m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+              split.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
             }).find("still waits for its backward_weights"),
             std::string::npos);
-  m.backward_weights();
+  split.backward_weights();
 }
 
 }  // namespace

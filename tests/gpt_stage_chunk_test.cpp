@@ -7,6 +7,7 @@
 
 #include "loom/comm/communicator.hpp"
 #include "loom/core/check.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
 #include "loom/parallel/pipeline/runtime.hpp"
@@ -24,18 +25,20 @@ TEST(GptStageChunk, OneStageScheduleMatchesMicroBatchesInTurn) {
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
   GPT ref(cfg);
   ref.init_weights(1);
+  ModelRunner<float> run_ref(ref);
   double ref_loss = 0;
   for (int mb = 0; mb < m; ++mb) {
     const size_t off = static_cast<size_t>(mb) * (B / m) * T;
-    ref_loss += ref.forward(tokens.data() + off, tokens.data() + 1 + off, B / m, T, true) / m;
-    ref.backward(1.0f / m);
+    ref_loss += run_ref.forward(tokens.data() + off, tokens.data() + 1 + off, B / m, T, true) / m;
+    run_ref.backward(1.0f / m);
   }
   auto solo = comm::communicator_from_env();  // not launched: one rank
   P2PLanes lanes(*solo, false);
   for (const auto& [kind, in_flight] : {std::pair{ScheduleKind::GPipe, m}, {ScheduleKind::OneFOneB, 1}}) {
     GPT model(cfg);
     model.init_weights(1);
-    GptStageChunk chunk(model, m, /*split_backward=*/false);
+    ActivationWorkspace<float> workspace;
+    GptStageChunk chunk(model, workspace, m, {});
     chunk.set_batch(tokens.data(), tokens.data() + 1, B, T, 1.0f / m);
     run_pipeline_step(make_schedule(kind, 1, m), 0, {&chunk}, lanes);
     EXPECT_EQ(chunk.peak_in_flight(), static_cast<size_t>(in_flight)) << name(kind);
@@ -56,11 +59,13 @@ TEST(GptStageChunk, DeferredWeightGradientsMatchMicroBatchesInTurn) {
   GPT ref(cfg), model(cfg);
   ref.init_weights(1);
   model.init_weights(1);
+  ModelRunner<float> run_ref(ref);
   for (int mb = 0; mb < m; ++mb) {
-    ref.forward(tokens.data() + mb * T, tokens.data() + 1 + mb * T, 1, T, true);
-    ref.backward(1.0f / m);
+    run_ref.forward(tokens.data() + mb * T, tokens.data() + 1 + mb * T, 1, T, true);
+    run_ref.backward(1.0f / m);
   }
-  GptStageChunk chunk(model, m, /*split_backward=*/true);
+  ActivationWorkspace<float> workspace;
+  GptStageChunk chunk(model, workspace, m, {0, Recompute::kNone, /*split_backward=*/true});
   chunk.set_batch(tokens.data(), tokens.data() + 1, B, T, 1.0f / m);
   chunk.forward(0, nullptr, nullptr);
   chunk.forward(1, nullptr, nullptr);
@@ -93,7 +98,9 @@ TEST(GptStageChunk, ZeroBubbleLastStageHoldsLittleMoreThanOneFOneB) {
   GPT one_f_one_b(cfg), zero_bubble(cfg);
   one_f_one_b.init_weights(1);
   zero_bubble.init_weights(1);
-  GptStageChunk fused(one_f_one_b, m, /*split_backward=*/false), split(zero_bubble, m, true);
+  ActivationWorkspace<float> fused_workspace, split_workspace;
+  GptStageChunk fused(one_f_one_b, fused_workspace, m, {}),
+      split(zero_bubble, split_workspace, m, {0, Recompute::kNone, /*split_backward=*/true});
   fused.set_batch(tokens.data(), tokens.data() + 1, B, T, 1.0f / m);
   run_pipeline_step(make_schedule(ScheduleKind::OneFOneB, 1, m), 0, {&fused}, lanes);
   split.set_batch(tokens.data(), tokens.data() + 1, B, T, 1.0f / m);
@@ -105,8 +112,8 @@ TEST(GptStageChunk, ZeroBubbleLastStageHoldsLittleMoreThanOneFOneB) {
   split.backward_weights(m - 1);
   EXPECT_EQ(fused.peak_in_flight(), 1u);
   EXPECT_EQ(split.peak_in_flight(), 2u);
-  const size_t ob = fused.held_bytes() + one_f_one_b.shared_activation_bytes();
-  const size_t zb = split.held_bytes() + zero_bubble.shared_activation_bytes();
+  const size_t ob = fused.held_bytes() + fused_workspace.bytes();
+  const size_t zb = split.held_bytes() + split_workspace.bytes();
   EXPECT_GT(zb, ob);
   EXPECT_LE(zb - ob, test::weights_pending_bound(cfg, B / m * T, cfg.n_layer, sizeof(float)));
   EXPECT_LT(zb - ob, fused.held_bytes());  // less than a whole set (1F1B holds one)

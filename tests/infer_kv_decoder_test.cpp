@@ -8,6 +8,7 @@
 #include "loom/core/check.hpp"
 #include "loom/infer/cached_generate.hpp"
 #include "loom/model/generate.hpp"
+#include "loom/model/model_runner.hpp"
 
 namespace loom::infer {
 namespace {
@@ -37,9 +38,10 @@ std::vector<int32_t> ids(int n, int offset) {
 
 TEST(KVDecoder, PrefillLogitsEqualTheModelsForwardOnEveryRow) {
   GPT m(tiny());
+  ModelRunner<float> run_m(m);
   randomize(m, 1);
   const auto prompt = ids(8, 3);
-  m.forward(prompt.data(), nullptr, 1, 8, false);
+  run_m.forward(prompt.data(), nullptr, 1, 8, false);
   KVDecoder dec(m, WeightType::F32);
   dec.start(1, 8);
   // Prefill 5 rows, then 3 single rows: every row's logits equal the full forward's.
@@ -53,7 +55,7 @@ TEST(KVDecoder, PrefillLogitsEqualTheModelsForwardOnEveryRow) {
   run(0, 5);
   for (int t = 5; t < 8; ++t) run(t, t + 1);
   ASSERT_EQ(got.size(), 8u * 37);
-  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], m.logits()[i], 1e-4) << i;
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], run_m.logits()[i], 1e-4) << i;
   EXPECT_EQ(dec.length(0), 8);
   EXPECT_THROW(run(0, 1), Error);  // the cache is full
 }
@@ -127,9 +129,10 @@ TEST(KVDecoder, Int8LogitsStayCloseToF32AndItsTwoKernelsAgree) {
   c.d_model = 64;
   c.context_len = 24;
   GPT m(c);
+  ModelRunner<float> run_m(m);
   m.init_weights(5);  // GPT-2 initialisation: the scale int8 is meant for
   const auto prompt = ids(24, 4);
-  m.forward(prompt.data(), nullptr, 1, 24, false);
+  run_m.forward(prompt.data(), nullptr, 1, 24, false);
   KVDecoder dec(m, WeightType::Int8);
   dec.start(2, 24);
   // Sequence 0: one prefill of 24 rows (dequantised tiles + sgemm); sequence 1: the same tokens
@@ -145,8 +148,8 @@ TEST(KVDecoder, Int8LogitsStayCloseToF32AndItsTwoKernelsAgree) {
     const float* row = dec.forward({&seq1, 1}, {&prompt[t], 1}, {&yes, 1});
     for (int v = 0; v < 37; ++v) {
       ASSERT_NEAR(row[v], q[t * 37 + v], 1e-4) << "row " << t;
-      diff += std::pow(q[t * 37 + v] - m.logits()[t * 37 + v], 2);
-      norm += std::pow(m.logits()[t * 37 + v], 2);
+      diff += std::pow(q[t * 37 + v] - run_m.logits()[t * 37 + v], 2);
+      norm += std::pow(run_m.logits()[t * 37 + v], 2);
     }
   }
   EXPECT_GT(diff, 0.0);  // really quantised

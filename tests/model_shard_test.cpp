@@ -6,6 +6,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "model_shard_util.hpp"
 
 namespace loom {
@@ -86,20 +87,23 @@ TEST(ModelShard, TwoChainedStagesMatchTheWholeModel) {
   const auto params = test::random_whole_params(cfg, 11);
   const test::TokenBatch batch(cfg.vocab_size, 12);
   GPTModel<double> whole(cfg);
+  ModelRunner<double> run_whole(whole);
   test::load_pieces(whole, params);
-  const double loss = whole.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
-  whole.backward(0.5);
+  const double loss = run_whole.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+  run_whole.backward(0.5);
 
   GPTModel<double> first(cfg, {0, 1, 0, 2, true, false}), last(cfg, {0, 1, 2, 3, false, true});
+  ModelRunner<double> run_first(first);
+  ModelRunner<double> run_last(last);
   test::load_pieces(first, params);
   test::load_pieces(last, params);
-  EXPECT_EQ(first.forward(batch.tokens.data(), nullptr, batch.B, batch.T, true), 0.0);
-  const double chained = last.forward_activation(first.output(), batch.targets.data(), batch.B,
+  EXPECT_EQ(run_first.forward(batch.tokens.data(), nullptr, batch.B, batch.T, true), 0.0);
+  const double chained = run_last.forward_activation(run_first.output(), batch.targets.data(), batch.B,
                                                  batch.T, true);
   EXPECT_EQ(chained, loss);
   std::vector<std::pair<size_t, size_t>> ready;
-  last.backward(0.5, [&](size_t b, size_t e) { ready.emplace_back(b, e); });
-  first.backward_from_output(last.input_grad());
+  run_last.backward(0.5, [&](size_t b, size_t e) { ready.emplace_back(b, e); });
+  run_first.backward_from_output(run_last.input_grad());
 
   std::vector<double> grads(whole.num_params(), 0.0);
   test::add_grad_pieces(first, grads);
@@ -111,8 +115,8 @@ TEST(ModelShard, TwoChainedStagesMatchTheWholeModel) {
   EXPECT_EQ(ready.front().second, last.num_params());
   EXPECT_EQ(ready.back().first, 0u);
   for (size_t i = 1; i < ready.size(); ++i) EXPECT_EQ(ready[i].second, ready[i - 1].first);
-  EXPECT_THROW(first.backward(), Error) << "a stage without the head has no loss";
-  EXPECT_THROW(last.forward(batch.tokens.data(), nullptr, 1, 5, false), Error)
+  EXPECT_THROW(run_first.backward(), Error) << "a stage without the head has no loss";
+  EXPECT_THROW(run_last.forward(batch.tokens.data(), nullptr, 1, 5, false), Error)
       << "a stage without the embedding takes activations";
 }
 

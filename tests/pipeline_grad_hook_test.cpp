@@ -37,7 +37,7 @@ int stage_rank(comm::Communicator& world, ScheduleKind kind, int v) {
                                                                  : std::vector<int>{});
   GPT model(cfg, stage_shard(partition, mesh.coord().pp, 0, 1, v));
   model.init_weights(1);
-  PipelineTraining pipe(mesh, model, kind, 4, v);
+  PipelineTraining pipe(mesh, model, kind, 4, v, Recompute::kNone);
   const size_t n = model.num_params();
   size_t wte_end = 0;
   for (const auto& p : model.layout())

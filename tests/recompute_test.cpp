@@ -4,11 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <functional>
 
 #include "error_of.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
+#include "loom/model/chunk_executor.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "model_shard_util.hpp"
 
 namespace loom {
@@ -42,28 +43,34 @@ struct Batch {
   }
 };
 
-// One training step (forward + backward, twice, so that reused buffers are exercised) of `m`
-// on `b`; returns the losses and leaves the accumulated gradients in m.grads().
-std::vector<float> two_steps(GPT& m, const Batch& b, bool split = false) {
+// One training step (forward + backward, twice, so that reused buffers are exercised) of `run`
+// (on `m`) on `b`; returns the losses and leaves the accumulated gradients in m.grads().
+std::vector<float> two_steps(const GPT& m, ModelRunner<float>& run, const Batch& b) {
   Rng rng(77);
   std::vector<float> losses;
   const ModelShard& s = m.shard();
-  m.set_split_backward(split);
   for (int step = 0; step < 2; ++step) {
     losses.push_back(s.has_embedding
-                         ? m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, true, &rng)
-                         : m.forward_activation(b.input.data(), b.targets.data(), b.B, b.T, true, &rng));
+                         ? run.forward(b.tokens.data(), b.targets.data(), b.B, b.T, true, &rng)
+                         : run.forward_activation(b.input.data(), b.targets.data(), b.B, b.T, true, &rng));
     const float* dout = s.has_head ? nullptr : b.doutput.data();
-    if (split) {
-      m.backward_input(0.5f, dout);
-      m.backward_weights();
+    if (run.executor().options().split_backward) {
+      run.backward_input(0.5f, dout);
+      run.backward_weights();
     } else if (s.has_head) {
-      m.backward(0.5f);
+      run.backward(0.5f);
     } else {
-      m.backward_from_output(dout);
+      run.backward_from_output(dout);
     }
   }
   return losses;
+}
+
+// two_steps of a fresh runner of `m` in the given modes.
+std::vector<float> two_steps(GPT& m, const Batch& b, Recompute mode = Recompute::kNone,
+                             bool split = false) {
+  ModelRunner<float> run(m, {0, mode, split});
+  return two_steps(m, run, b);
 }
 
 bool same_bits(const GPT& a, const GPT& b) {
@@ -87,8 +94,7 @@ TEST(Recompute, GradientsAreBitIdenticalToKeepingEverything) {
       for (const Recompute mode : {Recompute::kSelective, Recompute::kFull}) {
         GPT m(cfg, shard);
         load(m, params);
-        m.set_recompute(mode);
-        EXPECT_EQ(two_steps(m, batch), want) << recompute_name(mode) << " dropout " << dropout;
+        EXPECT_EQ(two_steps(m, batch, mode), want) << recompute_name(mode) << " dropout " << dropout;
         EXPECT_TRUE(same_bits(m, ref)) << recompute_name(mode) << " dropout " << dropout
                                        << " blocks from " << shard.first_block;
       }
@@ -109,8 +115,7 @@ TEST(Recompute, Bf16GradientsAreBitIdenticalToo) {
   for (const Recompute mode : {Recompute::kSelective, Recompute::kFull}) {
     GPT m(cfg);
     load(m, params);
-    m.set_recompute(mode);
-    EXPECT_EQ(two_steps(m, batch), want) << recompute_name(mode);
+    EXPECT_EQ(two_steps(m, batch, mode), want) << recompute_name(mode);
     EXPECT_TRUE(same_bits(m, ref)) << recompute_name(mode);
   }
 }
@@ -121,21 +126,24 @@ TEST(Recompute, ActivationBuffersShrink) {
   size_t bytes[3];
   for (const Recompute mode : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
     GPT m(cfg);
-    m.set_recompute(mode);
-    two_steps(m, batch);
-    bytes[static_cast<int>(mode)] = m.activation_bytes();
+    ModelRunner<float> run(m, {0, mode});
+    two_steps(m, run, batch);
+    bytes[static_cast<int>(mode)] = run.activation_bytes();
   }
   // Per block and row: none keeps 16C + H*T values (C = 16, H = 4, T = 16: 320), selective
   // 16C, full only the block's output C (plus one shared set of block activations).
   EXPECT_LT(bytes[1], bytes[0]);
   EXPECT_LT(bytes[2], bytes[1]);
-  // Switching the mode back re-plans the buffers.
+  // A set run by an executor of another mode is re-planned for it.
   GPT m(cfg);
-  m.set_recompute(Recompute::kFull);
-  two_steps(m, batch);
-  m.set_recompute(Recompute::kNone);
-  two_steps(m, batch);
-  EXPECT_EQ(m.activation_bytes(), bytes[0]);
+  ActivationWorkspace<float> workspace;
+  ChunkExecutor<float> full(m, workspace, {0, Recompute::kFull}), none(m, workspace, {0});
+  ActivationSet<float> set;
+  for (ChunkExecutor<float>* x : {&full, &none}) {
+    x->forward(set, batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+    x->backward(set, 0.5f);
+  }
+  EXPECT_EQ(set.bytes() + workspace.bytes(), bytes[0]);
 }
 
 TEST(Recompute, SelectiveComposesWithSplitBackwardAndActivationSets) {
@@ -145,8 +153,7 @@ TEST(Recompute, SelectiveComposesWithSplitBackwardAndActivationSets) {
   GPT ref(cfg), sel(cfg);
   load(ref, params);
   load(sel, params);
-  sel.set_recompute(Recompute::kSelective);
-  EXPECT_EQ(two_steps(sel, one, /*split=*/true), two_steps(ref, one));
+  EXPECT_EQ(two_steps(sel, one, Recompute::kSelective, /*split=*/true), two_steps(ref, one));
   EXPECT_TRUE(same_bits(sel, ref));
 
   // Two micro-batches in flight in their own activation sets, backwards in reverse order (a
@@ -154,32 +161,27 @@ TEST(Recompute, SelectiveComposesWithSplitBackwardAndActivationSets) {
   GPT full(cfg), plain(cfg);
   load(full, params);
   load(plain, params);
-  full.set_recompute(Recompute::kFull);
-  plain.forward(two.tokens.data(), two.targets.data(), two.B, two.T, true);
-  plain.backward();
-  plain.forward(one.tokens.data(), one.targets.data(), one.B, one.T, true);
-  plain.backward();
-  auto a = GPT::new_activations(), b = GPT::new_activations();
-  auto in = [&](GPT::Activations& set, const std::function<void()>& f) {
-    full.swap_activations(set);
-    f();
-    full.swap_activations(set);
-  };
-  in(*a, [&] { full.forward(one.tokens.data(), one.targets.data(), one.B, one.T, true); });
-  in(*b, [&] { full.forward(two.tokens.data(), two.targets.data(), two.B, two.T, true); });
-  in(*b, [&] { full.backward(); });
-  in(*a, [&] { full.backward(); });
+  ModelRunner<float> run_plain(plain);
+  run_plain.forward(two.tokens.data(), two.targets.data(), two.B, two.T, true);
+  run_plain.backward();
+  run_plain.forward(one.tokens.data(), one.targets.data(), one.B, one.T, true);
+  run_plain.backward();
+  ActivationWorkspace<float> workspace;
+  ChunkExecutor<float> executor(full, workspace, {0, Recompute::kFull});
+  ActivationSet<float> a, b;
+  executor.forward(a, one.tokens.data(), one.targets.data(), one.B, one.T, true);
+  executor.forward(b, two.tokens.data(), two.targets.data(), two.B, two.T, true);
+  executor.backward(b);
+  executor.backward(a);
   EXPECT_TRUE(same_bits(full, plain));
 }
 
 TEST(Recompute, FullWithSplitBackwardIsRefused) {
   const GPTConfig cfg = recompute_config(0.0f);
-  const Batch batch(cfg, 4);
   GPT m(cfg);
-  m.set_recompute(Recompute::kFull);
-  m.set_split_backward(true);
+  ActivationWorkspace<float> workspace;
   const std::string e = error_of([&] {
-    m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true);
+    ChunkExecutor<float>(m, workspace, {0, Recompute::kFull, /*split_backward=*/true});
   });
   EXPECT_NE(e.find("recompute full cannot run with the split backward"), std::string::npos) << e;
 }

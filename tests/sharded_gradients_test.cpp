@@ -17,6 +17,7 @@
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "sanitizer_build.hpp"
 #include "temp_dir.hpp"
@@ -48,8 +49,9 @@ void forward_backward(GPT& m, uint64_t seed, float scale, const GPT::GradReadyFn
   std::vector<int32_t> tokens(B * T), targets(B * T);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(m.config().vocab_size));
   for (auto& t : targets) t = static_cast<int32_t>(rng.below(m.config().vocab_size));
-  m.forward(tokens.data(), targets.data(), B, T, /*train=*/true);
-  m.backward(scale, hook);
+  ModelRunner<float> run(m);
+  run.forward(tokens.data(), targets.data(), B, T, /*train=*/true);
+  run.backward(scale, hook);
 }
 
 TEST(ShardedGradients, PlansBlockBucketsInAPoolOfTwoBuffers) {

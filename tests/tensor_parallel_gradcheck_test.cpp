@@ -14,6 +14,7 @@
 #include "loom/comm/communicator.hpp"
 #include "loom/kernels/cpu/softmax_ce.hpp"
 #include "loom/kernels/cpu/vocab_parallel_ce.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/tensor_parallel.hpp"
 #include "model_shard_util.hpp"
 
@@ -81,19 +82,20 @@ TEST(TensorParallelWorker, DISABLED_BlockGradcheck) {
   World w;
   const GPTConfig cfg = test::shard_test_config(1);
   GPTModel<double> m(cfg, {w.comm->rank(), 2, 0, 1, false, false}, &w.group);
+  ModelRunner<double> run_m(m);
   test::load_pieces(m, test::random_whole_params(cfg, 5));
   const int B = 2, T = 4, C = cfg.d_model;
   const size_t NC = static_cast<size_t>(B) * T * C;
   auto input = test::random_vector(NC, 6), weights = test::random_vector(NC, 7);
   auto loss = [&] {
-    m.forward_activation(input.data(), nullptr, B, T, true);
-    return test::dot(m.output(), weights.data(), NC);
+    run_m.forward_activation(input.data(), nullptr, B, T, true);
+    return test::dot(run_m.output(), weights.data(), NC);
   };
   loss();
   m.zero_grad();
-  m.backward_from_output(weights.data());
+  run_m.backward_from_output(weights.data());
   const std::vector<double> grads(m.grads(), m.grads() + m.num_params());
-  const std::vector<double> dinput(m.input_grad(), m.input_grad() + NC);
+  const std::vector<double> dinput(run_m.input_grad(), run_m.input_grad() + NC);
   std::vector<bool> shared(m.num_params());
   for (const auto& p : m.layout())
     std::fill(shared.begin() + p.offset, shared.begin() + p.offset + p.numel, p.replicated());
@@ -159,17 +161,19 @@ TEST(TensorParallelWorker, DISABLED_ModelMatchesOneRank) {
   const auto params = test::random_whole_params(cfg, 9);
   const test::TokenBatch batch(cfg.vocab_size, 10);
   GPTModel<double> whole(cfg), m(cfg, {w.comm->rank(), 2}, &w.group);
+  ModelRunner<double> run_whole(whole);
+  ModelRunner<double> run_m(m);
   test::load_pieces(whole, params);
   test::load_pieces(m, params);
-  const double ref = whole.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, false);
-  const double loss = m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, false);
+  const double ref = run_whole.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, false);
+  const double loss = run_m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, false);
   EXPECT_NEAR(loss, ref, 1e-13);
   std::vector<double> row(cfg.vocab_size), ref_row(cfg.vocab_size);
-  m.logits_row(3, row.data());
-  whole.logits_row(3, ref_row.data());
+  run_m.logits_row(3, row.data());
+  run_whole.logits_row(3, ref_row.data());
   EXPECT_LT(test::max_abs_diff(row, ref_row), 1e-13);
-  whole.backward();
-  m.backward();
+  run_whole.backward();
+  run_m.backward();
   // Sharded pieces summed over the ranks, replicated tensors from rank 0: the whole gradient.
   std::vector<double> grads(whole.num_params(), 0.0);
   test::add_grad_pieces(m, grads, w.comm->rank() == 0);
@@ -198,12 +202,12 @@ TEST(TensorParallelWorker, DISABLED_RecomputeMatchesKeepingEverything) {
   std::vector<std::vector<float>> grads;
   for (const Recompute mode : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
     GPT m(cfg, {w.comm->rank(), 2}, &w.group);
+    ModelRunner<float> run_m(m, {0, mode, /*split_backward=*/false});
     test::load_pieces(m, params);
-    m.set_recompute(mode);
     Rng rng(13);
     for (int step = 0; step < 2; ++step) {
-      m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
-      m.backward();
+      run_m.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T, true, &rng);
+      run_m.backward();
     }
     grads.emplace_back(m.grads(), m.grads() + m.num_params());
   }

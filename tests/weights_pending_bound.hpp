@@ -1,6 +1,6 @@
 #pragma once
-// What an activation set waiting for its W may hold at most (GPTModel::set_bytes after
-// backward_input), as GPTModel documents it: per block, its linear layers' inputs and output
+// What an activation set waiting for its W may hold at most (ActivationSet::bytes after
+// backward_input), as ChunkExecutor documents it: per block, its linear layers' inputs and output
 // gradients — ln1 (C), qkv (3C), atty (C), mid (C), ln2 (C), fc (4C), fc_gelu (4C) and the
 // block's output (C), 16 x d_model values per row at tp 1 — each padded to 64 values. Nothing of
 // the head (logits), nothing per attention row.

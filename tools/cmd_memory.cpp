@@ -24,6 +24,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
@@ -82,7 +83,8 @@ struct RankRun {
   loom::ModelShard shard;
   std::unique_ptr<loom::GPT> model;
   std::unique_ptr<loom::parallel::DataParallel> dp;
-  std::unique_ptr<loom::pipeline::PipelineTraining> pipe;
+  std::unique_ptr<loom::pipeline::PipelineTraining> pipe;  // pp > 1
+  std::unique_ptr<loom::ModelRunner<float>> runner;        // pp 1
 
   RankRun(const Options& o, const loom::GPTConfig& cfg, loom::comm::Communicator* world) {
     if (world != nullptr) {
@@ -110,8 +112,8 @@ struct RankRun {
     one.last_block = one.first_block + 1;
     one.chunks.clear();
     loom::ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
-    loom::GPT copy(mo.model, one, o.tp > 1 ? &group : nullptr);
-    copy.set_recompute(mo.recompute);
+    loom::GPT copy_model(mo.model, one, o.tp > 1 ? &group : nullptr);
+    loom::ModelRunner<float> copy(copy_model, {0, mo.recompute, /*split_backward=*/false});
     const int rows = o.batch / (o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1);
     const size_t n = static_cast<size_t>(rows) * o.seq;
     std::vector<int32_t> tokens(n, 0);
@@ -133,14 +135,16 @@ struct RankRun {
     const loom::GPTConfig& cfg = mo.model;
     model = std::make_unique<loom::GPT>(cfg, shard, tp.get());
     model->init_weights(1);
-    model->set_recompute(mo.recompute);
     dp = std::make_unique<loom::parallel::DataParallel>(
         mesh ? &mesh->dp() : nullptr, *model, loom::AdamWParams{},
         loom::parallel::DataParallelOptions{o.zero, o.bucket_mb}, tp ? &mesh->tp() : nullptr);
     if (o.pp > 1) {
       pipe = std::make_unique<loom::pipeline::PipelineTraining>(
-          *mesh, *model, mo.schedule,
-          o.micro_batches > 0 ? o.micro_batches : o.pp);
+          *mesh, *model, mo.schedule, o.micro_batches > 0 ? o.micro_batches : o.pp,
+          /*virtual_stages=*/1, mo.recompute);
+    } else {
+      runner = std::make_unique<loom::ModelRunner<float>>(
+          *model, loom::ExecutorOptions{0, mo.recompute, /*split_backward=*/false});
     }
   }
 
@@ -157,8 +161,8 @@ struct RankRun {
           pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng,
                                  dp->backward_hook(true));
         } else {
-          model->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
-          model->backward(1.0f, dp->backward_hook(true));
+          runner->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
+          runner->backward(1.0f, dp->backward_hook(true));
         }
       }
       dp->reduce_gradients();

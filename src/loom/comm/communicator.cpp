@@ -300,6 +300,38 @@ void Communicator::barrier() {
   });
 }
 
+void Communicator::all_to_all(const float* send, float* recv, size_t chunk) {
+  const std::vector<size_t> counts(static_cast<size_t>(size()), chunk);
+  all_to_all_v(send, counts, recv, counts);
+}
+
+void Communicator::all_to_all_v(const float* send, std::span<const size_t> send_counts,
+                                float* recv, std::span<const size_t> recv_counts) {
+  const size_t n = static_cast<size_t>(size());
+  LOOM_CHECK(send_counts.size() == n && recv_counts.size() == n, "all-to-all in group ",
+             describe_group(), ": ", send_counts.size(), " send and ", recv_counts.size(),
+             " receive counts for ", n, " ranks");
+  std::vector<size_t> send_bytes(n), recv_bytes(n);
+  size_t sent = 0, received = 0;
+  for (size_t p = 0; p < n; ++p) {
+    send_bytes[p] = send_counts[p] * sizeof(float);
+    recv_bytes[p] = recv_counts[p] * sizeof(float);
+    sent += send_counts[p];
+    received += recv_counts[p];
+  }
+  LOOM_CHECK((send != nullptr || sent == 0) && (recv != nullptr || received == 0),
+             "all-to-all in group ", describe_group(), ": null buffer");
+  wait_for_async();
+  guarded(detail::concat("all-to-all (pairwise, ", sent, " x f32 out, ", received, " in)"),
+          [&](Clock::time_point) {
+            // Debug mode: the ranks agree on the call; the counts differ from rank to rank, so
+            // the signature carries the group size as its count.
+            if (debug_) agree_on_call("alltoall", {OpKind::AllGather, nullptr, n}, Algo::Ring);
+            algorithms::all_to_all(transport(), reinterpret_cast<const std::byte*>(send),
+                                   send_bytes, reinterpret_cast<std::byte*>(recv), recv_bytes);
+          });
+}
+
 void Communicator::send(const void* data, size_t bytes, int peer) {
   LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
   wait_for_async();

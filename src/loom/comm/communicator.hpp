@@ -95,6 +95,15 @@ class Communicator {
   void allgather(float* data, size_t count, std::optional<Algo> algo = {});
   void broadcast(float* data, size_t count, int root, std::optional<Algo> algo = {});
   void barrier();
+  // All-to-all (pairwise exchange over the transport, flat, whatever the algorithm; not async).
+  // Equal pieces: send[p*chunk, (p+1)*chunk) goes to rank p, where it lands at
+  // recv[rank()*chunk, ..). send and recv hold size()*chunk elements and must not overlap.
+  void all_to_all(const float* send, float* recv, size_t chunk);
+  // Pieces of any size, packed in rank order: send_counts[p] elements of send go to rank p;
+  // recv_counts[p] elements arrive from rank p (exactly what p sends this rank). Elements move
+  // without arithmetic, so any 4-byte-word data may travel as "f32" (as in split()).
+  void all_to_all_v(const float* send, std::span<const size_t> send_counts, float* recv,
+                    std::span<const size_t> recv_counts);
   // Point to point (group ranks); a message must be received with the size it was sent with.
   void send(const void* data, size_t bytes, int peer);
   void recv(void* data, size_t bytes, int peer);

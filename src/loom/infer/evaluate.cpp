@@ -8,6 +8,7 @@
 #include "loom/core/check.hpp"
 #include "loom/infer/kv_decoder.hpp"
 #include "loom/kernels/cpu/softmax_ce.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/parallel/replica_check.hpp"
 
 namespace loom::infer {
@@ -26,12 +27,15 @@ EvalResult evaluate(GPT& model, const WindowDataset& data, int seq_len, const Ev
 
   const size_t B = opts.batch;
   std::vector<int32_t> inputs(B * T), targets(B * T);
+  std::optional<ModelRunner<float>> runner;  // f32: the model's own forward
   std::optional<KVDecoder> decoder;
   AlignedBuffer<float> losses, lse;
   if (opts.weights != WeightType::F32) {
     decoder.emplace(model, opts.weights);
     losses.resize(B * T);
     lse.resize(B * T);
+  } else {
+    runner.emplace(model);
   }
   double sum = 0;  // of per-token losses
   for (size_t first = 0; first < mine.size(); first += B) {
@@ -39,7 +43,7 @@ EvalResult evaluate(GPT& model, const WindowDataset& data, int seq_len, const Ev
     for (int r = 0; r < rows; ++r)
       data.get(mine[first + r], inputs.data() + r * T, targets.data() + r * T);
     if (!decoder) {
-      sum += static_cast<double>(model.forward(inputs.data(), targets.data(), rows, T, false)) * rows * T;
+      sum += static_cast<double>(runner->forward(inputs.data(), targets.data(), rows, T, false)) * rows * T;
       continue;
     }
     // Each window is one sequence of the decoder, prefilled at once with every row's logits.

@@ -1,5 +1,5 @@
 #pragma once
-// GPT-2 inference with a KV cache: the incremental form of GPTModel::forward. Each new token runs
+// GPT-2 inference with a KV cache: the incremental form of ChunkExecutor::forward. Each new token runs
 // through the blocks once, appends its keys and values to its sequence's cache and attends to
 // everything cached before it, so generating n tokens costs n single-row passes instead of n
 // passes over the whole context. Many sequences run together (batched prompts): their rows share

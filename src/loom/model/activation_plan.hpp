@@ -1,7 +1,7 @@
 #pragma once
 // The activation memory of a GPT stage, by category: one pure function of the model's shape, the
 // piece of it a rank runs (blocks, embedding, head, tp) and the forward's shape (rows, sequence,
-// recomputation, split backward, threads). GPTModel allocates its activation buffers from it (and
+// recomputation, split backward, threads). ChunkExecutor allocates activation sets from it (and
 // checks that the tensors it carves out of them add up to it), `loom memory` (train/memory_model)
 // and the planner (parallel/planner) predict activation memory with it: one formula, three users.
 //
@@ -62,7 +62,7 @@ struct ActivationBytes {
   // A set after its B: waiting for W under a split backward (its B-only buffers went back to the
   // model's pool), everything after a fused one (the set keeps its buffers for the next forward).
   size_t after_b() const { return split_backward ? kept() : set(); }
-  // A model that runs one set: GPTModel::activation_bytes().
+  // A runner of one set: ModelRunner::activation_bytes().
   size_t total() const { return set() + scratch; }
 };
 

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "loom/core/check.hpp"
+#include "loom/model/model_runner.hpp"
 
 namespace loom {
 
@@ -73,10 +74,11 @@ std::vector<int32_t> generate(GPTModel<T>& model, const std::vector<int32_t>& pr
                               const GenerateControl& control) {
   const int V = model.config().vocab_size;
   std::vector<T> last(V);
+  ModelRunner<T> runner(model);
   return generate_tokens(prompt, max_new_tokens, model.config().context_len,
                          [&](const int32_t* window, int n) {
-                           model.forward(window, nullptr, 1, n, /*train=*/false);
-                           model.logits_row(n - 1, last.data());
+                           runner.forward(window, nullptr, 1, n, /*train=*/false);
+                           runner.logits_row(n - 1, last.data());
                            return sample_token(last.data(), V, opts, rng);
                          },
                          control);

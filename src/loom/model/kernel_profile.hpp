@@ -1,7 +1,7 @@
 #pragma once
 // Per-kernel wall time of forward and backward, for `loom bench train`, and per-kernel events in
 // the timeline trace (`--trace`). The model reads the clock only when a profile is attached
-// (GPTModel::set_profile) or tracing is on, so training pays two branches per kernel call.
+// (ChunkExecutor::set_profile) or tracing is on, so training pays two branches per kernel call.
 #include <array>
 #include <chrono>
 #include <cstddef>

@@ -67,6 +67,7 @@ std::vector<ParamInfo> gpt_param_layout(const GPTConfig& config, const ModelShar
   config.validate();
   shard.validate(config);
   const int64_t V = config.vocab_size, T = config.context_len, C = config.d_model;
+  const int64_t E = config.moe_experts;
   const int64_t t = shard.tp_size, r = shard.tp_rank;
   std::vector<ParamInfo> table;
   size_t offset = 0;
@@ -111,10 +112,22 @@ std::vector<ParamInfo> gpt_param_layout(const GPTConfig& config, const ModelShar
       add(h + "attn.c_proj.bias", {C});
       add(h + "ln_2.weight", {C});
       add(h + "ln_2.bias", {C});
-      add(h + "mlp.c_fc.weight", {C, 4 * C}, 1);
-      add(h + "mlp.c_fc.bias", {4 * C}, 0);
-      add(h + "mlp.c_proj.weight", {4 * C, C}, 0);
-      add(h + "mlp.c_proj.bias", {C});
+      if (!config.is_moe_block(l)) {
+        add(h + "mlp.c_fc.weight", {C, 4 * C}, 1);
+        add(h + "mlp.c_fc.bias", {4 * C}, 0);
+        add(h + "mlp.c_proj.weight", {4 * C, C}, 0);
+        add(h + "mlp.c_proj.bias", {C});
+        continue;
+      }
+      // Router and experts: whole on every tp rank (experts are replicated over tp).
+      add(h + "mlp.router.weight", {C, E});
+      for (int64_t e = 0; e < E; ++e) {
+        const std::string x = h + "mlp.experts." + std::to_string(e) + ".";
+        add(x + "c_fc.weight", {C, 4 * C});
+        add(x + "c_fc.bias", {4 * C});
+        add(x + "c_proj.weight", {4 * C, C});
+        add(x + "c_proj.bias", {C});
+      }
     }
   }
   if (shard.has_head) {

@@ -14,6 +14,10 @@
 //     transformer.h.l.ln_2.weight     [C]        transformer.h.l.ln_2.bias    [C]
 //     transformer.h.l.mlp.c_fc.weight [C, 4C]    transformer.h.l.mlp.c_fc.bias [4C]
 //     transformer.h.l.mlp.c_proj.weight [4C, C]  transformer.h.l.mlp.c_proj.bias [C]
+//     (an MoE block, config.is_moe_block(l), has instead of the four mlp tensors:
+//      transformer.h.l.mlp.router.weight [C, E]  (bias-free)
+//      for e in 0..E-1: transformer.h.l.mlp.experts.e.c_fc.weight [C, 4C], .c_fc.bias [4C],
+//                       .c_proj.weight [4C, C], .c_proj.bias [C])
 //   transformer.ln_f.weight [C]       transformer.ln_f.bias [C]
 // Backward finishes gradients in roughly reverse order (ln_f, h.L-1, ..., h.0, wpe, wte), which
 // is what gradient bucketing relies on.
@@ -26,7 +30,8 @@
 //   attn.c_proj.weight [C/t, C]                    the matching input rows (row-parallel)
 //   mlp.c_fc.weight [C, 4C/t], mlp.c_fc.bias [4C/t] (column-parallel)
 //   mlp.c_proj.weight [4C/t, C]                    (row-parallel)
-//   everything else (wpe, LayerNorms, row-parallel biases) whole on every tp rank.
+//   everything else (wpe, LayerNorms, row-parallel biases, the router and the experts) whole on
+//   every tp rank.
 // Each ParamInfo says which piece of the whole Hugging Face tensor it is (TensorSplit), so a
 // checkpoint always holds whole tensors and any layout loads any checkpoint.
 #include <cstddef>

@@ -1,6 +1,6 @@
 #pragma once
 // Predicted memory per rank of a training step, by component, for `loom memory`. The activation
-// entries are GPTModel's own activation plan (model/activation_plan), the optimizer and gradient entries the data-parallel modes
+// entries are the executors' own activation plan (model/activation_plan), the optimizer and gradient entries the data-parallel modes
 // (parallel/data_parallel.hpp), the bf16 entries the matmul path (kernels/cpu/matmul.cpp). The
 // `loom memory` test keeps the prediction within 2% of a measured peak RSS, so drift shows.
 // Activation recomputation changes how many blocks' activations are kept. Tensor parallelism

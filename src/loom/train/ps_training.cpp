@@ -16,6 +16,7 @@
 #include "loom/data/window_dataset.hpp"
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/parallel/ps/parameter_server.hpp"
 #include "loom/parallel/ps/ps_worker.hpp"
@@ -218,7 +219,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
     dropout_rng.set_state(state.dropout_rng);
   }
   GPT model(cfg.model);
-  model.set_recompute(c.recompute);
+  ModelRunner<float> runner(model, {0, c.recompute, /*split_backward=*/false});
   const size_t n = model.num_params();
   const size_t tokens = static_cast<size_t>(c.batch_size) * c.seq_len;
   std::vector<int32_t> inputs(tokens), targets(tokens);
@@ -234,9 +235,9 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
       kernels::MatmulPrecisionScope autocast(precision);
       for (int a = 0; a < c.grad_accum; ++a) {
         loader.next(inputs.data(), targets.data());
-        loss += model.forward(inputs.data(), targets.data(), c.batch_size, c.seq_len,
-                              /*train=*/true, &dropout_rng);
-        model.backward(1.0f / static_cast<float>(c.grad_accum));
+        loss += runner.forward(inputs.data(), targets.data(), c.batch_size, c.seq_len,
+                               /*train=*/true, &dropout_rng);
+        runner.backward(1.0f / static_cast<float>(c.grad_accum));
       }
     }
     if (slowdown > 1)  // the straggler knob: this worker's compute takes `slowdown` times as long

@@ -152,7 +152,7 @@ struct Trainer::Impl {
         model(c.model, rank_shard(plan, *mesh, partition), tp.get()),
         dp(&mesh->dp(), model, adamw_params(),
            {plan.zero, plan.bucket_mb, plan.grad_reduce == GradReduce::kBF16}, &mesh->tp()),
-        pipe(*mesh, model, plan.schedule, plan.micro_batches, plan.virtual_stages),
+        pipe(*mesh, model, plan.schedule, plan.micro_batches, plan.virtual_stages, plan.recompute),
         rebalancer(c.train.rebalance ? std::make_unique<pipeline::Rebalancer>(
                                            partition, c.train.rebalance_steps)
                                      : nullptr),
@@ -178,7 +178,6 @@ struct Trainer::Impl {
                  c.train.seq_len + 1, " tokens (one window)");
     }
     model.init_weights(c.train.seed);
-    model.set_recompute(plan.recompute);
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);

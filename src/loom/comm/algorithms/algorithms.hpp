@@ -7,6 +7,7 @@
 //              twice the data, so it wins for small messages and loses for large ones.
 //   naive.cpp  everyone sends to the root, the root reduces and sends back (a parameter
 //              server): the root's link carries (n-1) times the data. The reference baseline.
+//   all_to_all.cpp  pairwise exchange: every rank sends each peer its own piece (n-1 steps).
 //   hierarchical.cpp  two levels, inside each host and across hosts, each run by one of the
 //              families above (see topology.hpp for when a group uses it).
 // Each entry runs any Collective (see types.hpp); all ranks of the group call it with the same
@@ -30,6 +31,12 @@ using Family = void (*)(Transport&, const Collective&);
 // (cross rank = host index); `inner` runs each level.
 void hierarchical(Transport& local, Transport& cross, const HostLayout& layout, Family inner,
                   const Collective& c);
+
+// All-to-all of pieces of any size: send holds the pieces for ranks 0..n-1 back to back
+// (send_bytes[p] bytes for rank p), recv receives the pieces from ranks 0..n-1 back to back
+// (recv_bytes[p] from rank p, which must equal what p sends this rank). Flat (no two levels).
+void all_to_all(Transport& t, const std::byte* send, std::span<const size_t> send_bytes,
+                std::byte* recv, std::span<const size_t> recv_bytes);
 
 // Dissemination barrier: ceil(log2 n) rounds of one-byte messages.
 void barrier(Transport& t);

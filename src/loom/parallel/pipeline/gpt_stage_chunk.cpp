@@ -36,18 +36,11 @@ std::vector<parallel::FlatRange> chunk_tensors(const GPT& model, int chunk) {
 
 }  // namespace
 
-GptStageChunk::GptStageChunk(GPT& model, int micro_batches, bool split_backward, int chunk)
-    : model_(model),
-      m_(micro_batches),
-      split_(split_backward),
-      chunk_(chunk),
-      embeds_(chunk == 0 && model.shard().has_embedding),
-      heads_(chunk == model.shard().num_chunks() - 1 && model.shard().has_head) {
+GptStageChunk::GptStageChunk(GPT& model, ActivationWorkspace<float>& workspace, int micro_batches,
+                             const ExecutorOptions& options)
+    : model_(model), executor_(model, workspace, options), m_(micro_batches) {
   LOOM_CHECK(m_ >= 1, "micro_batches must be >= 1, got ", m_);
-  LOOM_CHECK(chunk >= 0 && chunk < model.shard().num_chunks(), "gpt stage: chunk ", chunk,
-             " of a model with ", model.shard().num_chunks(), " chunks");
-  model_.set_split_backward(split_);
-  tensors_ = chunk_tensors(model, chunk);
+  tensors_ = chunk_tensors(model, options.chunk);
 }
 
 void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int batch, int seq,
@@ -68,42 +61,38 @@ void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int
 size_t GptStageChunk::rows_elems() const { return static_cast<size_t>(rows_) * seq_; }
 
 size_t GptStageChunk::input_size() const {
-  return embeds_ ? 0 : rows_elems() * model_.config().d_model;
+  return executor_.has_embedding() ? 0 : rows_elems() * model_.config().d_model;
 }
 
 size_t GptStageChunk::output_size() const {
-  return heads_ ? 0 : rows_elems() * model_.config().d_model;
+  return executor_.has_head() ? 0 : rows_elems() * model_.config().d_model;
 }
 
 void GptStageChunk::forward(int mb, const float* input, float* output) {
   LOOM_CHECK(in_flight_.count(mb) == 0, "gpt stage: forward of micro-batch ", mb, " twice");
   trace::Scope event("forward", "compute");
-  GPT::ActivationsPtr set;
-  if (pool_.empty()) {
-    set = GPT::new_activations();
-  } else {
-    set = std::move(pool_.back());
-    pool_.pop_back();
-  }
-  model_.set_chunk(chunk_);
-  model_.swap_activations(*set);  // the model now works on the micro-batch's set
+  ActivationSet<float> set = pool_.empty() ? ActivationSet<float>() : std::move(pool_.back());
+  if (!pool_.empty()) pool_.pop_back();
+  const bool heads = executor_.has_head();
   const size_t off = static_cast<size_t>(mb) * rows_elems();
-  const int32_t* targets = heads_ ? targets_ + off : nullptr;
+  const int32_t* targets = heads ? targets_ + off : nullptr;
   Rng rng = dropout_;
   const int64_t first_sample = static_cast<int64_t>(mb) * rows_;
   const float loss =
-      embeds_ ? model_.forward(tokens_ + off, targets, rows_, seq_, /*train=*/true, &rng, first_sample)
-              : model_.forward_activation(input, targets, rows_, seq_, /*train=*/true, &rng,
-                                          first_sample);
+      executor_.has_embedding()
+          ? executor_.forward(set, tokens_ + off, targets, rows_, seq_, /*train=*/true, &rng,
+                              first_sample)
+          : executor_.forward_activation(set, input, targets, rows_, seq_, /*train=*/true, &rng,
+                                         first_sample);
   // A non-finite loss is not thrown here: the trainer's peers would wait for this rank in their
   // next collective. The loss sum carries it to the trainer, where every rank sees it.
-  if (heads_) {
+  if (heads) {
     loss_sum_ += loss;
   } else {
-    std::copy(model_.output(), model_.output() + output_size(), output);
+    const float* out = executor_.output(set);
+    std::copy(out, out + output_size(), output);
   }
-  model_.swap_activations(*set);  // parked until the micro-batch's backward
-  in_flight_[mb] = std::move(set);
+  in_flight_.emplace(mb, std::move(set));  // parked until the micro-batch's backward
   peak_in_flight_ = std::max(peak_in_flight_, in_flight_.size());
 }
 
@@ -111,39 +100,37 @@ void GptStageChunk::backward_input(int mb, const float* grad_output, float* grad
   const auto it = in_flight_.find(mb);
   LOOM_CHECK(it != in_flight_.end(), "gpt stage: backward of micro-batch ", mb, " without its forward");
   trace::Scope event("backward", "compute");
-  model_.set_chunk(chunk_);
-  model_.swap_activations(*it->second);
-  const float* dout = heads_ ? nullptr : grad_output;
-  if (split_) {
-    model_.backward_input(loss_scale_, dout);
+  ActivationSet<float>& set = it->second;
+  const float* dout = executor_.has_head() ? nullptr : grad_output;
+  const bool split = executor_.options().split_backward;
+  if (split) {
+    executor_.backward_input(set, loss_scale_, dout);
   } else {
     // The batch's last backward of the chunk finishes its gradients: the hook hears of them.
     const bool last = ++backwards_done_ == m_;
     const GPT::GradReadyFn on_ready =
         traced_backward_hook(last ? on_ready_ : GPT::GradReadyFn(), model_.layout());
     if (dout == nullptr)
-      model_.backward(loss_scale_, on_ready);
+      executor_.backward(set, loss_scale_, on_ready);
     else
-      model_.backward_from_output(dout, on_ready);
+      executor_.backward_from_output(set, dout, on_ready);
   }
-  if (grad_input != nullptr)
-    std::copy(model_.input_grad(), model_.input_grad() + input_size(), grad_input);
-  model_.swap_activations(*it->second);
-  if (!split_) {  // nothing left for W: the set is free
-    pool_.push_back(std::move(it->second));
+  if (grad_input != nullptr) {
+    const float* gi = executor_.input_grad(set);
+    std::copy(gi, gi + input_size(), grad_input);
+  }
+  if (!split) {  // nothing left for W: the set is free
+    pool_.push_back(std::move(set));
     in_flight_.erase(it);
   }
 }
 
 void GptStageChunk::backward_weights(int mb) {
-  if (!split_) return;
+  if (!executor_.options().split_backward) return;
   const auto it = in_flight_.find(mb);
   LOOM_CHECK(it != in_flight_.end(), "gpt stage: W of micro-batch ", mb, " without its B");
   trace::Scope event("backward", "compute");
-  model_.set_chunk(chunk_);
-  model_.swap_activations(*it->second);
-  model_.backward_weights();
-  model_.swap_activations(*it->second);
+  executor_.backward_weights(it->second);
   pool_.push_back(std::move(it->second));
   in_flight_.erase(it);
   if (++backwards_done_ == m_ && on_ready_)  // the batch's last W: the chunk's gradients are final
@@ -151,9 +138,9 @@ void GptStageChunk::backward_weights(int mb) {
 }
 
 size_t GptStageChunk::held_bytes() const {
-  size_t n = 0;
-  for (const auto& [mb, set] : in_flight_) n += GPT::set_bytes(*set);
-  for (const auto& set : pool_) n += GPT::set_bytes(*set);
+  size_t n = executor_.pooled_bytes();
+  for (const auto& [mb, set] : in_flight_) n += set.bytes();
+  for (const auto& set : pool_) n += set.bytes();
   return n;
 }
 

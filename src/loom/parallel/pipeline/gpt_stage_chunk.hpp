@@ -1,27 +1,29 @@
 #pragma once
 // One chunk of a GPT pipeline stage (a GPT model built for a ModelShard's blocks, with the
-// embedding on the first stage and the head on the last) as the runtime's StageChunk. Under an
-// interleaved schedule the stage's model holds several chunks (ModelShard::chunks) and each gets
-// its own GptStageChunk, which selects it (GPTModel::set_chunk) around every call. A step's batch
-// (B rows of T tokens) is cut into micro-batches of B / m rows.
+// embedding on the first stage and the head on the last) as the runtime's StageChunk: a
+// ChunkExecutor over the chunk's blocks. Under an interleaved schedule the stage's model holds
+// several chunks (ModelShard::chunks) and each gets its own GptStageChunk; the stage's chunks
+// share one ActivationWorkspace (the backward's scratch). A step's batch (B rows of T tokens) is
+// cut into micro-batches of B / m rows.
 //
-// Every micro-batch in flight keeps its activations in its own activation set of the model
-// (GPTModel::swap_activations), taken from a pool when its forward starts and returned when its
-// backward is done: the stage holds exactly as many sets as the schedule has micro-batches in
-// flight (m for GPipe, at most P - stage for 1F1B). With split_backward (zero-bubble schedules)
-// B and W are the model's backward_input and backward_weights, and a micro-batch's set is held
-// until its W, but from its B on without its B-only buffers (logits, attention probabilities:
-// the model pools them for the next forward); otherwise B is the model's whole backward and W has
-// nothing left to do.
+// Every micro-batch in flight keeps its activations in its own ActivationSet, taken from a pool
+// when its forward starts and returned when its backward is done: the chunk holds exactly as many
+// sets as the schedule has micro-batches in flight (m for GPipe, at most P - stage for 1F1B).
+// With split_backward (zero-bubble schedules) B and W are the executor's backward_input and
+// backward_weights, and a micro-batch's set is held until its W, but from its B on without its
+// B-only buffers (logits, attention probabilities: the executor pools them for the next
+// forward); otherwise B is the executor's whole backward and W has nothing left to do.
 //
 // The step's last backward of the chunk (its m-th B, or its m-th W under split_backward) reports
 // the gradient slices it finishes to the step's on_ready hook (data-parallel buckets overlap with
-// it): the model's own slices (a block at a time) during a whole backward; every tensor of the
-// chunk after the last W (the model's W reports nothing).
+// it): the executor's own slices (a block at a time) during a whole backward; every tensor of the
+// chunk after the last W (the executor's W reports nothing).
 #include <cstdint>
 #include <map>
 #include <vector>
 
+#include "loom/model/activation_set.hpp"
+#include "loom/model/chunk_executor.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/parallel/zero_optimizer.hpp"
 #include "loom/parallel/pipeline/stage.hpp"
@@ -30,8 +32,10 @@ namespace loom::pipeline {
 
 class GptStageChunk : public StageChunk {
  public:
-  // `chunk`: which of the model's chunks this is (0 unless the shard has several).
-  GptStageChunk(GPT& model, int micro_batches, bool split_backward, int chunk = 0);
+  // `workspace`: the stage's, shared by its chunks; `model` and `workspace` must outlive the
+  // chunk. options: which of the model's chunks this is, its recompute mode and split backward.
+  GptStageChunk(GPT& model, ActivationWorkspace<float>& workspace, int micro_batches,
+                const ExecutorOptions& options);
 
   // The step's batch (valid until the step ends): tokens and targets (batch, seq); each
   // micro-batch's gradient is scaled by loss_scale (1 / (micro_batches x grad_accum) for a mean).
@@ -52,19 +56,19 @@ class GptStageChunk : public StageChunk {
   double loss_sum() const { return loss_sum_; }
   // Most activation sets held at once.
   size_t peak_in_flight() const { return peak_in_flight_; }
-  // Bytes of the sets this chunk holds (in flight or free for the next forward): with the model's
-  // shared_activation_bytes(), the stage's activation memory. Sets are never freed and buffers
-  // only grow, so after a step this is the step's peak.
+  // Bytes of the sets this chunk holds (in flight or free for the next forward) and of its
+  // executor's pool: with the workspace's bytes, the stage's activation memory. Sets are never
+  // freed and buffers only grow, so after a step this is the step's peak.
   size_t held_bytes() const;
+  // The chunk's executor (evaluation and sampling run its forward on a set of their own).
+  GptExecutor& executor() { return executor_; }
 
  private:
   size_t rows_elems() const;  // micro-batch rows x seq
 
   GPT& model_;
+  GptExecutor executor_;
   int m_;
-  bool split_;
-  int chunk_;
-  bool embeds_, heads_;  // this chunk has the embedding / the head
   const int32_t* tokens_ = nullptr;
   const int32_t* targets_ = nullptr;
   int rows_ = 0, seq_ = 0;
@@ -73,8 +77,8 @@ class GptStageChunk : public StageChunk {
   GPT::GradReadyFn on_ready_;
   int backwards_done_ = 0;  // this batch's B (whole backwards) or, under split_backward, W
   std::vector<parallel::FlatRange> tensors_;  // the chunk's gradient tensors, from the end
-  std::map<int, GPT::ActivationsPtr> in_flight_;  // by micro-batch, from F until W
-  std::vector<GPT::ActivationsPtr> pool_;         // sets free for the next forward
+  std::map<int, ActivationSet<float>> in_flight_;  // by micro-batch, from F until W
+  std::vector<ActivationSet<float>> pool_;         // sets free for the next forward
   double loss_sum_ = 0;
   size_t peak_in_flight_ = 0;
 };

@@ -8,6 +8,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/model_runner.hpp"
 #include "loom/model/kernel_profile.hpp"
 #include "loom/optim/adamw.hpp"
 
@@ -59,6 +60,7 @@ KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profi
   two.dropout = 0;
   GPT gpt(two);
   gpt.init_weights(1);
+  ModelRunner<float> run(gpt);
   Rng rng(7);
   std::vector<int32_t> tokens(static_cast<size_t>(seq) + 1);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(two.vocab_size));
@@ -71,12 +73,12 @@ KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profi
   LOOM_CHECK(profiled_steps >= 1, "time_kernels: profiled_steps must be >= 1, got ", profiled_steps);
   out.step_s = 1e300;
   for (int i = 0; i <= profiled_steps; ++i) {
-    gpt.set_profile(i == 0 ? nullptr : &profile);
+    run.executor().set_profile(i == 0 ? nullptr : &profile);
     profile.clear();
     Timer t;
     gpt.zero_grad();
-    gpt.forward(tokens.data(), tokens.data() + 1, 1, seq, /*train=*/true);
-    gpt.backward();
+    run.forward(tokens.data(), tokens.data() + 1, 1, seq, /*train=*/true);
+    run.backward();
     const double s = t.seconds();
     if (i == 0) continue;
     out.step_s = std::min(out.step_s, s);
@@ -85,7 +87,6 @@ KernelTimes time_kernels(const GPTConfig& model, int seq, int threads, int profi
       out.backward_s[k] = std::min(out.backward_s[k], profile.backward_s[k]);
     }
   }
-  gpt.set_profile(nullptr);
 
   // AdamW: the fastest of 3 steps over the 2-block model's parameters.
   AdamW opt(gpt.layout(), AdamWParams{});

@@ -58,7 +58,7 @@ ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size
 }
 
 PipelineTraining::PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKind kind,
-                                   int micro_batches, int virtual_stages)
+                                   int micro_batches, int virtual_stages, Recompute recompute)
     : mesh_(mesh),
       model_(model),
       schedule_(make_schedule(kind, mesh.shape().pp, micro_batches, virtual_stages)),
@@ -67,7 +67,8 @@ PipelineTraining::PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKin
              model.shard().num_chunks(), " chunks for ", virtual_stages, " virtual stages");
   for (int c = 0; c < virtual_stages; ++c)
     chunks_.push_back(std::make_unique<GptStageChunk>(
-        model, micro_batches, /*split_backward=*/kind == ScheduleKind::ZeroBubbleH1, c));
+        model, workspace_, micro_batches,
+        ExecutorOptions{c, recompute, /*split_backward=*/kind == ScheduleKind::ZeroBubbleH1}));
   for (const auto& p : model.layout())
     if (p.name == "transformer.wte.weight") wte_ = &p;
 }
@@ -99,22 +100,23 @@ double PipelineTraining::forward_only(const int32_t* tokens, const int32_t* targ
   // The chunks in turn: chunk c of stage r passes its output to chunk c of stage r + 1, and the
   // last stage to chunk c + 1 of stage 0 (the lanes wrap around).
   for (int c = 0; c < s.num_chunks(); ++c) {
-    const bool embeds = c == 0 && s.has_embedding, heads = c + 1 == s.num_chunks() && s.has_head;
-    model_.set_chunk(c);
-    if (embeds) {
-      loss = model_.forward(tokens, heads ? targets : nullptr, batch, seq, /*train=*/false);
+    GptExecutor& chunk = chunks_[c]->executor();
+    const bool heads = chunk.has_head();
+    if (chunk.has_embedding()) {
+      loss = chunk.forward(eval_set_, tokens, heads ? targets : nullptr, batch, seq,
+                           /*train=*/false);
     } else {
       auto in = std::make_shared<std::vector<float>>(n);
       lanes_.act_in()->post_recv(in).get();
-      loss = model_.forward_activation(in->data(), heads ? targets : nullptr, batch, seq,
-                                       /*train=*/false);
+      loss = chunk.forward_activation(eval_set_, in->data(), heads ? targets : nullptr, batch, seq,
+                                      /*train=*/false);
     }
     if (!heads) {
-      auto out = std::make_shared<std::vector<float>>(model_.output(), model_.output() + n);
-      lanes_.act_out()->post_send(out).get();
+      const float* out = chunk.output(eval_set_);
+      lanes_.act_out()->post_send(std::make_shared<std::vector<float>>(out, out + n)).get();
     }
   }
-  return s.has_head ? loss : 0.0;  // the model stays on its last chunk: the logits are there
+  return s.has_head ? loss : 0.0;  // the set holds the last chunk's logits
 }
 
 std::vector<int32_t> PipelineTraining::generate(const std::vector<int32_t>& prompt,
@@ -128,7 +130,7 @@ std::vector<int32_t> PipelineTraining::generate(const std::vector<int32_t>& prom
                            // Token ids < 2^24 are exact in a float.
                            float token = 0;
                            if (model_.shard().has_head) {
-                             model_.logits_row(n - 1, row.data());
+                             chunks_.back()->executor().logits_row(eval_set_, n - 1, row.data());
                              token = static_cast<float>(sample_token(row.data(), V, opts, rng));
                            }
                            mesh_.pp().broadcast(&token, 1, mesh_.shape().pp - 1);

@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "loom/model/generate.hpp"
+#include "loom/model/activation_set.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/recompute.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/gpt_stage_chunk.hpp"
 #include "loom/parallel/pipeline/p2p_lanes.hpp"
@@ -45,9 +47,10 @@ ModelShard stage_shard(const Partition& p, int pp_rank, int tp_rank, int tp_size
 class PipelineTraining {
  public:
   // Collective over the pp group (makes its lanes). `model` is this rank's stage, with
-  // `virtual_stages` chunks (interleaved schedules) or one.
+  // `virtual_stages` chunks (interleaved schedules) or one, run with activation recomputation
+  // `recompute`.
   PipelineTraining(parallel::Mesh& mesh, GPT& model, ScheduleKind kind, int micro_batches,
-                   int virtual_stages = 1);
+                   int virtual_stages, Recompute recompute);
 
   // Forward and backward of one batch (batch x seq on every stage of the pipeline) through the
   // schedule; gradients accumulate (scaled by grad_scale / micro_batches). Dropout draws one key
@@ -91,7 +94,11 @@ class PipelineTraining {
   GPT& model_;
   Schedule schedule_;
   P2PLanes lanes_;
+  ActivationWorkspace<float> workspace_;  // the backward's scratch, shared by the chunks
   std::vector<std::unique_ptr<GptStageChunk>> chunks_;  // the model's chunks, in order
+  // Evaluation's and sampling's activations, for every chunk in turn (its buffers grow to the
+  // largest chunk's); the last chunk's logits stay there for sampling.
+  ActivationSet<float> eval_set_;
   const ParamInfo* wte_ = nullptr;  // in this stage's layout, when it holds wte
   double compute_s_ = 0;
 };
