@@ -56,7 +56,7 @@ if [ "$JOB" = tsan ] || [ "$JOB" = all ]; then
   # synchronisation is invisible to it and would be reported as races; Loom's own threads
   # (checkpoint writer, launcher, comm progress and timeouts) all stay.
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan" \
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/sanitize/tsan.supp:log_path=$reports/tsan" \
     run_tests build-tsan || status=1
 fi
 exit $status
