@@ -121,5 +121,30 @@ TEST(AllToAllFailure, CountsForTheWrongNumberOfRanksAreRefused) {
   }));
 }
 
+// Debug mode (LOOM_COMM_DEBUG=1): a rank calling all-to-all while another calls all-reduce gets
+// an error listing both calls, on both ranks, instead of mixing up their buffers.
+TEST(AllToAllFailure, DebugModeNamesAMismatchedCall) {
+  setenv("LOOM_COMM_DEBUG", "1", 1);  // inherited by the forked ranks
+  const auto out = run_forked_ranks(2, 60, [](comm::Communicator& c) {
+    std::vector<float> a(4, 1.0f), b(4);
+    try {
+      if (c.rank() == 0)
+        c.all_to_all(a.data(), b.data(), 2);
+      else
+        c.allreduce(a.data(), 4);
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      return m.find("collective mismatch") != std::string::npos &&
+                     m.find("called #0 alltoall(2 x f32") != std::string::npos &&
+                     m.find("called #0 allreduce(4 x f32") != std::string::npos
+                 ? 0
+                 : 3;
+    }
+    return 4;
+  });
+  unsetenv("LOOM_COMM_DEBUG");
+  expect_all_ranks_ok(out);
+}
+
 }  // namespace
 }  // namespace loom::testing

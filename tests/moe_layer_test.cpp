@@ -4,6 +4,7 @@
 // the dense GPT-2 MLP.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -181,6 +182,40 @@ TEST(MoeLayer, OneExpertEqualsTheDenseMlp) {
   EXPECT_EQ(g.experts[0].proj_w, de.proj_w);
   EXPECT_EQ(g.experts[0].proj_b, de.proj_b);
   EXPECT_EQ(dx, ddx);  // the router's share is p (1 - p) = 0
+}
+
+// The buffers are sized by the first call for the worst routing of its N: later calls with the
+// same N (other tokens, other routing) do not reallocate them.
+TEST(MoeLayer, LaterCallsReuseTheFirstCallsBuffers) {
+  const MoeConfig cfg{4, 2, 1.0f, 0.1f, 0.1f};  // capacity 4: the routing decides how many rows
+  MoeLayer<float> layer(cfg, kC);
+  OwnedMoeWeights<float> w(kC, 4, 3, 0.5), g(kC, 4, 0, 0);
+  std::vector<float> y(kTokens * kC), dx(kTokens * kC);
+  MoeBuffers<float> b;
+  std::vector<const void*> first;
+  int64_t first_rows = 0, most_rows = 0;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    const auto xd = random_vector(static_cast<size_t>(kTokens) * kC, seed, 2.0);
+    std::vector<float> x(xd.begin(), xd.end());
+    // The first call's tokens are all alike: they choose the same two experts, so only 2 x 4
+    // assignments fit; the later, varied ones keep more.
+    if (seed == 1)
+      for (int n = 1; n < kTokens; ++n) std::copy(x.begin(), x.begin() + kC, x.begin() + n * kC);
+    layer.forward(y.data(), x.data(), kTokens, w.view(), b, false);
+    layer.backward(dx.data(), y.data(), x.data(), w.view(), g.grads(), b, 1.0f);
+    const std::vector<const void*> now = {
+        b.logits.data(),     b.dispatched.data(), b.expert_pre.data(),   b.expert_act.data(),
+        b.expert_out.data(), b.d_returned.data(), b.d_dispatched.data(), b.d_expert_act.data(),
+        b.routing.row.data(), b.routing.first.data()};
+    if (seed == 1) {
+      first = now;
+      first_rows = b.routing.rows();
+    } else {
+      EXPECT_EQ(now, first) << "call " << seed;
+    }
+    most_rows = std::max(most_rows, b.routing.rows());
+  }
+  EXPECT_GT(most_rows, first_rows);  // a later call needed more rows than the first
 }
 
 TEST(MoeLayer, ExpertsThatDoNotDivideOverTheRanksAreRefused) {

@@ -1,5 +1,6 @@
 #include "comm_check.hpp"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -116,7 +117,71 @@ void check_algo(Communicator& comm, const CheckOptions& opts, Algo algo, CheckRe
     }
 }
 
-// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring.
+// Point to point between every pair (each peer over its own link: Communicator::link_name),
+// then every other rank sends to rank 0, which takes the messages as they come (wait_any).
+void check_every_pair(Communicator& comm, CheckResult& res) {
+  const int n = comm.size(), me = comm.rank();
+  auto payload = [](int from, int to) { return std::vector<int32_t>{from, to, from * 1000 + to}; };
+  std::string failure;
+  for (int step = 1; step < n; ++step) {
+    const int to = (me + step) % n, from = (me + n - step) % n;
+    const std::vector<int32_t> out = payload(me, to);
+    std::vector<int32_t> in(3);
+    // Lower ranks send first, so no two blocking calls wait on each other.
+    if (me < to) comm.send(out.data(), 12, to);
+    comm.recv(in.data(), 12, from);
+    if (me >= to) comm.send(out.data(), 12, to);
+    if (in != payload(from, me) && failure.empty())
+      failure = detail::concat("send/recv from rank ", from, " (over ", comm.link_name(from),
+                               "): wrong payload");
+  }
+  record(res, failure);
+  failure.clear();
+  if (me != 0) {
+    const std::vector<int32_t> out = payload(me, 0);
+    comm.send(out.data(), 12, 0);
+  } else {
+    std::vector<int> waiting;
+    for (int r = 1; r < n; ++r) waiting.push_back(r);
+    while (!waiting.empty()) {
+      const Communicator::Arrival a = comm.wait_any(waiting);
+      std::vector<int32_t> in(3);
+      comm.recv(in.data(), 12, a.peer);
+      if ((a.gone || in != payload(a.peer, 0)) && failure.empty())
+        failure = detail::concat("wait_any: wrong message from rank ", a.peer);
+      waiting.erase(std::find(waiting.begin(), waiting.end(), a.peer));
+    }
+  }
+  record(res, failure);
+}
+
+// All-to-all of pieces of different sizes (some empty): rank s sends rank d (s + 2 d) % 3 x
+// `scale` elements input(s, i, 100 + d), and every piece must arrive whole, in rank order.
+std::string check_all_to_all(Communicator& comm, size_t scale) {
+  const int n = comm.size(), me = comm.rank();
+  auto piece = [&](int s, int d) { return static_cast<size_t>((s + 2 * d) % 3) * scale; };
+  std::vector<size_t> send_counts(n), recv_counts(n);
+  std::vector<float> send;
+  size_t total = 0;
+  for (int p = 0; p < n; ++p) {
+    send_counts[p] = piece(me, p);
+    recv_counts[p] = piece(p, me);
+    total += recv_counts[p];
+    for (size_t i = 0; i < send_counts[p]; ++i) send.push_back(input(me, i, 100 + p));
+  }
+  std::vector<float> recv(total, -1.0f);
+  comm.all_to_all_v(send.data(), send_counts, recv.data(), recv_counts);
+  size_t at = 0;
+  for (int s = 0; s < n; ++s)
+    for (size_t i = 0; i < recv_counts[s]; ++i, ++at)
+      if (recv[at] != input(s, i, 100 + me))
+        return detail::concat("all_to_all_v: piece scale ", scale, ": element ", i,
+                              " from rank ", s, " wrong");
+  return "";
+}
+
+// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring and
+// between every pair, all-to-all.
 void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res) {
   const int n = comm.size(), me = comm.rank();
   auto sub = comm.split(me % 2, n - me, "parity");
@@ -159,7 +224,9 @@ void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res
     for (size_t i = 0; i < in.size(); ++i)
       if (in[i] != prev * 1000 + static_cast<int>(i)) failure = "send/recv: wrong payload";
     record(res, failure);
+    check_every_pair(comm, res);
   }
+  for (size_t scale : {1, 1001, 65537}) record(res, check_all_to_all(comm, scale));
   comm.barrier();
 }
 

@@ -14,6 +14,10 @@ Transport::Arrival Transport::wait_any(std::span<const int>) {
   LOOM_FAIL("receive from any peer is not supported by this backend (shm and mpi have it)");
 }
 
+std::optional<Transport::Arrival> Transport::poll_any(std::span<const int>) {
+  LOOM_FAIL("receive from any peer is not supported by this backend (shm and mpi have it)");
+}
+
 void Transport::recv_into(int from, void* dst, size_t bytes) {
   exchange(-1, {}, from, bytes, copy_sink(dst));
 }

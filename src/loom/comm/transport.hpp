@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -74,6 +75,10 @@ class Transport {
     bool gone = false;
   };
   virtual Arrival wait_any(std::span<const int> peers);
+  // The same without waiting: the first of `peers` with a message (or found gone), or nothing.
+  // For a caller that waits on several transports at once (Communicator::wait_any over peers on
+  // this host and on others).
+  virtual std::optional<Arrival> poll_any(std::span<const int> peers);
 
   // Convenience forms of exchange().
   void send(int to, std::span<const std::byte> data) { exchange(to, data, -1, 0, {}); }
