@@ -52,6 +52,15 @@ class BackgroundJob {
     done_ = true;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
+  // Whether the log shows `text` within timeout_s.
+  bool wait_for_output(const std::string& text, double timeout_s) const {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (output().find(text) == std::string::npos) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
   std::string output() const {
     std::ifstream in(log_);
     std::stringstream ss;

@@ -112,14 +112,14 @@ TEST_F(FaultDrill, StoppedRankIsNamedWithinTheTimeoutAndTheRestartCompletes) {
   ASSERT_TRUE(testing::wait_for_step(o + "/metrics.jsonl", 10, 60)) << job.output();
   const pid_t pid = testing::rank_pid(job.pid(), 1);
   ASSERT_GT(pid, 0);
-  const auto t0 = std::chrono::steady_clock::now();
   kill(pid, SIGSTOP);
+  // Timeout 2 s + restart; not the 30 s grace: a stopped rank is killed at once. Timed to the
+  // restart, not to the end of the job, whose remaining steps take longer in a slower (e.g.
+  // sanitizer) build.
+  EXPECT_TRUE(job.wait_for_output("restart 1: resuming from", 20)) << job.output();
   ASSERT_EQ(job.wait(90), 0) << job.output();
   const std::string log = job.output();
   EXPECT_NE(log.find("timed out waiting for rank 1"), std::string::npos) << log;
-  EXPECT_NE(log.find("restart 1: resuming from"), std::string::npos) << log;
-  // Timeout 2 s + restart; not the 30 s grace: a stopped rank is killed at once.
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20) << log;
   EXPECT_EQ(final_model(o), final_model(ref(2)));
 }
 

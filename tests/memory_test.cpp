@@ -13,6 +13,7 @@
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/train/memory_model.hpp"
+#include "sanitizer_build.hpp"
 #include "temp_dir.hpp"
 #include "train_cli_util.hpp"
 
@@ -245,6 +246,7 @@ class MemoryCli : public ::testing::Test {
 // Two stay wider, at 3%, for what the prediction does not yet explain: ZeRO-2 (0.971: about
 // 3.4 MiB more than its gradient plan and shards) and pp 2 x tp 2 (1.014-1.025).
 TEST_F(MemoryCli, PredictionIsWithinTwoPercentOfTheMeasuredPeak) {
+  if (testing::kAddressSanitizer) GTEST_SKIP() << "AddressSanitizer's shadow memory changes the measured peak";
   struct Run {
     std::string flags;
     size_t ranks;  // each rank prints its ratio
