@@ -294,9 +294,8 @@ const T* ChunkExecutor<T>::input_grad(const ActivationSet<T>& set) const {
   return impl_->ws.dres;
 }
 
-// Impl's members are defined here and in chunk_executor_run.cpp; each file instantiates its own.
-template struct ChunkExecutor<float>::Impl;
-template struct ChunkExecutor<double>::Impl;
+// Impl's members are defined here and in chunk_executor_run.cpp: the class's instantiation below
+// covers those defined here (naming Impl again would instantiate it twice, which clang refuses).
 template class ChunkExecutor<float>;
 template class ChunkExecutor<double>;
 
