@@ -91,14 +91,14 @@ TEST(CommHierarchical, MpirunTwoHostsOfTwoMatchTheReferenceAndFlat) {
 
 TEST(CommHierarchical, MpirunIntraHostLevelIsSharedMemory) {
   // A shared-memory configuration that cannot work breaks the two-level run (whose intra-host
-  // level needs a segment) and not the flat one (MPI only).
+  // level needs a segment) and not the flat one (MPI only, point to point included).
   const std::string env = "mpirun --oversubscribe -np 4 -x LOOM_SHM_CONTEXTS=0 ";
   const std::string check = loom() + " comm check --backend mpi --timeout 20 --counts 1";
   const auto two_level = run_shell(env + "-x LOOM_HOST_MAP=0,0,1,1 " + check, 120);
   EXPECT_NE(two_level.exit_code, 0) << two_level.output;
   EXPECT_NE(two_level.output.find("LOOM_SHM_CONTEXTS must be >= 1"), std::string::npos)
       << two_level.output;
-  const auto flat = run_shell(env + check, 120);
+  const auto flat = run_shell(env + "-x LOOM_COMM_TOPOLOGY=flat " + check, 120);
   EXPECT_EQ(flat.exit_code, 0) << flat.output;
 }
 #endif

@@ -1,5 +1,4 @@
 #include "loom/model/generate.hpp"
-#include "loom/model/model_runner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,6 +6,7 @@
 #include <cmath>
 
 #include "loom/core/check.hpp"
+#include "loom/model/model_runner.hpp"
 
 namespace loom {
 namespace {

@@ -1,7 +1,6 @@
 // Whole-model checks on a tiny GPT: gradients against finite differences (double), float vs double
 // forward, gradient-ready callbacks, loss scaling and dropout determinism.
 #include "loom/model/gpt.hpp"
-#include "loom/model/model_runner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +8,7 @@
 
 #include "gradcheck.hpp"
 #include "loom/core/check.hpp"
+#include "loom/model/model_runner.hpp"
 
 namespace loom {
 namespace {

@@ -1,6 +1,7 @@
 // Training on 2 simulated hosts x 2 ranks (LOOM_HOST_MAP=0,0,1,1 under `loom launch`) with
 // two-level collectives: dp 4 (the data-parallel group spans both hosts, 2 ranks each) and
-// dp 2 x tp 2 (tp groups inside the hosts) give the losses and parameters of 1 rank.
+// dp 2 x tp 2 (tp groups inside the hosts) give the losses and parameters of 1 rank, also when
+// the hosts' ranks are interleaved (the mesh reorders them).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -38,6 +39,18 @@ TEST_F(HierarchicalTrain, TwoHostsOfTwoRanksMatchOneRank) {
     EXPECT_NE(r.out.find("comm: 4 ranks on 2 hosts, hierarchical"), std::string::npos) << r.out;
     expect_matches_reference(out);
   }
+}
+
+TEST_F(HierarchicalTrain, InterleavedHostsKeepTpInsideAndMatchOneRank) {
+  // As `mpirun --map-by node` numbers them: ranks 0, 2 on host 0, ranks 1, 3 on host 1. The mesh
+  // places each host's ranks consecutively, so the tp groups are {0, 2} and {1, 3}.
+  reference();
+  const ScopedEnv hosts("LOOM_HOST_MAP", "0,1,0,1");
+  const ScopedEnv topology("LOOM_COMM_TOPOLOGY", "hierarchical");
+  const Result r = train("interleaved", "--nproc 4 --tp 2 --batch_size 2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("comm: 4 ranks on 2 hosts, hierarchical"), std::string::npos) << r.out;
+  expect_matches_reference("interleaved");
 }
 
 }  // namespace

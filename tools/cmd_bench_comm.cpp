@@ -6,7 +6,8 @@
 // --algo native-blocking (mpi backend, allreduce f32) times the plain blocking MPI_Allreduce as
 // the reference to beat: --algo native is MPI_Iallreduce polled under our timeout, which is what
 // Loom runs but not what users of MPI_Allreduce get. --algo flat,hierarchical times the ring in
-// one level and in two (inside hosts, across hosts) side by side.
+// one level and in two (inside hosts, across hosts) side by side; under mpirun on one host,
+// "hierarchical" is the ring over the host's shared memory, "flat" the ring over MPI.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -123,10 +124,11 @@ std::vector<Variant> variants(Communicator& comm, const Options& o) {
     if (a == "flat" || a == "hierarchical") {
       // The ring in one topology or the other, whatever LOOM_COMM_TOPOLOGY chose for the rest.
       const Topology topology = parse_topology(a);
-      if (topology == Topology::Hierarchical && !comm.hierarchical()) {
+      if (topology == Topology::Hierarchical && !comm.hierarchical() && !comm.in_host_memory()) {
         if (comm.rank() == 0)
           std::printf("# hierarchical: skipped, the ranks are not on several hosts with the same "
-                      "number each (LOOM_HOST_MAP simulates hosts)\n");
+                      "number each, nor on one host under mpirun (LOOM_HOST_MAP simulates "
+                      "hosts)\n");
         continue;
       }
       out.push_back({a, [&comm, topology](const Collective& c) {

@@ -2,10 +2,15 @@
 // modes side by side (all-reduce data parallelism on the workers alone, sync, ssp s=1 and s=3,
 // async), without and with a straggler, each a real `loom train` job of the same token budget
 // (sync `--steps` updates; async and ssp take workers x as many, one worker's batch each):
-// tokens/s of the whole job (start-up included), bytes moved per step, and the val loss of its
-// final checkpoint (`loom eval`). The server busy share is not measured.
+// tokens/s of the whole job (start-up included) and its ratio to sync's in the same run (under
+// the same load), bytes moved per step, server 0's busy share (the part of its run not spent
+// waiting for a push, from the job's ps_staleness record) and the val loss of its final checkpoint
+// (`loom eval`). The straggler knob slows a ps worker only, so all-reduce dp has no slow row (its
+// pace with one is sync's: every step waits for the slowest rank).
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <string>
 #include <unistd.h>
@@ -41,6 +46,18 @@ std::string run_command(const std::string& cmd) {
   return out;
 }
 
+// Server 0's busy share from a job's metrics.jsonl, or a negative number when it has none
+// (all-reduce dp).
+double busy_share(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  double share = -1;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.value("type", "") == "ps_staleness") share = j.value("server_busy_share", -1.0);
+  }
+  return share;
+}
+
 int run(const Options& o) {
   const loom::GPTConfig model = loom::load_model_config(o.config);
   const loom::Straggler straggler = loom::parse_straggler(o.straggler, "--straggler");
@@ -56,8 +73,8 @@ int run(const Options& o) {
   const std::string ps = " --nproc " + std::to_string(o.nproc) + " --ps " + std::to_string(o.ps);
   const int64_t many = static_cast<int64_t>(o.steps) * workers;
   const std::vector<Row> rows = {
+      {"ps sync", ps, o.steps, 2 * workers * p},  // first: the others' tokens/s are compared to it
       {"all-reduce dp", " --nproc " + std::to_string(workers), o.steps, 2 * (workers - 1) * p},
-      {"ps sync", ps, o.steps, 2 * workers * p},
       {"ps ssp s=1", ps + " --ps_mode ssp --staleness 1", many, 2 * p},
       {"ps ssp s=3", ps + " --ps_mode ssp --staleness 3", many, 2 * p},
       {"ps async", ps + " --ps_mode async", many, 2 * p}};
@@ -65,9 +82,10 @@ int run(const Options& o) {
               "%lld tokens per job\n",
               o.config.c_str(), o.nproc, o.ps, workers, o.batch_size, o.seq_len,
               static_cast<long long>(many) * o.batch_size * o.seq_len);
-  std::printf("%-16s %-10s %12s %14s %10s\n", "mode", "straggler", "tokens/s", "MB per step",
-              "val loss");
+  std::printf("%-16s %-10s %12s %10s %14s %12s %10s\n", "mode", "straggler", "tokens/s",
+              "vs sync", "MB per step", "server busy", "val loss");
   for (const bool slow : {false, true}) {
+    double sync_tokens_per_s = 0;
     if (slow && straggler.rank < 0) continue;
     for (const Row& r : rows) {
       if (slow && r.name == "all-reduce dp") continue;  // the straggler knob slows a ps worker
@@ -90,10 +108,15 @@ int run(const Options& o) {
       const size_t at = eval.rfind("| loss ");
       LOOM_CHECK(at != std::string::npos && std::sscanf(eval.c_str() + at, "| loss %lf", &loss) == 1,
                  "bench ps: no loss in `loom eval` output:\n", eval);
-      std::printf("%-16s %-10s %12.0f %14.3f %10.4f\n", r.name.c_str(),
-                  slow ? o.straggler.c_str() : "none",
-                  static_cast<double>(many) * o.batch_size * o.seq_len / seconds,
-                  static_cast<double>(r.bytes_per_step) / 1e6, loss);
+      const double tokens_per_s = static_cast<double>(many) * o.batch_size * o.seq_len / seconds;
+      if (r.name == "ps sync") sync_tokens_per_s = tokens_per_s;
+      const double busy = busy_share(dir);
+      char ratio[16] = "-", share[16] = "-";
+      if (sync_tokens_per_s > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", tokens_per_s / sync_tokens_per_s);
+      if (busy >= 0) std::snprintf(share, sizeof share, "%.0f%%", 100 * busy);
+      std::printf("%-16s %-10s %12.0f %10s %14.3f %12s %10.4f\n", r.name.c_str(),
+                  slow ? o.straggler.c_str() : "none", tokens_per_s, ratio,
+                  static_cast<double>(r.bytes_per_step) / 1e6, share, loss);
       std::fflush(stdout);
     }
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -71,6 +72,21 @@ int run_fault(Communicator& comm, const Options& o) {
   for (;;) comm.allreduce(data.data(), data.size(), ReduceOp::Sum);
 }
 
+// "point to point from rank 0: shm to 1, mpi to 2,3": the link to each peer.
+std::string describe_links(Communicator& comm) {
+  std::map<std::string, std::string> peers_by_link;
+  for (int p = 0; p < comm.size(); ++p)
+    if (p != comm.rank()) {
+      std::string& peers = peers_by_link[comm.link_name(p)];
+      if (!peers.empty()) peers += ",";
+      peers += std::to_string(p);
+    }
+  std::string out = loom::detail::concat("comm check: point to point from rank ", comm.rank(), ":");
+  for (const auto& [link, peers] : peers_by_link)
+    out += loom::detail::concat(out.back() == ':' ? " " : ", ", link, " to ", peers);
+  return out;
+}
+
 int run(const Options& o) {
   CommOptions copts;
   copts.backend = o.backend;
@@ -96,11 +112,13 @@ int run(const Options& o) {
               << " ranks"
               << (comm->hierarchical()
                       ? loom::detail::concat(", hierarchical over ", comm->hosts()->count(), " hosts")
-                      : std::string())
+                  : comm->in_host_memory() ? std::string(", in host memory")
+                                           : std::string())
               << ": " << res.cases - static_cast<int>(res.failures.size()) << "/"
               << res.cases << " cases passed in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
               << " s\n";
+  if (comm->rank() == 0 && comm->size() > 1) std::cout << describe_links(*comm) << "\n";
   return res.failures.empty() ? 0 : 1;
 }
 

@@ -1,7 +1,7 @@
 // `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
 // and with --nproc/--tp/--pp the parallel plan (loom/config/parallel_plan.hpp) and the process
-// mesh a job of that shape would have, and with --ranks-per-host which of its groups stay inside
-// a host; with --ps S the roles of a parameter-server job (the first S ranks servers, the others
+// mesh a job of that shape would have, and with --ranks-per-host or --host-map which of its
+// groups stay inside a host; with --ps S the roles of a parameter-server job (the first S ranks servers, the others
 // workers).
 #include <cblas.h>
 #include <omp.h>
@@ -27,6 +27,7 @@ struct Options {
   int tp = 1;
   int pp = 1;
   int ranks_per_host = 0;  // 0: all on one host
+  std::string host_map;    // the host of each rank, as LOOM_HOST_MAP
   int ps = 0;              // parameter servers
 };
 
@@ -40,8 +41,15 @@ int run(const Options& o) {
   LOOM_CHECK(o.ps == 0 || (o.tp == 1 && o.pp == 1), "--ps ", o.ps, " cannot be combined with --tp ",
              o.tp, " or --pp ", o.pp);
   loom::check_ps_world(ps_layout, o.nproc > 0 ? o.nproc : 1);
-  const std::string placement = loom::parallel::describe_placement(
-      shape, o.ranks_per_host > 0 ? o.ranks_per_host : shape.world());
+  LOOM_CHECK(o.host_map.empty() || o.ranks_per_host == 0,
+             "--host-map and --ranks-per-host both say where ranks run; give one");
+  LOOM_CHECK(o.ranks_per_host == 0 || shape.world() % o.ranks_per_host == 0, "--ranks-per-host ",
+             o.ranks_per_host, " must divide the world size ", shape.world());
+  const loom::comm::Hosts hosts =
+      !o.host_map.empty()    ? loom::comm::parse_host_map(o.host_map, shape.world(), "--host-map")
+      : o.ranks_per_host > 0 ? loom::comm::consecutive_hosts(shape.world(), o.ranks_per_host)
+                             : loom::comm::consecutive_hosts(shape.world(), shape.world());
+  const std::string placement = loom::parallel::describe_placement(shape, hosts);
   namespace k = loom::kernels;
   std::cout << "matmul: f32 on " << k::backend_name(k::f32_backend()) << ", bf16 "
             << (k::bf16_matmul_available() ? "on oneDNN (AVX512_BF16)" : "unavailable")
@@ -63,7 +71,8 @@ int run(const Options& o) {
     config.train.tp = o.tp;
     config.train.pp = o.pp;
     std::cout << loom::make_parallel_plan(config, shape.world()).describe() << "\n"
-              << loom::parallel::describe_mesh(shape) << placement;
+              << loom::parallel::describe_mesh(shape, loom::parallel::mesh_positions(hosts))
+              << placement;
   }
   return 0;
 }
@@ -83,5 +92,7 @@ static const bool registered = loom::cli::register_command(
       app.add_option("--ranks-per-host", o->ranks_per_host,
                      "ranks on each host, consecutive ranks filling a host (0: one host)")
           ->default_str("0");
+      app.add_option("--host-map", o->host_map,
+                     "the host of each rank, e.g. 0,1,0,1 (as mpirun --map-by node deals them)");
       return [o] { return run(*o); };
     });

@@ -1,5 +1,6 @@
 #include "comm_check.hpp"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -116,6 +117,44 @@ void check_algo(Communicator& comm, const CheckOptions& opts, Algo algo, CheckRe
     }
 }
 
+// Point to point between every pair (each peer over its own link: Communicator::link_name),
+// then every other rank sends to rank 0, which takes the messages as they come (wait_any).
+void check_every_pair(Communicator& comm, CheckResult& res) {
+  const int n = comm.size(), me = comm.rank();
+  auto payload = [](int from, int to) { return std::vector<int32_t>{from, to, from * 1000 + to}; };
+  std::string failure;
+  for (int step = 1; step < n; ++step) {
+    const int to = (me + step) % n, from = (me + n - step) % n;
+    const std::vector<int32_t> out = payload(me, to);
+    std::vector<int32_t> in(3);
+    // Lower ranks send first, so no two blocking calls wait on each other.
+    if (me < to) comm.send(out.data(), 12, to);
+    comm.recv(in.data(), 12, from);
+    if (me >= to) comm.send(out.data(), 12, to);
+    if (in != payload(from, me) && failure.empty())
+      failure = detail::concat("send/recv from rank ", from, " (over ", comm.link_name(from),
+                               "): wrong payload");
+  }
+  record(res, failure);
+  failure.clear();
+  if (me != 0) {
+    const std::vector<int32_t> out = payload(me, 0);
+    comm.send(out.data(), 12, 0);
+  } else {
+    std::vector<int> waiting;
+    for (int r = 1; r < n; ++r) waiting.push_back(r);
+    while (!waiting.empty()) {
+      const Communicator::Arrival a = comm.wait_any(waiting);
+      std::vector<int32_t> in(3);
+      comm.recv(in.data(), 12, a.peer);
+      if ((a.gone || in != payload(a.peer, 0)) && failure.empty())
+        failure = detail::concat("wait_any: wrong message from rank ", a.peer);
+      waiting.erase(std::find(waiting.begin(), waiting.end(), a.peer));
+    }
+  }
+  record(res, failure);
+}
+
 // All-to-all of pieces of different sizes (some empty): rank s sends rank d (s + 2 d) % 3 x
 // `scale` elements input(s, i, 100 + d), and every piece must arrive whole, in rank order.
 std::string check_all_to_all(Communicator& comm, size_t scale) {
@@ -141,8 +180,8 @@ std::string check_all_to_all(Communicator& comm, size_t scale) {
   return "";
 }
 
-// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring,
-// all-to-all.
+// Sub-groups (even/odd ranks, reversed order), async all-reduce, send/recv around a ring and
+// between every pair, all-to-all.
 void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res) {
   const int n = comm.size(), me = comm.rank();
   auto sub = comm.split(me % 2, n - me, "parity");
@@ -185,6 +224,7 @@ void check_extras(Communicator& comm, const CheckOptions& opts, CheckResult& res
     for (size_t i = 0; i < in.size(); ++i)
       if (in[i] != prev * 1000 + static_cast<int>(i)) failure = "send/recv: wrong payload";
     record(res, failure);
+    check_every_pair(comm, res);
   }
   for (size_t scale : {1, 1001, 65537}) record(res, check_all_to_all(comm, scale));
   comm.barrier();

@@ -7,6 +7,7 @@
 #include <functional>
 #include <thread>
 
+#include <sched.h>
 #include <unistd.h>
 
 #include "loom/comm/algorithms/algorithms.hpp"
@@ -167,15 +168,25 @@ void Communicator::set_hosts(std::shared_ptr<const Hosts> hosts) {
              "host map of ", hosts->host_of.size(), " ranks for group ", describe_group());
   hosts_ = std::move(hosts);
   if (topology_ == Topology::Flat) return;
-  std::optional<HostLayout> layout = layout_of(*hosts_, members());
+  const std::optional<HostLayout> layout = layout_of(*hosts_, members());
+  // Under MPI, members sharing a host reach each other through memory.
+  const bool mpi = std::string(backend_name()) == "mpi";
+  const bool p2p_on_host = mpi && shares_a_host(*hosts_, members());
+  if (!layout && !p2p_on_host) return;
+  // The host group, ordered by group rank: its rank is the index on the host (local_index).
+  const int my_host = hosts_->host_of[static_cast<size_t>(members()[rank()])];
+  host_ = split_with(my_host, rank(), name_ + "/host", Topology::Flat);
+  if (mpi && host_->size() > 1) host_ = host_->over_shared_memory();
+  int on_host = 0;
+  for (const int world : members())
+    host_rank_.push_back(hosts_->host_of[static_cast<size_t>(world)] == my_host ? on_host++ : -1);
+  p2p_on_host_ = p2p_on_host;
   if (!layout) return;
-  // Ordered so that the local rank is the index on the host and the cross rank the host index.
-  const int h = layout->host_of(rank()), l = layout->local_index(rank());
   auto levels = std::make_unique<Levels>();
   levels->layout = *layout;
-  levels->local = split(h, rank(), name_ + "/host");
-  if (std::string(backend_name()) == "mpi") levels->local = levels->local->over_shared_memory();
-  levels->cross = split(l, h, name_ + "/across-hosts");
+  // Ordered so that the cross rank is the host index.
+  levels->cross = split(layout->local_index(rank()), layout->host_of(rank()),
+                        name_ + "/across-hosts");
   levels_ = std::move(levels);
 }
 
@@ -201,8 +212,11 @@ std::unique_ptr<Communicator> Communicator::over_shared_memory() {
 }
 
 void Communicator::set_topology(Topology t) {
-  LOOM_CHECK(t == Topology::Flat || levels_ != nullptr, "topology ", name(t), " for group ",
-             describe_group(), ": its ranks do not span several hosts with the same number each");
+  LOOM_CHECK(t == Topology::Flat || levels_ != nullptr ||
+                 (p2p_on_host_ && host_->size() == size()),
+             "topology ", name(t), " for group ", describe_group(),
+             ": its ranks do not span several hosts with the same number each, nor share one "
+             "host under MPI");
   topology_ = t;
 }
 
@@ -224,10 +238,12 @@ void Communicator::run_now(const Collective& c, Algo algo) {
   LOOM_CHECK(algo != Algo::Native || backend_->has_native(), "backend ", backend_->name(),
              " has no native collectives (use --algo ring, tree or naive)");
   const bool two_levels = hierarchical() && algo != Algo::Native;
+  const bool in_memory = !two_levels && in_host_memory() && algo != Algo::Native;
   const std::string levels =
       two_levels ? detail::concat(" over ", levels_->layout.hosts(), " hosts x ",
                                   levels_->layout.per_host())
-                 : std::string();
+      : in_memory ? std::string(" in host memory")
+                  : std::string();
   const std::string what = detail::concat(name(c.kind), " (", name(algo), levels, ", ", c.count,
                                           " x ", name(c.dtype), ")");
   guarded(what, [&](Clock::time_point deadline) {
@@ -239,11 +255,17 @@ void Communicator::run_now(const Collective& c, Algo algo) {
     const algorithms::Family family = algo == Algo::Ring   ? algorithms::ring
                                       : algo == Algo::Tree ? algorithms::tree
                                                            : algorithms::naive;
+    if (in_memory) {
+      // The host group holds every member, in group-rank order: the same ranks, in memory.
+      host_->transport().set_deadline(deadline);
+      family(host_->transport(), c);
+      return;
+    }
     if (!two_levels) {
       family(transport(), c);
       return;
     }
-    Transport& local = levels_->local->transport();
+    Transport& local = host_->transport();
     Transport& cross = levels_->cross->transport();
     local.set_deadline(deadline);
     cross.set_deadline(deadline);
@@ -332,31 +354,150 @@ void Communicator::all_to_all_v(const float* send, std::span<const size_t> send_
           });
 }
 
+// Point to point: each peer over its link, the host's shared-memory segment for a peer on this
+// rank's host under MPI, the group's backend otherwise.
+Communicator::Link Communicator::link_to(int group_peer) const {
+  const int on_host = p2p_on_host_ ? host_rank_[static_cast<size_t>(group_peer)] : -1;
+  if (on_host >= 0) return {&host_->transport(), on_host, group_peer};
+  return {&transport(), group_peer, group_peer};
+}
+
+const char* Communicator::link_name(int peer) const {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "link_name: bad peer ", peer);
+  return link_to(peer).transport == &transport() ? backend_name() : host_->backend_name();
+}
+
+template <typename Body>
+void Communicator::over(const Link& link, Clock::time_point deadline, const Body& body) {
+  link.transport->set_deadline(deadline);
+  try {
+    body();
+  } catch (const PeerFailure& e) {
+    throw PeerFailure(link.group_peer, e.what());
+  }
+}
+
 void Communicator::send(const void* data, size_t bytes, int peer) {
   LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
   wait_for_async();
+  const Link link = link_to(peer);
   guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
-          [&](Clock::time_point) {
-            transport().send(peer, {static_cast<const std::byte*>(data), bytes});
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] {
+              link.transport->send(link.peer, {static_cast<const std::byte*>(data), bytes});
+            });
           });
 }
 
 void Communicator::recv(void* data, size_t bytes, int peer) {
   LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
   wait_for_async();
+  const Link link = link_to(peer);
   guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
-          [&](Clock::time_point) { transport().recv_into(peer, data, bytes); });
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] { link.transport->recv_into(link.peer, data, bytes); });
+          });
 }
 
-Communicator::Arrival Communicator::wait_any(std::span<const int> peers) {
+bool Communicator::send_unless_gone(const void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+  wait_for_async();
+  const Link link = link_to(peer);
+  bool delivered = true;
+  guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] {
+              try {
+                link.transport->send(link.peer, {static_cast<const std::byte*>(data), bytes});
+              } catch (const PeerGone& e) {
+                if (e.peer != link.peer) throw;
+                delivered = false;
+              }
+            });
+          });
+  return delivered;
+}
+
+bool Communicator::recv_unless_gone(void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
+  wait_for_async();
+  const Link link = link_to(peer);
+  bool received = true;
+  guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
+          [&](Clock::time_point deadline) {
+            over(link, deadline, [&] {
+              try {
+                link.transport->recv_into(link.peer, data, bytes);
+              } catch (const PeerGone& e) {
+                if (e.peer != link.peer) throw;
+                received = false;
+              }
+            });
+          });
+  return received;
+}
+
+Communicator::Arrival Communicator::wait_any(std::span<const int> peers, Clock::time_point until) {
   wait_for_async();
   Arrival a;
   guarded(detail::concat("receive from any of ", peers.size(), " ranks"),
-          [&](Clock::time_point) { a = transport().wait_any(peers); });
+          [&](Clock::time_point deadline) { a = wait_any_over_links(peers, deadline, until); });
   return a;
 }
 
+Communicator::Arrival Communicator::wait_any_over_links(std::span<const int> peers,
+                                                        Clock::time_point deadline,
+                                                        Clock::time_point until) {
+  std::vector<Link> links;
+  for (const int p : peers) {
+    LOOM_CHECK(p >= 0 && p < size() && p != rank(), "receive from any peer: bad peer ", p);
+    links.push_back(link_to(p));
+  }
+  const bool one_link = std::all_of(links.begin(), links.end(), [&](const Link& l) {
+    return l.transport == links.front().transport;
+  });
+  if (links.empty() || one_link) {
+    // The transport's own wait (the shm one sleeps on its doorbell).
+    if (links.empty() || links.front().transport == &transport())
+      return transport().wait_any(peers, until);
+    std::vector<int> on_host;
+    for (const Link& l : links) on_host.push_back(l.peer);
+    Arrival a;
+    over(links.front(), deadline, [&] { a = links.front().transport->wait_any(on_host, until); });
+    if (a.peer < 0) return a;  // nothing by `until`
+    a.peer = links[static_cast<size_t>(std::find(on_host.begin(), on_host.end(), a.peer) -
+                                       on_host.begin())]
+                 .group_peer;
+    return a;
+  }
+  // Peers on both links: one look at each in the callers' order, until one has a message.
+  for (;;) {
+    for (const Link& l : links) {
+      std::optional<Arrival> a;
+      over(l, deadline, [&] { a = l.transport->poll_any({&l.peer, 1}); });
+      if (a) return {l.group_peer, a->gone};
+    }
+    if (Clock::now() >= until && until < deadline) return {};
+    if (Clock::now() >= deadline)
+      throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
+                                                 peers.size(), " ranks (rank ",
+                                                 members()[peers[0]], ", ...)"));
+    sched_yield();
+  }
+}
+
+void Communicator::abort() {
+  transport().abort();
+  if (host_) host_->abort();
+  if (levels_) levels_->cross->abort();
+}
+
 std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
+  return split_with(color, key, name, topology_);
+}
+
+std::unique_ptr<Communicator> Communicator::split_with(int color, int key, const std::string& name,
+                                                       Topology topology) {
   wait_for_async();
   // Everyone learns everyone's (color, key, next free context); the new group's context is the
   // largest next-free one among the parent's members, so it is unused by every member.
@@ -383,7 +524,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   opts.algo = algo_;
   opts.timeout_s = timeout_s_;
   opts.debug = debug_;
-  opts.topology = topology_;
+  opts.topology = topology;
   auto child = std::make_unique<Communicator>(backend_->split(color, key, group, context), opts,
                                               name);
   child->next_context_ = next_context_;

@@ -76,8 +76,14 @@ class Communicator {
   void set_hosts(std::shared_ptr<const Hosts> hosts);
   const Hosts* hosts() const { return hosts_.get(); }
   // Whether the collectives run in two levels now; set_topology(Flat) turns that off for later
-  // calls, Auto/Hierarchical back on (an error where the group has no levels).
+  // calls, Auto/Hierarchical back on (an error where the group has neither levels nor a host
+  // segment).
   bool hierarchical() const { return levels_ != nullptr && topology_ != Topology::Flat; }
+  // Whether the collectives run over this host's shared-memory segment now: under MPI, a group
+  // whose ranks all share one host runs the same algorithms (same results) through memory.
+  bool in_host_memory() const {
+    return p2p_on_host_ && host_->size() == size() && topology_ != Topology::Flat;
+  }
   void set_topology(Topology t);
 
   // In place on `data`; see Collective in types.hpp for the exact semantics of each.
@@ -105,13 +111,22 @@ class Communicator {
   void all_to_all_v(const float* send, std::span<const size_t> send_counts, float* recv,
                     std::span<const size_t> recv_counts);
   // Point to point (group ranks); a message must be received with the size it was sent with.
+  // Under MPI a peer on this rank's host is reached through shared memory (link_name), unless the
+  // topology is flat; every other peer through the group's backend.
   void send(const void* data, size_t bytes, int peer);
   void recv(void* data, size_t bytes, int peer);
+  // As send/recv, but a peer found gone (shm: PeerGone) returns false and leaves the
+  // communicator usable for the others (the message may be cut short; use that peer no more).
+  bool send_unless_gone(const void* data, size_t bytes, int peer);
+  bool recv_unless_gone(void* data, size_t bytes, int peer);
   // Receive from any peer (Transport::wait_any): the first of `peers` (group ranks) with a
   // message for this rank waiting, to be received with recv(); or a peer found gone (shm), which
-  // leaves the communicator usable for the others. Bounded by the timeout.
+  // leaves the communicator usable for the others. Bounded by the timeout; with `until` before
+  // it, a wait with nothing by then returns peer -1 (and the communicator stays usable).
   using Arrival = Transport::Arrival;
-  Arrival wait_any(std::span<const int> peers);
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until = Clock::time_point::max());
+  // The backend send/recv to group rank `peer` go over: "shm" or "mpi".
+  const char* link_name(int peer) const;
 
   // Any collective, any algorithm (the forms above are shorthands).
   void run(const Collective& c, std::optional<Algo> algo = {});
@@ -120,7 +135,7 @@ class Communicator {
   // Thread-safe. Ends the call in progress on another thread promptly (where the backend can:
   // Transport::abort) and makes every later call throw: for a rank that has failed and must not
   // wait out the timeouts of the transfers it had posted.
-  void abort() { transport().abort(); }
+  void abort();
 
   // Sub-group, as MPI_Comm_split: collective over this group; the ranks passing the same color
   // form a group, ordered by (key, rank). Every rank must create its groups in the same order.
@@ -138,11 +153,26 @@ class Communicator {
   // or "barrier"/"split"). Called inside guarded().
   void agree_on_call(const char* kind, const Collective& c, Algo algo);
 
-  // The group's two levels (topology.hpp): this rank's host, and its local index across hosts.
+  // The group's two levels (topology.hpp): this rank's host (host_), and its local index across
+  // hosts.
   struct Levels {
     HostLayout layout;
-    std::unique_ptr<Communicator> local, cross;
+    std::unique_ptr<Communicator> cross;
   };
+  // A point-to-point peer as seen by the transport that reaches it.
+  struct Link {
+    Transport* transport;
+    int peer;        // its rank on that transport
+    int group_peer;  // its rank in this group
+  };
+  Link link_to(int group_peer) const;
+  // Runs `body` over `link` with `deadline`; a peer failure is re-thrown naming the group rank.
+  template <typename Body>
+  void over(const Link& link, Clock::time_point deadline, const Body& body);
+  Arrival wait_any_over_links(std::span<const int> peers, Clock::time_point deadline,
+                              Clock::time_point until);
+  std::unique_ptr<Communicator> split_with(int color, int key, const std::string& name,
+                                           Topology topology);
   // The same ranks (all on one host) over a shared-memory segment of their own: under MPI the
   // intra-host level talks through memory, not through the MPI library. Collective.
   std::unique_ptr<Communicator> over_shared_memory();
@@ -155,6 +185,12 @@ class Communicator {
   std::atomic<Topology> topology_;
   std::shared_ptr<const Hosts> hosts_;
   std::unique_ptr<Levels> levels_;
+  // This group's members on this rank's host, in group-rank order (null when unused): the
+  // intra-host level of the collectives, and under MPI a shared-memory segment that carries
+  // point-to-point to them (p2p_on_host_). host_rank_: group rank -> rank in host_, -1 elsewhere.
+  std::unique_ptr<Communicator> host_;
+  std::vector<int> host_rank_;
+  bool p2p_on_host_ = false;
   const Algo algo_;
   const double timeout_s_;
   const bool debug_;

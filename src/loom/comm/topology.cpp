@@ -30,7 +30,7 @@ Hosts single_host(int world_size, const std::string& name) {
   return {std::vector<int>(static_cast<size_t>(world_size), 0), {name}};
 }
 
-Hosts parse_host_map(const std::string& spec, int world_size) {
+Hosts parse_host_map(const std::string& spec, int world_size, const std::string& source) {
   std::vector<int> given;
   std::stringstream ss(spec);
   for (std::string item; std::getline(ss, item, ',');) {
@@ -40,11 +40,11 @@ Hosts parse_host_map(const std::string& spec, int world_size) {
       v = std::stoi(item, &used);
     } catch (const std::exception&) {
     }
-    LOOM_CHECK(used == item.size() && v >= 0, "LOOM_HOST_MAP='", spec, "': '", item,
+    LOOM_CHECK(used == item.size() && v >= 0, source, "='", spec, "': '", item,
                "' is not a host index (expected non-negative integers, one per rank)");
     given.push_back(v);
   }
-  LOOM_CHECK(static_cast<int>(given.size()) == world_size, "LOOM_HOST_MAP='", spec, "' names ",
+  LOOM_CHECK(static_cast<int>(given.size()) == world_size, source, "='", spec, "' names ",
              given.size(), " ranks, the job has ", world_size);
   // Renumber by first rank, so host 0 is rank 0's.
   std::map<int, int> index;
@@ -54,6 +54,15 @@ Hosts parse_host_map(const std::string& spec, int world_size) {
     if (added) h.names.push_back(detail::concat("host ", v));
     h.host_of.push_back(it->second);
   }
+  return h;
+}
+
+Hosts consecutive_hosts(int world_size, int ranks_per_host) {
+  LOOM_CHECK(ranks_per_host >= 1 && world_size % ranks_per_host == 0, ranks_per_host,
+             " ranks per host do not divide the world size ", world_size);
+  Hosts h;
+  for (int r = 0; r < world_size; ++r) h.host_of.push_back(r / ranks_per_host);
+  for (int k = 0; k < world_size / ranks_per_host; ++k) h.names.push_back(detail::concat("host ", k));
   return h;
 }
 
@@ -95,6 +104,13 @@ int HostLayout::local_index(int group_rank) const {
   const auto& on_host = ranks[static_cast<size_t>(host_of(group_rank))];
   return static_cast<int>(std::find(on_host.begin(), on_host.end(), group_rank) -
                           on_host.begin());
+}
+
+bool shares_a_host(const Hosts& hosts, const std::vector<int>& members) {
+  std::vector<int> seen(static_cast<size_t>(hosts.count()), 0);
+  for (const int world : members)
+    if (++seen[static_cast<size_t>(hosts.host_of[static_cast<size_t>(world)])] > 1) return true;
+  return false;
 }
 
 std::optional<HostLayout> layout_of(const Hosts& hosts, const std::vector<int>& members) {

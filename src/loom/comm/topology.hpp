@@ -30,8 +30,13 @@ struct Hosts {
 
 // Every rank on one host.
 Hosts single_host(int world_size, const std::string& name);
-// LOOM_HOST_MAP's value: world_size comma-separated host indices, e.g. "0,0,1,1".
-Hosts parse_host_map(const std::string& spec, int world_size);
+// LOOM_HOST_MAP's value: world_size comma-separated host indices, e.g. "0,0,1,1"; errors name
+// `source` (the variable or flag it came from).
+Hosts parse_host_map(const std::string& spec, int world_size,
+                     const std::string& source = "LOOM_HOST_MAP");
+// `world_size / ranks_per_host` hosts, each holding that many consecutive ranks (as
+// `mpirun --map-by ppr:N:node` places them); ranks_per_host must divide world_size.
+Hosts consecutive_hosts(int world_size, int ranks_per_host);
 // This process's host identity: its hostname, its network namespace and the device of its
 // /dev/shm (the shared-memory probe: ranks only share memory when they see the same /dev/shm),
 // so two network namespaces or containers on one machine count as two hosts.
@@ -50,6 +55,9 @@ struct HostLayout {
   int host_of(int group_rank) const;
   int local_index(int group_rank) const;
 };
+
+// Whether some host holds two or more of `members` (world ranks).
+bool shares_a_host(const Hosts& hosts, const std::vector<int>& members);
 
 // The layout of the group whose members (world ranks, in group-rank order) are `members`, or
 // nothing when it has no second level (one host, one member per host, or uneven hosts).

@@ -10,7 +10,11 @@ Sink copy_sink(void* dst) {
   };
 }
 
-Transport::Arrival Transport::wait_any(std::span<const int>) {
+Transport::Arrival Transport::wait_any(std::span<const int>, Clock::time_point) {
+  LOOM_FAIL("receive from any peer is not supported by this backend (shm and mpi have it)");
+}
+
+std::optional<Transport::Arrival> Transport::poll_any(std::span<const int>) {
   LOOM_FAIL("receive from any peer is not supported by this backend (shm and mpi have it)");
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -25,6 +26,12 @@ using Sink = std::function<void(const std::byte* data, size_t offset, size_t len
 struct PeerFailure : Error {
   PeerFailure(int group_rank, const std::string& what) : Error(what), peer(group_rank) {}
   int peer;
+};
+
+// A PeerFailure where the peer's process is known to be gone (shm checks; MPI cannot tell): a
+// message it was sending may have been cut short.
+struct PeerGone : PeerFailure {
+  using PeerFailure::PeerFailure;
 };
 
 // The exit code of a rank that stops because a PeerFailure reached its main: it failed because
@@ -68,12 +75,17 @@ class Transport {
   // caller that rotates them serves its peers fairly); the message is then received as usual.
   // A peer found gone with nothing pending comes back with `gone` set where the backend can tell
   // (shm; under MPI a lost rank ends the job). The wait ends by the deadline (PeerFailure naming
-  // the first of `peers`). Backends without it (nccl, solo) refuse.
+  // the first of `peers`), or earlier at `until` with no peer (peer -1), which is no failure.
+  // Backends without it (nccl, solo) refuse.
   struct Arrival {
     int peer = -1;
     bool gone = false;
   };
-  virtual Arrival wait_any(std::span<const int> peers);
+  virtual Arrival wait_any(std::span<const int> peers, Clock::time_point until);
+  // The same without waiting: the first of `peers` with a message (or found gone), or nothing.
+  // For a caller that waits on several transports at once (Communicator::wait_any over peers on
+  // this host and on others).
+  virtual std::optional<Arrival> poll_any(std::span<const int> peers);
 
   // Convenience forms of exchange().
   void send(int to, std::span<const std::byte> data) { exchange(to, data, -1, 0, {}); }

@@ -116,6 +116,7 @@ class Job {
         kill_at = std::min(kill_at, Clock::now() + grace());
       }
       if (stopping_) kill_stopped_ranks();
+      stop_orphaned_expendable_ranks();
       if (Clock::now() >= kill_at) {
         stop_all(SIGKILL);
         kill_at = Clock::time_point::max();
@@ -229,6 +230,27 @@ class Job {
         if (p.running) kill(p.pid, SIGCONT);
   }
 
+  // Once every other rank has ended well, an expendable rank still running (a worker the
+  // parameter servers dropped as hung) has nothing left to do: after kSettle it is named and
+  // killed, and the job keeps its result.
+  void stop_orphaned_expendable_ranks() {
+    if (expendable_from_ < 0 || stopping_ || first_failure_ >= 0) return;
+    bool orphans = false;
+    for (const auto& p : ranks_) {
+      if (p.rank < expendable_from_ && p.running) return;
+      orphans |= p.running;
+    }
+    if (!orphans) return;
+    const auto now = Clock::now();
+    if (orphaned_since_ == Clock::time_point::max()) orphaned_since_ = now;
+    if (now - orphaned_since_ < kSettle) return;
+    for (const auto& p : ranks_)
+      if (p.running)
+        log("loom launch: rank ", p.rank, " (pid ", p.pid,
+            ") is still running after the ranks it served ended; stopping it");
+    stop_all(SIGKILL);
+  }
+
   // A rank stopped by SIGSTOP (state T) cannot act on SIGTERM: no need to wait the grace for it.
   void kill_stopped_ranks() {
     for (const auto& p : ranks_) {
@@ -271,6 +293,7 @@ class Job {
   int first_failure_ = -1;
   std::vector<size_t> failed_;  // ranks that ended badly, in the order seen
   Clock::time_point first_failed_at_;
+  Clock::time_point orphaned_since_ = Clock::time_point::max();
   bool stopping_ = false;
   Clock::time_point drain_until_ = Clock::time_point::max();
 };

@@ -42,7 +42,8 @@ struct LaunchOptions {
   std::optional<Elastic> elastic;          // none: every restart starts nproc ranks
   // Ranks from this one on may end badly without stopping the job (parameter-server workers in
   // async and ssp mode, which the servers drop): the launcher names them and waits for the
-  // others. -1: every rank's failure stops the job.
+  // others; once those have all ended well, one still running (dropped as hung) is killed.
+  // -1: every rank's failure stops the job.
   int expendable_from = -1;
 };
 

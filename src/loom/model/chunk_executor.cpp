@@ -173,10 +173,23 @@ void ChunkExecutor<T>::Impl::release_b_only(S& s) {
 
 template <typename T>
 BlockPass<T> ChunkExecutor<T>::Impl::pass(const S& s) const {
-  return {s.B,         s.Tn,           m.C,          m.Cl,       m.Hl, m.Fl,
-          m.shard.tp_rank, m.tp,       m.cfg.dropout, s.dropped, s.drop_key,
-          s.drop_first_sample, opt.recompute, &ws,      profile,
-          m.moe_layer.get(), !s.train,  T(1)};
+  return {.B = s.B,
+          .Tn = s.Tn,
+          .C = m.C,
+          .Cl = m.Cl,
+          .Hl = m.Hl,
+          .Fl = m.Fl,
+          .tp_rank = m.shard.tp_rank,
+          .tp = m.tp,
+          .pdrop = m.cfg.dropout,
+          .dropped = s.dropped,
+          .drop_key = s.drop_key,
+          .drop_first_sample = s.drop_first_sample,
+          .recompute = opt.recompute,
+          .scratch = &ws,
+          .profile = profile,
+          .moe = m.moe_layer.get(),
+          .dropless = !s.train};
 }
 
 template <typename T>

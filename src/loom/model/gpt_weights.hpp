@@ -1,6 +1,8 @@
 #pragma once
 // GPTModel<T>::Impl: the weights of a model shard and the views into them that the executors
 // (chunk_executor_impl.hpp) run. Included by the model and the executors only.
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,22 +52,22 @@ ModelTensors<T> bind_tensors(const std::vector<T*>& storage, const std::vector<P
   m.lnf_b = get("transformer.ln_f.bias");
   for (int l : block_ids) {
     const std::string h = "transformer.h." + std::to_string(l) + ".";
-    const ParamInfo& head = layout[at.at(h + "ln_1.weight")];
-    // The block's last tensor: the dense MLP's c_proj bias, or the last expert's.
-    const int E = cfg.moe_experts;
-    const std::string last_mlp =
-        cfg.is_moe_block(l) ? "mlp.experts." + std::to_string(E - 1) + ".c_proj.bias" : "mlp.c_proj.bias";
-    const ParamInfo& tail = layout[at.at(h + last_mlp)];
+    // The block's range: from its first tensor to the end of its last, whatever its MLP holds.
+    size_t begin = SIZE_MAX, end = 0;
+    for (const ParamInfo& p : layout)
+      if (p.name.compare(0, h.size(), h) == 0) {
+        begin = std::min(begin, p.offset);
+        end = std::max(end, p.offset + p.numel);
+      }
     m.blocks.push_back({get(h + "ln_1.weight"), get(h + "ln_1.bias"), get(h + "attn.c_attn.weight"),
                         get(h + "attn.c_attn.bias"), get(h + "attn.c_proj.weight"),
                         get(h + "attn.c_proj.bias"), get(h + "ln_2.weight"), get(h + "ln_2.bias"),
                         get(h + "mlp.c_fc.weight"), get(h + "mlp.c_fc.bias"),
-                        get(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias"), head.offset,
-                        tail.offset + tail.numel, {}});
+                        get(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias"), begin, end, {}});
     if (!cfg.is_moe_block(l)) continue;
     moe::MoeTensors<T>& x = m.blocks.back().moe;
     x.router = get(h + "mlp.router.weight");
-    for (int e = 0; e < E; ++e) {
+    for (int e = 0; e < cfg.moe_experts; ++e) {
       const std::string p = h + "mlp.experts." + std::to_string(e) + ".";
       x.experts.push_back({get(p + "c_fc.weight"), get(p + "c_fc.bias"), get(p + "c_proj.weight"),
                            get(p + "c_proj.bias")});

@@ -57,7 +57,6 @@ class ModelRunner {
   size_t activation_allocations() const { return workspace_.allocations(); }
 
   ChunkExecutor<T>& executor() { return executor_; }
-  ActivationSet<T>& set() { return set_; }
 
  private:
   ActivationWorkspace<T> workspace_;  // before executor_, which refers to it

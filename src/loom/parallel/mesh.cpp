@@ -1,5 +1,6 @@
 #include "loom/parallel/mesh.hpp"
 
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
@@ -30,15 +31,41 @@ int embedding_color(const MeshShape& s, const MeshCoord& c) {
   return on_embedding_stage(s, c) ? pp_color(s, c) : s.dp * s.tp + mesh_rank(s, c);
 }
 
-std::string members(const MeshShape& s, int world_rank, int (*color)(const MeshShape&, const MeshCoord&)) {
-  const int mine = color(s, mesh_coord(s, world_rank));
+std::vector<int> identity(int world) {
+  std::vector<int> out(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) out[static_cast<size_t>(r)] = r;
+  return out;
+}
+
+using Color = int (*)(const MeshShape&, const MeshCoord&);
+
+// The world ranks of `world_rank`'s group of that color, in mesh order.
+std::string members(const MeshShape& s, const std::vector<int>& positions, int world_rank,
+                    Color color) {
+  const int mine = color(s, mesh_coord(s, positions[static_cast<size_t>(world_rank)]));
+  std::vector<int> world_of(positions.size());
+  for (size_t r = 0; r < positions.size(); ++r)
+    world_of[static_cast<size_t>(positions[r])] = static_cast<int>(r);
   std::string out = "[";
-  for (int r = 0; r < s.world(); ++r) {
-    if (color(s, mesh_coord(s, r)) != mine) continue;
+  for (int p = 0; p < s.world(); ++p) {
+    if (color(s, mesh_coord(s, p)) != mine) continue;
     if (out.size() > 1) out += ",";
-    out += std::to_string(r);
+    out += std::to_string(world_of[static_cast<size_t>(p)]);
   }
   return out + "]";
+}
+
+// "0-7" for consecutive ranks, else "0,2,4".
+std::string rank_list(const std::vector<int>& ranks) {
+  const bool consecutive = ranks.back() - ranks.front() + 1 == static_cast<int>(ranks.size());
+  if (consecutive && ranks.size() > 1)
+    return detail::concat(ranks.front(), "-", ranks.back());
+  std::string out;
+  for (const int r : ranks) {
+    if (!out.empty()) out += ",";
+    out += std::to_string(r);
+  }
+  return out;
 }
 
 }  // namespace
@@ -58,61 +85,84 @@ MeshCoord mesh_coord(const MeshShape& s, int world_rank) {
 
 int mesh_rank(const MeshShape& s, const MeshCoord& c) { return (c.pp * s.dp + c.dp) * s.tp + c.tp; }
 
-std::string describe_mesh(const MeshShape& s) {
+std::vector<int> mesh_positions(const comm::Hosts& hosts) {
+  std::vector<int> by_host = identity(static_cast<int>(hosts.host_of.size()));
+  std::stable_sort(by_host.begin(), by_host.end(), [&](int a, int b) {
+    return hosts.host_of[static_cast<size_t>(a)] < hosts.host_of[static_cast<size_t>(b)];
+  });
+  std::vector<int> positions(by_host.size());
+  for (size_t p = 0; p < by_host.size(); ++p)
+    positions[static_cast<size_t>(by_host[p])] = static_cast<int>(p);
+  return positions;
+}
+
+std::string describe_mesh(const MeshShape& s, const std::vector<int>& given) {
+  const std::vector<int> positions = given.empty() ? identity(s.world()) : given;
   std::ostringstream out;
   out << "mesh: world " << s.world() << " = pp " << s.pp << " x dp " << s.dp << " x tp " << s.tp
       << " (tp fastest, then dp, then pp)\n";
   for (int r = 0; r < s.world(); ++r) {
-    const MeshCoord c = mesh_coord(s, r);
+    const MeshCoord c = mesh_coord(s, positions[static_cast<size_t>(r)]);
     out << "rank " << r << ": pp " << c.pp << " dp " << c.dp << " tp " << c.tp << " | tp "
-        << members(s, r, tp_color) << " dp " << members(s, r, dp_color) << " pp "
-        << members(s, r, pp_color) << " embedding "
-        << (on_embedding_stage(s, c) ? members(s, r, embedding_color) : "-") << "\n";
+        << members(s, positions, r, tp_color) << " dp " << members(s, positions, r, dp_color)
+        << " pp " << members(s, positions, r, pp_color) << " embedding "
+        << (on_embedding_stage(s, c) ? members(s, positions, r, embedding_color) : "-") << "\n";
   }
   return out.str();
 }
 
-std::string describe_placement(const MeshShape& s, int ranks_per_host) {
-  LOOM_CHECK(ranks_per_host >= 1 && s.world() % ranks_per_host == 0, "--ranks-per-host ",
-             ranks_per_host, " must divide the world size ", s.world(), " (valid: ",
-             divisors(s.world()), ")");
-  const int hosts = s.world() / ranks_per_host;
+std::string describe_placement(const MeshShape& s, const comm::Hosts& hosts) {
+  LOOM_CHECK(static_cast<int>(hosts.host_of.size()) == s.world(), "a host map of ",
+             hosts.host_of.size(), " ranks for a mesh of ", s.world());
+  std::vector<std::vector<int>> ranks_of(static_cast<size_t>(hosts.count()));
+  for (int r = 0; r < s.world(); ++r)
+    ranks_of[static_cast<size_t>(hosts.host_of[static_cast<size_t>(r)])].push_back(r);
   std::ostringstream out;
-  out << "hosts: " << hosts << " x " << ranks_per_host << " ranks:";
-  for (int h = 0; h < hosts; ++h)
-    out << (h ? "," : "") << " host " << h << " ranks " << h * ranks_per_host << "-"
-        << (h + 1) * ranks_per_host - 1;
+  out << "hosts: " << hosts.count() << ":";
+  for (size_t h = 0; h < ranks_of.size(); ++h)
+    out << (h ? "," : "") << " " << hosts.names[h] << " ranks " << rank_list(ranks_of[h]);
   out << "\n";
-  struct Kind {
-    const char* name;
-    int (*color)(const MeshShape&, const MeshCoord&);
-  };
-  for (const Kind& k : {Kind{"tp", tp_color}, Kind{"dp", dp_color}, Kind{"pp", pp_color}}) {
+  const std::vector<int> positions = mesh_positions(hosts);
+  if (positions != identity(s.world()))
+    out << "mesh order: by host (the hosts' ranks are interleaved; the mesh places each host's "
+           "ranks consecutively)\n";
+  for (const auto& [kind, color] : {std::pair<const char*, Color>{"tp", tp_color},
+                                    {"dp", dp_color},
+                                    {"pp", pp_color}}) {
     // Per group (color): the host of its first member, and whether every member shares it.
     std::vector<int> host_of_group(static_cast<size_t>(s.world()), -1);
     std::vector<bool> inside(static_cast<size_t>(s.world()), true);
     for (int r = 0; r < s.world(); ++r) {
-      const auto g = static_cast<size_t>(k.color(s, mesh_coord(s, r)));
-      if (host_of_group[g] < 0) host_of_group[g] = r / ranks_per_host;
-      if (host_of_group[g] != r / ranks_per_host) inside[g] = false;
+      const auto g = static_cast<size_t>(color(s, mesh_coord(s, positions[static_cast<size_t>(r)])));
+      const int host = hosts.host_of[static_cast<size_t>(r)];
+      if (host_of_group[g] < 0) host_of_group[g] = host;
+      if (host_of_group[g] != host) inside[g] = false;
     }
     int groups = 0, kept = 0;
     for (size_t g = 0; g < host_of_group.size(); ++g)
       if (host_of_group[g] >= 0) ++groups, kept += inside[g];
-    out << k.name << " groups: " << kept << " of " << groups << " inside a host\n";
+    out << kind << " groups: " << kept << " of " << groups << " inside a host\n";
   }
   return out.str();
 }
 
 Mesh::Mesh(comm::Communicator& world, const MeshShape& shape)
-    : world_(world), shape_(shape), coord_(mesh_coord(shape, world.rank())) {
+    : world_(world),
+      shape_(shape),
+      positions_(world.hosts() ? mesh_positions(*world.hosts()) : identity(world.size())),
+      coord_(coord_of(world.rank())) {
   LOOM_CHECK(shape.world() == world.size(), "mesh pp ", shape.pp, " x dp ", shape.dp, " x tp ",
              shape.tp, " does not match the world size ", world.size());
-  const int r = world.rank();
-  tp_ = world.split(tp_color(shape, coord_), r, "tp");
-  dp_ = world.split(dp_color(shape, coord_), r, "dp");
-  pp_ = world.split(pp_color(shape, coord_), r, "pp");
-  embedding_ = world.split(embedding_color(shape, coord_), r, "embedding");
+  // Keyed by mesh position, so a group's ranks follow the mesh order (tp rank = coord().tp).
+  const int p = positions_[static_cast<size_t>(world.rank())];
+  tp_ = world.split(tp_color(shape, coord_), p, "tp");
+  dp_ = world.split(dp_color(shape, coord_), p, "dp");
+  pp_ = world.split(pp_color(shape, coord_), p, "pp");
+  embedding_ = world.split(embedding_color(shape, coord_), p, "embedding");
+}
+
+MeshCoord Mesh::coord_of(int world_rank) const {
+  return mesh_coord(shape_, positions_.at(static_cast<size_t>(world_rank)));
 }
 
 }  // namespace loom::parallel

@@ -1,8 +1,8 @@
 #pragma once
 // The process mesh: world ranks arranged as pp x dp x tp, tp varying fastest (tp peers are
-// neighbours in rank order, so they share a host and its fastest links), then dp, then pp, as
-// Megatron-LM orders them:
-//   world_rank = (pp * dp_size + dp) * tp_size + tp
+// neighbours in mesh order, which keeps each host's ranks together (mesh_positions), so they
+// share a host and its fastest links), then dp, then pp, as Megatron-LM orders them:
+//   mesh position = (pp * dp_size + dp) * tp_size + tp
 // Every parallelism strategy asks the mesh for its group:
 //   tp         the tp_size ranks of one model replica's stage (tensor-parallel all-reduces)
 //   dp         the ranks holding the same piece of the model (gradient averaging, ZeRO)
@@ -12,6 +12,7 @@
 // The groups are made once, by Communicator::split, in the same order on every rank.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "loom/comm/communicator.hpp"
 
@@ -31,28 +32,39 @@ struct MeshCoord {
 // divide the world.
 MeshShape mesh_shape(int world, int tp, int pp);
 
-MeshCoord mesh_coord(const MeshShape& s, int world_rank);
+MeshCoord mesh_coord(const MeshShape& s, int position);
 int mesh_rank(const MeshShape& s, const MeshCoord& c);
+
+// The mesh position of every world rank (what mesh_coord takes): the ranks ordered by host, then
+// by world rank, so each host's ranks are consecutive in the mesh and tp groups (the fastest
+// dimension) stay inside hosts when tp divides the ranks per host, dp and pp going across.
+// `mpirun --map-by node` deals ranks to hosts round-robin; this undoes it. The identity when
+// each host's ranks are already consecutive (one host, `--map-by ppr:N:node`, `loom launch`),
+// and always world rank 0 -> position 0.
+std::vector<int> mesh_positions(const comm::Hosts& hosts);
 
 // One line per world rank: its coordinates and the world ranks of its groups, e.g.
 //   rank 3: pp 0 dp 1 tp 1 | tp [2,3] dp [1,3] pp [3] embedding [3]
-std::string describe_mesh(const MeshShape& s);
+// `positions`: mesh_positions (empty: the identity).
+std::string describe_mesh(const MeshShape& s, const std::vector<int>& positions = {});
 
-// Where the groups of that mesh fall when hosts hold `ranks_per_host` consecutive world ranks
-// each (as `mpirun --map-by ppr:N:node` places them): the hosts, then per group kind how many of
-// its groups stay inside one host (their collectives never leave it), e.g.
-//   hosts: 2 x 8 ranks: host 0 ranks 0-7, host 1 ranks 8-15
+// Where the groups of that mesh fall on `hosts`: the hosts and their ranks, whether the mesh
+// reorders the ranks (interleaved hosts), then per group kind how many of its groups stay inside
+// one host (their collectives never leave it), e.g.
+//   hosts: 2 (8 ranks each): host 0 ranks 0-7, host 1 ranks 8-15
 //   tp groups: 2 of 2 inside a host
-// Throws loom::Error naming --ranks-per-host unless it is positive and divides the world.
-std::string describe_placement(const MeshShape& s, int ranks_per_host);
+std::string describe_placement(const MeshShape& s, const comm::Hosts& hosts);
 
 class Mesh {
  public:
-  // Collective over `world` (which must outlive the mesh): makes the groups.
+  // Collective over `world` (which must outlive the mesh): makes the groups, placing the ranks
+  // by mesh_positions of the world's hosts when they are known.
   Mesh(comm::Communicator& world, const MeshShape& shape);
 
   const MeshShape& shape() const { return shape_; }
   const MeshCoord& coord() const { return coord_; }
+  // The mesh coordinates of any world rank.
+  MeshCoord coord_of(int world_rank) const;
   comm::Communicator& world() { return world_; }
   comm::Communicator& tp() { return *tp_; }
   comm::Communicator& dp() { return *dp_; }
@@ -62,6 +74,7 @@ class Mesh {
  private:
   comm::Communicator& world_;
   MeshShape shape_;
+  std::vector<int> positions_;  // world rank -> mesh position
   MeshCoord coord_;
   std::unique_ptr<comm::Communicator> tp_, dp_, pp_, embedding_;
 };

@@ -23,6 +23,7 @@
 #include "loom/train/batch_loader.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/preemption.hpp"
 #include "loom/train/pretrained.hpp"
 
 namespace loom {
@@ -37,6 +38,38 @@ size_t whole_size(const std::vector<ParamInfo>& layout) {
 std::string rank_span(int first, int last) {
   return first == last ? "rank " + std::to_string(first)
                        : detail::concat("ranks ", first, "..", last);
+}
+
+// Each worker's data position and dropout stream, kept in a PS checkpoint's layout as
+// "ps_workers": [{"epoch", "samples", "dropout_rng"}, ...] (the single `data` position is for
+// the data-parallel layouts), so an async or ssp run resumes every worker where it was.
+nlohmann::json worker_positions_json(const std::vector<ps::PushHeader>& workers) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const ps::PushHeader& h : workers)
+    j.push_back({{"epoch", h.data_epoch}, {"samples", h.data_samples}, {"dropout_rng", h.dropout_rng}});
+  return j;
+}
+
+// Where each of `workers` workers starts: a fresh run's start, the checkpoint's "ps_workers"
+// when it holds one per worker, else the checkpoint's single position for every worker.
+std::vector<ps::PushHeader> worker_starts(const TrainConfig& c, const std::string& resume_dir,
+                                          int workers) {
+  ps::PushHeader start;
+  start.dropout_rng = Rng(c.seed + 1).state();
+  if (resume_dir.empty()) return std::vector<ps::PushHeader>(workers, start);
+  const CheckpointState state = read_checkpoint_state(resume_dir);
+  start.data_epoch = state.data.epoch;
+  start.data_samples = state.data.samples;
+  start.dropout_rng = state.dropout_rng;
+  std::vector<ps::PushHeader> starts(workers, start);
+  const nlohmann::json saved = state.layout.value("ps_workers", nlohmann::json::array());
+  if (static_cast<int>(saved.size()) != workers) return starts;
+  for (int w = 0; w < workers; ++w) {
+    starts[w].data_epoch = saved[w].at("epoch").get<uint64_t>();
+    starts[w].data_samples = saved[w].at("samples").get<uint64_t>();
+    starts[w].dropout_rng = saved[w].at("dropout_rng").get<std::array<uint64_t, 4>>();
+  }
+  return starts;
 }
 
 // Server 0's view of the run: the console, the metrics log and the checkpoints.
@@ -67,9 +100,9 @@ class ServerReport : public ps::ServerEvents {
     log_.train(r.step, r.loss, r.lr, r.grad_norm, tokens / seconds, elapsed_.seconds());
   }
 
-  void worker_lost(int world_rank, int64_t step) override {
+  void worker_lost(int world_rank, int64_t step, const std::string& why) override {
     lost_.push_back(world_rank);
-    std::cout << "ps: worker rank " << world_rank << " is gone (at step " << step
+    std::cout << "ps: worker rank " << world_rank << " " << why << " (at step " << step
               << "); training goes on with the others" << std::endl;
   }
 
@@ -84,13 +117,17 @@ class ServerReport : public ps::ServerEvents {
     s.tokenizer = tokenizer_;
     s.config = to_json(cfg_);
     s.layout = {{"pp", 1}, {"dp", world_ - servers_}, {"tp", 1}, {"ps", servers_},
-                {"ps_mode", ps::mode_name(c.ps_mode)}};
+                {"ps_mode", ps::mode_name(c.ps_mode)},
+                {"ps_workers", worker_positions_json(snap.workers)}};
     const auto layout = gpt_param_layout(cfg_.model);
     BufferCheckpointSource source(snap.params.data(), snap.m.data(), snap.v.data(), snap.step);
     const std::string dir = save_checkpoint(c.out_dir, s, layout, source);
     prune_checkpoints(c.out_dir, c.keep_last);
     log_.save(snap.step, stall.seconds());
     std::cout << "saved " << dir << (final ? "" : " (periodic)") << std::endl;
+    if (snap.preempted)
+      std::cout << "preempted by a signal: saved the checkpoint of step " << snap.step
+                << "; continue with --resume auto" << std::endl;
   }
 
   void staleness(const ps::ParameterServer& server) {
@@ -101,7 +138,8 @@ class ServerReport : public ps::ServerEvents {
                        {"staleness", cfg_.train.staleness},
                        {"update_staleness", server.update_staleness().to_json()},
                        {"clock_staleness", server.clock_staleness().to_json()},
-                       {"workers_lost", lost}});
+                       {"workers_lost", lost},
+                       {"server_busy_share", server.busy_share()}});
     std::cout << "ps: staleness of the " << server.update_staleness().total()
               << " applied gradients: at most " << server.clock_staleness().max()
               << " steps of the slowest worker, " << server.update_staleness().max()
@@ -156,6 +194,9 @@ void run_server(const RunConfig& cfg, comm::Communicator& world, const std::stri
   const auto layout = gpt_param_layout(cfg.model);
   const std::string tokenizer = data_tokenizer(c.data_dir);
   std::optional<ServerReport> report;
+  const PreemptionWatch preemption;
+  ps::ServerConfig server_cfg = server_config(c);
+  server_cfg.stop_requested = [&preemption] { return preemption.signal() != 0; };
   if (main) {
     LOOM_CHECK(!resume_dir.empty() || !fs::exists(c.out_dir + "/latest"), c.out_dir,
                " already holds checkpoints (", c.out_dir,
@@ -163,8 +204,7 @@ void run_server(const RunConfig& cfg, comm::Communicator& world, const std::stri
     report.emplace(cfg, servers, world.size(), tokenizer,
                    resume_dir.empty() ? 0 : read_checkpoint_state(resume_dir).step);
   }
-  ps::ParameterServer server(world, servers, layout, server_config(c),
-                             report ? &*report : nullptr);
+  ps::ParameterServer server(world, servers, layout, server_cfg, report ? &*report : nullptr);
   const ps::ParamRange range = server.range();
   {
     const std::vector<float> whole = starting_params(cfg, layout, resume_dir, init_from);
@@ -177,17 +217,9 @@ void run_server(const RunConfig& cfg, comm::Communicator& world, const std::stri
     std::copy(full.m() + range.begin, full.m() + range.end, server.optimizer().m());
     std::copy(full.v() + range.begin, full.v() + range.end, server.optimizer().v());
     server.set_step(state.step);
-    ps::PushHeader start;
-    start.data_epoch = state.data.epoch;
-    start.data_samples = state.data.samples;
-    start.dropout_rng = state.dropout_rng;
-    server.set_data_start(start);
     if (main) std::cout << "resumed from " << resume_dir << " at step " << state.step << std::endl;
-  } else {
-    ps::PushHeader start;
-    start.dropout_rng = Rng(c.seed + 1).state();
-    server.set_data_start(start);
   }
+  server.set_data_start(worker_starts(c, resume_dir, world.size() - servers));
   if (main) {
     std::cout << "ps: " << ps_roles(servers, world.size()) << ", mode " << ps::mode_name(c.ps_mode)
               << (c.ps_mode == ps::Mode::kSsp ? " staleness " + std::to_string(c.staleness) : "")
@@ -214,9 +246,9 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
   BatchLoader loader(data, c.batch_size, c.seq_len, w, workers, c.seed);
   Rng dropout_rng(c.seed + 1);
   if (!resume_dir.empty()) {
-    const CheckpointState state = read_checkpoint_state(resume_dir);
-    loader.set_position(state.data);
-    dropout_rng.set_state(state.dropout_rng);
+    const ps::PushHeader start = worker_starts(c, resume_dir, workers)[w];
+    loader.set_position({start.data_epoch, start.data_samples});
+    dropout_rng.set_state(start.dropout_rng);
   }
   GPT model(cfg.model);
   ModelRunner<float> runner(model, {0, c.recompute, /*split_backward=*/false});
@@ -226,6 +258,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
   const kernels::MatmulPrecision precision = kernels::resolve_precision(c.precision);
   const double slowdown = c.straggler.rank == world.rank() ? c.straggler.factor : 1.0;
   ps::PsWorker client(world, servers, n, c.ps_mode == ps::Mode::kSync);
+  const PreemptionWatch preemption;  // a signal goes to the servers with the next push
   if (!client.pull(model.params())) return;
   for (;;) {
     const Timer compute;
@@ -249,6 +282,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
     h.data_epoch = pos.epoch;
     h.data_samples = pos.samples;
     h.dropout_rng = dropout_rng.state();
+    h.signal = static_cast<uint32_t>(preemption.signal());
     if (!client.push_pull(model.grads(), h, model.params())) return;
   }
 }

@@ -6,8 +6,11 @@
 // gradient. Server 0 prints and logs each update (a step is one server update), writes the
 // checkpoints (whole Hugging Face tensors gathered from every server's range: they resume under
 // all-reduce data parallelism, and a data-parallel checkpoint resumes here) and, at the end, the
-// staleness histograms to metrics.jsonl. Evaluation and samples are not run under --ps (`loom
-// eval` on a checkpoint evaluates it).
+// staleness histograms to metrics.jsonl. Checkpoints also keep each worker's data position
+// ("ps_workers" in their layout): a resumed run continues every worker where it was. SIGTERM or
+// SIGINT (preemption) on any rank stops the servers after the update in progress, which they save
+// before exiting 0. Evaluation and samples are not run under --ps (`loom eval` on a checkpoint
+// evaluates it).
 #include <string>
 
 #include "loom/comm/communicator.hpp"

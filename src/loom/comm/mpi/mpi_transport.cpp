@@ -39,14 +39,10 @@ void MpiTransport::exchange(int to, std::span<const std::byte> send, int from, s
   if (recv_bytes > 0) sink(staging_.data(), 0, recv_bytes);
 }
 
-Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
-  LOOM_CHECK(!peers.empty(), "mpi: receive from any peer of an empty set");
+Transport::Arrival MpiTransport::wait_any(std::span<const int> peers, Clock::time_point until) {
   for (;;) {
-    for (const int p : peers) {
-      int flag = 0;
-      check(MPI_Iprobe(p, 0, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
-      if (flag) return {p, false};
-    }
+    if (const std::optional<Arrival> a = poll_any(peers)) return *a;
+    if (Clock::now() >= until && until < deadline_) return {};
     if (Clock::now() >= deadline_) {
       note_wait_timed_out();
       throw PeerFailure(peers[0], detail::concat("timed out waiting for a message from any of ",
@@ -55,6 +51,16 @@ Transport::Arrival MpiTransport::wait_any(std::span<const int> peers) {
     }
     sched_yield();
   }
+}
+
+std::optional<Transport::Arrival> MpiTransport::poll_any(std::span<const int> peers) {
+  LOOM_CHECK(!peers.empty(), "mpi: receive from any peer of an empty set");
+  for (const int p : peers) {
+    int flag = 0;
+    check(MPI_Iprobe(p, 0, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
+    if (flag) return Arrival{p, false};
+  }
+  return std::nullopt;
 }
 
 }  // namespace loom::comm::mpi

@@ -20,7 +20,9 @@ class MpiTransport : public Transport {
                 const Sink& sink) override;
   // MPI_Iprobe of each of `peers` in turn until one has a message, yielding the core between
   // rounds; never reports a peer gone (Open MPI ends the job when a rank dies).
-  Arrival wait_any(std::span<const int> peers) override;
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until) override;
+  // One MPI_Iprobe of each of `peers`.
+  std::optional<Arrival> poll_any(std::span<const int> peers) override;
 
  private:
   MPI_Comm comm_;

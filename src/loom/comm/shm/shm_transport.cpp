@@ -50,7 +50,7 @@ void ShmTransport::check_peer(int group_rank) {
   const int world = members_[group_rank];
   const pid_t pid = seg_->rank_info(world).pid.load();
   if (!process_alive(pid))
-    throw PeerFailure(group_rank, detail::concat("rank ", world, " (pid ", pid, ") is gone"));
+    throw PeerGone(group_rank, detail::concat("rank ", world, " (pid ", pid, ") is gone"));
 }
 
 template <typename Ready>
@@ -139,31 +139,47 @@ void ShmTransport::exchange(int to, std::span<const std::byte> send, int from, s
   }
 }
 
-Transport::Arrival ShmTransport::wait_any(std::span<const int> peers) {
+std::vector<ChannelControl*> ShmTransport::channels_from(std::span<const int> peers) {
   LOOM_CHECK(!peers.empty(), "shm: receive from any peer of an empty set");
   std::vector<ChannelControl*> in;
   for (const int p : peers) {
     LOOM_CHECK(p >= 0 && p < size() && p != rank_, "shm: receive from any peer: bad peer ", p);
     in.push_back(seg_->channel(context_, members_[p], me_).ctl);
   }
-  auto pending = [&]() -> int {
-    for (size_t i = 0; i < in.size(); ++i)
-      if (in[i]->head.load(std::memory_order_acquire) != in[i]->tail.load(std::memory_order_relaxed))
-        return peers[i];
-    return -1;
-  };
+  return in;
+}
+
+int ShmTransport::pending(std::span<const int> peers, const std::vector<ChannelControl*>& in) {
+  for (size_t i = 0; i < in.size(); ++i)
+    if (in[i]->head.load(std::memory_order_acquire) != in[i]->tail.load(std::memory_order_relaxed))
+      return peers[i];
+  return -1;
+}
+
+std::optional<Transport::Arrival> ShmTransport::poll_any(std::span<const int> peers) {
+  LOOM_CHECK(!aborted(), "abandoned: this rank failed and gave up its pending transfers");
+  const int peer = pending(peers, channels_from(peers));
+  if (peer >= 0) return Arrival{peer, false};
+  for (const int p : peers)
+    if (!process_alive(seg_->rank_info(members_[p]).pid.load())) return Arrival{p, true};
+  return std::nullopt;
+}
+
+Transport::Arrival ShmTransport::wait_any(std::span<const int> peers, Clock::time_point until) {
+  const std::vector<ChannelControl*> in = channels_from(peers);
   RankInfo& mine = seg_->rank_info(me_);
   for (;;) {
     mine.sleepers.fetch_add(1);
     const uint32_t bell = mine.doorbell.load();
-    int peer = pending();
+    int peer = pending(peers, in);
     if (peer < 0) {
       futex_wait(&mine.doorbell, bell, kSleepNs);
-      peer = pending();
+      peer = pending(peers, in);
     }
     mine.sleepers.fetch_sub(1);
     if (peer >= 0) return {peer, false};
     LOOM_CHECK(!aborted(), "abandoned: this rank failed and gave up its pending transfers");
+    if (Clock::now() >= until && until < deadline_) return {};
     if (mine.doorbell.load() != bell) continue;  // woken by activity
     for (const int p : peers)
       if (!process_alive(seg_->rank_info(members_[p]).pid.load())) return {p, true};

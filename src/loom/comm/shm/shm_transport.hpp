@@ -18,7 +18,9 @@ class ShmTransport : public Transport {
                 const Sink& sink) override;
   // Polls the channels from `peers` under the deadline, sleeping on the doorbell when all are
   // empty; after a quiet sleep each peer's process is checked.
-  Arrival wait_any(std::span<const int> peers) override;
+  Arrival wait_any(std::span<const int> peers, Clock::time_point until) override;
+  // One look at each peer's channel, then at each peer's process.
+  std::optional<Arrival> poll_any(std::span<const int> peers) override;
 
  private:
   void notify(int world_rank);
@@ -27,6 +29,10 @@ class ShmTransport : public Transport {
   template <typename Ready>
   void wait(const Ready& ready, int to, int from);  // to/from: peers still pending, or -1
   void check_peer(int group_rank);
+  // The channels from `peers` to this rank (checked: real peers, not this rank).
+  std::vector<ChannelControl*> channels_from(std::span<const int> peers);
+  // The first of `peers` whose channel holds a message not yet received, or -1.
+  static int pending(std::span<const int> peers, const std::vector<ChannelControl*>& in);
 
   std::shared_ptr<Segment> seg_;
   int context_;

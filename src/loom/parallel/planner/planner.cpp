@@ -17,6 +17,43 @@ double allreduce_s(double bytes, int n, double gbps) {
   return n <= 1 ? 0.0 : bytes * 2.0 * (n - 1) / n / (gbps * 1e9);
 }
 
+// How a group of the mesh falls on hosts of `ranks_per_host` consecutive mesh positions: its
+// members are positions first + i * stride, i < n.
+struct Span {
+  int hosts = 1;          // hosts it touches
+  int per_host = 1;       // members on each (when even)
+  bool even = true;       // every host holds the same number
+};
+
+Span span_of(int first, int stride, int n, int ranks_per_host) {
+  std::vector<int> count;  // members per host touched, in order of first member
+  std::vector<int> host_seen;
+  for (int i = 0; i < n; ++i) {
+    const int host = ranks_per_host > 0 ? (first + i * stride) / ranks_per_host : 0;
+    const auto it = std::find(host_seen.begin(), host_seen.end(), host);
+    if (it == host_seen.end()) {
+      host_seen.push_back(host);
+      count.push_back(1);
+    } else {
+      ++count[static_cast<size_t>(it - host_seen.begin())];
+    }
+  }
+  Span g;
+  g.hosts = static_cast<int>(host_seen.size());
+  g.per_host = count[0];
+  g.even = std::all_of(count.begin(), count.end(), [&](int c) { return c == count[0]; });
+  return g;
+}
+
+// All-reduce of `bytes` over a group spanning `g` (comm/topology.hpp's two levels when it can).
+double group_allreduce_s(double bytes, const Span& g, const Bandwidths& bw) {
+  if (g.hosts == 1) return allreduce_s(bytes, g.per_host, bw.allreduce_gbps);
+  if (!g.even || g.per_host == 1)
+    return allreduce_s(bytes, g.hosts * (g.even ? g.per_host : 1), bw.inter_host_gbps);
+  return allreduce_s(bytes, g.per_host, bw.allreduce_gbps) +
+         allreduce_s(bytes / g.per_host, g.hosts, bw.inter_host_gbps);
+}
+
 std::vector<int> divisors(int n) {
   std::vector<int> d;
   for (int i = 1; i <= n; ++i)
@@ -75,7 +112,15 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const double scale = mbs * req.seq / k.seq * slowdown;
   const double act_bytes = tokens * m.d_model * 4.0;
   // Tensor parallel: compute / tp; per block two all-reduces of the activations in F, two in B.
-  const double tp_ar = allreduce_s(act_bytes, L.tp, bw.allreduce_gbps);
+  // The first group of each kind (mesh position 0's): tp = consecutive positions, dp every tp-th,
+  // pp every (dp x tp)-th, the embedding group the first and last stage.
+  const int R = req.ranks_per_host;
+  LOOM_CHECK(R >= 0 && (R == 0 || req.world % R == 0), "plan: ", R,
+             " ranks per host do not divide the world size ", req.world);
+  const Span tp_span = span_of(0, 1, L.tp, R), dp_span = span_of(0, L.tp, L.dp, R),
+             pp_span = span_of(0, L.dp * L.tp, L.pp, R),
+             embedding_span = span_of(0, (L.pp - 1) * L.dp * L.tp, L.pp > 1 ? 2 : 1, R);
+  const double tp_ar = group_allreduce_s(act_bytes, tp_span, bw);
   const bool zero_bubble = L.pp > 1 && L.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
   LOOM_CHECK(req.recompute != Recompute::kFull || !zero_bubble,
              "plan: recompute full cannot run with schedule zb1p (", L.describe(), ")");
@@ -96,7 +141,8 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const pipeline::Schedule sched =
       pipeline::make_schedule(L.schedule, L.pp, L.micro_batches, L.virtual_stages);
   pipeline::SimCosts sim;
-  sim.p2p_s = L.pp > 1 ? act_bytes / (bw.p2p_gbps * 1e9) : 0.0;
+  const double p2p_gbps = pp_span.hosts > 1 ? bw.inter_host_gbps : bw.p2p_gbps;
+  sim.p2p_s = L.pp > 1 ? act_bytes / (p2p_gbps * 1e9) : 0.0;
   sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
   std::vector<double> stage_params(L.pp, 0.0), pooled_bytes(L.pp, 0.0), scratch_bytes(L.pp, 0.0);
   // Each chunk's activation plan (model/activation_plan) for one micro-batch.
@@ -170,10 +216,10 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   double worst_comm = 0, worst_opt = 0, worst_mem = 0, worst_act = 0;
   for (int s = 0; s < L.pp; ++s) {
     const double params = stage_params[s];
-    double comm = allreduce_s(params * 4, L.dp, bw.allreduce_gbps);
+    double comm = group_allreduce_s(params * 4, dp_span, bw);
     if (L.pp > 1 && (s == 0 || s == L.pp - 1))
-      comm += allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4, 2,
-                          bw.allreduce_gbps);
+      comm += group_allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4,
+                                embedding_span, bw);
     const double opt = params / opt_share * k.adamw_s_per_param * slowdown;
     const double grad_bytes = zero2_grad_bytes >= 0 ? zero2_grad_bytes : params * 4;
     const double mem =

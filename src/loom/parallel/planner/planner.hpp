@@ -4,7 +4,9 @@
 // step time from calibrated kernel costs, the communication bandwidths and the pipeline
 // simulator, estimates memory per rank, drops what does not fit and ranks the rest.
 //
-// Prediction of one step at a fixed global batch (sequences per optimizer step):
+// Prediction of one step at a fixed global batch (sequences per optimizer step), each group's
+// communication at the bandwidth of where its ranks sit (Bandwidths, PlanRequest::ranks_per_host;
+// the mesh keeps tp groups inside hosts when tp divides the ranks per host):
 //   pipeline    the schedule simulated with per-chunk F/B/W costs (blocks balanced over the
 //               stages; tensor parallel divides compute by tp and adds two all-reduces of the
 //               activations per block in F and two in B; --recompute adds to B what it runs
@@ -38,9 +40,16 @@
 
 namespace loom::planner {
 
+// Inside a host (shared memory: `loom bench comm` under `loom launch`) and between hosts (MPI:
+// the same under mpirun across hosts). A group's collectives run at the intra-host figures when
+// its ranks share a host; one spanning hosts runs in two levels (comm/topology.hpp): an all-
+// reduce inside each host, then each host's 1/L share across hosts at inter_host_gbps (flat at
+// inter_host_gbps when its hosts hold uneven numbers of its ranks); pipeline messages between
+// stages on different hosts move at inter_host_gbps.
 struct Bandwidths {
-  double p2p_gbps = 10;        // point to point, GB/s
-  double allreduce_gbps = 8;   // ring all-reduce bus bandwidth, GB/s
+  double p2p_gbps = 10;         // point to point inside a host, GB/s
+  double allreduce_gbps = 8;    // ring all-reduce bus bandwidth inside a host, GB/s
+  double inter_host_gbps = 1;   // between hosts (all-reduce bus and point to point), GB/s
 };
 
 struct PlanRequest {
@@ -56,6 +65,9 @@ struct PlanRequest {
   int zero = 0;   // ZeRO stage of the run (--zero): 0, 1 or 2 (2: no pp > 1 layouts)
   double bucket_mb = 25;     // gradient bucket size (ZeRO-2's bucket pool)
   bool interleave = true;    // also interleaved layouts (off for --partition / --rebalance)
+  // Ranks per host, each host holding consecutive mesh positions (parallel/mesh.hpp places them
+  // so); 0: every rank on one host. Must divide world.
+  int ranks_per_host = 0;
 };
 
 struct Layout {

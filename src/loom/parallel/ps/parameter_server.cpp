@@ -1,6 +1,8 @@
 #include "loom/parallel/ps/parameter_server.hpp"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 
 #include "loom/core/check.hpp"
@@ -20,8 +22,10 @@ ParameterServer::ParameterServer(comm::Communicator& world, int servers,
       events_(events),
       local_layout_(range_layout(layout, ranges_.at(world.rank()))),
       adamw_(local_layout_, config.adamw),
+      end_step_(config.max_steps),
       clocks_(world.size() - servers),
       waiting_(workers_, false),
+      owes_since_(workers_),
       pulled_version_(workers_, 0),
       pulled_min_clock_(workers_, 0),
       last_push_(workers_),
@@ -38,35 +42,67 @@ void ParameterServer::set_step(int64_t step) {
   adamw_.set_step_count(step);
 }
 
-bool ParameterServer::save_point() const {
-  return cfg_.save_freq > 0 && step_ % cfg_.save_freq == 0 && step_ < cfg_.max_steps;
+void ParameterServer::set_data_start(const std::vector<PushHeader>& workers) {
+  LOOM_CHECK(static_cast<int>(workers.size()) == workers_, "ps: ", workers.size(),
+             " data positions for ", workers_, " workers");
+  last_push_ = workers;
 }
 
-void ParameterServer::send_params(int w) {
+bool ParameterServer::save_point() const {
+  return cfg_.save_freq > 0 && step_ % cfg_.save_freq == 0 && step_ < end_step_;
+}
+
+bool ParameterServer::send_params(int w) {
   const ReplyHeader h{ReplyStatus::kContinue, 0, step_};
-  world_.send(&h, sizeof h, worker_rank(w));
-  world_.send(params_.data(), params_.size() * sizeof(float), worker_rank(w));
+  const bool header_sent = world_.send_unless_gone(&h, sizeof h, worker_rank(w));
+  cut_.count(world_.rank());  // the drill: dies with the header sent
+  if (!header_sent ||
+      !world_.send_unless_gone(params_.data(), params_.size() * sizeof(float), worker_rank(w))) {
+    LOOM_CHECK(cfg_.mode != Mode::kSync, "ps sync: worker rank ", worker_rank(w), " is gone");
+    retire(w, "is gone");
+    return false;
+  }
   pulled_version_[w] = step_;
   pulled_min_clock_[w] = clocks_.min_active_pushed();
+  owes_since_[w] = comm::Clock::now();
+  return true;
 }
 
 void ParameterServer::send_stop(int w) {
   const ReplyHeader h{ReplyStatus::kStop, 0, step_};
-  world_.send(&h, sizeof h, worker_rank(w));
+  world_.send_unless_gone(&h, sizeof h, worker_rank(w));  // one gone now has nothing to stop
 }
 
-void ParameterServer::retire(int w, bool lost) {
+void ParameterServer::retire(int w, const std::string& lost) {
   clocks_.retire(w);
   waiting_[w] = false;
-  if (lost && events_ != nullptr) events_->worker_lost(worker_rank(w), step_);
+  if (!lost.empty() && events_ != nullptr) events_->worker_lost(worker_rank(w), step_, lost);
+}
+
+comm::Clock::time_point ParameterServer::hang_deadline() const {
+  const auto timeout = std::chrono::duration_cast<comm::Clock::duration>(
+      std::chrono::duration<double>(world_.timeout_s()));
+  auto first = comm::Clock::time_point::max();
+  for (int w = 0; w < workers_; ++w)
+    if (clocks_.active(w) && !waiting_[w]) first = std::min(first, owes_since_[w] + timeout);
+  return first;
+}
+
+void ParameterServer::drop_hung_workers() {
+  const auto timeout = std::chrono::duration<double>(world_.timeout_s());
+  const auto now = comm::Clock::now();
+  for (int w = 0; w < workers_; ++w)
+    if (clocks_.active(w) && !waiting_[w] && now - owes_since_[w] >= timeout)
+      retire(w, detail::concat("stopped answering (no push for ", world_.timeout_s(),
+                               " s, the comm timeout)"));
 }
 
 void ParameterServer::release_waiting() {
   for (int w = 0; w < workers_; ++w) {
     if (!waiting_[w]) continue;
-    if (step_ >= cfg_.max_steps) {
+    if (step_ >= end_step_) {
       send_stop(w);
-      retire(w, false);
+      retire(w);
     } else if (clocks_.may_begin(w, cfg_.staleness)) {
       waiting_[w] = false;
       send_params(w);
@@ -78,8 +114,12 @@ void ParameterServer::apply_one(int w, const PushHeader& h) {
   float clip = 1.0f;
   if (cfg_.max_norm > 0 && clips_at(step_, cfg_.warmup_steps, cfg_.clip_during_warmup))
     clip = clip_scale(h.grad_norm, cfg_.max_norm);
-  const float lr = cfg_.schedule.at(step_);
-  adamw_.step(params_.data(), grad_.data(), lr, clip / static_cast<float>(workers_));
+  // A push is 1/W of a sync update's batch. AdamW normalises the gradient (a scale on it
+  // cancels in m / sqrt(v): the "scaled by 1/workers" on the gradient made every push a
+  // whole sync-sized step), so the scale goes on the step, by Adam's square-root rule for a batch
+  // W times smaller (Malladi et al., NeurIPS 2022): lr / sqrt(W), which weight decay follows.
+  const float lr = cfg_.schedule.at(step_) / std::sqrt(static_cast<float>(workers_));
+  adamw_.step(params_.data(), grad_.data(), lr, clip);
   update_staleness_.add(step_ - pulled_version_[w]);
   clock_staleness_.add(clocks_.pushed(w) - pulled_min_clock_[w]);
   ++step_;
@@ -89,10 +129,12 @@ void ParameterServer::apply_one(int w, const PushHeader& h) {
 }
 
 void ParameterServer::run() {
+  const Timer whole;
   if (cfg_.mode == Mode::kSync)
     run_sync();
   else
     run_async();
+  run_s_ = whole.seconds();
   snapshot(SnapshotKind::kFinal);
 }
 
@@ -100,17 +142,21 @@ void ParameterServer::run_sync() {
   for (int w = 0; w < workers_; ++w) send_params(w);
   sum_.resize(range_.size());
   const size_t n = range_.size();
-  while (step_ < cfg_.max_steps) {
+  while (step_ < end_step_) {
     std::fill(sum_.begin(), sum_.end(), 0.0f);
     double loss = 0;
+    bool stop = cfg_.stop_requested();
     for (int w = 0; w < workers_; ++w) {  // in worker order: the sum is reproducible
       PushHeader h;
+      const Timer wait;
       world_.recv(&h, sizeof h, worker_rank(w));
+      idle_s_ += wait.seconds();
       LOOM_CHECK(h.kind == PushKind::kPush, "ps sync: worker rank ", worker_rank(w),
                  " stopped before step ", step_ + 1);
       world_.recv(grad_.data(), n * sizeof(float), worker_rank(w));
       for (size_t i = 0; i < n; ++i) sum_[i] += grad_[i];
       loss += h.loss;
+      stop |= h.signal != 0;
       last_push_[w] = h;
       clocks_.record_push(w);
       update_staleness_.add(0);
@@ -119,14 +165,18 @@ void ParameterServer::run_sync() {
     const float inv = 1.0f / static_cast<float>(workers_);
     for (size_t i = 0; i < n; ++i) sum_[i] *= inv;
     // The global norm of the averaged gradient: every server sums the same partials in order.
-    std::vector<double> partial(servers_, 0.0);
-    partial[index_] = grad_sq_sum(sum_.data(), n);
+    // With them each server says whether it was asked to stop: all stop after this update.
+    std::vector<std::array<double, 2>> partial(servers_, {0.0, 0.0});
+    partial[index_] = {grad_sq_sum(sum_.data(), n), stop ? 1.0 : 0.0};
     for (int s = 0; s < servers_; ++s)
-      if (s != index_) world_.send(&partial[index_], sizeof(double), s);
+      if (s != index_) world_.send(partial[index_].data(), sizeof partial[index_], s);
     for (int s = 0; s < servers_; ++s)
-      if (s != index_) world_.recv(&partial[s], sizeof(double), s);
+      if (s != index_) world_.recv(partial[s].data(), sizeof partial[s], s);
     double sq = 0;
-    for (const double p : partial) sq += p;
+    for (const auto& [p, stops] : partial) {
+      sq += p;
+      stop |= stops != 0;
+    }
     const double norm = std::sqrt(sq);
     LOOM_CHECK(std::isfinite(norm) && std::isfinite(loss), "the loss is ", loss / workers_,
                " and the gradient norm ", norm, " at step ", step_ + 1,
@@ -137,11 +187,15 @@ void ParameterServer::run_sync() {
     const float lr = cfg_.schedule.at(step_);
     adamw_.step(params_.data(), sum_.data(), lr, clip);
     ++step_;
+    if (stop && step_ < end_step_) {
+      end_step_ = step_;
+      preempted_ = true;
+    }
     if (events_ != nullptr)
       events_->updated({step_, loss / workers_, lr, norm, clip != 1.0f, workers_, -1});
     if (save_point()) snapshot(SnapshotKind::kPeriodic);
     for (int w = 0; w < workers_; ++w) {
-      if (step_ < cfg_.max_steps)
+      if (step_ < end_step_)
         send_params(w);
       else
         send_stop(w);
@@ -164,32 +218,48 @@ void ParameterServer::run_async() {
     if (index_ == 0)
       for (int s = 1; s < servers_; ++s) peers.push_back(s);
     std::rotate(peers.begin(), peers.begin() + (turn++ % peers.size()), peers.end());
-    const comm::Communicator::Arrival a = world_.wait_any(peers);
+    const Timer wait;
+    const comm::Communicator::Arrival a = world_.wait_any(peers, hang_deadline());
+    idle_s_ += wait.seconds();
+    if (a.peer < 0) {  // nothing before the first owed push was due
+      drop_hung_workers();
+      release_waiting();
+      continue;
+    }
     if (a.peer < servers_) {
       LOOM_CHECK(!a.gone, "ps: server rank ", a.peer, " is gone");
       receive_snapshot(a.peer);
       continue;
     }
     const int w = a.peer - servers_;
-    if (a.gone) {
-      retire(w, /*lost=*/true);
-      release_waiting();
-      continue;
-    }
     PushHeader h;
-    world_.recv(&h, sizeof h, a.peer);
-    if (h.kind == PushKind::kBye) {
-      retire(w, false);
+    if (a.gone || !world_.recv_unless_gone(&h, sizeof h, a.peer)) {
+      retire(w, "is gone");
       release_waiting();
       continue;
     }
-    world_.recv(grad_.data(), n * sizeof(float), a.peer);
-    last_push_[w] = h;
-    if (step_ < cfg_.max_steps) apply_one(w, h);
+    if (h.kind == PushKind::kBye) {
+      retire(w);
+      release_waiting();
+      continue;
+    }
+    if (!world_.recv_unless_gone(grad_.data(), n * sizeof(float), a.peer)) {
+      retire(w, "is gone in the middle of its push (the part received is discarded)");
+      release_waiting();
+      continue;
+    }
+    if (stop_asked(h) && step_ < end_step_) {  // this push is the last one applied
+      end_step_ = step_ + 1;
+      preempted_ = true;
+    }
+    if (step_ < end_step_) {
+      last_push_[w] = h;  // the worker's data position once this batch is applied
+      apply_one(w, h);
+    }
     clocks_.record_push(w);
-    if (step_ >= cfg_.max_steps) {
+    if (step_ >= end_step_) {
       send_stop(w);
-      retire(w, false);
+      retire(w);
     } else if (cfg_.mode == Mode::kSsp && !clocks_.may_begin(w, cfg_.staleness)) {
       waiting_[w] = true;
     } else {
@@ -249,6 +319,7 @@ void ParameterServer::add_part(int s, SnapshotKind kind, int64_t step, const flo
     a.snap.m.resize(total);
     a.snap.v.resize(total);
   }
+  if (s == 0) a.snap.workers = last_push_;  // where the data stands at server 0's step
   const ParamRange r = ranges_[s];
   std::copy(params, params + r.size(), a.snap.params.begin() + r.begin);
   std::copy(m, m + r.size(), a.snap.m.begin() + r.begin);
@@ -256,7 +327,8 @@ void ParameterServer::add_part(int s, SnapshotKind kind, int64_t step, const flo
   if (final) final_received_[s] = true;
   if (++a.parts < servers_) return;
   a.snap.step = final ? step_ : step;
-  a.snap.data = resume_point();
+  a.snap.data = resume_point(a.snap.workers);
+  a.snap.preempted = final && preempted_;
   events_->checkpoint(a.snap, final);
   if (final) {
     assembling_.clear();  // a periodic snapshot some server never reached
@@ -265,11 +337,11 @@ void ParameterServer::add_part(int s, SnapshotKind kind, int64_t step, const flo
   }
 }
 
-PushHeader ParameterServer::resume_point() const {
-  if (cfg_.mode == Mode::kSync) return last_push_[0];
+PushHeader ParameterServer::resume_point(const std::vector<PushHeader>& workers) const {
+  if (cfg_.mode == Mode::kSync) return workers[0];
   // The worker furthest behind: no batch of an active worker is skipped on resume.
-  const PushHeader* best = &last_push_[0];
-  for (const PushHeader& h : last_push_)
+  const PushHeader* best = &workers[0];
+  for (const PushHeader& h : workers)
     if (h.data_epoch < best->data_epoch ||
         (h.data_epoch == best->data_epoch && h.data_samples < best->data_samples))
       best = &h;

@@ -20,7 +20,7 @@ enum class PushKind : uint32_t { kPush = 1, kBye = 2 };
 
 struct PushHeader {
   PushKind kind = PushKind::kPush;
-  uint32_t pad = 0;
+  uint32_t signal = 0;    // the preemption signal the worker received (0: none)
   double loss = 0;        // mean loss of the step's micro-batches
   double grad_norm = 0;   // global norm of the pushed gradient (async/ssp clip with it)
   uint64_t data_epoch = 0, data_samples = 0;  // the worker's loader position after the step

@@ -1,5 +1,8 @@
 #include "loom/parallel/ps/ps_worker.hpp"
 
+#include <algorithm>
+#include <chrono>
+
 #include "loom/core/check.hpp"
 
 namespace loom::ps {
@@ -9,7 +12,20 @@ PsWorker::PsWorker(comm::Communicator& world, int servers, size_t num_params, bo
   LOOM_CHECK(world.rank() >= servers, "ps: rank ", world.rank(), " is a server, not a worker");
 }
 
+void PsWorker::await_reply(int s) {
+  const auto timeout = std::chrono::duration_cast<comm::Clock::duration>(
+      std::chrono::duration<double>(world_.timeout_s()));
+  const auto give_up = comm::Clock::now() + 2 * timeout;
+  const int from[] = {s};
+  while (world_.wait_any(from, std::min(give_up, comm::Clock::now() + timeout / 2)).peer < 0)
+    if (comm::Clock::now() >= give_up)
+      throw comm::PeerFailure(s, detail::concat("ps: no answer from server rank ", s, " in ",
+                                                2 * world_.timeout_s(),
+                                                " s (twice the comm timeout)"));
+}
+
 bool PsWorker::receive_reply(int s, float* params) {
+  await_reply(s);
   ReplyHeader h;
   world_.recv(&h, sizeof h, s);
   if (h.status == ReplyStatus::kStop) return false;
@@ -21,6 +37,7 @@ bool PsWorker::receive_reply(int s, float* params) {
 
 void PsWorker::push_to(int s, const float* grads, const PushHeader& h) {
   world_.send(&h, sizeof h, s);
+  if (s == 0) cut_.count(world_.rank());  // the drill (once a push): dies with the header sent
   world_.send(grads + ranges_[s].begin, ranges_[s].size() * sizeof(float), s);
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/parallel/ps/cut_message_fault.hpp"
 #include "loom/parallel/ps/ps_protocol.hpp"
 #include "loom/parallel/ps/server_ranges.hpp"
 
@@ -32,6 +33,10 @@ class PsWorker {
   // Every server's reply; false if any said stop.
   bool receive_replies(float* params);
 
+  // Waits for server s's reply for up to twice the comm timeout (in chunks, each a bounded
+  // wait): the ssp gate may hold it while the server waits out a hung worker's timeout before
+  // dropping it. A server gone ends the wait (the reply's recv then names it).
+  void await_reply(int s);
   // Server s's reply: true for parameters (received into params), false for stop.
   bool receive_reply(int s, float* params);
   void push_to(int s, const float* grads, const PushHeader& h);
@@ -39,6 +44,7 @@ class PsWorker {
   comm::Communicator& world_;
   std::vector<ParamRange> ranges_;
   bool sync_;
+  CutMessageFault cut_ = CutMessageFault::from_env();
 };
 
 }  // namespace loom::ps
