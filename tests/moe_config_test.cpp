@@ -152,7 +152,7 @@ TEST(MoeParamLayout, MoeBlocksHoldTheRouterAndEveryExpertUnderHuggingFaceNames) 
 }
 
 // The flags exist, their values are checked before any rank starts, and a valid MoE config is
-// refused clearly while the block does not use the layer yet.
+// refused clearly under the layouts MoE does not run in yet (tp, pp).
 TEST(MoeConfigCli, FlagsAreCheckedBeforeAnyRankStarts) {
   testing::TempDir dir;
   const std::string cfg = testing::make_run(dir, "the quick brown fox jumps over the lazy dog. ", 5);
@@ -162,7 +162,9 @@ TEST(MoeConfigCli, FlagsAreCheckedBeforeAnyRankStarts) {
       {"--moe_experts 4 --moe_top_k 5", "model.moe_top_k must be in [1, moe_experts = 4], got 5"},
       {"--moe_experts 4 --moe_capacity_factor -1",
        "model.moe_capacity_factor must be >= 0 (0: dropless), got -1"},
-      {"--moe_experts 4", "moe_experts 4: mixture-of-experts blocks are not wired into the GPT model yet"}};
+      {"--moe_experts 4 --tp 2", "moe_experts 4: mixture-of-experts models train with data "
+                                 "parallelism only for now (--tp 1 --pp 1 --parallel manual), got --tp 2"},
+      {"--moe_experts 4 --pp 2", "(--tp 1 --pp 1 --parallel manual), got --tp 1 --pp 2"}};
   for (const auto& c : cases) {
     const auto r = testing::loom_cli("train --config " + cfg + " --nproc 2 " + c.flags, 60);
     EXPECT_NE(r.rc, 0) << c.flags << "\n" << r.out;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "loom/core/check.hpp"
@@ -10,6 +11,8 @@
 #include "loom/kernels/cpu/gelu.hpp"
 #include "loom/kernels/cpu/layernorm.hpp"
 #include "loom/kernels/cpu/residual.hpp"
+#include "loom/model/moe/moe_binding.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 
 namespace loom::infer {
 
@@ -19,7 +22,8 @@ namespace {
 
 struct Block {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-  DecoderLinear qkv, proj, fc, mlp;
+  DecoderLinear qkv, proj, fc, mlp;  // fc, mlp: a dense block's
+  moe::MoeTensors<const float> moe;  // an MoE block's router and experts (router nullptr: dense)
 };
 
 // Parameter `name` of the model (its Hugging Face name), or nullptr when the layout has none.
@@ -49,6 +53,8 @@ struct KVDecoder::Impl {
   size_t cap_rows = 0;
   AlignedBuffer<float> x, ln, mean, rstd, qkv, att, branch, fc, logits;
   std::vector<float> att_scratch;
+  std::unique_ptr<moe::MoeLayer<float>> moe_layer;  // nullptr: dense model
+  moe::MoeBuffers<float> moe_buf;
 
   Impl(const GPT& m, WeightType t) : model(m), cfg(m.config()), type(t) {
     const int C = cfg.d_model;
@@ -62,11 +68,19 @@ struct KVDecoder::Impl {
         return DecoderLinear::conv1d(param(m, h + name + ".weight"),
                                      param(m, h + name + ".bias", bias), in, out, t);
       };
+      const bool moe = cfg.is_moe_block(l);
       blocks.push_back({param(m, h + "ln_1.weight"), param(m, h + "ln_1.bias"),
                         param(m, h + "ln_2.weight"), param(m, h + "ln_2.bias"),
                         linear("attn.c_attn", C, 3 * C, cfg.qkv_bias), linear("attn.c_proj", C, C),
-                        linear("mlp.c_fc", C, 4 * C), linear("mlp.c_proj", 4 * C, C)});
+                        moe ? DecoderLinear() : linear("mlp.c_fc", C, 4 * C),
+                        moe ? DecoderLinear() : linear("mlp.c_proj", 4 * C, C), {}});
+      if (moe) {
+        LOOM_CHECK(t == WeightType::F32, "KVDecoder: a mixture-of-experts model decodes with f32 "
+                   "weights only, got ", name(t));
+        blocks.back().moe = moe::bind_moe_tensors(m.layout(), l, m.params(), 0, cfg.moe_experts);
+      }
     }
+    if (cfg.is_moe()) moe_layer = std::make_unique<moe::MoeLayer<float>>(moe::MoeConfig::of(cfg), C);
     head = DecoderLinear::lm_head(wte, cfg.vocab_size, C, t);
   }
 
@@ -137,9 +151,13 @@ struct KVDecoder::Impl {
       b.proj.forward(branch.data(), att.data(), R);
       residual_forward(x.data(), x.data(), branch.data(), RC);
       layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), b.ln2_w, b.ln2_b, R, C);
-      b.fc.forward(fc.data(), ln.data(), R);
-      gelu_forward(fc.data(), fc.data(), RC * 4);
-      b.mlp.forward(branch.data(), fc.data(), R);
+      if (b.moe.router) {  // generation is dropless: every row gets its top_k experts
+        moe_layer->forward(branch.data(), ln.data(), R, b.moe, moe_buf, /*dropless=*/true);
+      } else {
+        b.fc.forward(fc.data(), ln.data(), R);
+        gelu_forward(fc.data(), fc.data(), RC * 4);
+        b.mlp.forward(branch.data(), fc.data(), R);
+      }
       residual_forward(x.data(), x.data(), branch.data(), RC);
     }
     lengths = next;

@@ -3,6 +3,7 @@
 #include "loom/core/check.hpp"
 #include "loom/kernels/cpu/attention.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 
 namespace loom {
 
@@ -54,6 +55,9 @@ ActivationBytes activation_plan(const GPTConfig& config, const ActivationShape& 
     a.head = bytes(N * C) + 4 * bytes(N) + (s.tp > 1 ? bytes(3 * N) : 0);
     a.logits = bytes(N * Vl);
   }
+  for (int l = s.first_block; l < s.first_block + s.blocks; ++l) a.moe_blocks += config.is_moe_block(l);
+  if (a.moe_blocks > 0)
+    a.moe_per_block = moe::moe_buffer_bytes(moe::MoeConfig::of(config), config.d_model, N, e);
   const size_t att_scratch = kernels::attention_scratch_size(
       {1, s.seq, static_cast<int>(Cl), static_cast<int>(Hl)}, s.threads);
   a.scratch = 3 * bytes(N * C) + bytes(N * 3 * Cl) + bytes(N * Cl) + bytes(N * Fl) +

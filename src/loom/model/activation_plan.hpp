@@ -19,6 +19,7 @@ namespace loom {
 // What one activation set is planned for.
 struct ActivationShape {
   int blocks = 0;          // blocks of the chunk (a pipeline stage's, or the whole model's)
+  int first_block = 0;     // the global index of its first (which of them are MoE blocks)
   bool embedding = true;   // the chunk starts with the embedding (its dropout mask)
   bool head = true;        // the chunk ends with ln_f, the LM head and the loss
   int tp = 1;              // tensor-parallel ranks
@@ -48,6 +49,10 @@ struct ActivationBytes {
   size_t head = 0;              // ln_f output and statistics, losses, lse, tp's CE statistics
   size_t logits = 0;            // (B, T, Vl)
   size_t scratch = 0;           // the model's backward scratch (shared by every set)
+  // An MoE block's routing, expert activations and backward scratch (moe::moe_buffer_bytes),
+  // held by the set for good, besides the dense block's tensors it carves (fc, fc_gelu unused).
+  size_t moe_per_block = 0;
+  int moe_blocks = 0;
   int blocks = 0;
   bool split_backward = false;
 
@@ -57,11 +62,12 @@ struct ActivationBytes {
     return b_only_per_block * blocks + stage_input + recomputed + head + logits;
   }
   size_t masks() const { return masks_per_block * blocks + embedding_mask; }
+  size_t moe() const { return moe_per_block * moe_blocks; }
   // A set between its forward and its B.
-  size_t set() const { return kept() + b_only() + masks(); }
+  size_t set() const { return kept() + b_only() + masks() + moe(); }
   // A set after its B: waiting for W under a split backward (its B-only buffers went back to the
   // model's pool), everything after a fused one (the set keeps its buffers for the next forward).
-  size_t after_b() const { return split_backward ? kept() : set(); }
+  size_t after_b() const { return split_backward ? kept() + moe() : set(); }
   // A runner of one set: ModelRunner::activation_bytes().
   size_t total() const { return set() + scratch; }
 };

@@ -8,6 +8,7 @@
 
 #include "loom/core/aligned_buffer.hpp"
 #include "loom/model/activation_plan.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 #include "loom/model/recompute.hpp"
 
 namespace loom::gpt_internal {
@@ -32,6 +33,10 @@ struct BlockActs {
   // take the place of activations that B has finished with when it writes them (qkv, mid, fc and
   // the block's output), so a split backward needs no more activation memory than a fused one.
   T *d_qkv, *d_proj, *d_fc, *d_mlp;  // (N, 3Cl), (N, C), (N, Fl), (N, C)
+  // An MoE block's routing, expert activations and backward scratch, and what its forward saw
+  // (in the set's `moe`, `moe_stats`; nullptr for a dense block). fc and fc_gelu are unused.
+  moe::MoeBuffers<T>* moe;
+  moe::MoeStats* moe_stats;
 };
 
 // Bump allocator over a flat buffer (base == nullptr: every tensor is nullptr, only `used`
@@ -75,17 +80,26 @@ struct ActivationState {
   T* ce_stats = nullptr;  // tp > 1: row max (N), then sum-exp and target logit (2N)
   std::vector<T*> resid_out;  // block's output (N, C)
   uint8_t* emb_mask = nullptr;
+  // Per block of the chunk; used by MoE blocks only. The buffers size themselves (they grow only)
+  // and are held for good: an MoE block's backward (B included) needs its routing.
+  std::vector<moe::MoeBuffers<T>> moe;
+  std::vector<moe::MoeStats> moe_stats;
 
   // The forward these activations are of: its shape, its dropout (the key drawn from its Rng
   // and the index of its first row's sample) and its tokens and targets.
   int B = 0, Tn = 0;
   bool have_targets = false, dropped = false, backward_done = false;
+  bool train = false;  // a training forward (MoE capacity applies; dropless otherwise)
   bool weights_pending = false;  // B has run, W not yet
   uint64_t drop_key = 0;
   int64_t drop_first_sample = 0;
   std::vector<int32_t> tokens, targets;
 
-  size_t bytes() const { return kept_buf.size() * sizeof(T) + (b_only ? b_only->bytes() : 0); }
+  size_t bytes() const {
+    size_t n = kept_buf.size() * sizeof(T) + (b_only ? b_only->bytes() : 0);
+    for (const moe::MoeBuffers<T>& b : moe) n += b.bytes();
+    return n;
+  }
   // The chunk's output: the last block's, or its input without blocks.
   T* output() const { return resid_out.empty() ? resid0 : resid_out.back(); }
 };

@@ -62,6 +62,8 @@ typename ChunkExecutor<T>::Impl::Carved ChunkExecutor<T>::Impl::carve(S& s, T* k
   T* shared_att = selective ? a.take(NT * Hl) : nullptr;
   s.blocks.assign(hi - lo, {});
   s.resid_out.assign(hi - lo, nullptr);
+  s.moe.resize(hi - lo);  // keeps the buffers of earlier forwards
+  s.moe_stats.resize(hi - lo);
   for (int l = 0; l < hi - lo; ++l) {
     BlockActs<T>& b = s.blocks[l];
     if (opt.recompute == Recompute::kFull)
@@ -73,6 +75,9 @@ typename ChunkExecutor<T>::Impl::Carved ChunkExecutor<T>::Impl::carve(S& s, T* k
     b.proj_mask = drop ? mk.take(N * C) : nullptr;
     b.mlp_mask = drop ? mk.take(N * C) : nullptr;
     b.d_qkv = b.d_proj = b.d_fc = b.d_mlp = nullptr;
+    const bool moe = m.cfg.is_moe_block(m.block_id[lo + l]);
+    b.moe = moe ? &s.moe[l] : nullptr;
+    b.moe_stats = moe ? &s.moe_stats[l] : nullptr;
     if (opt.split_backward) {
       // B reads qkv last in the attention's backward, mid in ln_2's, fc in the GELU's, and
       // resid_out[l] not at all (block l + 1's backward, before it, was its last reader).
@@ -101,6 +106,7 @@ template <typename T>
 ActivationBytes ChunkExecutor<T>::Impl::plan(int batch, int seq) const {
   ActivationShape shape;
   shape.blocks = hi - lo;
+  shape.first_block = m.block_id.empty() ? 0 : m.block_id[lo];
   shape.embedding = with_embedding;
   shape.head = with_head;
   shape.tp = m.shard.tp_size;
@@ -181,7 +187,9 @@ BlockPass<T> ChunkExecutor<T>::Impl::pass(const S& s) const {
           .drop_first_sample = s.drop_first_sample,
           .recompute = opt.recompute,
           .scratch = &ws,
-          .profile = profile};
+          .profile = profile,
+          .moe = m.moe_layer.get(),
+          .dropless = !s.train};
 }
 
 template <typename T>
@@ -228,6 +236,24 @@ T ChunkExecutor<T>::forward_activation(ActivationSet<T>& set, const T* input,
              "forward_activation: takes an activation on a chunk without the embedding");
   return impl_->forward(*set.state_, nullptr, input, targets, batch, seq, train, dropout_rng,
                         first_sample);
+}
+
+template <typename T>
+moe::MoeStats ChunkExecutor<T>::moe_stats(const ActivationSet<T>& set) const {
+  const ActivationState<T>& s = *set.state_;
+  moe::MoeStats sum;
+  int blocks = 0;
+  for (const BlockActs<T>& b : s.blocks) {
+    if (!b.moe_stats) continue;
+    const moe::MoeStats& x = *b.moe_stats;
+    sum.load_balance_loss += x.load_balance_loss;
+    sum.z_loss += x.z_loss;
+    sum.dropped_share += x.dropped_share;
+    sum.max_over_mean_load = std::max(sum.max_over_mean_load, x.max_over_mean_load);
+    ++blocks;
+  }
+  if (blocks > 0) sum.dropped_share /= blocks;
+  return sum;
 }
 
 template <typename T>

@@ -27,6 +27,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/model/activation_set.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 #include "loom/model/recompute.hpp"
 
 namespace loom {
@@ -77,6 +78,11 @@ class ChunkExecutor {
   // (copied into the set). Otherwise as forward().
   T forward_activation(ActivationSet<T>& set, const T* input, const int32_t* targets, int batch,
                        int seq, bool train, Rng* dropout_rng = nullptr, int64_t first_sample = 0);
+  // The MoE blocks of the set's forward (zeros for a chunk without any): their auxiliary losses
+  // summed (each times its coefficient: the training loss is the forward's cross-entropy plus
+  // these two, and backward adds their gradients, scaled by loss_scale), the dropped share
+  // averaged over the blocks and the largest max/mean expert load.
+  moe::MoeStats moe_stats(const ActivationSet<T>& set) const;
   // (B, T, C): the residual stream after the chunk's last block, for the next chunk.
   const T* output(const ActivationSet<T>& set) const;
   // This rank's logits (B, T, local_vocab()) of the set's forward (a chunk with the head): after

@@ -42,6 +42,7 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
   if (s.have_targets) check_tokens(tgt, N, cfg.vocab_size, "targets");
   s.B = batch;
   s.Tn = seq;
+  s.train = train;
   ensure_capacity(s);
   s.backward_done = false;
   if (tok != nullptr) s.tokens.assign(tok, tok + N);
@@ -127,10 +128,15 @@ void ChunkExecutor<T>::Impl::backward(S& s, T loss_scale, const T* doutput,
              "backward: the set's forward ran chunk ", s.planned_chunk, " with recompute ",
              recompute_name(s.planned_recompute), ", this executor runs chunk ", opt.chunk,
              " with recompute ", recompute_name(opt.recompute));
+  LOOM_CHECK(with_head || !m.moe_layer,
+             "backward: a chunk without the head of a mixture-of-experts model (its auxiliary "
+             "losses' weight, the loss scale, is not known there; pipeline parallelism with MoE is "
+             "not supported yet)");
   s.backward_done = true;
   s.weights_pending = !weights;
   ensure_scratch(s);
-  const BlockPass<T> p = pass(s);
+  BlockPass<T> p = pass(s);
+  p.moe_loss_scale = loss_scale;
   const size_t NC = static_cast<size_t>(s.B) * s.Tn * m.C;
   auto ready = [&](size_t begin, size_t end) {
     if (on_ready && begin < end) on_ready(begin, end);

@@ -99,7 +99,7 @@ void GPTModel<T>::bind_gradients(const std::vector<T*>& storage) {
   for (size_t i = 0; i < storage.size(); ++i)
     LOOM_CHECK(storage[i] != nullptr, "bind_gradients: no storage for ", m.layout[i].name);
   m.grad_storage = storage;
-  m.g = gpt_internal::bind_tensors(m.grad_storage, m.layout, m.block_id);
+  m.g = gpt_internal::bind_tensors(m.grad_storage, m.layout, m.block_id, m.cfg);
   m.grads.resize(0);
 }
 

@@ -91,6 +91,15 @@ void mlp_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>
     auto t = pass.timed(Kernel::kLayerNorm, false);
     layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, w.ln2_w, w.ln2_b, N, C);
   }
+  if (a.moe) {
+    // The experts are replicated over tp: every rank computes the whole branch (no all-reduce).
+    // redo keeps the forward's routing and expert activations (the set holds them).
+    if (redo) return;
+    *a.moe_stats = pass.moe->forward(s.dbranch, a.ln2, N, moe::as_const(w.moe), *a.moe,
+                                     pass.dropless);
+    add_branch(pass, layer, out, a.mid, a.mlp_mask, DropSite::kMlpProj, redo);
+    return;
+  }
   {
     auto t = pass.timed(Kernel::kMatmulFC, false);
     linear_forward(a.fc, a.ln2, w.fc_w, w.fc_b, N, C, Fl);
@@ -138,6 +147,15 @@ void mlp_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
                        const BlockTensors<T>& gw, BlockActs<T>& a, bool weights) {
   const int N = pass.rows(), C = pass.C, Fl = pass.Fl;
   const BackwardScratch<T>& s = *pass.scratch;
+  if (a.moe) {
+    // Weight gradients now even in a split backward's B (its W has no MoE work).
+    pass.moe->backward(s.dln, branch_grad(pass, a.mlp_mask), a.ln2, moe::as_const(w.moe), gw.moe,
+                       *a.moe, pass.moe_loss_scale);
+    auto t = pass.timed(Kernel::kLayerNorm, true);
+    layernorm_backward(s.dres, gw.ln2_w, gw.ln2_b, s.dln, a.mid, w.ln2_w, a.ln2_mean, a.ln2_rstd,
+                       N, C);
+    return;
+  }
   {
     const T* dout = branch_grad(pass, a.mlp_mask);
     auto t = pass.timed(Kernel::kMatmulMLPProj, true);
@@ -219,13 +237,15 @@ template <typename T>
 void block_weights(const BlockPass<T>& pass, const BlockTensors<T>& w, const BlockTensors<T>& gw,
                    const BlockActs<T>& a) {
   const int N = pass.rows(), C = pass.C, Cl = pass.Cl, Fl = pass.Fl;
-  {
-    auto t = pass.timed(Kernel::kMatmulMLPProj, true);
-    linear_backward<T>(nullptr, gw.mlp_w, gw.mlp_b, a.d_mlp, a.fc_gelu, w.mlp_w, N, Fl, C);
-  }
-  {
-    auto t = pass.timed(Kernel::kMatmulFC, true);
-    linear_backward<T>(nullptr, gw.fc_w, gw.fc_b, a.d_fc, a.ln2, w.fc_w, N, C, Fl);
+  if (!a.moe) {  // an MoE MLP's weight gradients were taken in B
+    {
+      auto t = pass.timed(Kernel::kMatmulMLPProj, true);
+      linear_backward<T>(nullptr, gw.mlp_w, gw.mlp_b, a.d_mlp, a.fc_gelu, w.mlp_w, N, Fl, C);
+    }
+    {
+      auto t = pass.timed(Kernel::kMatmulFC, true);
+      linear_backward<T>(nullptr, gw.fc_w, gw.fc_b, a.d_fc, a.ln2, w.fc_w, N, C, Fl);
+    }
   }
   {
     auto t = pass.timed(Kernel::kMatmulAttnProj, true);

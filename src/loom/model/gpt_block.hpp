@@ -10,6 +10,7 @@
 #include "loom/model/activation_state.hpp"
 #include "loom/model/gpt_weights.hpp"
 #include "loom/model/kernel_profile.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/model/tp_group.hpp"
 
@@ -33,6 +34,9 @@ struct BlockPass {
   Recompute recompute;
   const BackwardScratch<T>* scratch;
   KernelProfile* profile;
+  const moe::MoeLayer<T>* moe = nullptr;  // the MoE blocks' MLP (nullptr: dense model)
+  bool dropless = true;                    // MoE without capacity (not a training forward)
+  T moe_loss_scale = T(1);                 // backward: the weight of the MoE auxiliary losses
 
   int rows() const { return B * Tn; }
   ProfileScope timed(Kernel k, bool backward) const { return ProfileScope(profile, k, backward); }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,17 +12,20 @@
 #include "loom/core/check.hpp"
 #include "loom/kernels/cpu/vocab_parallel_ce.hpp"
 #include "loom/model/gpt.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 
 namespace loom {
 namespace gpt_internal {
 
 // Pointers to one block's tensors inside a flat buffer (parameters or gradients), and the
-// block's range of that buffer.
+// block's range of that buffer. An MoE block (GPTConfig::is_moe_block) has its router and
+// experts in `moe` and no dense MLP (fc_*, mlp_* nullptr); a dense block has moe.router nullptr.
 template <typename T>
 struct BlockTensors {
   T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_w,
       *mlp_b;
   size_t begin, end;
+  moe::MoeTensors<T> moe;
 };
 
 // The shard's tensors; nullptr for those it does not hold.
@@ -34,7 +38,7 @@ struct ModelTensors {
 // storage[i]: where layout[i] lives (base + offset for a flat buffer).
 template <typename T>
 ModelTensors<T> bind_tensors(const std::vector<T*>& storage, const std::vector<ParamInfo>& layout,
-                             const std::vector<int>& block_ids) {
+                             const std::vector<int>& block_ids, const GPTConfig& cfg) {
   std::map<std::string, size_t> at;
   for (size_t i = 0; i < layout.size(); ++i) at[layout[i].name] = i;
   auto get = [&](const std::string& name) -> T* {
@@ -59,7 +63,15 @@ ModelTensors<T> bind_tensors(const std::vector<T*>& storage, const std::vector<P
                         get(h + "attn.c_attn.bias"), get(h + "attn.c_proj.weight"),
                         get(h + "attn.c_proj.bias"), get(h + "ln_2.weight"), get(h + "ln_2.bias"),
                         get(h + "mlp.c_fc.weight"), get(h + "mlp.c_fc.bias"),
-                        get(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias"), begin, end});
+                        get(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias"), begin, end, {}});
+    if (!cfg.is_moe_block(l)) continue;
+    moe::MoeTensors<T>& x = m.blocks.back().moe;
+    x.router = get(h + "mlp.router.weight");
+    for (int e = 0; e < cfg.moe_experts; ++e) {
+      const std::string p = h + "mlp.experts." + std::to_string(e) + ".";
+      x.experts.push_back({get(p + "c_fc.weight"), get(p + "c_fc.bias"), get(p + "c_proj.weight"),
+                           get(p + "c_proj.bias")});
+    }
   }
   return m;
 }
@@ -90,6 +102,7 @@ struct GPTModel<T>::Impl {
   AlignedBuffer<T> params, grads;  // grads: empty once bind_gradients has moved them
   std::vector<T*> grad_storage;    // where each layout tensor's gradient lives
   gpt_internal::ModelTensors<T> p, g;  // views into params and grad_storage
+  std::unique_ptr<moe::MoeLayer<T>> moe_layer;  // the MoE blocks' MLP (nullptr: dense model)
 
   Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group)
       : cfg(c), shard(s), tp(group) {
@@ -115,8 +128,9 @@ struct GPTModel<T>::Impl {
     grads.resize(n_params);
     grad_storage = gpt_internal::flat_storage(grads.data(), layout);
     p = gpt_internal::bind_tensors(gpt_internal::flat_storage(params.data(), layout), layout,
-                                   block_id);
-    g = gpt_internal::bind_tensors(grad_storage, layout, block_id);
+                                   block_id, cfg);
+    g = gpt_internal::bind_tensors(grad_storage, layout, block_id, cfg);
+    if (cfg.is_moe()) moe_layer = std::make_unique<moe::MoeLayer<T>>(moe::MoeConfig::of(cfg), C);
     for (const auto& info : layout) {
       if (info.name == "transformer.wte.weight")
         vocab = {static_cast<int>(info.shape[0]), static_cast<int>(info.split.dim < 0 ? info.shape[0] : info.split.valid),

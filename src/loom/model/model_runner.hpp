@@ -40,6 +40,7 @@ class ModelRunner {
     executor_.backward_input(set_, loss_scale, doutput);
   }
   void backward_weights() { executor_.backward_weights(set_); }
+  moe::MoeStats moe_stats() const { return executor_.moe_stats(set_); }
   const T* output() const { return executor_.output(set_); }
   const T* logits() const { return executor_.logits(set_); }
   void logits_row(int n, T* out) const { executor_.logits_row(set_, n, out); }

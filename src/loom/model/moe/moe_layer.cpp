@@ -20,6 +20,28 @@ void fit(V& v, size_t n) {
 }  // namespace
 
 template <typename T>
+size_t MoeBuffers<T>::bytes() const {
+  auto of = [](const auto& v) { return v.size() * sizeof(v[0]); };
+  return of(logits) + of(probs) + of(lse) + of(gates) + of(routing.expert) + of(routing.row) +
+         of(routing.chosen) + of(routing.kept) + of(routing.first) + of(dispatched) +
+         of(returned) + of(expert_in) + of(expert_pre) + of(expert_act) + of(expert_out) +
+         of(received) + of(local_first) + of(to_expert_major) + of(send_counts) +
+         of(recv_counts) + of(staging) + of(dgates) + of(dlogits) + of(d_returned) +
+         of(d_dispatched) + of(d_expert_out) + of(d_expert_in) + of(d_expert_act);
+}
+
+size_t moe_buffer_bytes(const MoeConfig& cfg, int d_model, size_t N, size_t elem_bytes) {
+  const size_t E = static_cast<size_t>(cfg.experts), A = N * static_cast<size_t>(cfg.top_k);
+  const size_t C = static_cast<size_t>(d_model);
+  // logits, probs, dlogits [N,E]; lse [N]; gates, dgates [A]; dispatched, expert_out,
+  // d_returned, d_dispatched [A,C]; expert_pre, expert_act, d_expert_act [A,4C].
+  const size_t elems = 3 * N * E + N + 2 * A + 4 * A * C + 3 * A * 4 * C;
+  // Routing: expert and row [A], chosen and kept [E] (int32); first and local_first [E+1] (int64).
+  const size_t ints = (2 * A + 2 * E) * sizeof(int32_t) + 2 * (E + 1) * sizeof(int64_t);
+  return elems * elem_bytes + ints;
+}
+
+template <typename T>
 MoeLayer<T>::MoeLayer(const MoeConfig& cfg, int d_model, ExpertParallelGroup* ep)
     : cfg_(cfg), C_(d_model), ep_(ep != nullptr && ep->size() > 1 ? ep : nullptr) {
   const int P = ep_ ? ep_->size() : 1;
@@ -272,6 +294,8 @@ void MoeLayer<T>::from_experts(const T* expert_major, T* dispatch_order, MoeBuff
   ep_->all_to_all_v(b.staging.data(), b.recv_counts, dispatch_order, b.send_counts);
 }
 
+template struct MoeBuffers<float>;
+template struct MoeBuffers<double>;
 template class MoeLayer<float>;
 template class MoeLayer<double>;
 

@@ -38,6 +38,15 @@ struct MoeTensors {
   std::vector<ExpertTensors<T>> experts;  // this rank's El experts, in expert order
 };
 
+// A read-only view of the same tensors (what forward and backward read).
+template <typename T>
+MoeTensors<const T> as_const(const MoeTensors<T>& t) {
+  MoeTensors<const T> c;
+  c.router = t.router;
+  for (const ExpertTensors<T>& e : t.experts) c.experts.push_back({e.fc_w, e.fc_b, e.proj_w, e.proj_b});
+  return c;
+}
+
 // What one forward saw (this rank's tokens).
 struct MoeStats {
   double load_balance_loss = 0;  // a * E * sum f_i P_i (times its coefficient)
@@ -75,7 +84,15 @@ struct MoeBuffers {
   std::vector<T> d_returned, d_dispatched;      // [A, C]
   std::vector<T> d_expert_out, d_expert_in;     // [R, C] (ep > 1)
   std::vector<T> d_expert_act;                  // [R, 4C]
+
+  // Bytes the buffers hold now.
+  size_t bytes() const;
 };
+
+// Bytes of an MoeBuffers after a forward and a backward of N tokens at ep 1 (every assignment
+// kept: the first forward sizes the buffers for that worst case); what activation_plan counts
+// for each MoE block.
+size_t moe_buffer_bytes(const MoeConfig& cfg, int d_model, size_t N, size_t elem_bytes);
 
 template <typename T>
 class MoeLayer {
