@@ -344,8 +344,7 @@ int run(const Options& o) {
   std::printf("\n");
   print_breakdown(stages, runtime);
   for (int r = 0; r < world; ++r) {
-    const auto c = rank.mesh ? loom::parallel::mesh_coord(rank.mesh->shape(), r)
-                             : loom::parallel::MeshCoord{};
+    const auto c = rank.mesh ? rank.mesh->coord_of(r) : loom::parallel::MeshCoord{};
     const double predicted = loom::total_bytes(stages[c.pp]) / MiB + peaks[2 * r + 1];
     std::printf("rank %d (pp %d, dp %d, tp %d): predicted %.1f MiB | measured peak RSS %.1f MiB "
                 "over %d step(s) | predicted / measured %.3f\n",
