@@ -399,42 +399,37 @@ void Communicator::recv(void* data, size_t bytes, int peer) {
           });
 }
 
-bool Communicator::send_unless_gone(const void* data, size_t bytes, int peer) {
-  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+bool Communicator::unless_gone(int peer, const std::string& what,
+                               const std::function<void(const Link&)>& body) {
   wait_for_async();
   const Link link = link_to(peer);
-  bool delivered = true;
-  guarded(detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
-          [&](Clock::time_point deadline) {
-            over(link, deadline, [&] {
-              try {
-                link.transport->send(link.peer, {static_cast<const std::byte*>(data), bytes});
-              } catch (const PeerGone& e) {
-                if (e.peer != link.peer) throw;
-                delivered = false;
-              }
-            });
-          });
-  return delivered;
+  bool reached = true;
+  guarded(what, [&](Clock::time_point deadline) {
+    over(link, deadline, [&] {
+      try {
+        body(link);
+      } catch (const PeerGone& e) {
+        if (e.peer != link.peer) throw;
+        reached = false;
+      }
+    });
+  });
+  return reached;
+}
+
+bool Communicator::send_unless_gone(const void* data, size_t bytes, int peer) {
+  LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "send: bad peer ", peer);
+  return unless_gone(peer, detail::concat("send (", bytes, " bytes to rank ", members()[peer], ")"),
+                     [&](const Link& l) {
+                       l.transport->send(l.peer, {static_cast<const std::byte*>(data), bytes});
+                     });
 }
 
 bool Communicator::recv_unless_gone(void* data, size_t bytes, int peer) {
   LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "recv: bad peer ", peer);
-  wait_for_async();
-  const Link link = link_to(peer);
-  bool received = true;
-  guarded(detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
-          [&](Clock::time_point deadline) {
-            over(link, deadline, [&] {
-              try {
-                link.transport->recv_into(link.peer, data, bytes);
-              } catch (const PeerGone& e) {
-                if (e.peer != link.peer) throw;
-                received = false;
-              }
-            });
-          });
-  return received;
+  return unless_gone(peer,
+                     detail::concat("recv (", bytes, " bytes from rank ", members()[peer], ")"),
+                     [&](const Link& l) { l.transport->recv_into(l.peer, data, bytes); });
 }
 
 Communicator::Arrival Communicator::wait_any(std::span<const int> peers, Clock::time_point until) {

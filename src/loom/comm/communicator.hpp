@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,9 @@ class Communicator {
   void over(const Link& link, Clock::time_point deadline, const Body& body);
   Arrival wait_any_over_links(std::span<const int> peers, Clock::time_point deadline,
                               Clock::time_point until);
+  // send/recv_unless_gone's shared part: `body` over the link to `peer` (a checked group rank)
+  // under the timeout; false when the peer is found gone.
+  bool unless_gone(int peer, const std::string& what, const std::function<void(const Link&)>& body);
   std::unique_ptr<Communicator> split_with(int color, int key, const std::string& name,
                                            Topology topology);
   // The same ranks (all on one host) over a shared-memory segment of their own: under MPI the
