@@ -1,6 +1,6 @@
 // One activation-size function (model/activation_plan), three users that must agree with it:
 // the model's own buffers (set, scratch, logits, and a split B's release of its B-only buffers),
-// `loom memory`'s activation entries (train/memory_model) and the planner's activation estimate
+// `loom memory`'s activation entries (parallel/planner/memory_model) and the planner's activation estimate
 // (parallel/planner), at tp 1 and 2, recompute none / selective / full, the split backward, with
 // and without the embedding and the head, with and without dropout.
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include "loom/model/gpt.hpp"
 #include "loom/model/model_runner.hpp"
 #include "loom/parallel/planner/planner.hpp"
-#include "loom/train/memory_model.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
 
 namespace loom {
 namespace {
@@ -69,17 +69,8 @@ TEST(ActivationPlan, IsWhatTheModelAllocates) {
     GPTModel<float> model(cfg, shard, k.tp > 1 ? &group : nullptr);
     model.init_weights(1);
     ModelRunner<float> m(model, {0, k.recompute, k.split});
-    ActivationShape s;
-    s.blocks = 2;
-    s.embedding = k.embedding;
-    s.head = k.head;
-    s.tp = k.tp;
-    s.batch = B;
-    s.seq = T;
-    s.recompute = k.recompute;
-    s.split_backward = k.split;
-    s.threads = threads;
-    const ActivationBytes plan = activation_plan(cfg, s);
+    const ActivationBytes plan =
+        activation_plan(cfg, activation_shape(cfg, shard, 0, {B, T, k.recompute, k.split, threads}));
 
     const size_t N = static_cast<size_t>(B) * T;
     std::vector<int32_t> tokens(N), targets(N);

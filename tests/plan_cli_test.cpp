@@ -68,7 +68,7 @@ TEST_F(PlanCli, Gpt2XlOn64RanksInBoundedTimeWithALayoutThatFits) {
   std::set<int> zeros;
   std::set<std::string> recomputes;
   for (const auto& row : table) zeros.insert(row.zero), recomputes.insert(row.recompute);
-  EXPECT_EQ(zeros, (std::set<int>{0, 1, 2})) << r.out;
+  EXPECT_EQ(zeros, (std::set<int>{0, 1, 2, 3})) << r.out;
   EXPECT_EQ(recomputes, (std::set<std::string>{"none", "selective", "full"})) << r.out;
   EXPECT_NE(r.out.find("calibration cached in " + cache()), std::string::npos) << r.out;
 
@@ -115,13 +115,40 @@ TEST_F(PlanCli, BadFlagsAreNamed) {
   const std::string cfg = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.json";
   for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
            {"--cores_per_rank -1", "--cores_per_rank must be >= 0"},
-           {"--zero 3", "--zero must be 0, 1, 2 or all, got '3'"},
-           {"--recompute most", "--recompute (or all) must be none, selective or full, got 'most'"}}) {
+           {"--zero 4", "--zero must be 0, 1, 2, 3 or all, got '4'"},
+           {"--recompute most", "--recompute (or all) must be none, selective or full, got 'most'"},
+           {"--ranks_per_host 3", "--ranks_per_host must divide --nproc 2 (or be 0: every rank on one host), got 3"},
+           {"--ranks_per_host -2", "--ranks_per_host must divide --nproc 2"},
+           {"--inter_host_gbps 0", "--inter_host_gbps must be > 0, got 0"}}) {
     const auto r = plan("--config " + cfg + " --nproc 2 " + flags);
     EXPECT_NE(r.rc, 0) << flags;
     EXPECT_NE(r.out.find(message), std::string::npos) << flags << "\n" << r.out;
     EXPECT_FALSE(std::filesystem::exists(cache())) << flags;
   }
+}
+
+// --ranks_per_host and --inter_host_gbps reach the planner: the same layout's dp all-reduce
+// crosses a slow link between 2 hosts and its predicted step grows.
+TEST_F(PlanCli, HostFlagsPriceGroupsSpanningHosts) {
+  const std::string cfg = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.json";
+  const std::string flags = "--config " + cfg + " --nproc 4 --zero 0 --recompute none --top 100";
+  const auto one = plan(flags);
+  const auto two = plan(flags + " --ranks_per_host 2 --inter_host_gbps 0.001");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  ASSERT_EQ(two.rc, 0) << two.out;
+  EXPECT_NE(two.out.find("2 hosts of 2 ranks, 0.001 GB/s between them"), std::string::npos) << two.out;
+  EXPECT_EQ(one.out.find("hosts of"), std::string::npos) << one.out;
+  auto step_of = [](const std::vector<Row>& table, const std::string& layout) {
+    for (const auto& row : table)
+      if (row.layout == layout) return row.step_s;
+    return -1.0;
+  };
+  const double dp4_one = step_of(rows(one.out), "dp 4 x tp 1 x pp 1");
+  const double dp4_two = step_of(rows(two.out), "dp 4 x tp 1 x pp 1");
+  ASSERT_GT(dp4_one, 0) << one.out;
+  ASSERT_GT(dp4_two, 0) << two.out;
+  // tiny's 7 MB of gradients over 0.001 GB/s: seconds more per step.
+  EXPECT_GT(dp4_two, dp4_one + 1.0) << one.out << two.out;
 }
 
 // The cores of a rank divide the calibrated compute (timed with k.threads threads).

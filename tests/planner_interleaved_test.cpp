@@ -13,6 +13,7 @@
 #include "loom/model/activation_plan.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/parallel/planner/auto_layout.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
 #include "loom/parallel/planner/planner.hpp"
 #include "planner_request.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
@@ -89,15 +90,13 @@ TEST(PlannerInterleaved, EachChunkKeepsItsOwnActivationSets) {
   const Prediction inter = predict(r, equal_costs(), {}, {1, 1, 2, S::Interleaved, 2, 4});
   ASSERT_EQ(inter.stage_first_block, (std::vector<int>{0, 3, 6, 9, 12}));
   // One set of a chunk of `blocks` (micro-batches of 16 / 4 sequences), by the model's plan.
-  ActivationShape shape;
-  shape.batch = 16 / 4;
-  shape.seq = r.seq;
-  shape.head = false;
-  shape.threads = equal_costs().threads;
   auto set = [&](int blocks, bool embedding) {
-    shape.blocks = blocks;
-    shape.embedding = embedding;
-    return static_cast<double>(activation_plan(r.model, shape).set());
+    const ModelShard chunk{0, 1, 0, blocks, embedding, /*has_head=*/false};
+    return static_cast<double>(
+        activation_plan(r.model, activation_shape(r.model, chunk, 0,
+                                                  {16 / 4, r.seq, Recompute::kNone, false,
+                                                   equal_costs().threads}))
+            .set());
   };
   // Same blocks, parameters and scratch per rank: the difference is the sets only.
   const double extra = 4 * set(3, true) + 2 * set(3, false) - 2 * set(6, true);

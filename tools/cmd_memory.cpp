@@ -1,17 +1,23 @@
-// `loom memory`: predicted bytes per rank of a training step, by component (train/memory_model),
+// `loom memory`: predicted bytes per rank of a training step, by component (parallel/planner/memory_model),
 // beside the peak RSS measured while running real steps of that configuration. `--nproc N`
-// relaunches the command as N local ranks (shm backend), each measuring itself; with --tp and
-// --pp they form the trainer's mesh (dp x tp x pp) and run its steps: the tp slices, the
-// pipeline stages (partition timed as the trainer does) and the schedule. A configuration whose
-// predicted ranks do not fit this machine's available memory is predicted only (blocks split
-// evenly over the stages), and the output says it was not measured.
+// relaunches the command as N local ranks (shm backend), each measuring itself: each builds the
+// trainer of `loom train` (train/trainer.hpp) for the flags, on a scratch directory of random
+// tokens, and runs its steps (the mesh, tp slices, pipeline stages with the partition timed as
+// the trainer times it, schedule, data parallelism, optimizer). A configuration whose predicted
+// ranks do not fit this machine's available memory, or that `loom train` does not run, is
+// predicted only (blocks split evenly over the stages), and the output says why it was not
+// measured.
 #include <malloc.h>
 #include <omp.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,25 +25,25 @@
 #include "command_registry.hpp"
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/environment.hpp"
+#include "loom/config/parallel_plan.hpp"
+#include "loom/config/train_config.hpp"
 #include "loom/core/check.hpp"
 #include "loom/core/cpu_env.hpp"
 #include "loom/core/rng.hpp"
+#include "loom/data/token_shard.hpp"
 #include "loom/launch/launcher.hpp"
 #include "loom/model/gpt.hpp"
 #include "loom/model/model_runner.hpp"
-#include "loom/parallel/data_parallel.hpp"
 #include "loom/parallel/mesh.hpp"
 #include "loom/parallel/pipeline/pipeline_training.hpp"
-#include "loom/parallel/tensor_parallel.hpp"
-#include "loom/train/memory_model.hpp"
-#include "loom/config/parallel_plan.hpp"
-#include "loom/config/train_config.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
+#include "loom/train/trainer.hpp"
 
 namespace {
 
 struct Options {
   std::string config;
-  int batch = 4, seq = 256, threads = 0, nproc = 0, zero = 0, steps = 2;
+  int batch = 4, seq = 256, threads = 0, nproc = 0, zero = 0, steps = 0;
   int tp = 1, pp = 1, micro_batches = 0;
   double bucket_mb = 25;
   std::string precision = "f32";
@@ -72,108 +78,120 @@ double available_bytes() {
   return 0;
 }
 
-// This rank's piece of a training run, built as the trainer builds it (train/trainer.cpp): the
-// mesh, the tp group, the stage partition, the model shard, data parallelism and the pipeline.
-// Construction sets up the mesh and the partition (rank 0 times the parts on a model copy of its
-// own); build() the rest.
-struct RankRun {
-  std::unique_ptr<loom::parallel::Mesh> mesh;
-  std::unique_ptr<loom::parallel::CommTensorParallelGroup> tp;
-  loom::pipeline::Partition partition;
-  loom::ModelShard shard;
-  std::unique_ptr<loom::GPT> model;
-  std::unique_ptr<loom::parallel::DataParallel> dp;
-  std::unique_ptr<loom::pipeline::PipelineTraining> pipe;  // pp > 1
-  std::unique_ptr<loom::ModelRunner<float>> runner;        // pp 1
+// Steps measured: --steps, or enough that every slot of a pipeline lane's shm ring has carried a
+// message (one per micro-batch each way and step; they take the slots in turn, and a long run's
+// lanes have used every slot, as the prediction assumes), at least 2.
+int steps_measured(const Options& o, const loom::MemoryOptions& mo) {
+  if (o.steps > 0) return o.steps;
+  const int m = o.micro_batches > 0 ? o.micro_batches : o.pp;
+  return o.pp > 1 ? std::max(2, (mo.shm_slots + m - 1) / m) : 2;
+}
 
-  RankRun(const Options& o, const loom::GPTConfig& cfg, loom::comm::Communicator* world) {
-    if (world != nullptr) {
-      mesh = std::make_unique<loom::parallel::Mesh>(
-          *world, loom::parallel::mesh_shape(world->size(), o.tp, o.pp));
-    }
-    if (o.tp > 1) tp = std::make_unique<loom::parallel::CommTensorParallelGroup>(mesh->tp());
-    const int tp_rank = mesh ? mesh->coord().tp : 0;
-    shard = {tp_rank, o.tp};
-    if (o.pp > 1) {
-      partition = loom::pipeline::stage_partition(*world, cfg, o.pp, o.seq, omp_get_max_threads());
-      shard = loom::pipeline::stage_shard(partition, mesh->coord().pp, tp_rank, o.tp);
-    }
+// The run `loom train` would make of the flags (validated as it validates them), training on
+// `data_dir`: no evaluation, samples, checkpoints or log; `partition`: the blocks per stage.
+loom::RunConfig train_config(const Options& o, const loom::MemoryOptions& mo, int world,
+                             const std::string& data_dir, const std::string& partition) {
+  loom::RunConfig rc;
+  rc.model = mo.model;
+  loom::TrainConfig& t = rc.train;
+  t.data_dir = t.out_dir = data_dir;
+  t.batch_size = o.batch;
+  t.seq_len = t.stride = o.seq;
+  t.max_steps = steps_measured(o, mo);
+  t.warmup_steps = 0;
+  t.eval_freq = 0;
+  t.sample_freq = -1;
+  t.log_file = "";
+  t.nproc = world;
+  t.threads = o.threads;
+  t.precision = loom::kernels::parse_precision(o.precision, "--precision");
+  t.zero = o.zero;
+  t.bucket_mb = o.bucket_mb;
+  t.tp = o.tp;
+  t.pp = o.pp;
+  t.micro_batches = o.micro_batches;
+  t.schedule = mo.schedule;
+  t.recompute = mo.recompute;
+  t.partition = partition;
+  return loom::parse_run_config(loom::to_json(rc), "loom memory");
+}
+
+// Why `loom train` cannot run the flags' layout ("" when it can).
+std::string not_trainable(const Options& o, const loom::MemoryOptions& mo, int world) {
+  if (mo.model.vocab_size < 257)
+    return "its random tokens are bytes, and vocab_size " + std::to_string(mo.model.vocab_size) +
+           " < 257";
+  try {
+    train_config(o, mo, world, "(scratch)", "");
+  } catch (const loom::Error& e) {
+    return std::string("loom train refuses it: ") + e.what();
   }
+  return "";
+}
 
-  // One forward and backward of a one-block copy of this rank's shard (its ends and tp slice)
-  // on one micro-batch, with the run's threads, then freed: the matrix library's
-  // state for the step's products (the kernels oneDNN generates on first use, its primitives
-  // and per-thread scratchpads: a one-time cost of the library, like loading it) is then part of
-  // the process measured before the model. The copy does not communicate.
-  // It runs in f32 even under bf16: the per-thread bf16 operand buffers are predicted (bf16
-  // operand scratch), so the warm-up must not create them.
-  void warm_up_kernels(const Options& o, const loom::MemoryOptions& mo) const {
-    loom::ModelShard one = shard;
-    one.last_block = one.first_block + 1;
-    one.chunks.clear();
-    loom::ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
-    loom::GPT copy_model(mo.model, one, o.tp > 1 ? &group : nullptr);
-    loom::ModelRunner<float> copy(copy_model, {0, mo.recompute, /*split_backward=*/false});
-    const int rows = o.batch / (o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1);
-    const size_t n = static_cast<size_t>(rows) * o.seq;
-    std::vector<int32_t> tokens(n, 0);
-    std::vector<float> activation(n * mo.model.d_model, 0.0f);
+// A directory of random byte tokens for the measured steps (meta.json names the byte
+// tokenizer), enough for `windows` windows of `seq` tokens; removed with the object.
+struct ScratchData {
+  std::string dir;
+  ScratchData(int windows, int seq) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "loom-memory-XXXXXX").string();
+    LOOM_CHECK(::mkdtemp(pattern.data()) != nullptr, "memory: cannot create a directory from ",
+               pattern);
+    dir = pattern;
+    std::ofstream(dir + "/meta.json") << R"({"tokenizer": "byte"})";
     loom::Rng rng(7);
-    const int32_t* targets = one.has_head ? tokens.data() : nullptr;
-    if (one.has_embedding)
-      copy.forward(tokens.data(), targets, rows, o.seq, /*train=*/true, &rng);
-    else
-      copy.forward_activation(activation.data(), targets, rows, o.seq, /*train=*/true, &rng);
-    if (one.has_head)
-      copy.backward(1.0f);
-    else
-      copy.backward_from_output(activation.data());
+    std::vector<uint16_t> tokens(static_cast<size_t>(windows) * seq + 1);
+    for (auto& t : tokens) t = static_cast<uint16_t>(rng.below(256));
+    loom::write_shard(dir + "/memory_train.bin", tokens);
   }
-
-  // `mo`: the flags parsed once by run() (its recompute and schedule).
-  void build(const Options& o, const loom::MemoryOptions& mo) {
-    const loom::GPTConfig& cfg = mo.model;
-    model = std::make_unique<loom::GPT>(cfg, shard, tp.get());
-    model->init_weights(1);
-    dp = std::make_unique<loom::parallel::DataParallel>(
-        mesh ? &mesh->dp() : nullptr, *model, loom::AdamWParams{},
-        loom::parallel::DataParallelOptions{o.zero, o.bucket_mb}, tp ? &mesh->tp() : nullptr);
-    if (o.pp > 1) {
-      pipe = std::make_unique<loom::pipeline::PipelineTraining>(
-          *mesh, *model, mo.schedule, o.micro_batches > 0 ? o.micro_batches : o.pp,
-          /*virtual_stages=*/1, mo.recompute);
-    } else {
-      runner = std::make_unique<loom::ModelRunner<float>>(
-          *model, loom::ExecutorOptions{0, mo.recompute, /*split_backward=*/false});
-    }
-  }
-
-  // `steps` training steps on random tokens, as Trainer::step runs them.
-  void run_steps(const Options& o, loom::kernels::MatmulPrecision p) {
-    loom::Rng rng(7);
-    std::vector<int32_t> tokens(static_cast<size_t>(o.batch) * o.seq + 1);
-    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(model->config().vocab_size));
-    for (int s = 0; s < o.steps; ++s) {
-      model->zero_grad();
-      {
-        loom::kernels::MatmulPrecisionScope precision(p);
-        if (pipe) {
-          pipe->forward_backward(tokens.data(), tokens.data() + 1, o.batch, o.seq, 1.0f, rng,
-                                 dp->backward_hook(true));
-        } else {
-          runner->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, /*train=*/true, &rng);
-          runner->backward(1.0f, dp->backward_hook(true));
-        }
-      }
-      dp->reduce_gradients();
-      if (pipe)
-        pipe->sum_over_stages(dp->grad_sq_sum(pipe->norm_skip()));
-      else
-        dp->grad_sq_sum();
-      dp->step(1e-4f, 1.0f);
-    }
+  ~ScratchData() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
   }
 };
+
+// One forward and backward of a one-block copy of this rank's shard (its ends and tp slice)
+// on one micro-batch, with the run's threads, then freed: the matrix library's
+// state for the step's products (the kernels oneDNN generates on first use, its primitives
+// and per-thread scratchpads: a one-time cost of the library, like loading it) is then part of
+// the process measured before the model. The copy does not communicate.
+// It runs in f32 even under bf16: the per-thread bf16 operand buffers are predicted (bf16
+// operand scratch), so the warm-up must not create them.
+void warm_up_kernels(const Options& o, const loom::MemoryOptions& mo, const loom::ModelShard& shard) {
+  loom::ModelShard one = shard;
+  one.last_block = one.first_block + 1;
+  one.chunks.clear();
+  loom::ShapesOnlyTpGroup group(shard.tp_rank, shard.tp_size);
+  loom::GPT copy_model(mo.model, one, o.tp > 1 ? &group : nullptr);
+  loom::ModelRunner<float> copy(copy_model, {0, mo.recompute, /*split_backward=*/false});
+  const int rows = o.batch / (o.pp > 1 ? (o.micro_batches > 0 ? o.micro_batches : o.pp) : 1);
+  const size_t n = static_cast<size_t>(rows) * o.seq;
+  std::vector<int32_t> tokens(n, 0);
+  std::vector<float> activation(n * mo.model.d_model, 0.0f);
+  loom::Rng rng(7);
+  const int32_t* targets = one.has_head ? tokens.data() : nullptr;
+  if (one.has_embedding)
+    copy.forward(tokens.data(), targets, rows, o.seq, /*train=*/true, &rng);
+  else
+    copy.forward_activation(activation.data(), targets, rows, o.seq, /*train=*/true, &rng);
+  if (one.has_head)
+    copy.backward(1.0f);
+  else
+    copy.backward_from_output(activation.data());
+}
+
+// The mesh coordinates of every world rank, as parallel::Mesh places them.
+std::vector<loom::parallel::MeshCoord> mesh_coords(loom::comm::Communicator& world,
+                                                   const loom::parallel::MeshShape& shape) {
+  std::vector<int> positions(world.size());
+  if (world.hosts() != nullptr)
+    positions = loom::parallel::mesh_positions(*world.hosts());
+  else
+    std::iota(positions.begin(), positions.end(), 0);
+  std::vector<loom::parallel::MeshCoord> coords;
+  for (int p : positions) coords.push_back(loom::parallel::mesh_coord(shape, p));
+  return coords;
+}
 
 // The breakdown of every pipeline stage's prediction, one column per stage.
 void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, double runtime) {
@@ -209,10 +227,11 @@ void print_breakdown(const std::vector<std::vector<loom::MemoryItem>>& stages, d
               runtime / MiB);
 }
 
-// Whether `nproc` ranks of the predicted size fit this machine's available memory; when they do
-// not, prints the prediction (the blocks split evenly over the stages) and why nothing is measured.
-bool fits_here(const Options& o, loom::MemoryOptions mo, int nproc,
-               loom::kernels::MatmulPrecision requested) {
+// Whether this machine measures `nproc` ranks of the flags' layout: `loom train` runs it and the
+// predicted ranks fit the available memory. When not, prints the prediction (the blocks split
+// evenly over the stages) and why nothing is measured.
+bool measurable_here(const Options& o, loom::MemoryOptions mo, int nproc,
+                     loom::kernels::MatmulPrecision requested) {
   mo.precision = loom::kernels::resolve_precision(requested);
   mo.threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   mo.world = nproc / (o.tp * o.pp);
@@ -223,11 +242,16 @@ bool fits_here(const Options& o, loom::MemoryOptions mo, int nproc,
     stages.push_back(loom::predict_memory(mo));
     worst = std::max(worst, loom::total_bytes(stages.back()));
   }
+  const double GiB = 1024.0 * 1024.0 * 1024.0;
   const double available = available_bytes();
+  std::string why = not_trainable(o, mo, nproc);
   // A measured run needs the prediction plus the process itself (and the page cache its
   // neighbours use): a margin of a quarter.
-  if (available <= 0 || worst * nproc <= 0.75 * available) return true;
-  const double GiB = 1024.0 * 1024.0 * 1024.0;
+  if (why.empty() && available > 0 && worst * nproc > 0.75 * available)
+    why = loom::detail::concat("that is more than this machine can hold (",
+                               static_cast<int>(available / GiB * 10) / 10.0,
+                               " GiB available; a measured run is limited to 3/4 of it)");
+  if (why.empty()) return true;
   std::printf("memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s) = dp %d x "
               "tp %d x pp %d, ZeRO-%d, recompute %s (predicted only%s)\n",
               static_cast<long long>(mo.model.num_params()), o.batch, o.seq,
@@ -236,17 +260,16 @@ bool fits_here(const Options& o, loom::MemoryOptions mo, int nproc,
   print_breakdown(stages, status_bytes("VmRSS"));
   std::printf("predicted %.1f GiB per rank (largest stage), %d rank(s): %.1f GiB\n", worst / GiB,
               nproc, worst * nproc / GiB);
-  std::printf("not measured: that is more than this machine can hold (%.1f GiB available; a "
-              "measured run is limited to 3/4 of it)\n",
-              available / GiB);
+  std::printf("not measured: %s\n", why.c_str());
   std::fflush(stdout);
   return false;
 }
 
 int run(const Options& o) {
   LOOM_CHECK(o.nproc >= 0, "--nproc must be >= 1 (or 0: tp x pp), got ", o.nproc);
-  LOOM_CHECK(o.zero >= 0 && o.zero <= 2, "--zero must be 0, 1 or 2, got ", o.zero);
-  LOOM_CHECK(o.steps >= 1, "--steps must be >= 1, got ", o.steps);
+  LOOM_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 0, 1, 2 or 3, got ", o.zero);
+  LOOM_CHECK(o.steps >= 0, "--steps must be >= 1 (or 0: enough to fill the pipeline lanes), got ",
+             o.steps);
   LOOM_CHECK(o.batch >= 1, "--batch_size must be >= 1, got ", o.batch);
   const loom::GPTConfig cfg = loom::load_model_config(o.config);
   LOOM_CHECK(o.seq >= 1 && o.seq <= cfg.context_len, "--seq_len must be in [1, ", cfg.context_len,
@@ -266,12 +289,13 @@ int run(const Options& o) {
   mo.schedule = loom::pipeline::parse_schedule_kind(o.schedule);
   loom::check_memory_layout(mo);  // bad --tp, --pp, --micro_batches fail before any launch
   const int nproc = o.nproc > 0 ? o.nproc : o.tp * o.pp;
-  loom::parallel::mesh_shape(nproc, o.tp, o.pp);  // --nproc must be a multiple of tp x pp
+  const loom::parallel::MeshShape shape = loom::parallel::mesh_shape(nproc, o.tp, o.pp);
   LOOM_CHECK(!(recompute == loom::Recompute::kFull &&
                mo.schedule == loom::pipeline::ScheduleKind::ZeroBubbleH1 && o.pp > 1),
              "--recompute full cannot run with --schedule zb1p (its W needs every layer input)");
   const auto env = loom::comm::detect_environment();
-  if (env.launcher == loom::comm::Launcher::None && !fits_here(o, mo, nproc, requested)) return 0;
+  if (env.launcher == loom::comm::Launcher::None && !measurable_here(o, mo, nproc, requested))
+    return 0;
   if (nproc > 1 && env.launcher == loom::comm::Launcher::None) {
     Options ranks = o;
     ranks.nproc = nproc;
@@ -286,21 +310,34 @@ int run(const Options& o) {
   loom::set_num_threads(threads);
   const auto comm = loom::comm::communicator_from_env();
   const int world = comm->size();
-  RankRun rank(o, cfg, world > 1 ? comm.get() : nullptr);
-  rank.warm_up_kernels(o, mo);
+  // The stages' blocks as the trainer times them (rank 0, on a model copy of its own), given to
+  // the trainer so that the prediction has the same partition.
+  const loom::pipeline::Partition partition =
+      loom::pipeline::stage_partition(*comm, cfg, o.pp, o.seq, omp_get_max_threads());
+  const auto coords = mesh_coords(*comm, shape);
+  const loom::parallel::MeshCoord me = coords[comm->rank()];
+  const ScratchData data(2 * o.batch * shape.dp, o.seq);
+  const loom::RunConfig run_config = train_config(o, mo, world, data.dir, o.pp > 1 ? partition.blocks_text() : "");
+  warm_up_kernels(o, mo, loom::pipeline::stage_shard(partition, me.pp, me.tp, o.tp));
   malloc_trim(0);  // what the set-up and the warm-up freed goes back to the system
-  // Binary, libraries (with their state for the step's products), comm set-up: measured; the
-  // peak is measured from here (rank 0's partition timing ran on a model copy of its own).
+  // Binary, libraries (with their state for the step's products), comm set-up: measured.
   const double runtime = status_bytes("VmRSS");
-  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current VmRSS
-  rank.build(o, mo);
-  rank.run_steps(o, precision);
-  const double measured = status_bytes("VmHWM");
+  const int steps = steps_measured(o, mo);
+  double measured = 0;
+  {
+    loom::Trainer trainer(run_config, *comm);
+    // The peak is measured from here: the trainer's model state is allocated, and what its set-up
+    // freed (rank 0 times the stages again on a model copy) goes back first.
+    malloc_trim(0);
+    std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current VmRSS
+    for (int s = 0; s < steps; ++s) trainer.step();
+    measured = status_bytes("VmHWM");
+  }
 
   mo.threads = omp_get_max_threads();
   mo.precision = precision;
-  mo.world = rank.mesh ? rank.mesh->shape().dp : 1;
-  if (o.pp > 1) mo.stage_first = rank.partition.first;
+  mo.world = shape.dp;
+  if (o.pp > 1) mo.stage_first = partition.first;
   std::vector<std::vector<loom::MemoryItem>> stages;
   for (int s = 0; s < o.pp; ++s) {
     mo.stage = s;
@@ -313,17 +350,6 @@ int run(const Options& o) {
   peaks[2 * comm->rank() + 1] = static_cast<float>(runtime / MiB);
   if (world > 1) comm->allreduce(peaks.data(), peaks.size());
   if (comm->rank() != 0) return 0;
-  loom::RunConfig run_config;  // this measurement as `loom train` would plan it
-  run_config.model = cfg;
-  loom::TrainConfig& t = run_config.train;
-  t.tp = o.tp;
-  t.pp = o.pp;
-  t.micro_batches = o.micro_batches;
-  t.schedule = mo.schedule;
-  t.precision = requested;
-  t.recompute = recompute;
-  t.zero = o.zero;
-  t.bucket_mb = o.bucket_mb;
   std::printf("%s\n", loom::make_parallel_plan(run_config, world).describe().c_str());
   std::printf("memory per rank: %lld params, batch %d x seq %d, %s matmuls, %d rank(s) = dp %d x "
               "tp %d x pp %d, ZeRO-%d, recompute %s, %d thread(s)",
@@ -333,8 +359,7 @@ int run(const Options& o) {
   if (o.pp > 1) {
     std::printf(", schedule %s, %d micro-batches, blocks per stage", o.schedule.c_str(),
                 o.micro_batches > 0 ? o.micro_batches : o.pp);
-    for (int s = 0; s < o.pp; ++s)
-      std::printf(" %d", rank.partition.first[s + 1] - rank.partition.first[s]);
+    for (int s = 0; s < o.pp; ++s) std::printf(" %d", partition.first[s + 1] - partition.first[s]);
     std::printf(", activation sets held at once per stage");
     for (int s = 0; s < o.pp; ++s) {
       mo.stage = s;
@@ -344,18 +369,17 @@ int run(const Options& o) {
   std::printf("\n");
   print_breakdown(stages, runtime);
   for (int r = 0; r < world; ++r) {
-    const auto c = rank.mesh ? rank.mesh->coord_of(r) : loom::parallel::MeshCoord{};
+    const loom::parallel::MeshCoord c = coords[r];
     const double predicted = loom::total_bytes(stages[c.pp]) / MiB + peaks[2 * r + 1];
     std::printf("rank %d (pp %d, dp %d, tp %d): predicted %.1f MiB | measured peak RSS %.1f MiB "
                 "over %d step(s) | predicted / measured %.3f\n",
-                r, c.pp, c.dp, c.tp, predicted, peaks[2 * r], o.steps, predicted / peaks[2 * r]);
+                r, c.pp, c.dp, c.tp, predicted, peaks[2 * r], steps, predicted / peaks[2 * r]);
   }
   std::fflush(stdout);
   return 0;
 }
 
 }  // namespace
-
 static const bool registered = loom::cli::register_command(
     "memory", "Predicted memory per rank of a training step beside its measured peak RSS",
     [](CLI::App& app) {
@@ -370,12 +394,17 @@ static const bool registered = loom::cli::register_command(
           ->capture_default_str();
       app.add_option("--nproc", o->nproc, "ranks (local, shm): dp x tp x pp; 0: tp x pp")
           ->capture_default_str();
-      app.add_option("--zero", o->zero, "ZeRO stage: 0, 1 or 2")->capture_default_str();
+      app.add_option("--zero", o->zero,
+                     "ZeRO stage: 0, 1, 2 or 3 (predicted; measured where loom train runs it)")
+          ->capture_default_str();
       app.add_option("--recompute", o->recompute, "activation recomputation: none, selective, full")
           ->capture_default_str();
       app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size (MiB)")
           ->capture_default_str();
-      app.add_option("--steps", o->steps, "training steps measured")->capture_default_str();
+      app.add_option("--steps", o->steps,
+                     "training steps measured; 0: 2, or under --pp enough for every slot of the "
+                     "pipeline lanes' shm rings to carry a message (as in a long run)")
+          ->capture_default_str();
       app.add_option("--tp", o->tp, "tensor-parallel ranks (must divide n_head)")
           ->capture_default_str();
       app.add_option("--pp", o->pp, "pipeline stages")->capture_default_str();

@@ -1,4 +1,5 @@
-// `loom plan --config C --nproc N [--mem_gb G] [--cores_per_rank K]`: predicted step time,
+// `loom plan --config C --nproc N [--mem_gb G] [--cores_per_rank K] [--ranks_per_host R
+// --inter_host_gbps G]`: predicted step time,
 // pipeline bubble and memory per rank for every dp x tp x pp layout (with schedules and
 // micro-batch counts) of N ranks under every ZeRO stage and recompute mode (unless --zero and
 // --recompute name one), best first (see loom/parallel/planner/planner.hpp). Kernel costs come
@@ -41,6 +42,7 @@ struct Options {
   std::string zero = "all";
   double cores_per_rank = 0;
   double bucket_mb = 25;
+  int ranks_per_host = 0;
   int validate = 0;
   bool baseline = true;
   bool recalibrate = false;
@@ -148,14 +150,20 @@ int run(const Options& o) {
   LOOM_CHECK(o.validate >= 0, "--validate must be >= 0, got ", o.validate);
   LOOM_CHECK(o.run.steps >= 3, "--steps must be >= 3 (the first two warm up), got ", o.run.steps);
   LOOM_CHECK(o.bw.p2p_gbps > 0 && o.bw.allreduce_gbps > 0, "--p2p_gbps and --allreduce_gbps must be > 0");
+  LOOM_CHECK(o.bw.inter_host_gbps > 0, "--inter_host_gbps must be > 0, got ", o.bw.inter_host_gbps);
+  LOOM_CHECK(o.ranks_per_host >= 0 && (o.ranks_per_host == 0 || o.nproc % o.ranks_per_host == 0),
+             "--ranks_per_host must divide --nproc ", o.nproc, " (or be 0: every rank on one host), got ",
+             o.ranks_per_host);
+  req.ranks_per_host = o.ranks_per_host;
   // Every ZeRO stage and recompute mode unless one is named (a validation trains one of each).
   const bool validating = o.validate > 0 || !o.layouts.empty();
   std::vector<int> zero_stages;
   if (o.zero == "all" && !validating) {
-    zero_stages = {0, 1, 2};
+    zero_stages = {0, 1, 2, 3};
   } else {
     const std::string z = o.zero == "all" ? "0" : o.zero;
-    LOOM_CHECK(z == "0" || z == "1" || z == "2", "--zero must be 0, 1, 2 or all, got '", o.zero, "'");
+    LOOM_CHECK(z == "0" || z == "1" || z == "2" || z == "3",
+               "--zero must be 0, 1, 2, 3 or all, got '", o.zero, "'");
     zero_stages = {z[0] - '0'};
   }
   std::vector<loom::Recompute> recomputes;
@@ -179,7 +187,7 @@ int run(const Options& o) {
   std::printf("loom plan: %s, %d ranks x %g core(s) (%d thread(s) timed), global batch %d x %d "
               "tokens, ZeRO %s, recompute %s\n",
               o.config.c_str(), req.world, req.cores_per_rank, threads, req.global_batch, req.seq,
-              zero_stages.size() > 1 ? "0/1/2" : std::to_string(req.zero).c_str(),
+              zero_stages.size() > 1 ? "0/1/2/3" : std::to_string(req.zero).c_str(),
               recomputes.size() > 1 ? "none/selective/full" : loom::recompute_name(req.recompute));
   if (timed.d_model != req.model.d_model || timed.vocab_size != req.model.vocab_size ||
       calibration_seq != req.seq)
@@ -191,8 +199,12 @@ int run(const Options& o) {
               k.block.f * 1e3, k.block.b * 1e3, k.block.w * 1e3, k.embedding.f * 1e3,
               k.embedding.w * 1e3, k.head.f * 1e3, k.head.b * 1e3, k.head.w * 1e3,
               k.adamw_s_per_param * 1e9, k.threads / req.cores_per_rank);
-  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s\n", o.bw.p2p_gbps,
+  std::printf("bandwidths: p2p %.1f GB/s, all-reduce bus %.1f GB/s", o.bw.p2p_gbps,
               o.bw.allreduce_gbps);
+  if (req.ranks_per_host > 0 && req.ranks_per_host < req.world)
+    std::printf(" inside a host; %d hosts of %d ranks, %g GB/s between them",
+                req.world / req.ranks_per_host, req.ranks_per_host, o.bw.inter_host_gbps);
+  std::printf("\n");
   note(loom::detail::concat("calibrated in ", static_cast<int>(started.seconds() * 10) / 10.0,
                             " s; predicting every layout under ", zero_stages.size() * recomputes.size(),
                             " ZeRO x recompute combination(s)"));
@@ -274,9 +286,10 @@ const bool registered = loom::cli::register_command(
                      "try each (none under --validate / --layouts)")
           ->capture_default_str();
       app.add_option("--zero", o->zero,
-                     "ZeRO stage the run will use: 0, 1 (AdamW moments / dp) or 2 (also the "
-                     "gradients, as ShardedGradients plans them; no pp > 1 layouts); all: try "
-                     "each (0 under --validate / --layouts)")
+                     "ZeRO stage the run will use: 0, 1 (AdamW moments / dp), 2 (also the "
+                     "gradients, as ShardedGradients plans them) or 3 (also the parameters, "
+                     "gathered per block); 2 and 3: no pp > 1 layouts; all: try each (0 under "
+                     "--validate / --layouts)")
           ->capture_default_str();
       app.add_option("--bucket_mb", o->bucket_mb, "gradient bucket size, MiB (ZeRO-2's bucket pool)")
           ->capture_default_str();
@@ -284,6 +297,14 @@ const bool registered = loom::cli::register_command(
                      "point-to-point bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
       app.add_option("--allreduce_gbps", o->bw.allreduce_gbps,
                      "all-reduce bus bandwidth, GB/s (measure: loom bench comm)")->capture_default_str();
+      app.add_option("--ranks_per_host", o->ranks_per_host,
+                     "ranks on each host (consecutive mesh positions, as the mesh places them); "
+                     "must divide --nproc; 0: every rank on one host")
+          ->capture_default_str();
+      app.add_option("--inter_host_gbps", o->bw.inter_host_gbps,
+                     "bandwidth between hosts, GB/s: all-reduce bus and point to point of groups "
+                     "that span hosts (measure: loom bench comm under mpirun across hosts)")
+          ->capture_default_str();
       return [o] { return run(*o); };
     });
 

@@ -33,7 +33,7 @@
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/pretrained.hpp"
 #include "loom/train/ps_training.hpp"
-#include "loom/train/run_memory.hpp"
+#include "loom/parallel/planner/run_memory.hpp"
 #include "loom/config/train_config.hpp"
 #include "loom/train/trace_file.hpp"
 #include "loom/train/trainer.hpp"

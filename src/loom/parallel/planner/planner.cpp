@@ -4,9 +4,9 @@
 
 #include "loom/core/check.hpp"
 #include "loom/model/activation_plan.hpp"
-#include "loom/model/param_layout.hpp"
-#include "loom/parallel/sharded_gradients.hpp"
 #include "loom/parallel/pipeline/partition.hpp"
+#include "loom/parallel/pipeline/pipeline_training.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
 #include "loom/parallel/pipeline/simulator.hpp"
 
 namespace loom::planner {
@@ -59,13 +59,6 @@ std::vector<int> divisors(int n) {
   for (int i = 1; i <= n; ++i)
     if (n % i == 0) d.push_back(i);
   return d;
-}
-
-// Parameters of one block held by one of tp ranks: the split matrices and their split biases
-// (c_attn, attn.c_proj, c_fc, mlp.c_proj) over tp; LayerNorms and row-parallel biases whole.
-double block_params(const GPTConfig& m, int tp) {
-  const double C = m.d_model;
-  return (12 * C * C + 7 * C) / tp + 6 * C;
 }
 
 // Each chunk's most micro-batches between F and `until` on `stage`. Until W: how many activation
@@ -124,9 +117,9 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const bool zero_bubble = L.pp > 1 && L.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
   LOOM_CHECK(req.recompute != Recompute::kFull || !zero_bubble,
              "plan: recompute full cannot run with schedule zb1p (", L.describe(), ")");
-  LOOM_CHECK(req.zero >= 0 && req.zero <= 2, "plan: --zero must be 0, 1 or 2, got ", req.zero);
-  LOOM_CHECK(req.zero != 2 || L.pp == 1, "plan: --zero 2 cannot run with pp ", L.pp, " (",
-             L.describe(), ")");
+  LOOM_CHECK(req.zero >= 0 && req.zero <= 3, "plan: --zero must be 0, 1, 2 or 3, got ", req.zero);
+  LOOM_CHECK(req.zero < 2 || L.pp == 1, "plan: --zero ", req.zero, " cannot run with pp ", L.pp,
+             " (", L.describe(), ")");
   // What backward runs again per block, with the all-reduces of a recomputed tp forward.
   const double redo = req.recompute == Recompute::kFull ? k.block.f * scale / L.tp + 2 * tp_ar
                       : req.recompute == Recompute::kSelective
@@ -144,7 +137,10 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   const double p2p_gbps = pp_span.hosts > 1 ? bw.inter_host_gbps : bw.p2p_gbps;
   sim.p2p_s = L.pp > 1 ? act_bytes / (p2p_gbps * 1e9) : 0.0;
   sim.chunk.assign(L.pp, std::vector<pipeline::ChunkCost>(L.virtual_stages));
-  std::vector<double> stage_params(L.pp, 0.0), pooled_bytes(L.pp, 0.0), scratch_bytes(L.pp, 0.0);
+  std::vector<double> pooled_bytes(L.pp, 0.0), scratch_bytes(L.pp, 0.0);
+  // Each rank's piece of the model (its stage's chunks; every tp rank holds as much).
+  std::vector<ModelShard> shards;
+  for (int s = 0; s < L.pp; ++s) shards.push_back(pipeline::stage_shard(part, s, 0, L.tp, L.virtual_stages));
   // Each chunk's activation plan (model/activation_plan) for one micro-batch.
   std::vector<std::vector<ActivationBytes>> acts(L.pp, std::vector<ActivationBytes>(L.virtual_stages));
   for (int s = 0; s < L.pp; ++s)
@@ -155,30 +151,19 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
       cc.f = nb * (k.block.f * scale / L.tp + 2 * tp_ar);
       cc.b = nb * (k.block.b * scale / L.tp + 2 * tp_ar + redo);
       cc.w = nb * k.block.w * scale / L.tp;
-      ActivationShape shape;
-      shape.blocks = nb;
-      shape.embedding = g == 0;
-      shape.head = g == S - 1;
-      shape.tp = L.tp;
-      shape.batch = static_cast<int>(mbs);
-      shape.seq = req.seq;
-      shape.recompute = req.recompute;
-      shape.split_backward = zero_bubble;
-      shape.threads = std::max(1, k.threads);
-      acts[s][c] = activation_plan(m, shape);
+      acts[s][c] = activation_plan(
+          m, activation_shape(m, shards[s], c,
+                              {static_cast<int>(mbs), req.seq, req.recompute, zero_bubble,
+                               std::max(1, k.threads)}));
       scratch_bytes[s] = std::max(scratch_bytes[s], static_cast<double>(acts[s][c].scratch));
-      stage_params[s] += nb * block_params(m, L.tp);
       if (g == 0) {
         cc.f += k.embedding.f * scale / L.tp + tp_ar;
         cc.w += k.embedding.w * scale / L.tp;
-        stage_params[s] += (static_cast<double>(m.vocab_size) / L.tp + m.context_len) * m.d_model;
       }
       if (g == S - 1) {
         cc.f += k.head.f * scale / L.tp;
         cc.b += k.head.b * scale / L.tp;
         cc.w += k.head.w * scale / L.tp;
-        stage_params[s] += 2.0 * m.d_model;
-        if (L.pp > 1) stage_params[s] += static_cast<double>(m.vocab_size) / L.tp * m.d_model;
       }
       cc.activation_bytes = static_cast<double>(acts[s][c].set());
     }
@@ -203,27 +188,19 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
   p.pipeline_s = r.step_s;
   p.bubble = L.pp > 1 ? r.bubble_fraction : 0.0;
   p.stage_first_block = part.first;
-  // ZeRO-2 (pp 1 only): the gradient bytes ShardedGradients plans for data-parallel rank 0 (the
-  // largest shard) of the tp shard's layout.
   const int opt_share = req.zero > 0 ? L.dp : 1;
-  double zero2_grad_bytes = -1;
-  if (req.zero == 2 && L.dp > 1) {
-    ModelShard shard;
-    shard.tp_size = L.tp;
-    zero2_grad_bytes = static_cast<double>(parallel::ShardedGradients::planned_bytes(
-        gpt_param_layout(m, shard), static_cast<size_t>(req.bucket_mb * (1 << 20)), L.dp, 0));
-  }
   double worst_comm = 0, worst_opt = 0, worst_mem = 0, worst_act = 0;
   for (int s = 0; s < L.pp; ++s) {
-    const double params = stage_params[s];
-    double comm = group_allreduce_s(params * 4, dp_span, bw);
+    const double params = shard_params(m, shards[s]);
+    // ZeRO-3 gathers the parameters before the forward and again before the backward, and
+    // reduce-scatters the gradients: an all-reduce's traffic and half of one more.
+    double comm = group_allreduce_s(params * 4, dp_span, bw) * (req.zero == 3 ? 1.5 : 1.0);
     if (L.pp > 1 && (s == 0 || s == L.pp - 1))
       comm += group_allreduce_s(static_cast<double>(m.vocab_size) / L.tp * m.d_model * 4,
                                 embedding_span, bw);
     const double opt = params / opt_share * k.adamw_s_per_param * slowdown;
-    const double grad_bytes = zero2_grad_bytes >= 0 ? zero2_grad_bytes : params * 4;
-    const double mem =
-        params * 4 + grad_bytes + params * 4 * 2 / opt_share + pooled_bytes[s] + scratch_bytes[s];
+    const double mem = model_state_bytes(m, shards[s], L.dp, req.zero, req.bucket_mb).total() +
+                       pooled_bytes[s] + scratch_bytes[s];
     worst_comm = std::max(worst_comm, comm);
     worst_opt = std::max(worst_opt, opt);
     worst_mem = std::max(worst_mem, mem);
@@ -249,7 +226,7 @@ void add_layouts(const PlanRequest& req, const KernelCosts& k, const Bandwidths&
     for (int pp : divisors(req.world / tp)) {
       const int dp = req.world / tp / pp;
       if (pp > req.model.n_layer || req.global_batch % dp != 0) continue;
-      if (pp > 1 && req.zero == 2) continue;  // loom train refuses ZeRO-2 with pipelining
+      if (pp > 1 && req.zero >= 2) continue;  // loom train refuses ZeRO-2 and 3 with pipelining
       const int per_replica = req.global_batch / dp;
       if (pp == 1) {
         out.push_back(predict(req, k, bw, {dp, tp, 1, ScheduleKind::OneFOneB, 1, 1}));

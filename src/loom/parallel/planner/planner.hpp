@@ -17,18 +17,21 @@
 //   + embedding all-reduce of the tied wte gradient between the first and last stage (pp > 1)
 //   + AdamW     over the rank's parameters, or its 1/dp share of them under ZeRO (--zero 1, 2:
 //               the gradients' reduce-scatter plus the parameters' all-gather move what one
-//               all-reduce moves, so the dp term is the same)
+//               all-reduce moves, so the dp term is the same; 3: the parameters are gathered
+//               before the forward and again before the backward, 1.5 all-reduces' traffic)
 // Compute (pipeline and AdamW) is scaled by the calibration's threads / cores_per_rank when the
 // cores of each rank are given (loom plan --cores_per_rank: a rank's threads run on that many
 // cores), else slowed by world x threads / cores when the ranks' threads outnumber the machine's
 // cores (the calibration ran alone).
-// Memory per rank: parameters and gradients (f32; ZeRO-2: ShardedGradients::planned_bytes of the
-// rank's layout), AdamW moments (/ dp under ZeRO), and the activation sets of the most loaded
-// stage, sized by the model's own activation plan (model/activation_plan): each of its chunks
+// Memory per rank: the model state `loom memory` predicts (memory_model.hpp's model_state_bytes:
+// parameters, gradients and AdamW moments under the ZeRO stage) of the most loaded stage's
+// shard, and its activation sets, sized by the model's own activation plan
+// (model/activation_plan, shaped by memory_model.hpp's activation_shape): each of its chunks
 // keeps a pool of as many sets as it ever has micro-batches between F and W (GptStageChunk), so
 // an interleaved rank holds the sum over its v chunks of each chunk's peak; under zb1p a set
 // waiting for W holds only its kept buffers; plus the model's one backward scratch.
-// Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 with pp > 1) are never produced.
+// Layouts `loom train` refuses (recompute full with zb1p, ZeRO-2 or 3 with pp > 1) are never
+// produced.
 #include <functional>
 #include <string>
 #include <vector>
@@ -62,7 +65,7 @@ struct PlanRequest {
   Recompute recompute = Recompute::kNone;
   int cores = 0;  // hardware threads the ranks share (e.g. one host's); 0: never fewer than needed
   double cores_per_rank = 0;  // > 0: the cores each rank computes on (then `cores` is unused)
-  int zero = 0;   // ZeRO stage of the run (--zero): 0, 1 or 2 (2: no pp > 1 layouts)
+  int zero = 0;   // ZeRO stage of the run (--zero): 0, 1, 2 or 3 (2, 3: no pp > 1 layouts)
   double bucket_mb = 25;     // gradient bucket size (ZeRO-2's bucket pool)
   bool interleave = true;    // also interleaved layouts (off for --partition / --rebalance)
   // Ranks per host, each host holding consecutive mesh positions (parallel/mesh.hpp places them

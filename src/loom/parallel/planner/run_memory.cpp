@@ -1,11 +1,11 @@
-#include "loom/train/run_memory.hpp"
+#include "loom/parallel/planner/run_memory.hpp"
 
 #include <algorithm>
 
 #include "loom/kernels/cpu/matmul.hpp"
 #include "loom/model/recompute.hpp"
 #include "loom/parallel/pipeline/schedule.hpp"
-#include "loom/train/memory_model.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
 
 namespace loom {
 

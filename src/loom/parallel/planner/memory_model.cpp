@@ -1,4 +1,4 @@
-#include "loom/train/memory_model.hpp"
+#include "loom/parallel/planner/memory_model.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -82,7 +82,7 @@ void check_memory_layout(const MemoryOptions& o) {
   LOOM_CHECK(o.pp >= 1 && o.pp <= o.model.n_layer, "--pp ", o.pp,
              " must be between 1 and n_layer (", o.model.n_layer,
              "): every stage needs at least one block");
-  LOOM_CHECK(o.zero != 2 || o.pp == 1, "--zero 2 cannot be combined with --pp ", o.pp,
+  LOOM_CHECK(o.zero < 2 || o.pp == 1, "--zero ", o.zero, " cannot be combined with --pp ", o.pp,
              " (as in loom train); use --zero 1 with --pp");
   LOOM_CHECK(o.pp == 1 || o.schedule != pipeline::ScheduleKind::Interleaved,
              "--schedule interleaved is not predicted by loom memory (gpipe, 1f1b or zb1p)");
@@ -98,16 +98,84 @@ void check_memory_layout(const MemoryOptions& o) {
              "memory: the partition must be pp + 1 increasing block indices from 0 to n_layer");
 }
 
-double rank_params(const MemoryOptions& o) {
-  const RankShape r = rank_shape(o);
-  const double C = r.C, T = o.model.context_len;
-  // Per block: ln_1, ln_2 and the row-parallel biases whole; qkv, c_fc (weights and biases),
-  // attn.c_proj and mlp.c_proj weights split.
-  const double qkv_bias = o.model.qkv_bias ? 3 * r.Cl : 0;
-  const double block = 4 * C + (3 * C * r.Cl + qkv_bias) + (r.Cl * C + C) +
-                       (C * r.Fl + r.Fl) + (r.Fl * C + C);
-  return r.blocks * block + (r.embedding || r.head ? r.Vl * C : 0) + (r.embedding ? T * C : 0) +
-         (r.head ? 2 * C : 0);
+ModelShard rank_shard(const MemoryOptions& o) {
+  const std::vector<int> first = stage_bounds(o);
+  return ModelShard{0, o.tp, first[o.stage], first[o.stage + 1], o.stage == 0, o.stage == o.pp - 1};
+}
+
+namespace {
+
+// Parameters of one block of one of tp ranks: ln_1, ln_2 and the row-parallel biases whole;
+// qkv, c_fc (weights and biases), attn.c_proj and mlp.c_proj weights split.
+double block_params(const GPTConfig& c, int tp) {
+  const double C = c.d_model, Cl = C / tp, Fl = 4 * C / tp;
+  const double qkv_bias = c.qkv_bias ? 3 * Cl : 0;
+  return 4 * C + (3 * C * Cl + qkv_bias) + (Cl * C + C) + (C * Fl + Fl) + (Fl * C + C);
+}
+
+// Rows of wte one of tp ranks holds (padded for tp).
+double wte_rows(const GPTConfig& c, int tp) {
+  return tp > 1 ? static_cast<double>(padded_vocab(c.vocab_size, tp)) / tp : c.vocab_size;
+}
+
+}  // namespace
+
+double shard_params(const GPTConfig& c, const ModelShard& shard) {
+  const double C = c.d_model;
+  double blocks = 0;
+  for (const BlockRange& r : shard.block_chunks(c)) blocks += r.last - r.first;
+  return blocks * block_params(c, shard.tp_size) +
+         (shard.has_embedding || shard.has_head ? wte_rows(c, shard.tp_size) * C : 0) +
+         (shard.has_embedding ? static_cast<double>(c.context_len) * C : 0) +
+         (shard.has_head ? 2 * C : 0);
+}
+
+double rank_params(const MemoryOptions& o) { return shard_params(o.model, rank_shard(o)); }
+
+ModelStateBytes model_state_bytes(const GPTConfig& c, const ModelShard& shard, int dp, int zero,
+                                  double bucket_mb) {
+  const double f = 4, P = shard_params(c, shard);
+  const int stage = dp > 1 ? zero : 0;  // one data-parallel rank has nothing to shard
+  ModelStateBytes m{f * P, f * P, 2 * f * (stage > 0 ? P / dp : P)};
+  if (stage < 2) return m;
+  LOOM_CHECK(shard.has_embedding && shard.has_head && shard.num_chunks() == 1,
+             "memory: ZeRO-", zero, " runs without pipeline parallelism");
+  // ZeRO-2: buckets of bucket_mb; ZeRO-3: one bucket per backward slice (a bucket of 1 byte
+  // closes at every slice), which are also its parameter units.
+  const auto layout = gpt_param_layout(c, shard);
+  const size_t bucket_bytes = stage == 3 ? 1 : static_cast<size_t>(bucket_mb * (1 << 20));
+  m.gradients = static_cast<double>(
+      parallel::ShardedGradients::planned_bytes(layout, bucket_bytes, dp, 0));
+  if (stage == 3) {
+    // Units: the embedding (wte, wpe), each block, ln_f.
+    const double C = c.d_model, block = block_params(c, shard.tp_size);
+    const double embedding = (wte_rows(c, shard.tp_size) + c.context_len) * C, ln_f = 2 * C;
+    const int L = shard.end_block(c) - shard.first_block;
+    auto mine = [&](double n) {
+      return static_cast<double>(comm::block_of(static_cast<size_t>(n), dp, 0).count);
+    };
+    const double held = mine(embedding) + L * mine(block) + mine(ln_f);
+    m.parameters = f * (held + embedding + ln_f + 2 * block);
+    m.moments = 2 * f * held;
+  }
+  return m;
+}
+
+ActivationShape activation_shape(const GPTConfig& c, const ModelShard& shard, int chunk,
+                                 const ForwardShape& f) {
+  const std::vector<BlockRange> chunks = shard.block_chunks(c);
+  ActivationShape s;
+  s.blocks = chunks[chunk].last - chunks[chunk].first;
+  s.first_block = chunks[chunk].first;
+  s.embedding = chunk == 0 && shard.has_embedding;
+  s.head = chunk + 1 == static_cast<int>(chunks.size()) && shard.has_head;
+  s.tp = shard.tp_size;
+  s.batch = f.batch;
+  s.seq = f.seq;
+  s.recompute = f.recompute;
+  s.split_backward = f.split_backward;
+  s.threads = f.threads;
+  return s;
 }
 
 namespace {
@@ -137,49 +205,37 @@ int activation_sets_in_flight(const MemoryOptions& o) {
 int b_only_sets_in_flight(const MemoryOptions& o) { return most_in_flight(o, pipeline::Op::B); }
 
 ActivationBytes rank_activations(const MemoryOptions& o) {
-  const RankShape r = rank_shape(o);
-  ActivationShape s;
-  s.blocks = static_cast<int>(r.blocks);
-  s.embedding = r.embedding;
-  s.head = r.head;
-  s.tp = o.tp;
-  s.batch = o.batch / micro_batches(o);
-  s.seq = o.seq;
-  s.recompute = o.recompute;
-  s.split_backward = split_backward(o);
-  s.threads = o.threads;
-  return activation_plan(o.model, s);
+  return activation_plan(o.model, activation_shape(o.model, rank_shard(o), 0,
+                                                   {o.batch / micro_batches(o), o.seq, o.recompute,
+                                                    split_backward(o), o.threads}));
 }
 
 std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   LOOM_CHECK(o.batch > 0 && o.seq > 0 && o.seq <= o.model.context_len,
              "memory: batch must be > 0 and seq in [1, context_len]");
-  LOOM_CHECK(o.world >= 1 && o.zero >= 0 && o.zero <= 2, "memory: bad world size or ZeRO stage");
+  LOOM_CHECK(o.world >= 1 && o.zero >= 0 && o.zero <= 3, "memory: bad world size or ZeRO stage");
   check_memory_layout(o);
   const GPTConfig& c = o.model;
   const RankShape r = rank_shape(o);
-  const double P = rank_params(o);
   // Rows of one micro-batch (the whole batch without a pipeline).
   const double N = static_cast<double>(o.batch) / micro_batches(o) * o.seq, C = r.C;
   const double Cl = r.Cl, Fl = r.Fl;
-  const bool sharded = o.world > 1 && o.zero > 0;
   const double f = 4;  // bytes per float
 
   std::vector<MemoryItem> v;
-  v.push_back({"model state", "parameters (f32)", f * P});
-  // ZeRO-2 (parallel/sharded_gradients): a pool of bucket buffers, the embedding's buffer and
-  // this rank's shard of the rest, as planned there (rank 0's shard, the largest).
-  v.push_back({"model state", o.world > 1 && o.zero == 2
-                                  ? "gradients (f32, ZeRO-2: bucket pool, wte+wpe, shard)"
-                                  : "gradients (f32)",
-               o.world > 1 && o.zero == 2
-                   ? static_cast<double>(parallel::ShardedGradients::planned_bytes(
-                         gpt_param_layout(c, {0, o.tp}),
-                         static_cast<size_t>(o.bucket_mb * (1 << 20)), o.world, 0))
-                   : f * P});
-  v.push_back({"model state", sharded ? "AdamW moments (f32, this rank's shard)"
-                                      : "AdamW moments (f32)",
-               2 * f * (sharded ? P / o.world : P)});
+  const ModelStateBytes state = model_state_bytes(c, rank_shard(o), o.world, o.zero, o.bucket_mb);
+  const int zero = o.world > 1 ? o.zero : 0;
+  v.push_back({"model state", zero == 3 ? "parameters (f32, ZeRO-3: this rank's shard, working "
+                                          "buffers of the ends and two blocks)"
+                                        : "parameters (f32)",
+               state.parameters});
+  v.push_back({"model state", zero == 3   ? "gradients (f32, ZeRO-3: a bucket per unit, shard)"
+                              : zero == 2 ? "gradients (f32, ZeRO-2: bucket pool, wte+wpe, shard)"
+                                          : "gradients (f32)",
+               state.gradients});
+  v.push_back({"model state", zero > 0 ? "AdamW moments (f32, this rank's shard)"
+                                       : "AdamW moments (f32)",
+               state.moments});
 
   // Activations (model/activation_plan): every set the stage holds keeps its `kept` buffers
   // (from its F to its W), the sets between F and B their B-only ones (a split B returns them to

@@ -1,5 +1,5 @@
 #pragma once
-// The memory model's prediction (train/memory_model.hpp) for the ranks of a `loom train` run: the
+// The memory model's prediction (memory_model.hpp) for the ranks of a `loom train` run: the
 // most any rank of its layout holds, used to refuse a job that cannot fit the host before any
 // rank starts (launch/capacity.hpp).
 #include "loom/config/train_config.hpp"
