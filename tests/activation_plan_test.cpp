@@ -120,10 +120,13 @@ TEST(ActivationPlan, LoomMemoryPredictsWhatTheModelAllocates) {
   const int B = 2, T = 16;
   for (int tp : {1, 2})
     for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull})
-      for (float dropout : {0.0f, 0.1f}) {
-        const GPTConfig cfg = plan_test_config(dropout);
+      for (int variant = 0; variant < 3; ++variant) {
+        if (variant == 2 && tp > 1) continue;  // MoE blocks run at tp 1
+        GPTConfig cfg = plan_test_config(variant == 1 ? 0.1f : 0.0f);
+        if (variant == 2) cfg.moe_experts = 4;  // blocks 1 and 3: MoE
         const std::string what = std::string("tp ") + std::to_string(tp) + ", recompute " +
-                                 name(r) + (dropout > 0 ? ", dropout" : "");
+                                 name(r) + (variant == 1 ? ", dropout" : "") +
+                                 (variant == 2 ? ", MoE" : "");
         ShapesOnlyTpGroup group(0, tp);
         GPTModel<float> model(cfg, ModelShard{0, tp}, tp > 1 ? &group : nullptr);
         ModelRunner<float> m(model, {0, r});

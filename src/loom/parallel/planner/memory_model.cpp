@@ -254,6 +254,9 @@ std::vector<MemoryItem> predict_memory(const MemoryOptions& o) {
   v.push_back({"activations", "head (ln_f, statistics, losses)", b_sets * static_cast<double>(a.head)});
   v.push_back({"activations", "logits (B*T*V)", b_sets * static_cast<double>(a.logits)});
   v.push_back({"activations", "dropout masks (uint8)", b_sets * static_cast<double>(a.masks())});
+  // An MoE block's routing, expert activations and scratch stay with the set (to its W).
+  v.push_back({"activations", "MoE blocks (routing, expert activations, scratch)",
+               sets * static_cast<double>(a.moe())});
   v.push_back({"activations", "backward scratch (one per model)", static_cast<double>(a.scratch)});
 
   if (o.precision == kernels::MatmulPrecision::kBF16) {

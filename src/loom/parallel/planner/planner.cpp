@@ -175,7 +175,7 @@ Prediction predict(const PlanRequest& req, const KernelCosts& k, const Bandwidth
         zero_bubble ? chunk_peaks(sched, s, pipeline::Op::B) : until_w;
     for (int c = 0; c < L.virtual_stages; ++c) {
       const ActivationBytes& a = acts[s][c];
-      pooled_bytes[s] += until_w[c] * static_cast<double>(a.kept()) +
+      pooled_bytes[s] += until_w[c] * static_cast<double>(a.kept() + a.moe()) +
                          until_b[c] * static_cast<double>(a.b_only() + a.masks());
     }
   }
