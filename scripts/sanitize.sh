@@ -45,7 +45,7 @@ if [ "$JOB" = asan ] || [ "$JOB" = all ]; then
   build build-asan address,undefined asan
   reports="$PWD/build-asan/sanitizer-reports"
   ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$reports/asan" \
-  LSAN_OPTIONS="suppressions=$PWD/scripts/sanitize/lsan.supp" \
+  LSAN_OPTIONS="suppressions=$PWD/scripts/sanitize/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
     run_tests build-asan || status=1
 fi
