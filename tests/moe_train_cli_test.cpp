@@ -1,8 +1,8 @@
 // Training a mixture-of-experts GPT end to end (issue 19) with the real CLI: one rank trains,
 // evaluates, generates and resumes; two data-parallel ranks (experts replicated, their gradients
 // averaged like every other parameter) match one rank with the whole batch; so do expert-parallel
-// ranks (--ep: each runs its share of the experts, the tokens travelling by all-to-all), whose
-// checkpoints resume at any ep; a bad --ep is refused before any rank starts.
+// ranks (--ep: each runs its share of the experts, the tokens travelling by all-to-all; shm and
+// mpirun), whose checkpoints resume at any ep; a bad --ep is refused before any rank starts.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -150,6 +150,17 @@ TEST_F(MoeTrainCli, ExpertParallelRanksMatchOneRankAndTheirCheckpointsResumeAtAn
                             "/step_000010");
   ASSERT_EQ(r.rc, 0) << r.out;
   expect_same_run(out("1_to_ep2"), out("ref"), 20);
+}
+
+// The same all-to-alls over Open MPI: mpirun's 2 ranks at ep 2 take one rank's steps.
+TEST_F(MoeTrainCli, ExpertParallelUnderMpirunMatchesOneRank) {
+  Result r = train("ref", kExact + "--batch_size 8");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  r = testing::mpirun_cli(2, "train --config " + config_ + " --out_dir " + out("mpi") + kMoe +
+                                 kExact + "--batch_size 4 --ep 2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("plan: 2 ranks = pp 1 x dp 2 x tp 1 x ep 2"), std::string::npos) << r.out;
+  expect_same_run(out("mpi"), out("ref"), 20);
 }
 
 TEST_F(MoeTrainCli, BadExpertParallelismIsRefusedBeforeAnyRankStarts) {
