@@ -46,6 +46,9 @@ void barrier(Transport& t);
 void gather_blocks_to_root(Transport& t, const Collective& c, int root);
 void scatter_blocks_from_root(Transport& t, const Collective& c, int root);
 
+// The position `a` steps around a ring of n (a may be negative): ((a % n) + n) % n.
+inline int ring_position(int a, int n) { return ((a % n) + n) % n; }
+
 // Helpers over a Collective's buffer.
 std::byte* element_ptr(const Collective& c, size_t index);
 std::span<const std::byte> element_span(const Collective& c, size_t index, size_t count);

@@ -22,29 +22,29 @@
 namespace loom::comm::algorithms {
 namespace {
 
-int mod(int a, int n) { return ((a % n) + n) % n; }
-
 // Rank i of the level owns the blocks owned[i] (the same number of blocks on every rank).
 using Owned = std::vector<std::vector<Block>>;
 
 void ring_reduce_scatter_owned(Transport& t, const Collective& c, const Owned& owned) {
   const int n = t.size(), r = t.rank();
+  const int next = ring_position(r + 1, n), prev = ring_position(r - 1, n);
   for (int s = 0; s + 1 < n; ++s) {
-    const auto& out = owned[static_cast<size_t>(mod(r - 1 - s, n))];
-    const auto& in = owned[static_cast<size_t>(mod(r - 2 - s, n))];
+    const auto& out = owned[static_cast<size_t>(ring_position(r - 1 - s, n))];
+    const auto& in = owned[static_cast<size_t>(ring_position(r - 2 - s, n))];
     for (size_t k = 0; k < out.size(); ++k)
-      t.exchange(mod(r + 1, n), element_span(c, out[k].offset, out[k].count), mod(r - 1, n),
+      t.exchange(next, element_span(c, out[k].offset, out[k].count), prev,
                  in[k].count * dtype_size(c.dtype), reduce_sink(c, in[k].offset));
   }
 }
 
 void ring_allgather_owned(Transport& t, const Collective& c, const Owned& owned) {
   const int n = t.size(), r = t.rank();
+  const int next = ring_position(r + 1, n), prev = ring_position(r - 1, n);
   for (int s = 0; s + 1 < n; ++s) {
-    const auto& out = owned[static_cast<size_t>(mod(r - s, n))];
-    const auto& in = owned[static_cast<size_t>(mod(r - 1 - s, n))];
+    const auto& out = owned[static_cast<size_t>(ring_position(r - s, n))];
+    const auto& in = owned[static_cast<size_t>(ring_position(r - 1 - s, n))];
     for (size_t k = 0; k < out.size(); ++k)
-      t.exchange(mod(r + 1, n), element_span(c, out[k].offset, out[k].count), mod(r - 1, n),
+      t.exchange(next, element_span(c, out[k].offset, out[k].count), prev,
                  in[k].count * dtype_size(c.dtype), copy_sink_at(c, in[k].offset));
   }
 }

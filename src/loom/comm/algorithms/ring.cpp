@@ -12,14 +12,13 @@
 namespace loom::comm::algorithms {
 namespace {
 
-int mod(int a, int n) { return ((a % n) + n) % n; }
-
 void ring_reduce_scatter(Transport& t, const Collective& c) {
   const int n = t.size(), r = t.rank();
+  const int next = ring_position(r + 1, n), prev = ring_position(r - 1, n);
   for (int s = 0; s + 1 < n; ++s) {
-    const Block out = block_of(c.count, n, mod(r - 1 - s, n));
-    const Block in = block_of(c.count, n, mod(r - 2 - s, n));
-    t.exchange(mod(r + 1, n), element_span(c, out.offset, out.count), mod(r - 1, n),
+    const Block out = block_of(c.count, n, ring_position(r - 1 - s, n));
+    const Block in = block_of(c.count, n, ring_position(r - 2 - s, n));
+    t.exchange(next, element_span(c, out.offset, out.count), prev,
                in.count * dtype_size(c.dtype), reduce_sink(c, in.offset));
   }
   const Block mine = block_of(c.count, n, r);
@@ -28,10 +27,11 @@ void ring_reduce_scatter(Transport& t, const Collective& c) {
 
 void ring_allgather(Transport& t, const Collective& c) {
   const int n = t.size(), r = t.rank();
+  const int next = ring_position(r + 1, n), prev = ring_position(r - 1, n);
   for (int s = 0; s + 1 < n; ++s) {
-    const Block out = block_of(c.count, n, mod(r - s, n));
-    const Block in = block_of(c.count, n, mod(r - 1 - s, n));
-    t.exchange(mod(r + 1, n), element_span(c, out.offset, out.count), mod(r - 1, n),
+    const Block out = block_of(c.count, n, ring_position(r - s, n));
+    const Block in = block_of(c.count, n, ring_position(r - 1 - s, n));
+    t.exchange(next, element_span(c, out.offset, out.count), prev,
                in.count * dtype_size(c.dtype), copy_sink_at(c, in.offset));
   }
 }
@@ -39,9 +39,9 @@ void ring_allgather(Transport& t, const Collective& c) {
 // Chain root -> root+1 -> ... in chunks: a rank forwards chunk i-1 while receiving chunk i.
 void chain_broadcast(Transport& t, const Collective& c) {
   const int n = t.size(), r = t.rank();
-  const int pos = mod(r - c.root, n);
-  const int next = pos + 1 < n ? mod(r + 1, n) : -1;
-  const int prev = pos > 0 ? mod(r - 1, n) : -1;
+  const int pos = ring_position(r - c.root, n);
+  const int next = pos + 1 < n ? ring_position(r + 1, n) : -1;
+  const int prev = pos > 0 ? ring_position(r - 1, n) : -1;
   const size_t es = dtype_size(c.dtype);
   const size_t chunk = std::max<size_t>(1, kPipelineChunkBytes / es);
   const size_t chunks = (c.count + chunk - 1) / chunk;

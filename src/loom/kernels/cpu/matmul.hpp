@@ -27,6 +27,15 @@ template <typename T>
 void matmul(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
             const T* B, int ldb, T beta, T* C, int ldc,
             ConstOperand constant = ConstOperand::kNone);
+// float: oneDNN or OpenBLAS by the current MatmulMode; double: OpenBLAS (gradient checks).
+template <>
+void matmul<float>(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                   int lda, const float* B, int ldb, float beta, float* C, int ldc,
+                   ConstOperand constant);
+template <>
+void matmul<double>(bool trans_a, bool trans_b, int M, int N, int K, double alpha,
+                    const double* A, int lda, const double* B, int ldb, double beta, double* C,
+                    int ldc, ConstOperand constant);
 
 // A float matrix (data, row stride ld) that a product reads, and, where it was rounded to
 // bfloat16 beforehand, the same matrix's bf16 copy (rounded, row stride rounded_ld): a kBF16
