@@ -7,7 +7,8 @@
 //                slower rank, which is what the step pays)
 //   calls        tp collectives per step
 // and per rank the bytes of parameters, gradients, AdamW moments, activations and, among them,
-// the logits, so the 1/tp split of each is visible.
+// the logits, so the 1/tp split of each is visible. With sequence_parallel each tp > 1 is measured
+// again with Megatron sequence parallelism (a row "2 sp" under "2").
 #include <string>
 #include <vector>
 
@@ -24,16 +25,20 @@ struct TpBenchOptions {
   int threads = 0;  // in all, divided among the tp ranks; 0: the machine's
   int steps = 3;
   int warmup = 1;
+  // Also measure each tp > 1 with sequence parallelism (the seq must be a multiple of tp).
+  bool sequence_parallel = false;
 };
 
 struct TpBenchResult {
   int tp = 1, threads_per_rank = 1;
+  bool sequence_parallel = false;
   double step_s = 0, comm_s = 0;
   double calls = 0;
   double param_bytes = 0, grad_bytes = 0, moment_bytes = 0, activation_bytes = 0, logits_bytes = 0;
 };
 
-// On one rank of a job of tp ranks (collective): measures and returns rank 0's result.
+// On one rank of a job of tp ranks (collective): measures and returns rank 0's result, with
+// sequence parallelism when opts.sequence_parallel (and tp > 1).
 TpBenchResult run_tp_bench_rank(comm::Communicator& world, const GPTConfig& model,
                                 const TpBenchOptions& opts);
 

@@ -1,5 +1,7 @@
-// `loom bench tp --config C --tp 1,2 --batch_size 4 --seq_len 256`: tensor-parallel step time, the time
-// in tp all-reduces and the memory per rank for each tp size (see bench/tp_bench.hpp).
+// `loom bench tp --config C --tp 1,2 --batch_size 4 --seq_len 256 [--sequence_parallel]`:
+// tensor-parallel step time, the time in tp collectives and the memory per rank for each tp size,
+// and with --sequence_parallel each tp > 1 again with Megatron sequence parallelism (see
+// bench/tp_bench.hpp).
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -43,7 +45,12 @@ loom::GPTConfig model_of(const std::string& config) {
 int run(Options& o) {
   o.bench.tp = parse_list(o.tp_list);
   const loom::GPTConfig model = model_of(o.bench.config);
-  for (int tp : o.bench.tp) loom::check_tp_divides_heads(model, tp, "--tp");
+  const int seq = o.bench.seq > 0 ? o.bench.seq : model.context_len;
+  for (int tp : o.bench.tp) {
+    loom::check_tp_divides_heads(model, tp, "--tp");
+    LOOM_CHECK(!o.bench.sequence_parallel || seq % tp == 0, "--sequence_parallel: seq_len ", seq,
+               " must be divisible by --tp ", tp);
+  }
   if (o.worker_out.empty()) {
     loom::parallel::run_tp_bench(o.bench, "/proc/self/exe");
     return 0;
@@ -69,6 +76,9 @@ const bool registered = loom::cli::register_command(
                      "threads in all, divided among the tp ranks; 0: the machine's")->capture_default_str();
       app.add_option("--steps", o->bench.steps, "timed steps")->capture_default_str();
       app.add_option("--warmup", o->bench.warmup, "untimed steps first")->capture_default_str();
+      app.add_flag("--sequence_parallel", o->bench.sequence_parallel,
+                   "also measure each tp > 1 with Megatron sequence parallelism (seq_len must be "
+                   "divisible by tp)");
       app.add_option("--worker_out", o->worker_out, "(internal) result file of a launched rank")
           ->group("");
       return [o] { return run(*o); };

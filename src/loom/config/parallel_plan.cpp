@@ -12,6 +12,7 @@ ParallelPlan make_parallel_plan(const RunConfig& config, int world) {
   p.world = world;
   p.mesh = parallel::mesh_shape(world, t.tp, t.pp, t.ep);
   p.ep = t.ep;
+  p.sequence_parallel = t.sequence_parallel;
   if (t.pp == 1) {
     p.stage_blocks = {config.model.n_layer};
   } else {
@@ -34,6 +35,7 @@ std::string ParallelPlan::describe() const {
   std::ostringstream s;
   s << "plan: " << world << (world == 1 ? " rank" : " ranks") << " = pp " << mesh.pp << " x dp "
     << mesh.dp << " x tp " << mesh.tp << " x ep " << ep << " x sp " << sp << " | ";
+  if (sequence_parallel) s << "sequence parallel over the tp ranks | ";
   if (mesh.pp == 1)
     s << "one stage";
   else if (stage_blocks.empty())

@@ -22,6 +22,9 @@ struct ParallelPlan {
   int ep = 1;
   // Sequence parallelism splits ranks further once it lands; until then 1.
   int sp = 1;
+  // Megatron sequence parallelism: no axis of its own, the tp ranks split the sequence in the
+  // LayerNorm / dropout / residual regions.
+  bool sequence_parallel = false;
   // Blocks per stage when known before start-up (one stage; --partition); empty: balanced by
   // costs timed at start-up (pipeline::stage_partition).
   std::vector<int> stage_blocks;

@@ -92,6 +92,7 @@ void visit_train_fields(C& c, F&& f) {
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
+  f("sequence_parallel", c.sequence_parallel, "with tp > 1: Megatron sequence parallelism, each tp rank holds 1/tp of the batch's tokens (a contiguous range of its batch x seq_len rows) in the LayerNorm, dropout and residual regions (reduce-scatter / all-gather in place of the all-reduces); seq_len must be divisible by tp");
   f("ep", c.ep, "expert-parallel ranks (mixture-of-experts models): each MoE block's experts are split over ep data-parallel ranks, tokens travel to them by all-to-all; divides dp and moe_experts; 1: every rank runs every expert");
   f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
   f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
@@ -231,6 +232,22 @@ void validate_ps(const TrainConfig& c) {
              "applies to all-reduce only");
 }
 
+// --sequence_parallel splits the tp ranks' sequence: it needs tp > 1 and seq_len divisible by tp,
+// and is not built for the split backward (zb1p) or the planner's layouts.
+void validate_sequence_parallel(const TrainConfig& c) {
+  if (!c.sequence_parallel) return;
+  LOOM_CHECK(c.tp > 1, "--sequence_parallel needs --tp > 1 (it splits the sequence over the "
+             "tensor-parallel ranks), got --tp ", c.tp);
+  LOOM_CHECK(c.seq_len % c.tp == 0, "--sequence_parallel: seq_len ", c.seq_len,
+             " must be divisible by --tp ", c.tp, " (each tp rank holds 1/tp of every batch's "
+             "tokens)");
+  LOOM_CHECK(c.pp == 1 || c.schedule != pipeline::ScheduleKind::ZeroBubbleH1,
+             "--sequence_parallel cannot run with schedule zb1p (its weight-gradient pass would "
+             "re-gather each block's LayerNorm outputs; not built): use gpipe, 1f1b or interleaved");
+  LOOM_CHECK(c.parallel == LayoutChoice::kManual, "--sequence_parallel needs --parallel manual "
+             "(the planner does not choose the layout with it yet)");
+}
+
 void validate(const RunConfig& rc) {
   const TrainConfig& c = rc.train;
   // Mixture-of-experts blocks run at data parallelism only so far: a pipeline stage without the
@@ -284,6 +301,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.ep == 1 || c.ps == 0, "--ep ", c.ep, " cannot be combined with --ps ", c.ps,
              ": parameter-server workers each run the whole model");
   check_tp_divides_heads(rc.model, c.tp, "--tp");
+  validate_sequence_parallel(c);
   LOOM_CHECK(c.pp >= 1 && c.pp <= rc.model.n_layer, "pp must be between 1 and n_layer (",
              rc.model.n_layer, "): every stage needs at least one block, got ", c.pp);
   LOOM_CHECK(c.zero != 2 || c.pp == 1, "--zero 2 cannot be combined with --pp ", c.pp,

@@ -79,6 +79,9 @@ struct TrainConfig {
   GradReduce grad_reduce = GradReduce::kF32;  // what the gradient all-reduce moves (bf16: zero 0 only)
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
+  // Megatron sequence parallelism (needs tp > 1): LayerNorm, dropout and residual activations
+  // split over the tp ranks along the sequence.
+  bool sequence_parallel = false;
   int pp = 1;  // pipeline stages
   // Expert parallelism (mixture-of-experts models): each MoE block's experts are split over ep of
   // the data-parallel ranks (ep divides dp and moe_experts); tokens reach them by all-to-all.

@@ -8,7 +8,9 @@
 // Every tensor is carved out of a flat buffer rounded up to 64 elements (64-byte aligned), so the
 // sizes here are sums of rounded tensors. Widths under tensor parallelism: C = d_model (the
 // residual stream and LayerNorm outputs stay whole), Cl = C/tp, Hl = n_head/tp, Fl = 4C/tp and the
-// vocab-parallel Vl = padded_vocab/tp (tp 1: the vocabulary).
+// vocab-parallel Vl = padded_vocab/tp (tp 1: the vocabulary). Rows: N = batch x seq in the
+// tensor-parallel regions (attention, MLP, logits); under sequence parallelism the LayerNorm,
+// dropout and residual regions hold Ns = N/tp rows (N otherwise).
 #include <cstddef>
 
 #include "loom/model/gpt_config.hpp"
@@ -28,6 +30,9 @@ struct ActivationShape {
   // B then W (zero-bubble schedules): the same buffers (B writes the linear layers' output
   // gradients over activations it is done with), but a set waiting for W holds only `kept`.
   bool split_backward = false;
+  // Megatron sequence parallelism over the tp ranks (tp > 1, seq a multiple of tp; not with the
+  // split backward).
+  bool sequence_parallel = false;
   int threads = 1;         // OpenMP threads (the attention's scratch is per thread)
   size_t elem_bytes = 4;   // sizeof the model's scalar (float; double in gradient checks)
 };
@@ -46,8 +51,11 @@ struct ActivationBytes {
   size_t stage_input = 0;       // the residual stream entering the chunk (B, T, C)
   size_t embedding_mask = 0;    // the embedding's dropout mask
   size_t recomputed = 0;        // shared by the blocks: kFull a whole block, kSelective att
-  size_t head = 0;              // ln_f output and statistics, losses, lse, tp's CE statistics
+  size_t head = 0;              // ln_f output (gathered under sequence parallelism) and
+                                // statistics, losses, lse, tp's CE statistics
   size_t logits = 0;            // (B, T, Vl)
+  size_t stage_output = 0;      // sequence parallelism, a chunk without the head: its output
+                                // gathered (B, T, C) for the next pipeline stage
   size_t scratch = 0;           // the model's backward scratch (shared by every set)
   // An MoE block's routing, expert activations and backward scratch (moe::moe_buffer_bytes),
   // held by the set for good, besides the dense block's tensors it carves (fc, fc_gelu unused).
@@ -59,7 +67,7 @@ struct ActivationBytes {
   size_t kept() const { return kept_per_block * blocks; }
   // The set's B-only activations (its `acts` buffer) and masks.
   size_t b_only() const {
-    return b_only_per_block * blocks + stage_input + recomputed + head + logits;
+    return b_only_per_block * blocks + stage_input + recomputed + head + logits + stage_output;
   }
   size_t masks() const { return masks_per_block * blocks + embedding_mask; }
   size_t moe() const { return moe_per_block * moe_blocks; }
@@ -73,7 +81,8 @@ struct ActivationBytes {
 };
 
 // Throws loom::Error for a shape no model runs (no rows, seq over context_len, tp not dividing
-// n_head, full recomputation with the split backward).
+// n_head, full recomputation with the split backward, sequence parallelism without tp, with seq
+// not a multiple of tp or with the split backward).
 ActivationBytes activation_plan(const GPTConfig& config, const ActivationShape& shape);
 
 // Elements a tensor of n elements takes in a carved buffer: n rounded up to 64.

@@ -14,7 +14,9 @@
 namespace loom::gpt_internal {
 
 // Activations of one block kept for the backward. Under tensor parallelism the attention and MLP
-// inner tensors hold this rank's heads / hidden units only: Cl = C/tp, Hl = H/tp, Fl = 4C/tp.
+// inner tensors hold this rank's heads / hidden units only: Cl = C/tp, Hl = H/tp, Fl = 4C/tp;
+// under sequence parallelism ln1, mid, ln2, the statistics and the row masks (proj, mlp) hold
+// the rank's N/tp rows only.
 // The linear layers' inputs and outputs (ln1, qkv, atty, mid, ln2, fc, fc_gelu and the block's
 // output) live in the set's kept buffer, the rest (statistics, probabilities, masks) in its
 // B-only buffers (ActivationState).
@@ -78,7 +80,10 @@ struct ActivationState {
   T *resid0 = nullptr, *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr,
     *losses = nullptr, *lse = nullptr;  // resid0: stage input (N, C)
   T* ce_stats = nullptr;  // tp > 1: row max (N), then sum-exp and target logit (2N)
-  std::vector<T*> resid_out;  // block's output (N, C)
+  std::vector<T*> resid_out;  // block's output (N, C; the local rows under sp)
+  // Sequence parallelism on a chunk without the head: its output gathered (N, C) for the next
+  // stage (nullptr otherwise).
+  T* stage_output = nullptr;
   uint8_t* emb_mask = nullptr;
   // Per block of the chunk; used by MoE blocks only. The buffers size themselves (they grow only)
   // and are held for good: an MoE block's backward (B included) needs its routing.
@@ -88,6 +93,9 @@ struct ActivationState {
   // The forward these activations are of: its shape, its dropout (the key drawn from its Rng
   // and the index of its first row's sample) and its tokens and targets.
   int B = 0, Tn = 0;
+  // Sequence parallelism ran this forward (resid0, ln_1, mid, ln_2, the blocks' outputs, their
+  // statistics and row masks hold the local rows; lnf the gathered ones).
+  bool sp = false;
   bool have_targets = false, dropped = false, backward_done = false;
   bool train = false;  // a training forward (MoE capacity applies; dropless otherwise)
   bool weights_pending = false;  // B has run, W not yet
@@ -106,12 +114,15 @@ struct ActivationState {
 
 // The backward's scratch, shared by every set of the executors given the workspace (dbranch is
 // also the forward's branch buffer): big enough for every shape seen and carved for the running
-// one; dres ends as the gradient of the chunk's input.
+// one; dres ends as the gradient of the chunk's input (its local rows under sequence
+// parallelism: then gathered into dln, and input_grad points at whichever holds it).
 template <typename T>
 struct BackwardScratch {
   AlignedBuffer<T> buf;
   T *dres = nullptr, *dln = nullptr, *dqkv = nullptr, *datty = nullptr, *dfc = nullptr,
     *dbranch = nullptr, *att_scratch = nullptr;
+  T* ln_grads = nullptr;    // sp: a block's LayerNorm weight gradients, partial (4C)
+  T* input_grad = nullptr;  // after a backward: the gradient of the chunk's input (N, C)
   size_t att_scratch_size = 0;
   size_t allocations = 0;  // activation buffers its executors allocated so far
 };

@@ -20,6 +20,11 @@ ChunkExecutor<T>::Impl::Impl(typename GPTModel<T>::Impl& weights, BackwardScratc
              "recompute full cannot run with the split backward (zero-bubble schedules): "
              "backward_weights needs every block's layer inputs, which full recomputation does "
              "not keep; use recompute selective or none");
+  LOOM_CHECK(!(opt.split_backward && m.shard.sequence_parallel),
+             "sequence parallelism cannot run with the split backward (zero-bubble schedules): "
+             "not built");
+  LOOM_CHECK(!(m.moe_layer && m.shard.sequence_parallel),
+             "sequence parallelism with mixture-of-experts blocks is not built");
   lo = m.chunk_begin[opt.chunk];
   hi = m.chunk_begin[opt.chunk + 1];
   with_embedding = opt.chunk == 0 && m.shard.has_embedding;
@@ -31,26 +36,27 @@ typename ChunkExecutor<T>::Impl::Carved ChunkExecutor<T>::Impl::carve(S& s, T* k
                                                                       T* b_base,
                                                                       uint8_t* mask_base) const {
   const size_t N = static_cast<size_t>(s.B) * s.Tn, NT = N * s.Tn;
+  const size_t Nl = s.sp ? N / m.shard.tp_size : N;  // rows of the sequence-split regions
   const int C = m.C, Cl = m.Cl, Hl = m.Hl, Fl = m.Fl;
   const bool drop = m.cfg.dropout > 0;
   Carver<T> k{kept_base}, a{b_base};
   Carver<uint8_t> mk{mask_base};
-  s.resid0 = a.take(N * C);
-  s.emb_mask = drop && with_embedding ? mk.take(N * C) : nullptr;
+  s.resid0 = a.take(Nl * C);
+  s.emb_mask = drop && with_embedding ? mk.take(Nl * C) : nullptr;
   // A block's recomputable activations, the linear layers' inputs and outputs from `lin`; att is
   // taken only when not shared (shared_att is nullptr in the measuring pass too, hence the flag).
   const bool selective = opt.recompute == Recompute::kSelective;
   auto take_block = [&](BlockActs<T>& b, Carver<T>& lin, T* shared_att) {
-    b.ln1 = lin.take(N * C);
-    b.ln1_mean = a.take(N);
-    b.ln1_rstd = a.take(N);
+    b.ln1 = lin.take(Nl * C);
+    b.ln1_mean = a.take(Nl);
+    b.ln1_rstd = a.take(Nl);
     b.qkv = lin.take(N * 3 * Cl);
     b.att = selective ? shared_att : a.take(NT * Hl);
     b.atty = lin.take(N * Cl);
-    b.mid = lin.take(N * C);
-    b.ln2 = lin.take(N * C);
-    b.ln2_mean = a.take(N);
-    b.ln2_rstd = a.take(N);
+    b.mid = lin.take(Nl * C);
+    b.ln2 = lin.take(Nl * C);
+    b.ln2_mean = a.take(Nl);
+    b.ln2_rstd = a.take(Nl);
     b.fc = lin.take(N * Fl);
     b.fc_gelu = lin.take(N * Fl);
   };
@@ -70,10 +76,10 @@ typename ChunkExecutor<T>::Impl::Carved ChunkExecutor<T>::Impl::carve(S& s, T* k
       b = shared;
     else
       take_block(b, k, shared_att);
-    s.resid_out[l] = k.take(N * C);
+    s.resid_out[l] = k.take(Nl * C);
     b.att_mask = drop ? mk.take(NT * Hl) : nullptr;
-    b.proj_mask = drop ? mk.take(N * C) : nullptr;
-    b.mlp_mask = drop ? mk.take(N * C) : nullptr;
+    b.proj_mask = drop ? mk.take(Nl * C) : nullptr;
+    b.mlp_mask = drop ? mk.take(Nl * C) : nullptr;
     b.d_qkv = b.d_proj = b.d_fc = b.d_mlp = nullptr;
     const bool moe = m.cfg.is_moe_block(m.block_id[lo + l]);
     b.moe = moe ? &s.moe[l] : nullptr;
@@ -88,16 +94,19 @@ typename ChunkExecutor<T>::Impl::Carved ChunkExecutor<T>::Impl::carve(S& s, T* k
     }
   }
   s.lnf = s.lnf_mean = s.lnf_rstd = s.logits = s.losses = s.lse = s.ce_stats = nullptr;
+  s.stage_output = nullptr;
   s.logits_elems = 0;
   if (with_head) {
-    s.lnf = a.take(N * C);
-    s.lnf_mean = a.take(N);
-    s.lnf_rstd = a.take(N);
+    s.lnf = a.take(N * C);  // gathered under sp
+    s.lnf_mean = a.take(Nl);
+    s.lnf_rstd = a.take(Nl);
     s.logits_elems = N * m.vocab.Vl;
     s.logits = a.take(s.logits_elems);
     s.losses = a.take(N);
     s.lse = a.take(N);
     if (m.tp) s.ce_stats = a.take(3 * N);
+  } else if (s.sp) {
+    s.stage_output = a.take(N * C);
   }
   return {k.used, a.used, mk.used};
 }
@@ -114,6 +123,7 @@ ActivationBytes ChunkExecutor<T>::Impl::plan(int batch, int seq) const {
   shape.seq = seq;
   shape.recompute = opt.recompute;
   shape.split_backward = opt.split_backward;
+  shape.sequence_parallel = sequence_parallel(seq);
   shape.threads = omp_get_max_threads();
   shape.elem_bytes = sizeof(T);
   return activation_plan(m.cfg, shape);
@@ -152,8 +162,9 @@ void ChunkExecutor<T>::Impl::ensure_scratch(const S& s) {
   const size_t want = plan(s.B, s.Tn).scratch / sizeof(T);
   fit(ws.buf, want, false);
   const size_t N = static_cast<size_t>(s.B) * s.Tn;
+  const size_t Nl = s.sp ? N / m.shard.tp_size : N;
   Carver<T> a{ws.buf.data()};
-  ws.dres = a.take(N * m.C);
+  ws.dres = a.take(Nl * m.C);
   ws.dln = a.take(N * m.C);
   ws.dqkv = a.take(N * 3 * m.Cl);
   ws.datty = a.take(N * m.Cl);
@@ -161,6 +172,7 @@ void ChunkExecutor<T>::Impl::ensure_scratch(const S& s) {
   ws.dbranch = a.take(N * m.C);
   ws.att_scratch_size = kernels::attention_scratch_size({1, s.Tn, m.Cl, m.Hl}, nthreads);
   ws.att_scratch = a.take(ws.att_scratch_size);
+  ws.ln_grads = s.sp ? a.take(4 * static_cast<size_t>(m.C)) : nullptr;
   LOOM_CHECK(a.used == want, "ChunkExecutor: the scratch carved (", a.used * sizeof(T),
              " bytes) differs from activation_plan's (", want * sizeof(T), ")");
 }
@@ -181,6 +193,7 @@ BlockPass<T> ChunkExecutor<T>::Impl::pass(const S& s) const {
           .Fl = m.Fl,
           .tp_rank = m.shard.tp_rank,
           .tp = m.tp,
+          .sp = s.sp,
           .pdrop = m.cfg.dropout,
           .dropped = s.dropped,
           .drop_key = s.drop_key,
@@ -258,7 +271,8 @@ moe::MoeStats ChunkExecutor<T>::moe_stats(const ActivationSet<T>& set) const {
 
 template <typename T>
 const T* ChunkExecutor<T>::output(const ActivationSet<T>& set) const {
-  return set.state_->output();
+  const ActivationState<T>& s = *set.state_;
+  return s.stage_output ? s.stage_output : s.output();
 }
 
 template <typename T>
@@ -317,7 +331,7 @@ template <typename T>
 const T* ChunkExecutor<T>::input_grad(const ActivationSet<T>& set) const {
   LOOM_CHECK(!impl_->with_embedding && set.state_->backward_done,
              "input_grad: only after the backward of a chunk without the embedding");
-  return impl_->ws.dres;
+  return impl_->ws.input_grad;
 }
 
 // Impl's members are defined here and in chunk_executor_run.cpp: the class's instantiation below

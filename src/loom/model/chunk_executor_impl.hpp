@@ -43,6 +43,11 @@ struct ChunkExecutor<T>::Impl {
   // B-only ones from b_base and mask_base. With null B-only bases (a set waiting for W) its
   // B-only pointers become nullptr.
   Carved carve(S& s, T* kept_base, T* b_base, uint8_t* mask_base) const;
+  // Whether a forward of `seq` tokens per row runs sequence parallel: the shard asks for it and
+  // seq is a multiple of tp (a sample's prompt of another length runs plain tp).
+  bool sequence_parallel(int seq) const {
+    return m.shard.sequence_parallel && seq % m.shard.tp_size == 0;
+  }
   // The activation plan of the chunk for a forward of batch x seq rows in the executor's modes.
   ActivationBytes plan(int batch, int seq) const;
   // Readies s (and the shared scratch) for its forward: buffers as activation_plan sizes them
@@ -72,7 +77,8 @@ struct ChunkExecutor<T>::Impl {
   // weights false: B only (split backward), keeping what backward_weights needs.
   void backward(S& s, T loss_scale, const T* doutput, const GradReadyFn& on_ready, bool weights);
   void head_backward(S& s, const gpt_internal::BlockPass<T>& pass, T loss_scale);
-  void embedding_weights(S& s, const gpt_internal::BlockPass<T>& pass);
+  // dout: the gradient of the embedding's output, every row (N, C).
+  void embedding_weights(S& s, const gpt_internal::BlockPass<T>& pass, const T* dout);
   void backward_weights(S& s);
 };
 

@@ -42,6 +42,7 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
   if (s.have_targets) check_tokens(tgt, N, cfg.vocab_size, "targets");
   s.B = batch;
   s.Tn = seq;
+  s.sp = sequence_parallel(seq);
   s.train = train;
   ensure_capacity(s);
   s.backward_done = false;
@@ -50,8 +51,9 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
   const BlockPass<T> p = pass(s);
   if (tok != nullptr)
     embed(s, p);
-  else
-    std::memcpy(s.resid0, input, static_cast<size_t>(N) * m.C * sizeof(T));
+  else  // this rank's rows of the whole input
+    std::memcpy(s.resid0, input + p.first_row() * m.C,
+                static_cast<size_t>(p.local_rows()) * m.C * sizeof(T));
   const T* x = s.resid0;
   for (int l = 0; l < hi - lo; ++l) {
     // Trace: one event per block (named like the backward's "backward h.<l>" events).
@@ -62,28 +64,36 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
       trace::complete("forward h." + std::to_string(m.block_id[lo + l]), "compute", block_start);
     x = s.resid_out[l];
   }
+  if (s.stage_output) p.gather_rows(s.output(), s.stage_output);
   return with_head ? head_forward(s, p) : T(0);
 }
 
+// Under tp each rank looks up the tokens of its vocabulary rows and the partial sums are reduced
+// (reduce-scattered to the local rows under sp, in the scratch's dbranch, free in a forward).
 template <typename T>
 void ChunkExecutor<T>::Impl::embed(S& s, const BlockPass<T>& p) {
   const int B = s.B, Tn = s.Tn, C = m.C;
-  const size_t NC = static_cast<size_t>(B) * Tn * C;
+  const size_t NlC = static_cast<size_t>(p.local_rows()) * C;
   {
     auto t = p.timed(Kernel::kEmbedding, false);
     if (!m.tp) {
       embedding_forward(s.resid0, s.tokens.data(), m.p.wte, m.p.wpe, B, Tn, C);
     } else {
-      vocab_parallel_embedding_forward(s.resid0, s.tokens.data(), m.p.wte, B * Tn, C,
+      T* sums = p.sp ? ws.dbranch : s.resid0;  // (N, C)
+      vocab_parallel_embedding_forward(sums, s.tokens.data(), m.p.wte, B * Tn, C,
                                        m.vocab.vocab_start, m.vocab.valid);
-      p.reduce(s.resid0, NC);
-      add_position_embedding(s.resid0, m.p.wpe, B, Tn, C);
+      const T* mine = p.reduce_rows(sums);
+      if (mine != s.resid0) std::memcpy(s.resid0, mine, NlC * sizeof(T));
+      p.for_each_sample_run([&](int, int position, int count, size_t row) {
+        add_position_embedding(s.resid0 + row * C, m.p.wpe + static_cast<size_t>(position) * C,
+                               1, count, C);
+      });
     }
   }
   if (s.dropped) {
-    p.draw_masks(s.emb_mask, -1, DropSite::kEmbedding, 1, static_cast<size_t>(Tn) * C);
+    p.draw_row_masks(s.emb_mask, -1, DropSite::kEmbedding);
     auto t = p.timed(Kernel::kDropout, false);
-    dropout_forward(s.resid0, s.resid0, s.emb_mask, m.cfg.dropout, NC);
+    dropout_forward(s.resid0, s.resid0, s.emb_mask, m.cfg.dropout, NlC);
   }
 }
 
@@ -93,8 +103,10 @@ T ChunkExecutor<T>::Impl::head_forward(S& s, const BlockPass<T>& p) {
   const T* x = s.output();
   {
     auto t = p.timed(Kernel::kLayerNorm, false);
-    layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, m.p.lnf_w, m.p.lnf_b, N, C);
+    layernorm_forward(p.local(s.lnf), s.lnf_mean, s.lnf_rstd, x, m.p.lnf_w, m.p.lnf_b,
+                      p.local_rows(), C);
   }
+  p.gather_rows(p.local(s.lnf), s.lnf);  // the LM head reads every row
   {
     auto t = p.timed(Kernel::kLMHead, false);
     lm_head_forward(s.logits, s.lnf, m.p.wte, N, C, m.vocab.Vl);
@@ -137,40 +149,42 @@ void ChunkExecutor<T>::Impl::backward(S& s, T loss_scale, const T* doutput,
   ensure_scratch(s);
   BlockPass<T> p = pass(s);
   p.moe_loss_scale = loss_scale;
-  const size_t NC = static_cast<size_t>(s.B) * s.Tn * m.C;
+  const size_t NlC = static_cast<size_t>(p.local_rows()) * m.C;
   auto ready = [&](size_t begin, size_t end) {
     if (on_ready && begin < end) on_ready(begin, end);
   };
   if (with_head) {
     head_backward(s, p, loss_scale);
     ready(m.head_begin, m.n_params);
-  } else {
-    std::memcpy(ws.dres, doutput, NC * sizeof(T));
+  } else {  // this rank's rows of the output's gradient
+    std::memcpy(ws.dres, doutput + p.first_row() * m.C, NlC * sizeof(T));
   }
   for (int l = hi - lo - 1; l >= 0; --l) {
     block_backward(p, m.block_id[lo + l], m.p.blocks[lo + l], m.g.blocks[lo + l], s.blocks[l],
                    l > 0 ? s.resid_out[l - 1] : s.resid0, weights);
     ready(m.p.blocks[lo + l].begin, m.p.blocks[lo + l].end);
   }
+  ws.input_grad = nullptr;
   if (with_embedding) {
     if (s.dropped) {
       auto t = p.timed(Kernel::kDropout, true);
-      dropout_backward(ws.dres, ws.dres, s.emb_mask, m.cfg.dropout, NC);
+      dropout_backward(ws.dres, ws.dres, s.emb_mask, m.cfg.dropout, NlC);
     }
-    embedding_weights(s, p);
+    embedding_weights(s, p, p.gather_rows(ws.dres, ws.dbranch));
+  } else {
+    ws.input_grad = p.gather_rows(ws.dres, ws.dln);  // every row, for the previous stage
   }
   if (opt.chunk == 0) ready(0, m.prefix_end);
   if (!weights) release_b_only(s);
 }
 
-// dres holds the gradient of the embedding's output.
 template <typename T>
-void ChunkExecutor<T>::Impl::embedding_weights(S& s, const BlockPass<T>& p) {
+void ChunkExecutor<T>::Impl::embedding_weights(S& s, const BlockPass<T>& p, const T* dout) {
   auto t = p.timed(Kernel::kEmbedding, true);
   if (!m.tp)
-    embedding_backward(m.g.wte, m.g.wpe, ws.dres, s.tokens.data(), s.B, s.Tn, m.C);
+    embedding_backward(m.g.wte, m.g.wpe, dout, s.tokens.data(), s.B, s.Tn, m.C);
   else
-    vocab_parallel_embedding_backward(m.g.wte, m.g.wpe, ws.dres, s.tokens.data(), s.B, s.Tn, m.C,
+    vocab_parallel_embedding_backward(m.g.wte, m.g.wpe, dout, s.tokens.data(), s.B, s.Tn, m.C,
                                       m.vocab.vocab_start, m.vocab.valid);
 }
 
@@ -204,11 +218,16 @@ void ChunkExecutor<T>::Impl::head_backward(S& s, const BlockPass<T>& p, T loss_s
     // largest activation by far) kept until then.
     lm_head_backward(ws.dln, m.g.wte, s.logits, s.lnf, m.p.wte, N, C, m.vocab.Vl);
   }
-  p.reduce(ws.dln, static_cast<size_t>(N) * C);  // each rank's vocabulary columns' share of dx
-  auto t = p.timed(Kernel::kLayerNorm, true);
-  std::memset(ws.dres, 0, static_cast<size_t>(N) * C * sizeof(T));
-  layernorm_backward(ws.dres, m.g.lnf_w, m.g.lnf_b, ws.dln, s.output(), m.p.lnf_w, s.lnf_mean,
-                     s.lnf_rstd, N, C);
+  // Each rank's vocabulary columns' share of dx, summed (this rank's rows of it under sp).
+  const T* dln = p.reduce_rows(ws.dln);
+  p.begin_ln_grads();
+  {
+    auto t = p.timed(Kernel::kLayerNorm, true);
+    std::memset(ws.dres, 0, static_cast<size_t>(p.local_rows()) * C * sizeof(T));
+    layernorm_backward(ws.dres, p.ln_grad(m.g.lnf_w, 0), p.ln_grad(m.g.lnf_b, 1), dln, s.output(),
+                       m.p.lnf_w, s.lnf_mean, s.lnf_rstd, p.local_rows(), C);
+  }
+  p.add_ln_grads({m.g.lnf_w, m.g.lnf_b});
 }
 
 template struct ChunkExecutor<float>::Impl;

@@ -14,33 +14,81 @@ namespace loom::gpt_internal {
 using namespace kernels;
 
 template <typename T>
+uint64_t BlockPass<T>::mask_seed(int b, int layer, DropSite site, int head) const {
+  // The fields packed into one word (sample < 2^32, layer + 1 < 2^16, site < 2^4, head < 2^12),
+  // xored into the key: distinct words seed independent streams.
+  const uint64_t word = static_cast<uint64_t>(drop_first_sample + b) << 32 |
+                        static_cast<uint64_t>(layer + 1) << 16 |
+                        static_cast<uint64_t>(site) << 12 | static_cast<uint64_t>(head);
+  return Rng(drop_key ^ word).next_u64();
+}
+
+template <typename T>
 void BlockPass<T>::draw_masks(uint8_t* mask, int layer, DropSite site, int heads,
                               size_t per_head) const {
   auto t = timed(Kernel::kDropout, false);
   const int head0 = site == DropSite::kAttention ? tp_rank * heads : 0;
   for (int b = 0; b < B; ++b)
-    for (int h = 0; h < heads; ++h) {
-      // The fields packed into one word (sample < 2^32, layer + 1 < 2^16, site < 2^4, head <
-      // 2^12), xored into the key: distinct words seed independent streams.
-      const uint64_t word = static_cast<uint64_t>(drop_first_sample + b) << 32 |
-                            static_cast<uint64_t>(layer + 1) << 16 |
-                            static_cast<uint64_t>(site) << 12 | static_cast<uint64_t>(head0 + h);
+    for (int h = 0; h < heads; ++h)
       dropout_mask(mask + (static_cast<size_t>(b) * heads + h) * per_head, per_head, pdrop,
-                   Rng(drop_key ^ word).next_u64());
-    }
+                   mask_seed(b, layer, site, head0 + h));
+}
+
+template <typename T>
+void BlockPass<T>::draw_row_masks(uint8_t* mask, int layer, DropSite site) const {
+  auto t = timed(Kernel::kDropout, false);
+  const size_t c = static_cast<size_t>(C);
+  for_each_sample_run([&](int b, int position, int count, size_t row) {
+    dropout_mask(mask + row * c, count * c, pdrop, mask_seed(b, layer, site, 0), position * c);
+  });
+}
+
+template <typename T>
+T* BlockPass<T>::reduce_rows(T* all) const {
+  const size_t n = static_cast<size_t>(rows()) * C;
+  if (sp)
+    tp->reduce_scatter_sum(all, n);
+  else
+    reduce(all, n);
+  return local(all);
+}
+
+template <typename T>
+T* BlockPass<T>::gather_rows(T* mine, T* all) const {
+  if (!sp) return mine;
+  T* slot = local(all);
+  if (mine != slot) std::memcpy(slot, mine, static_cast<size_t>(local_rows()) * C * sizeof(T));
+  tp->all_gather(all, static_cast<size_t>(rows()) * C);
+  return all;
+}
+
+template <typename T>
+void BlockPass<T>::begin_ln_grads() const {
+  if (sp) std::memset(scratch->ln_grads, 0, 4 * static_cast<size_t>(C) * sizeof(T));
+}
+
+template <typename T>
+void BlockPass<T>::add_ln_grads(std::initializer_list<T*> dst) const {
+  if (!sp) return;
+  T* g = scratch->ln_grads;
+  tp->allreduce_sum(g, dst.size() * C);
+  for (T* d : dst) {
+    for (int i = 0; i < C; ++i) d[i] += g[i];
+    g += C;
+  }
 }
 
 namespace {
 
-// Residual-branch dropout: out = in + dropout(branch), with the branch in scratch->dbranch (free
-// during the forward). The masks are replicated over the tp ranks.
+// Residual-branch dropout over the local rows: out = in + dropout(branch), with the branch (the
+// row-parallel layer's reduced output) in scratch->dbranch (free during the forward). The masks
+// are those of one rank (under sp, this rank's rows' slices of them).
 template <typename T>
-void add_branch(const BlockPass<T>& pass, int layer, T* out, const T* in, uint8_t* mask,
-                DropSite site, bool redo) {
-  const size_t NC = static_cast<size_t>(pass.rows()) * pass.C;
-  T* branch = pass.scratch->dbranch;
+void add_branch(const BlockPass<T>& pass, int layer, T* out, const T* in, T* branch,
+                uint8_t* mask, DropSite site, bool redo) {
+  const size_t NC = static_cast<size_t>(pass.local_rows()) * pass.C;
   if (pass.dropped) {
-    if (!redo) pass.draw_masks(mask, layer, site, 1, static_cast<size_t>(pass.Tn) * pass.C);
+    if (!redo) pass.draw_row_masks(mask, layer, site);
     auto t = pass.timed(Kernel::kDropout, false);
     dropout_forward(branch, branch, mask, pass.pdrop, NC);
   }
@@ -48,19 +96,22 @@ void add_branch(const BlockPass<T>& pass, int layer, T* out, const T* in, uint8_
   residual_forward(out, in, branch, NC);
 }
 
-// ln_1, c_attn, attention, c_proj (row-parallel: all-reduced), residual: x -> a.mid.
+// ln_1, c_attn, attention, c_proj (row-parallel: all-reduced, or reduce-scattered under sp),
+// residual: x -> a.mid. Under sp ln_1's output is gathered in scratch->dln for c_attn.
 template <typename T>
 void attention_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>& w,
                             BlockActs<T>& a, const T* x, bool redo) {
-  const int N = pass.rows(), C = pass.C, Cl = pass.Cl, Hl = pass.Hl, Tn = pass.Tn;
+  const int N = pass.rows(), Nl = pass.local_rows(), C = pass.C, Cl = pass.Cl, Hl = pass.Hl,
+            Tn = pass.Tn;
   const BackwardScratch<T>& s = *pass.scratch;
   {
     auto t = pass.timed(Kernel::kLayerNorm, false);
-    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C);
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, Nl, C);
   }
+  const T* ln1 = pass.gather_rows(a.ln1, s.dln);
   {
     auto t = pass.timed(Kernel::kMatmulQKV, false);
-    linear_forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * Cl);
+    linear_forward(a.qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * Cl);
   }
   uint8_t* att_mask = pass.dropped ? a.att_mask : nullptr;
   // Each tp rank drops in its own heads, with the masks of those heads at tp 1.
@@ -76,20 +127,20 @@ void attention_half_forward(const BlockPass<T>& pass, int layer, const BlockTens
     auto t = pass.timed(Kernel::kMatmulAttnProj, false);
     linear_forward(s.dbranch, a.atty, w.proj_w, pass.tp_rank == 0 ? w.proj_b : nullptr, N, Cl, C);
   }
-  pass.reduce(s.dbranch, static_cast<size_t>(N) * C);
-  add_branch(pass, layer, a.mid, x, a.proj_mask, DropSite::kAttentionProj, redo);
+  add_branch(pass, layer, a.mid, x, pass.reduce_rows(s.dbranch), a.proj_mask,
+             DropSite::kAttentionProj, redo);
 }
 
-// ln_2, c_fc, GELU, c_proj (row-parallel: all-reduced), residual: a.mid -> out. redo stops after
-// the GELU.
+// ln_2, c_fc, GELU, c_proj (row-parallel: all-reduced, or reduce-scattered under sp), residual:
+// a.mid -> out. redo stops after the GELU.
 template <typename T>
 void mlp_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>& w,
                       BlockActs<T>& a, T* out, bool redo) {
-  const int N = pass.rows(), C = pass.C, Fl = pass.Fl;
+  const int N = pass.rows(), Nl = pass.local_rows(), C = pass.C, Fl = pass.Fl;
   const BackwardScratch<T>& s = *pass.scratch;
   {
     auto t = pass.timed(Kernel::kLayerNorm, false);
-    layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, w.ln2_w, w.ln2_b, N, C);
+    layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, w.ln2_w, w.ln2_b, Nl, C);
   }
   if (a.moe) {
     // The experts are replicated over tp: every rank computes the whole branch (no all-reduce).
@@ -98,12 +149,13 @@ void mlp_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>
     // Under ep the layer runs its share of the experts (pass.moe->local), the tokens travelling.
     *a.moe_stats = pass.moe->forward(s.dbranch, a.ln2, N, moe::as_const(pass.moe->local(w.moe)),
                                      *a.moe, pass.dropless);
-    add_branch(pass, layer, out, a.mid, a.mlp_mask, DropSite::kMlpProj, redo);
+    add_branch(pass, layer, out, a.mid, s.dbranch, a.mlp_mask, DropSite::kMlpProj, redo);
     return;
   }
+  const T* ln2 = pass.gather_rows(a.ln2, s.dln);
   {
     auto t = pass.timed(Kernel::kMatmulFC, false);
-    linear_forward(a.fc, a.ln2, w.fc_w, w.fc_b, N, C, Fl);
+    linear_forward(a.fc, ln2, w.fc_w, w.fc_b, N, C, Fl);
   }
   {
     auto t = pass.timed(Kernel::kGelu, false);
@@ -114,18 +166,22 @@ void mlp_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>
     auto t = pass.timed(Kernel::kMatmulMLPProj, false);
     linear_forward(s.dbranch, a.fc_gelu, w.mlp_w, pass.tp_rank == 0 ? w.mlp_b : nullptr, N, Fl, C);
   }
-  pass.reduce(s.dbranch, static_cast<size_t>(N) * C);
-  add_branch(pass, layer, out, a.mid, a.mlp_mask, DropSite::kMlpProj, redo);
+  add_branch(pass, layer, out, a.mid, pass.reduce_rows(s.dbranch), a.mlp_mask,
+             DropSite::kMlpProj, redo);
 }
 
-// Gradient reaching a residual branch's output: the stream gradient, through the dropout mask.
+// Gradient reaching a residual branch's output (rows(), C): the stream gradient, through the
+// dropout mask (over the local rows), gathered in scratch->dbranch under sp.
 template <typename T>
 const T* branch_grad(const BlockPass<T>& pass, const uint8_t* mask) {
   const BackwardScratch<T>& s = *pass.scratch;
-  if (!pass.dropped) return s.dres;
-  auto t = pass.timed(Kernel::kDropout, true);
-  dropout_backward(s.dbranch, s.dres, mask, pass.pdrop, static_cast<size_t>(pass.rows()) * pass.C);
-  return s.dbranch;
+  if (!pass.dropped) return pass.gather_rows(s.dres, s.dbranch);
+  {
+    auto t = pass.timed(Kernel::kDropout, true);
+    dropout_backward(pass.local(s.dbranch), s.dres, mask, pass.pdrop,
+                     static_cast<size_t>(pass.local_rows()) * pass.C);
+  }
+  return pass.gather_rows(pass.local(s.dbranch), s.dbranch);
 }
 
 // A linear layer's backward: the input gradient always; the weight gradients now, or (split
@@ -142,11 +198,12 @@ void linear_grads(const BlockPass<T>& pass, bool weights, T* dinp, T* dw, T* dbi
   }
 }
 
-// dres: the gradient of the block's output -> that of a.mid.
+// dres: the gradient of the block's output -> that of a.mid. Under sp ln_2's output is gathered
+// again (in scratch->dbranch, free once c_proj's backward has read the branch gradient).
 template <typename T>
 void mlp_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
                        const BlockTensors<T>& gw, BlockActs<T>& a, bool weights) {
-  const int N = pass.rows(), C = pass.C, Fl = pass.Fl;
+  const int N = pass.rows(), Nl = pass.local_rows(), C = pass.C, Fl = pass.Fl;
   const BackwardScratch<T>& s = *pass.scratch;
   if (a.moe) {
     // Weight gradients now even in a split backward's B (its W has no MoE work).
@@ -167,23 +224,24 @@ void mlp_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
     auto t = pass.timed(Kernel::kGelu, true);
     gelu_backward(s.dfc, a.fc, s.dfc, static_cast<size_t>(N) * Fl);
   }
+  const T* ln2 = pass.gather_rows(a.ln2, s.dbranch);
   {
     auto t = pass.timed(Kernel::kMatmulFC, true);
-    linear_grads(pass, weights, s.dln, gw.fc_w, gw.fc_b, s.dfc, a.d_fc, a.ln2, w.fc_w, C, Fl);
+    linear_grads(pass, weights, s.dln, gw.fc_w, gw.fc_b, s.dfc, a.d_fc, ln2, w.fc_w, C, Fl);
   }
-  pass.reduce(s.dln, static_cast<size_t>(N) * C);
+  const T* dln = pass.reduce_rows(s.dln);
   {
     auto t = pass.timed(Kernel::kLayerNorm, true);
-    layernorm_backward(s.dres, gw.ln2_w, gw.ln2_b, s.dln, a.mid, w.ln2_w, a.ln2_mean, a.ln2_rstd,
-                       N, C);
+    layernorm_backward(s.dres, pass.ln_grad(gw.ln2_w, 2), pass.ln_grad(gw.ln2_b, 3), dln, a.mid,
+                       w.ln2_w, a.ln2_mean, a.ln2_rstd, Nl, C);
   }
 }
 
-// dres: the gradient of a.mid -> that of x.
+// dres: the gradient of a.mid -> that of x (ln_1's output gathered again under sp).
 template <typename T>
 void attention_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
                              const BlockTensors<T>& gw, BlockActs<T>& a, const T* x, bool weights) {
-  const int N = pass.rows(), C = pass.C, Cl = pass.Cl;
+  const int Nl = pass.local_rows(), C = pass.C, Cl = pass.Cl;
   const BackwardScratch<T>& s = *pass.scratch;
   {
     const T* dout = branch_grad(pass, a.proj_mask);
@@ -203,15 +261,17 @@ void attention_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
     attention_backward(s.dqkv, s.datty, a.qkv, a.att, att_mask, pass.pdrop, shape, s.att_scratch,
                        s.att_scratch_size);
   }
+  const T* ln1 = pass.gather_rows(a.ln1, s.dbranch);
   {
     auto t = pass.timed(Kernel::kMatmulQKV, true);
-    linear_grads(pass, weights, s.dln, gw.qkv_w, gw.qkv_b, s.dqkv, a.d_qkv, a.ln1, w.qkv_w, C,
+    linear_grads(pass, weights, s.dln, gw.qkv_w, gw.qkv_b, s.dqkv, a.d_qkv, ln1, w.qkv_w, C,
                  3 * Cl);
   }
-  pass.reduce(s.dln, static_cast<size_t>(N) * C);
+  const T* dln = pass.reduce_rows(s.dln);
   {
     auto t = pass.timed(Kernel::kLayerNorm, true);
-    layernorm_backward(s.dres, gw.ln1_w, gw.ln1_b, s.dln, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
+    layernorm_backward(s.dres, pass.ln_grad(gw.ln1_w, 0), pass.ln_grad(gw.ln1_b, 1), dln, x,
+                       w.ln1_w, a.ln1_mean, a.ln1_rstd, Nl, C);
   }
 }
 
@@ -226,13 +286,16 @@ void block_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>& w
 
 // Gradients of the replicated tensors (LayerNorms, row-parallel biases) come out identical on
 // every tp rank: they are computed from dres, which every rank holds identically after the
-// all-reduces of dln, by the same deterministic kernels.
+// all-reduces of dln, by the same deterministic kernels. Under sp the row-parallel biases' come
+// from the gathered branch gradient (identical too) and the LayerNorms' are summed over tp.
 template <typename T>
 void block_backward(const BlockPass<T>& pass, int layer, const BlockTensors<T>& w,
                     const BlockTensors<T>& gw, BlockActs<T>& a, const T* x, bool weights) {
   if (pass.recompute == Recompute::kFull) block_forward<T>(pass, layer, w, a, x, nullptr, /*redo=*/true);
+  pass.begin_ln_grads();
   mlp_half_backward(pass, w, gw, a, weights);
   attention_half_backward(pass, w, gw, a, x, weights);
+  pass.add_ln_grads({gw.ln1_w, gw.ln1_b, gw.ln2_w, gw.ln2_b});
 }
 
 template <typename T>

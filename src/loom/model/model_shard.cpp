@@ -26,6 +26,8 @@ void ModelShard::validate(const GPTConfig& c) const {
   check_tp_divides_heads(c, tp_size, "tp_size");
   LOOM_CHECK(tp_rank >= 0 && tp_rank < tp_size, "model shard: tp_rank ", tp_rank,
              " is outside [0, tp_size = ", tp_size, ")");
+  LOOM_CHECK(!sequence_parallel || tp_size > 1,
+             "model shard: sequence parallelism needs tp_size > 1, got ", tp_size);
   const int last = end_block(c);
   LOOM_CHECK(first_block >= 0 && first_block <= last && last <= c.n_layer,
              "model shard: blocks [", first_block, ", ", last, ") are not a range of [0, n_layer = ",

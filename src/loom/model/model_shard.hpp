@@ -24,6 +24,10 @@ struct ModelShard {
   // last_block then span them (chunks.front().first, chunks.back().last). Empty: one chunk,
   // [first_block, end_block).
   std::vector<BlockRange> chunks = {};
+  // Megatron sequence parallelism (tp_size > 1): in the LayerNorm / dropout / residual regions
+  // each tp rank holds rows [tp_rank x N / tp_size, (tp_rank + 1) x N / tp_size) of a forward's
+  // N = B x T rows, for forwards whose T is a multiple of tp_size (others run plain tp).
+  bool sequence_parallel = false;
 
   int end_block(const GPTConfig& c) const { return last_block < 0 ? c.n_layer : last_block; }
   int num_chunks() const { return chunks.empty() ? 1 : static_cast<int>(chunks.size()); }

@@ -20,6 +20,13 @@ class TensorParallelGroup {
   virtual void allreduce_sum(double* data, size_t n) = 0;
   virtual void allreduce_max(float* data, size_t n) = 0;
   virtual void allreduce_max(double* data, size_t n) = 0;
+  // Sequence parallelism, in place over blocks of n / size() elements (n a multiple of size()):
+  // reduce_scatter_sum leaves block rank() of data summed over the ranks (the other blocks are
+  // unspecified afterwards); all_gather fills every block with that rank's block rank().
+  virtual void reduce_scatter_sum(float* data, size_t n) = 0;
+  virtual void reduce_scatter_sum(double* data, size_t n) = 0;
+  virtual void all_gather(float* data, size_t n) = 0;
+  virtual void all_gather(double* data, size_t n) = 0;
 };
 
 // A group that does not communicate: it stands for rank `rank` of `size` so that a model runs its
@@ -33,6 +40,10 @@ class ShapesOnlyTpGroup : public TensorParallelGroup {
   void allreduce_sum(double*, size_t) override {}
   void allreduce_max(float*, size_t) override {}
   void allreduce_max(double*, size_t) override {}
+  void reduce_scatter_sum(float*, size_t) override {}
+  void reduce_scatter_sum(double*, size_t) override {}
+  void all_gather(float*, size_t) override {}
+  void all_gather(double*, size_t) override {}
 
  private:
   int rank_, size_;

@@ -47,6 +47,39 @@ void CommTensorParallelGroup::allreduce_max(double* data, size_t n) {
   gather_reduce(data, n, [](double a, double b) { return std::max(a, b); });
 }
 
+void CommTensorParallelGroup::reduce_scatter_sum(float* data, size_t n) {
+  check_blocks(n);
+  Timer t;
+  comm_.reduce_scatter(data, n, comm::ReduceOp::Sum);
+  seconds_ += t.seconds();
+  ++calls_;
+}
+// The whole sum in rank order (the gradient checks' exact path); block rank() is part of it.
+void CommTensorParallelGroup::reduce_scatter_sum(double* data, size_t n) {
+  check_blocks(n);
+  allreduce_sum(data, n);
+}
+void CommTensorParallelGroup::all_gather(float* data, size_t n) {
+  check_blocks(n);
+  Timer t;
+  comm_.allgather(data, n);
+  seconds_ += t.seconds();
+  ++calls_;
+}
+// Block r of n doubles is block r of the 2n floats' worth of bytes (n a multiple of size()).
+void CommTensorParallelGroup::all_gather(double* data, size_t n) {
+  check_blocks(n);
+  Timer t;
+  comm_.allgather(reinterpret_cast<float*>(data), n * sizeof(double) / sizeof(float));
+  seconds_ += t.seconds();
+  ++calls_;
+}
+
+void CommTensorParallelGroup::check_blocks(size_t n) const {
+  LOOM_CHECK(n % static_cast<size_t>(size()) == 0, "tensor parallel: ", n,
+             " elements do not split into ", size(), " equal blocks");
+}
+
 namespace {
 
 std::map<std::string, const ParamInfo*> by_name(const std::vector<ParamInfo>& layout) {

@@ -12,9 +12,10 @@
 namespace loom::parallel {
 
 // float sums go through the communicator's all-reduce (its algorithm: ring by default, which
-// leaves the same bytes on every rank). Max and double sums (gradient checks) all-gather every
-// rank's values (moved as bytes, no arithmetic) and reduce them locally in rank order, so every
-// rank computes the same result. Counts the time spent, for `loom bench tp`.
+// leaves the same bytes on every rank), and sequence parallelism's float reduce-scatter and
+// all-gather through its reduce-scatter and all-gather. Max and double sums (gradient checks)
+// all-gather every rank's values (moved as bytes, no arithmetic) and reduce them locally in rank
+// order, so every rank computes the same result. Counts the time spent, for `loom bench tp`.
 class CommTensorParallelGroup : public TensorParallelGroup {
  public:
   explicit CommTensorParallelGroup(comm::Communicator& comm) : comm_(comm) {}
@@ -24,6 +25,10 @@ class CommTensorParallelGroup : public TensorParallelGroup {
   void allreduce_sum(double* data, size_t n) override;
   void allreduce_max(float* data, size_t n) override;
   void allreduce_max(double* data, size_t n) override;
+  void reduce_scatter_sum(float* data, size_t n) override;
+  void reduce_scatter_sum(double* data, size_t n) override;
+  void all_gather(float* data, size_t n) override;
+  void all_gather(double* data, size_t n) override;
 
   double seconds() const { return seconds_; }  // in the calls above, since construction / reset
   size_t calls() const { return calls_; }
@@ -32,6 +37,7 @@ class CommTensorParallelGroup : public TensorParallelGroup {
  private:
   template <typename T, typename Op>
   void gather_reduce(T* data, size_t n, Op op);
+  void check_blocks(size_t n) const;  // n splits into size() equal blocks
 
   comm::Communicator& comm_;
   double seconds_ = 0;

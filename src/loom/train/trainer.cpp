@@ -81,8 +81,10 @@ size_t buffer_size(const std::vector<ParamInfo>& layout) {
 // This rank's piece of the model: its tp slice of its pipeline stage.
 ModelShard rank_shard(const ParallelPlan& plan, parallel::Mesh& mesh,
                       const pipeline::Partition& partition) {
-  return pipeline::stage_shard(partition, mesh.coord().pp, mesh.coord().tp, plan.mesh.tp,
-                               plan.virtual_stages);
+  ModelShard shard = pipeline::stage_shard(partition, mesh.coord().pp, mesh.coord().tp,
+                                           plan.mesh.tp, plan.virtual_stages);
+  shard.sequence_parallel = plan.sequence_parallel;
+  return shard;
 }
 
 // Fault injection for the divergence drill: LOOM_FAULT_NAN_LOSS=<step>:<world rank> makes that

@@ -12,12 +12,12 @@ inline uint64_t mix(uint64_t z) {
 }
 }  // namespace
 
-void dropout_mask(uint8_t* mask, size_t n, float p, uint64_t seed) {
+void dropout_mask(uint8_t* mask, size_t n, float p, uint64_t seed, size_t first) {
   // keep iff the top 24 bits, as a fraction of 2^24, are >= p.
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 16777216.0);
 #pragma omp parallel for schedule(static) if (worth_threads(n))
   for (size_t i = 0; i < n; ++i) {
-    mask[i] = (mix(seed + 0x9e3779b97f4a7c15ULL * (i + 1)) >> 40) >= threshold ? 1 : 0;
+    mask[i] = (mix(seed + 0x9e3779b97f4a7c15ULL * (first + i + 1)) >> 40) >= threshold ? 1 : 0;
   }
 }
 

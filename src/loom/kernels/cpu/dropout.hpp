@@ -7,8 +7,9 @@
 
 namespace loom::kernels {
 
-// mask[n] = 1 with probability 1-p, else 0.
-void dropout_mask(uint8_t* mask, size_t n, float p, uint64_t seed);
+// mask[i] = 1 with probability 1-p, else 0: element first + i of the seed's mask (a slice of a
+// longer mask, for a rank that holds part of a sequence).
+void dropout_mask(uint8_t* mask, size_t n, float p, uint64_t seed, size_t first = 0);
 
 // out[n] = inp[n] * mask[n] / (1-p); out may alias inp.
 template <typename T>
