@@ -61,10 +61,6 @@ class DataParallel {
   // layout, into params (the model's own buffer; under ZeRO-3 a temporary one, of which this
   // rank keeps its shard). For initialisation, resuming, and loading pretrained weights.
   void load_params(const std::function<void(float*)>& fill);
-  // Whether the model holds its parameters for a whole step at fixed addresses (not under
-  // ZeRO-3, whose working buffers hold a unit at a time): bf16 copies of the weights may be
-  // cached for the step (kernels::MatmulPrecisionScope's cache_weights).
-  bool params_stay_put() const { return zero3_ == nullptr; }
   // Whether one replica can run the model while the others do not (not under ZeRO-3: its
   // gathers are collective over the group, so every rank runs every forward).
   bool replica_runs_alone() const { return zero3_ == nullptr; }

@@ -5,6 +5,7 @@
 
 #include "loom/core/check.hpp"
 #include "loom/core/timer.hpp"
+#include "loom/kernels/cpu/bf16_operands.hpp"
 #include "loom/parallel/sharded_gradients.hpp"
 
 namespace loom::parallel {
@@ -87,6 +88,7 @@ void Zero3Params::start(int unit) {
   if (holds_[s] == unit) return;  // there, or on its way
   wait(s);  // another unit's gather into this slot (its user is done with it)
   holds_[s] = unit;
+  fresh_[s] = true;
   for (size_t k : parts_of(unit)) {
     const Part& p = parts_[k];
     const FlatRange u = units_[k];
@@ -108,6 +110,11 @@ void Zero3Params::wait(int s) {
 void Zero3Params::use(int unit, int next) {
   start(unit);
   wait(slot(unit));
+  if (fresh_[slot(unit)]) {
+    // New weights at addresses the bf16 matmuls may have cached copies of (another unit's).
+    kernels::new_weight_generation();
+    fresh_[slot(unit)] = false;
+  }
   // The next unit's gather overlaps this one's compute, unless it needs this unit's buffer.
   if (next != kNone && slot(next) != slot(unit)) start(next);
 }

@@ -17,7 +17,10 @@
 // A buffer remembers the block it holds, so the last two blocks of a forward are not gathered
 // again for its backward, nor the first two blocks of a backward for the next micro-batch's
 // forward.
-// ZeroOptimizer::step_shard updates the shard; invalidate() then marks every buffer stale.
+// ZeroOptimizer::step_shard updates the shard; invalidate() then marks every buffer stale. The
+// first use() of a freshly gathered buffer starts a new weight generation of the bf16 matmuls
+// (kernels::new_weight_generation): their cached bf16 copies are keyed by address, and the
+// address held another unit's weights before.
 // Parameter bytes per rank: n / world (the shard) + ends + 2 x the largest block, instead of n.
 // Collective over the data-parallel group: every rank gathers the same units in the same order.
 #include <array>
@@ -94,6 +97,7 @@ class Zero3Params : public ParamGather {
   std::vector<Part> parts_;
   std::vector<float*> storage_;
   std::array<int, 3> holds_;  // the unit each slot holds or is gathering (kNone: stale)
+  std::array<bool, 3> fresh_{};  // gathered since its unit's last use()
   std::array<std::vector<std::unique_ptr<comm::Work>>, 3> work_;  // gathers in flight per slot
   double wait_seconds_ = 0;
   long gathers_ = 0;

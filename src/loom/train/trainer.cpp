@@ -192,7 +192,7 @@ struct Trainer::Impl {
     const size_t count = std::min(data.size(), B * world * cfg.train.eval_iter);
     double sum = 0;
     std::vector<size_t> mine;
-    kernels::MatmulPrecisionScope autocast(precision, dp.params_stay_put());
+    kernels::MatmulPrecisionScope autocast(precision);
     for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
     // Every rank runs as many forwards as rank 0, which has the most windows (under ZeRO-3 each
     // forward gathers parameters with the whole group): one short of windows runs window 0
@@ -326,8 +326,7 @@ StepStats Trainer::step() {
   m.model.zero_grad();
   // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
   // until the optimizer step, so their bf16 copies are made once per step.
-  std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision,
-                                                        m.dp.params_stay_put());
+  std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
   for (int a = 0; a < c.grad_accum; ++a) {
     // Every stage reads the same batch (stage 0 its tokens, the last its targets).
     m.loader.next(m.inputs.data(), m.targets.data());
