@@ -55,6 +55,7 @@ class ZeroThreeCli : public ::testing::Test {
     r = train(name + "_z3", flags + " --zero 3", mpi_ranks);
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("ZeRO-3"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("parameter gathers"), std::string::npos) << r.out;
     expect_same_run(name + "_z3", name + "_z0");
   }
   void expect_same_run(const std::string& a, const std::string& b) {

@@ -1,6 +1,7 @@
 #include "loom/parallel/data_parallel.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "loom/core/check.hpp"
 #include "loom/optim/grad_clip.hpp"
@@ -139,6 +140,19 @@ size_t DataParallel::gradient_bytes() const {
 
 size_t DataParallel::parameter_bytes() const {
   return zero3_ ? zero3_->bytes() : model_.num_params() * sizeof(float);
+}
+
+std::string DataParallel::gather_summary(double seconds) const {
+  if (!zero3_) return "";
+  const long n = zero3_->gathers(), hidden = zero3_->hidden_gathers();
+  const double wait = zero3_->wait_seconds();
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "ZeRO-3: %ld parameter gathers, %ld (%.0f%%) complete when their unit ran; %.2f s "
+                "waiting for them (%.1f%% of %.1f s)",
+                n, hidden, n > 0 ? 100.0 * hidden / n : 0.0, wait,
+                seconds > 0 ? 100 * wait / seconds : 0.0, seconds);
+  return line;
 }
 
 double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }

@@ -101,6 +101,9 @@ void Zero3Params::start(int unit) {
 
 void Zero3Params::wait(int s) {
   if (work_[s].empty()) return;
+  const bool done = std::all_of(work_[s].begin(), work_[s].end(),
+                                [](const std::unique_ptr<comm::Work>& w) { return w->done(); });
+  if (done) ++hidden_;
   Timer t;
   for (auto& w : work_[s]) w->wait();
   work_[s].clear();

@@ -67,9 +67,11 @@ class Zero3Params : public ParamGather {
   size_t bytes() const;
   // The same, from the layout alone (for `loom memory`).
   static size_t planned_bytes(const std::vector<ParamInfo>& layout, int world, int rank);
-  // Seconds use() spent waiting for gathers, and the gathers started, since construction.
+  // Since construction: seconds spent waiting for gathers, the gathers started, and those
+  // already complete when waited for (hidden under compute).
   double wait_seconds() const { return wait_seconds_; }
   long gathers() const { return gathers_; }
+  long hidden_gathers() const { return hidden_; }
 
  private:
   static constexpr int kEndsSlot = 2;  // slots 0 and 1: the block buffers
@@ -101,6 +103,7 @@ class Zero3Params : public ParamGather {
   std::array<std::vector<std::unique_ptr<comm::Work>>, 3> work_;  // gathers in flight per slot
   double wait_seconds_ = 0;
   long gathers_ = 0;
+  long hidden_ = 0;
 };
 
 }  // namespace loom::parallel

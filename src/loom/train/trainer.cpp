@@ -561,6 +561,8 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     // --rebalance: the new partition takes over from the checkpoint just saved.
     if (due(m.step, c.save_freq) && !last && m.rebalancer && m.rebalancer->pending()) return true;
   }
+  const std::string gathers = m.dp.gather_summary(elapsed.seconds());
+  if (main && !gathers.empty()) std::cout << gathers << std::endl;
   m.saver.wait();
   return false;
 }
