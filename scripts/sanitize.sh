@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Sanitizer jobs (.ci/run runs `bash scripts/sanitize.sh all` after the README's test command):
+# Sanitizer jobs (.ci/run runs `asan` and then `tsan` after the README's test command):
 #   asan  build-asan: library, `loom` and tests with AddressSanitizer + UndefinedBehaviorSanitizer,
 #         running the unit and multi-process tests of tests/CMakeLists.txt's LOOM_TESTS_asan;
 #   tsan  build-tsan: ThreadSanitizer, running LOOM_TESTS_tsan (comm, pipeline, data parallel,
 #         ZeRO, checkpoint, launcher).
-# Both build with clang at -O1 (about twice as fast to build as g++ here), CUDA off, and only the
-# targets the tests need. Every process (the test binary and each `loom` rank it starts) writes
-# any report to <build>/sanitizer-reports/; the job fails if a test fails or any report was
-# written (UBSan halts on its first report, so it also fails the test that caused it).
+# Both build with clang at -O1 (about twice as fast to build as g++ here), CUDA off, only the
+# targets the tests need, and the library modules as unity builds (16 files per translation unit:
+# the headers are parsed and the inline code compiled once per batch instead of once per file).
+# Every process (the test binary and each `loom` rank it starts) writes any report to
+# <build>/sanitizer-reports/; the job fails if a test fails or any report was written (UBSan
+# halts on its first report, so it also fails the test that caused it). LSan does not print its
+# "Suppressions used" summary (print_suppressions=0): such a file is not a report.
 # Usage: bash scripts/sanitize.sh [asan|tsan|all]   (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,8 @@ build() {  # dir, sanitizers, test set
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
     -DCMAKE_CXX_COMPILER="$CXX_SAN" -DCMAKE_C_COMPILER="$CC_SAN" \
-    -DLOOM_SANITIZE="$2" -DLOOM_TESTS="$3" -DLOOM_WITH_CUDA=OFF "${launcher[@]}" >/dev/null
+    -DLOOM_SANITIZE="$2" -DLOOM_TESTS="$3" -DLOOM_WITH_CUDA=OFF \
+    -DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16 "${launcher[@]}" >/dev/null
   cmake --build "$dir" -j"$(nproc)" --target loom_tests
   echo "$dir: built in $((SECONDS - start)) s"
 }

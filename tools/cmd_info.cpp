@@ -1,5 +1,5 @@
 // `loom info`: what this build and machine will use (matmul backends, threads, comm backends),
-// and with --nproc/--tp/--pp the parallel plan (loom/config/parallel_plan.hpp) and the process
+// and with --nproc/--tp/--pp/--ep the parallel plan (loom/config/parallel_plan.hpp) and the process
 // mesh a job of that shape would have, and with --ranks-per-host or --host-map which of its
 // groups stay inside a host; with --ps S the roles of a parameter-server job (the first S ranks servers, the others
 // workers).
@@ -26,6 +26,7 @@ struct Options {
   int nproc = 0;
   int tp = 1;
   int pp = 1;
+  int ep = 1;              // expert-parallel ranks inside each dp group
   int ranks_per_host = 0;  // 0: all on one host
   std::string host_map;    // the host of each rank, as LOOM_HOST_MAP
   int ps = 0;              // parameter servers
@@ -33,7 +34,7 @@ struct Options {
 
 int run(const Options& o) {
   // Checked first: a shape that does not fit is an error before anything is printed.
-  const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp);
+  const auto shape = loom::parallel::mesh_shape(o.nproc > 0 ? o.nproc : 1, o.tp, o.pp, o.ep);
   loom::TrainConfig ps_layout;
   ps_layout.ps = o.ps;
   ps_layout.tp = o.tp;
@@ -70,6 +71,7 @@ int run(const Options& o) {
     loom::RunConfig config;  // every other setting as `loom train` defaults it
     config.train.tp = o.tp;
     config.train.pp = o.pp;
+    config.train.ep = o.ep;
     std::cout << loom::make_parallel_plan(config, shape.world()).describe() << "\n"
               << loom::parallel::describe_mesh(shape, loom::parallel::mesh_positions(hosts))
               << placement;
@@ -87,6 +89,8 @@ static const bool registered = loom::cli::register_command(
           ->check(CLI::NonNegativeNumber);
       app.add_option("--tp", o->tp, "tensor-parallel ranks per model replica")->default_str("1");
       app.add_option("--pp", o->pp, "pipeline stages")->default_str("1");
+      app.add_option("--ep", o->ep, "expert-parallel ranks inside each data-parallel group "
+                     "(mixture of experts; divides dp)")->default_str("1");
       app.add_option("--ps", o->ps, "parameter servers: the first ps ranks serve, the others work")
           ->default_str("0");
       app.add_option("--ranks-per-host", o->ranks_per_host,

@@ -222,10 +222,10 @@ int run(const Options& o) {
     choose_layout(config, overrides);
     config = loom::parse_run_config(loom::to_json(config), origin);  // the chosen layout, validated
   }
-  // A --tp or --pp that does not fit the world is refused before anything starts.
+  // A --tp, --pp or --ep that does not fit the world is refused before anything starts.
   const bool launching = env.launcher == loom::comm::Launcher::None;
   loom::parallel::mesh_shape(launching ? config.train.nproc : env.world_size, config.train.tp,
-                             config.train.pp);
+                             config.train.pp, config.train.ep);
   loom::check_ps_world(config.train, launching ? config.train.nproc : env.world_size);
   // A job this host cannot hold (too many ranks, or more memory than it has) is refused here.
   if (launching && !o.oversubscribe) {

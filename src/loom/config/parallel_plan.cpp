@@ -10,7 +10,8 @@ ParallelPlan make_parallel_plan(const RunConfig& config, int world) {
   const TrainConfig& t = config.train;
   ParallelPlan p;
   p.world = world;
-  p.mesh = parallel::mesh_shape(world, t.tp, t.pp);
+  p.mesh = parallel::mesh_shape(world, t.tp, t.pp, t.ep);
+  p.ep = t.ep;
   if (t.pp == 1) {
     p.stage_blocks = {config.model.n_layer};
   } else {

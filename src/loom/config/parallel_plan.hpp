@@ -17,10 +17,10 @@ namespace loom {
 
 struct ParallelPlan {
   int world = 1;
-  parallel::MeshShape mesh;  // pp x dp x tp, dp = world / (pp x tp)
-  // Axes of strategies still to come: expert parallelism (mixture of experts) and sequence
-  // parallelism split ranks further once they land; until then each is 1.
+  parallel::MeshShape mesh;  // pp x dp x tp, dp = world / (pp x tp); ep inside dp
+  // Expert parallelism: the experts of each MoE block split over ep of the dp ranks (= mesh.ep).
   int ep = 1;
+  // Sequence parallelism splits ranks further once it lands; until then 1.
   int sp = 1;
   // Blocks per stage when known before start-up (one stage; --partition); empty: balanced by
   // costs timed at start-up (pipeline::stage_partition).
@@ -41,7 +41,7 @@ struct ParallelPlan {
 };
 
 // The plan of `config` (validated by parse_run_config) on `world` ranks. Throws loom::Error
-// naming --tp or --pp when they do not divide the world.
+// naming --tp or --pp when they do not divide the world, --ep when it does not divide dp.
 ParallelPlan make_parallel_plan(const RunConfig& config, int world);
 
 }  // namespace loom

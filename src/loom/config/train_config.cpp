@@ -92,6 +92,7 @@ void visit_train_fields(C& c, F&& f) {
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
+  f("ep", c.ep, "expert-parallel ranks (mixture-of-experts models): each MoE block's experts are split over ep data-parallel ranks, tokens travel to them by all-to-all; divides dp and moe_experts; 1: every rank runs every expert");
   f("pp", c.pp, "pipeline stages (contiguous blocks balanced by timed cost; embedding on the first, LM head on the last); divides the world size, <= n_layer");
   f("micro_batches", c.micro_batches, "under pp > 1: micro-batches per batch_size (must divide it); 0: pp");
   f("schedule", c.schedule, "pipeline schedule: gpipe, 1f1b, interleaved (with virtual_stages) or zb1p");
@@ -270,6 +271,18 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.grad_reduce == GradReduce::kF32 || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",
              c.zero, " reduce-scatters the gradients in f32");
   LOOM_CHECK(c.tp >= 1, "tp must be >= 1, got ", c.tp);
+  LOOM_CHECK(c.ep >= 1, "ep must be >= 1, got ", c.ep);
+  LOOM_CHECK(c.ep == 1 || rc.model.is_moe(), "--ep ", c.ep, " splits the experts of a "
+             "mixture-of-experts model, but this model is dense (moe_experts 0); set --moe_experts "
+             "or use --ep 1");
+  LOOM_CHECK(c.ep == 1 || rc.model.moe_experts % c.ep == 0, "--ep ", c.ep, " must divide "
+             "moe_experts ", rc.model.moe_experts, " (each expert-parallel rank holds moe_experts / ep "
+             "experts)");
+  LOOM_CHECK(c.ep == 1 || c.min_nproc == 0, "--ep ", c.ep, " cannot be combined with an elastic "
+             "--nproc MIN:MAX (min_nproc ", c.min_nproc, "): a restart with fewer ranks may leave a "
+             "data-parallel size that ep does not divide");
+  LOOM_CHECK(c.ep == 1 || c.ps == 0, "--ep ", c.ep, " cannot be combined with --ps ", c.ps,
+             ": parameter-server workers each run the whole model");
   check_tp_divides_heads(rc.model, c.tp, "--tp");
   LOOM_CHECK(c.pp >= 1 && c.pp <= rc.model.n_layer, "pp must be between 1 and n_layer (",
              rc.model.n_layer, "): every stage needs at least one block, got ", c.pp);

@@ -80,6 +80,9 @@ struct TrainConfig {
   // Model parallelism: the world is pp x dp x tp ranks (dp = world / (tp x pp)).
   int tp = 1;  // tensor-parallel ranks per model replica
   int pp = 1;  // pipeline stages
+  // Expert parallelism (mixture-of-experts models): each MoE block's experts are split over ep of
+  // the data-parallel ranks (ep divides dp and moe_experts); tokens reach them by all-to-all.
+  int ep = 1;
   int micro_batches = 0;  // pp > 1: batch_size is cut into this many micro-batches; 0: pp
   pipeline::ScheduleKind schedule = pipeline::ScheduleKind::OneFOneB;
   int virtual_stages = 1;  // schedule interleaved: model chunks per pipeline rank

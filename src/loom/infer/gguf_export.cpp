@@ -48,6 +48,9 @@ void export_gguf(const GPT& model, const Tokenizer& tokenizer, GgmlType type,
                  const std::string& name, const std::string& path) {
   const GPTConfig& c = model.config();
   const uint64_t C = c.d_model;
+  LOOM_CHECK(!c.is_moe(), "gguf cannot represent this model: it is a mixture of experts "
+             "(moe_experts ", c.moe_experts, ") and llama.cpp's gpt2 architecture has no experts "
+             "(export --format hf keeps them)");
   LOOM_CHECK(type != GgmlType::Q8_0 || C % kQ8Block == 0, "q8_0 cannot represent this model: ",
              "llama.cpp quantises rows of d_model (and 4 x d_model) values in blocks of ",
              kQ8Block, ", and d_model = ", C, " is not a multiple of ", kQ8Block,

@@ -22,7 +22,8 @@ namespace loom::infer {
 // "f32" | "f16" | "q8_0"; anything else is an error naming `flag`.
 GgmlType parse_gguf_type(const std::string& text, const std::string& flag);
 
-// Throws loom::Error saying why when llama.cpp could not represent the model in `type`.
+// Throws loom::Error saying why when llama.cpp could not represent the model in `type` (or at
+// all: a mixture-of-experts model).
 void export_gguf(const GPT& model, const Tokenizer& tokenizer, GgmlType type,
                  const std::string& name, const std::string& path);
 

@@ -19,7 +19,7 @@ void export_hf(const GPT& model, const Tokenizer& tokenizer, const std::string& 
   fs::create_directories(dir);
 
   const std::string eot(kEndOfText);
-  const nlohmann::json config = {
+  nlohmann::json config = {
       {"architectures", {"GPT2LMHeadModel"}},
       {"model_type", "gpt2"},
       {"vocab_size", c.vocab_size},
@@ -42,6 +42,15 @@ void export_hf(const GPT& model, const Tokenizer& tokenizer, const std::string& 
       {"eos_token_id", vocab.eot_id},
       {"torch_dtype", "float32"},
       {"loom_tokenizer", tokenizer.name()}};  // read back by train/pretrained.hpp
+  // A mixture-of-experts model: its moe_* fields (read back by train/pretrained.hpp; the experts'
+  // tensors are in model.safetensors under the names gpt_param_layout gives them).
+  if (c.is_moe())
+    config.update({{"moe_experts", c.moe_experts},
+                   {"moe_top_k", c.moe_top_k},
+                   {"moe_every", c.moe_every},
+                   {"moe_capacity_factor", c.moe_capacity_factor},
+                   {"moe_aux_loss_coef", c.moe_aux_loss_coef},
+                   {"moe_z_loss_coef", c.moe_z_loss_coef}});
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 
   std::vector<TensorToWrite> tensors;

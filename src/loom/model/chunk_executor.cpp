@@ -188,7 +188,7 @@ BlockPass<T> ChunkExecutor<T>::Impl::pass(const S& s) const {
           .recompute = opt.recompute,
           .scratch = &ws,
           .profile = profile,
-          .moe = m.moe_layer.get(),
+          .moe = s.train || !m.moe_whole ? m.moe_layer.get() : m.moe_whole.get(),
           .dropless = !s.train};
 }
 

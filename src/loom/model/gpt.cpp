@@ -12,8 +12,9 @@
 namespace loom {
 
 template <typename T>
-GPTModel<T>::GPTModel(const GPTConfig& config, const ModelShard& shard, TensorParallelGroup* tp)
-    : impl_(std::make_unique<Impl>(config, shard, tp)) {
+GPTModel<T>::GPTModel(const GPTConfig& config, const ModelShard& shard, TensorParallelGroup* tp,
+                      moe::ExpertParallelGroup* ep)
+    : impl_(std::make_unique<Impl>(config, shard, tp, ep)) {
   std::memset(impl_->params.data(), 0, impl_->n_params * sizeof(T));
   zero_grad();
 }

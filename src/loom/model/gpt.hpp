@@ -22,6 +22,7 @@
 #include "loom/core/rng.hpp"
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/model_shard.hpp"
+#include "loom/model/moe/expert_parallel_group.hpp"
 #include "loom/model/param_gather.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/model/tp_group.hpp"
@@ -35,9 +36,11 @@ template <typename T>
 class GPTModel {
  public:
   // `tp`: the shard's tensor-parallel group (its size and rank must be shard's tp_size and
-  // tp_rank; it must outlive the model); nullptr when tp_size is 1.
+  // tp_rank; it must outlive the model); nullptr when tp_size is 1. `ep`: the ranks that split a
+  // mixture-of-experts model's experts in training forwards and backwards (every rank still
+  // holds every expert's weights: evaluation and generation run them all here); nullptr: ep 1.
   explicit GPTModel(const GPTConfig& config, const ModelShard& shard = {},
-                    TensorParallelGroup* tp = nullptr);
+                    TensorParallelGroup* tp = nullptr, moe::ExpertParallelGroup* ep = nullptr);
   ~GPTModel();
   GPTModel(const GPTModel&) = delete;
   GPTModel& operator=(const GPTModel&) = delete;

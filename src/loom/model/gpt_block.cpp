@@ -95,8 +95,9 @@ void mlp_half_forward(const BlockPass<T>& pass, int layer, const BlockTensors<T>
     // The experts are replicated over tp: every rank computes the whole branch (no all-reduce).
     // redo keeps the forward's routing and expert activations (the set holds them).
     if (redo) return;
-    *a.moe_stats = pass.moe->forward(s.dbranch, a.ln2, N, moe::as_const(w.moe), *a.moe,
-                                     pass.dropless);
+    // Under ep the layer runs its share of the experts (pass.moe->local), the tokens travelling.
+    *a.moe_stats = pass.moe->forward(s.dbranch, a.ln2, N, moe::as_const(pass.moe->local(w.moe)),
+                                     *a.moe, pass.dropless);
     add_branch(pass, layer, out, a.mid, a.mlp_mask, DropSite::kMlpProj, redo);
     return;
   }
@@ -149,8 +150,9 @@ void mlp_half_backward(const BlockPass<T>& pass, const BlockTensors<T>& w,
   const BackwardScratch<T>& s = *pass.scratch;
   if (a.moe) {
     // Weight gradients now even in a split backward's B (its W has no MoE work).
-    pass.moe->backward(s.dln, branch_grad(pass, a.mlp_mask), a.ln2, moe::as_const(w.moe), gw.moe,
-                       *a.moe, pass.moe_loss_scale);
+    pass.moe->backward(s.dln, branch_grad(pass, a.mlp_mask), a.ln2,
+                       moe::as_const(pass.moe->local(w.moe)), pass.moe->local(gw.moe), *a.moe,
+                       pass.moe_loss_scale);
     auto t = pass.timed(Kernel::kLayerNorm, true);
     layernorm_backward(s.dres, gw.ln2_w, gw.ln2_b, s.dln, a.mid, w.ln2_w, a.ln2_mean, a.ln2_rstd,
                        N, C);

@@ -103,9 +103,13 @@ struct GPTModel<T>::Impl {
   std::vector<T*> grad_storage;    // where each layout tensor's gradient lives
   gpt_internal::ModelTensors<T> p, g;  // views into params and grad_storage
   ParamGather* gather = nullptr;       // puts a unit's parameters in place (bind_params)
-  std::unique_ptr<moe::MoeLayer<T>> moe_layer;  // the MoE blocks' MLP (nullptr: dense model)
+  // The MoE blocks' MLP (nullptr: dense model): in training forwards and backwards with the
+  // experts split over the ep group; under ep > 1 `moe_whole` runs every expert on this rank
+  // for the forwards that are not collective (evaluation, generation).
+  std::unique_ptr<moe::MoeLayer<T>> moe_layer, moe_whole;
 
-  Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group)
+  Impl(const GPTConfig& c, const ModelShard& s, TensorParallelGroup* group,
+       moe::ExpertParallelGroup* ep)
       : cfg(c), shard(s), tp(group) {
     cfg.validate();
     shard.validate(cfg);
@@ -131,7 +135,11 @@ struct GPTModel<T>::Impl {
     p = gpt_internal::bind_tensors(gpt_internal::flat_storage(params.data(), layout), layout,
                                    block_id, cfg);
     g = gpt_internal::bind_tensors(grad_storage, layout, block_id, cfg);
-    if (cfg.is_moe()) moe_layer = std::make_unique<moe::MoeLayer<T>>(moe::MoeConfig::of(cfg), C);
+    if (cfg.is_moe()) {
+      moe_layer = std::make_unique<moe::MoeLayer<T>>(moe::MoeConfig::of(cfg), C, ep);
+      if (moe_layer->local_experts() < cfg.moe_experts)
+        moe_whole = std::make_unique<moe::MoeLayer<T>>(moe::MoeConfig::of(cfg), C);
+    }
     for (const auto& info : layout) {
       if (info.name == "transformer.wte.weight")
         vocab = {static_cast<int>(info.shape[0]), static_cast<int>(info.split.dim < 0 ? info.shape[0] : info.split.valid),

@@ -30,6 +30,10 @@ bool on_embedding_stage(const MeshShape& s, const MeshCoord& c) {
 int embedding_color(const MeshShape& s, const MeshCoord& c) {
   return on_embedding_stage(s, c) ? pp_color(s, c) : s.dp * s.tp + mesh_rank(s, c);
 }
+// The ep consecutive dp ranks of one dp group (same pp and tp) with the same dp / ep.
+int ep_color(const MeshShape& s, const MeshCoord& c) {
+  return dp_color(s, c) * (s.dp / s.ep) + c.dp / s.ep;
+}
 
 std::vector<int> identity(int world) {
   std::vector<int> out(static_cast<size_t>(world));
@@ -70,13 +74,17 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
-MeshShape mesh_shape(int world, int tp, int pp) {
+MeshShape mesh_shape(int world, int tp, int pp, int ep) {
   LOOM_CHECK(world >= 1, "the world size must be >= 1, got ", world);
   LOOM_CHECK(tp >= 1 && world % tp == 0, "--tp ", tp, " must divide the world size ", world,
              " (valid: ", divisors(world), ")");
   LOOM_CHECK(pp >= 1 && (world / tp) % pp == 0, "--pp ", pp, " must divide the world size ",
              world, " / --tp ", tp, " = ", world / tp, " (valid: ", divisors(world / tp), ")");
-  return {pp, world / tp / pp, tp};
+  const int dp = world / tp / pp;
+  LOOM_CHECK(ep >= 1 && dp % ep == 0, "--ep ", ep, " must divide the data-parallel size ", dp,
+             " (world ", world, " / --tp ", tp, " / --pp ", pp, "; valid: ", divisors(dp),
+             "): the expert-parallel ranks are data-parallel ranks");
+  return {pp, dp, tp, ep};
 }
 
 MeshCoord mesh_coord(const MeshShape& s, int world_rank) {
@@ -106,7 +114,9 @@ std::string describe_mesh(const MeshShape& s, const std::vector<int>& given) {
     out << "rank " << r << ": pp " << c.pp << " dp " << c.dp << " tp " << c.tp << " | tp "
         << members(s, positions, r, tp_color) << " dp " << members(s, positions, r, dp_color)
         << " pp " << members(s, positions, r, pp_color) << " embedding "
-        << (on_embedding_stage(s, c) ? members(s, positions, r, embedding_color) : "-") << "\n";
+        << (on_embedding_stage(s, c) ? members(s, positions, r, embedding_color) : "-");
+    if (s.ep > 1) out << " ep " << members(s, positions, r, ep_color);
+    out << "\n";
   }
   return out.str();
 }
@@ -159,6 +169,12 @@ Mesh::Mesh(comm::Communicator& world, const MeshShape& shape)
   dp_ = world.split(dp_color(shape, coord_), p, "dp");
   pp_ = world.split(pp_color(shape, coord_), p, "pp");
   embedding_ = world.split(embedding_color(shape, coord_), p, "embedding");
+  if (shape.ep > 1) ep_ = world.split(ep_color(shape, coord_), p, "ep");
+}
+
+comm::Communicator& Mesh::ep() {
+  LOOM_CHECK(ep_ != nullptr, "mesh: no expert-parallel group at ep 1");
+  return *ep_;
 }
 
 MeshCoord Mesh::coord_of(int world_rank) const {

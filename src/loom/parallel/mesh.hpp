@@ -9,6 +9,10 @@
 //   pp         the stages of one (dp, tp) column (activations and gradients, point to point)
 //   embedding  the first and last stage of that column, which both hold the tied wte
 //              (one rank when pp is 1)
+//   ep         expert parallelism (mixture of experts): ep consecutive ranks of a dp group,
+//              dp ranks d with the same d / ep, which split each MoE block's experts between
+//              them (ep rank = d % ep, as Megatron-Core's expert-model-parallel groups sit inside
+//              its data-parallel ones); made only when ep > 1
 // The groups are made once, by Communicator::split, in the same order on every rank.
 #include <memory>
 #include <string>
@@ -20,6 +24,7 @@ namespace loom::parallel {
 
 struct MeshShape {
   int pp = 1, dp = 1, tp = 1;
+  int ep = 1;  // expert-parallel ranks inside each dp group (divides dp); not a world dimension
   int world() const { return pp * dp * tp; }
 };
 
@@ -27,10 +32,10 @@ struct MeshCoord {
   int pp = 0, dp = 0, tp = 0;
 };
 
-// The shape of `world` ranks split into tp-wide and pp-deep pieces (dp = what remains). Throws
-// loom::Error naming the flag (--tp, --pp), its value and the valid values when they do not
-// divide the world.
-MeshShape mesh_shape(int world, int tp, int pp);
+// The shape of `world` ranks split into tp-wide and pp-deep pieces (dp = what remains), with ep
+// expert-parallel ranks inside each dp group. Throws loom::Error naming the flag (--tp, --pp,
+// --ep), its value and the valid values when they do not divide the world (ep: dp).
+MeshShape mesh_shape(int world, int tp, int pp, int ep = 1);
 
 MeshCoord mesh_coord(const MeshShape& s, int position);
 int mesh_rank(const MeshShape& s, const MeshCoord& c);
@@ -45,6 +50,7 @@ std::vector<int> mesh_positions(const comm::Hosts& hosts);
 
 // One line per world rank: its coordinates and the world ranks of its groups, e.g.
 //   rank 3: pp 0 dp 1 tp 1 | tp [2,3] dp [1,3] pp [3] embedding [3]
+// (and " ep [..]" at the end when ep > 1).
 // `positions`: mesh_positions (empty: the identity).
 std::string describe_mesh(const MeshShape& s, const std::vector<int>& positions = {});
 
@@ -70,13 +76,15 @@ class Mesh {
   comm::Communicator& dp() { return *dp_; }
   comm::Communicator& pp() { return *pp_; }
   comm::Communicator& embedding() { return *embedding_; }
+  // The expert-parallel group (ep > 1 only).
+  comm::Communicator& ep();
 
  private:
   comm::Communicator& world_;
   MeshShape shape_;
   std::vector<int> positions_;  // world rank -> mesh position
   MeshCoord coord_;
-  std::unique_ptr<comm::Communicator> tp_, dp_, pp_, embedding_;
+  std::unique_ptr<comm::Communicator> tp_, dp_, pp_, embedding_, ep_;
 };
 
 }  // namespace loom::parallel

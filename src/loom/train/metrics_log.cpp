@@ -38,9 +38,12 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resumed_step) : path_(pa
 }
 
 void MetricsLog::train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,
-                       double elapsed_s) {
-  write({{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
-         {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed_s}});
+                       double elapsed_s, const nlohmann::json& extra) {
+  nlohmann::json j = {{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr},
+                      {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s},
+                      {"elapsed_s", elapsed_s}};
+  j.update(extra);
+  write(j);
 }
 
 void MetricsLog::eval(int64_t step, double train_loss, double val_loss) {

@@ -2,6 +2,8 @@
 // Metrics as JSON lines, one object per event, appended and flushed line by line so a crashed run
 // keeps everything logged before the crash:
 //   {"type": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}
+//     (mixture-of-experts models add "aux_loss", "z_loss", "dropped_share", "max_over_mean_load":
+//     the auxiliary losses times their coefficients, beside the cross-entropy `loss`)
 //   {"type": "eval", "step", "train_loss", "val_loss"}
 //   {"type": "save", "step", "stall_s"}   (how long the training loop waited for the save)
 //   {"type": "ps_staleness", "step", "mode", "staleness", "update_staleness": {"0": n, ..},
@@ -21,8 +23,9 @@ class MetricsLog {
   // Appends to `path` after dropping its entries of steps after `resumed_step` (those a resumed
   // run logs again: no step is logged twice) and any line cut short; errors name the path.
   MetricsLog(const std::string& path, int64_t resumed_step);
+  // `extra`: more fields of the record (an object; the MoE fields above).
   void train(int64_t step, double loss, double lr, double grad_norm, double tokens_per_s,
-             double elapsed_s);
+             double elapsed_s, const nlohmann::json& extra = nlohmann::json::object());
   void eval(int64_t step, double train_loss, double val_loss);
   void save(int64_t step, double stall_s);
   // `fields` besides type and step (see above).

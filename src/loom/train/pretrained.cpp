@@ -37,6 +37,14 @@ GPTConfig hf_config(const std::string& dir) {
   c.n_head = int_field(j, "n_head", origin);
   c.d_model = int_field(j, "n_embd", origin);
   c.qkv_bias = true;  // GPT-2's c_attn always has one
+  if (j.contains("moe_experts")) {  // a mixture-of-experts model exported by Loom
+    c.moe_experts = int_field(j, "moe_experts", origin);
+    c.moe_top_k = int_field(j, "moe_top_k", origin);
+    c.moe_every = int_field(j, "moe_every", origin);
+    c.moe_capacity_factor = j.value("moe_capacity_factor", c.moe_capacity_factor);
+    c.moe_aux_loss_coef = j.value("moe_aux_loss_coef", c.moe_aux_loss_coef);
+    c.moe_z_loss_coef = j.value("moe_z_loss_coef", c.moe_z_loss_coef);
+  }
   if (j.contains("activation_function"))
     LOOM_CHECK(j["activation_function"] == "gelu_new", origin, ": activation_function ",
                j["activation_function"].dump(), ", Loom's GPT-2 uses gelu_new");
@@ -184,6 +192,8 @@ void check_pretrained_shape(const PretrainedModel& pretrained, const GPTConfig& 
   field("n_head", c.n_head, run.n_head);
   field("d_model", c.d_model, run.d_model);
   if (!pretrained.hf) field("qkv_bias", c.qkv_bias, run.qkv_bias);
+  field("moe_experts", c.moe_experts, run.moe_experts);
+  if (c.is_moe() && run.is_moe()) field("moe_every", c.moe_every, run.moe_every);
   LOOM_CHECK(diff.empty(), "--init_from: the model's shape differs from this run's config: ", diff);
 }
 

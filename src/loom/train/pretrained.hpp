@@ -33,7 +33,8 @@ struct PretrainedModel {
 PretrainedModel read_pretrained(const std::string& path);
 
 // Errors unless `run` has the pretrained shape (vocab_size, context_len, n_layer, n_head,
-// d_model, qkv_bias); the message names each field that differs with both values.
+// d_model, qkv_bias, moe_experts and moe_every); the message names each field that differs with
+// both values.
 void check_pretrained_shape(const PretrainedModel& pretrained, const GPTConfig& run);
 
 // Copies the weights into `params` (laid out by `layout`, the whole model's), after checking

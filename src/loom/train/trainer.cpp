@@ -23,6 +23,7 @@
 #include "loom/optim/grad_clip.hpp"
 #include "loom/optim/lr_schedule.hpp"
 #include "loom/parallel/data_parallel.hpp"
+#include "loom/parallel/expert_parallel_group.hpp"
 #include "loom/core/trace.hpp"
 #include "loom/train/async_checkpoint.hpp"
 #include "loom/parallel/mesh.hpp"
@@ -112,6 +113,7 @@ struct Trainer::Impl {
   ParallelPlan plan;
   std::unique_ptr<parallel::Mesh> mesh;
   std::unique_ptr<parallel::CommTensorParallelGroup> tp;  // the model's tp group (none at tp 1)
+  std::unique_ptr<parallel::CommExpertParallelGroup> ep;  // the experts' group (none at ep 1)
   int world_rank;
   int rank, world;  // data-parallel rank and size: the data and the loss are split over these
   pipeline::Partition partition;  // the stages' blocks
@@ -143,13 +145,15 @@ struct Trainer::Impl {
         mesh(reuse ? std::move(reuse) : std::make_unique<parallel::Mesh>(comm, plan.mesh)),
         tp(plan.mesh.tp > 1 ? std::make_unique<parallel::CommTensorParallelGroup>(mesh->tp())
                             : nullptr),
+        ep(plan.mesh.ep > 1 ? std::make_unique<parallel::CommExpertParallelGroup>(mesh->ep())
+                            : nullptr),
         world_rank(comm.rank()),
         rank(mesh->coord().dp),
         world(mesh->shape().dp),
         partition(pipeline::stage_partition(comm, c.model, plan.mesh.pp * plan.virtual_stages,
                                             c.train.seq_len, omp_get_max_threads(),
                                             plan.stage_blocks)),
-        model(c.model, rank_shard(plan, *mesh, partition), tp.get()),
+        model(c.model, rank_shard(plan, *mesh, partition), tp.get(), ep.get()),
         dp(&mesh->dp(), model, adamw_params(),
            {plan.zero, plan.bucket_mb, plan.grad_reduce == GradReduce::kBF16}, &mesh->tp()),
         pipe(*mesh, model, plan.schedule, plan.micro_batches, plan.virtual_stages, plan.recompute),
@@ -258,12 +262,35 @@ struct Trainer::Impl {
     return flag > 0;
   }
 
+  // Collective over the dp group: the mean of the ranks' MoE stats.
+  moe::MoeStats mean_over_ranks(const moe::MoeStats& x) {
+    return moe::MoeStats{dp.sum(x.load_balance_loss), dp.sum(x.z_loss), dp.sum(x.dropped_share),
+                         dp.sum(x.max_over_mean_load)} *
+           (1.0 / world);
+  }
+
   void print_step(const StepStats& s, const std::string& progress) const {
     char line[256];
     std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | norm %.2f%s | %.0f tok/s",
                   static_cast<long long>(step), static_cast<long long>(cfg.train.max_steps), s.loss,
                   s.lr, s.grad_norm, s.clipped ? " (clipped)" : "", s.tokens_per_s);
-    std::cout << line << progress << std::endl;
+    std::cout << line << moe_text(s.moe) << progress << std::endl;
+  }
+
+  // " | moe aux 0.0101 z 0.0004 dropped 3.1% load 1.42" (MoE models; "" for a dense one).
+  std::string moe_text(const moe::MoeStats& x) const {
+    if (!cfg.model.is_moe()) return "";
+    char text[128];
+    std::snprintf(text, sizeof text, " | moe aux %.4f z %.4f dropped %.1f%% load %.2f",
+                  x.load_balance_loss, x.z_loss, 100 * x.dropped_share, x.max_over_mean_load);
+    return text;
+  }
+
+  // The metrics log's MoE fields (MetricsLog::train's `extra`; empty for a dense model).
+  nlohmann::json moe_fields(const moe::MoeStats& x) const {
+    if (!cfg.model.is_moe()) return nlohmann::json::object();
+    return {{"aux_loss", x.load_balance_loss}, {"z_loss", x.z_loss},
+            {"dropped_share", x.dropped_share}, {"max_over_mean_load", x.max_over_mean_load}};
   }
 };
 
@@ -327,6 +354,7 @@ StepStats Trainer::step() {
   // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
   // until the optimizer step, so their bf16 copies are made once per step.
   std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
+  moe::MoeStats moe;
   for (int a = 0; a < c.grad_accum; ++a) {
     // Every stage reads the same batch (stage 0 its tokens, the last its targets).
     m.loader.next(m.inputs.data(), m.targets.data());
@@ -337,6 +365,7 @@ StepStats Trainer::step() {
     s.loss += m.pipe.forward_backward(m.inputs.data(), m.targets.data(), c.batch_size, c.seq_len,
                                       1.0f / static_cast<float>(c.grad_accum), m.dropout_rng,
                                       m.dp.backward_hook(last), last);
+    moe += m.pipe.moe_stats();
   }
   autocast.reset();
   if (m.nan_fault.hits(m.step + 1, m.world_rank)) s.loss = std::nan("");
@@ -353,6 +382,7 @@ StepStats Trainer::step() {
   if (!std::isfinite(s.loss))
     LOOM_FAIL("the loss is ", s.loss, " at step ", m.step + 1, " (non-finite on world rank ",
               m.ranks_where(!local_loss_finite), "): training diverged (try a lower lr)");
+  if (m.cfg.model.is_moe()) s.moe = m.mean_over_ranks(moe * (1.0 / c.grad_accum));
   s.grad_norm = std::sqrt(sq_sum);
   LOOM_CHECK(std::isfinite(s.grad_norm), "the gradient norm is ", s.grad_norm, " at step ",
              m.step + 1, ": training diverged (try a lower lr)");
@@ -516,7 +546,8 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     if (main) {
       if (progress.prints(m.step) || stop_signal)
         m.print_step(s, progress.suffix(m.step, elapsed.seconds()));
-      log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds());
+      log.train(m.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, elapsed.seconds(),
+                m.moe_fields(s.moe));
     }
     if (m.rebalancer)
       m.rebalancer->after_step(m.mesh->world(), m.mesh->coord().pp,

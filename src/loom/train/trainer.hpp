@@ -22,6 +22,7 @@
 #include "loom/comm/communicator.hpp"
 #include "loom/core/timer.hpp"
 #include "loom/config/train_config.hpp"
+#include "loom/model/moe/moe_layer.hpp"
 
 namespace loom {
 
@@ -32,6 +33,9 @@ struct StepStats {
   bool clipped = false;
   double seconds = 0;
   double tokens_per_s = 0;
+  // Mixture-of-experts models: auxiliary losses (not in `loss`, the cross-entropy), dropped
+  // share and max/mean expert load, means over the step's forwards and the data-parallel ranks.
+  moe::MoeStats moe;
 };
 
 struct EvalStats {

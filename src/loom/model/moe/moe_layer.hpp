@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "loom/core/check.hpp"
 #include "loom/model/moe/expert_parallel_group.hpp"
 #include "loom/model/moe/moe_config.hpp"
 #include "loom/model/moe/moe_routing.hpp"
@@ -53,6 +54,18 @@ struct MoeStats {
   double z_loss = 0;             // z * mean logsumexp^2 (times its coefficient)
   double dropped_share = 0;      // assignments dropped by the capacity / N k
   double max_over_mean_load = 0;  // kept assignments: the busiest expert's over the mean
+
+  // Field by field: sums of several forwards' stats, and their mean (sum times 1 / count).
+  MoeStats& operator+=(const MoeStats& o) {
+    load_balance_loss += o.load_balance_loss;
+    z_loss += o.z_loss;
+    dropped_share += o.dropped_share;
+    max_over_mean_load += o.max_over_mean_load;
+    return *this;
+  }
+  MoeStats operator*(double s) const {
+    return {load_balance_loss * s, z_loss * s, dropped_share * s, max_over_mean_load * s};
+  }
 };
 
 // Everything forward keeps for backward, and backward's scratch. Buffers grow to the largest
@@ -102,6 +115,17 @@ class MoeLayer {
 
   int first_expert() const { return first_expert_; }
   int local_experts() const { return local_experts_; }
+  // This layer's experts (and the router) out of a block's whole set of E experts.
+  template <typename U>
+  MoeTensors<U> local(const MoeTensors<U>& all) const {
+    LOOM_CHECK(static_cast<int>(all.experts.size()) == cfg_.experts, "moe layer: ",
+               all.experts.size(), " expert tensors, expected all ", cfg_.experts);
+    MoeTensors<U> t;
+    t.router = all.router;
+    t.experts.assign(all.experts.begin() + first_expert_,
+                     all.experts.begin() + first_expert_ + local_experts_);
+    return t;
+  }
 
   // y[N,C] (overwritten) from x[N,C]. `dropless`: no capacity (evaluation and generation).
   // Collective over the ep group.

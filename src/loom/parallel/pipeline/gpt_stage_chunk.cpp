@@ -56,6 +56,7 @@ void GptStageChunk::set_batch(const int32_t* tokens, const int32_t* targets, int
   on_ready_ = std::move(on_ready);
   backwards_done_ = 0;
   loss_sum_ = 0;
+  moe_sum_ = {};
 }
 
 size_t GptStageChunk::rows_elems() const { return static_cast<size_t>(rows_) * seq_; }
@@ -86,6 +87,7 @@ void GptStageChunk::forward(int mb, const float* input, float* output) {
                                          first_sample);
   // A non-finite loss is not thrown here: the trainer's peers would wait for this rank in their
   // next collective. The loss sum carries it to the trainer, where every rank sees it.
+  moe_sum_ += executor_.moe_stats(set);  // zeros for a dense model
   if (heads) {
     loss_sum_ += loss;
   } else {

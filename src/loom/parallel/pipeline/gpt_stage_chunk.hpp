@@ -54,6 +54,8 @@ class GptStageChunk : public StageChunk {
 
   // Sum of the micro-batches' mean losses since set_batch (last stage only).
   double loss_sum() const { return loss_sum_; }
+  // Mixture-of-experts models: the sum of the micro-batches' MoE stats since set_batch.
+  const moe::MoeStats& moe_sum() const { return moe_sum_; }
   // Most activation sets held at once.
   size_t peak_in_flight() const { return peak_in_flight_; }
   // Bytes of the sets this chunk holds (in flight or free for the next forward) and of its
@@ -80,6 +82,7 @@ class GptStageChunk : public StageChunk {
   std::map<int, ActivationSet<float>> in_flight_;  // by micro-batch, from F until W
   std::vector<ActivationSet<float>> pool_;         // sets free for the next forward
   double loss_sum_ = 0;
+  moe::MoeStats moe_sum_;
   size_t peak_in_flight_ = 0;
 };
 

@@ -92,6 +92,12 @@ double PipelineTraining::forward_backward(const int32_t* tokens, const int32_t* 
   return model_.shard().has_head ? chunks_.back()->loss_sum() / m : 0.0;
 }
 
+moe::MoeStats PipelineTraining::moe_stats() const {
+  moe::MoeStats sum;
+  for (const auto& c : chunks_) sum += c->moe_sum();
+  return sum * (1.0 / schedule_.micro_batches());
+}
+
 double PipelineTraining::forward_only(const int32_t* tokens, const int32_t* targets, int batch,
                                       int seq) {
   const ModelShard& s = model_.shard();

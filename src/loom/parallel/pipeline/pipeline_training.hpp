@@ -76,6 +76,9 @@ class PipelineTraining {
   // pp group (sum_over_stages) gives the squared norm of the whole model's gradient.
   parallel::FlatRange norm_skip() const;
   double sum_over_stages(double x);  // x itself at pp 1
+  // Mixture-of-experts models: the MoE stats of the last forward_backward's forwards on this
+  // stage, means over its micro-batches (summed over its chunks); zeros for a dense model.
+  moe::MoeStats moe_stats() const;
   // Collective over the pp group: `whole` (whole tensor whole_p: this stage's, or zeros where the
   // stage does not hold it) becomes the model's on every stage; the tied wte comes from stage 0.
   void gather_stage_tensor(const ParamInfo& whole_p, float* whole);
