@@ -80,12 +80,5 @@ TEST_F(ZeroTwoCli, PipelineParallelismIsRefusedNamingBothFlags) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "bad"));
 }
 
-TEST_F(ZeroTwoCli, StageThreeIsRefusedBeforeAnythingIsWritten) {
-  const Result r = train("bad", "--nproc 2 --zero 3");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("zero must be 0, 1 or 2, got 3"), std::string::npos) << r.out;
-  EXPECT_FALSE(std::filesystem::exists(dir_ / "bad"));
-}
-
 }  // namespace
 }  // namespace loom

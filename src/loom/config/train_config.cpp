@@ -88,7 +88,7 @@ void visit_train_fields(C& c, F&& f) {
   f("async_save", c.async_save, "write checkpoints in the background (training waits only for a copy of the state)");
   f("nproc", c.nproc, "ranks to launch on this host (shm backend); ignored in a process already launched as a rank (loom launch, mpirun); MIN:MAX makes the job elastic (see min_nproc)");
   f("min_nproc", c.min_nproc, "elastic jobs (--nproc MIN:MAX sets it): a restart whose ranks cannot all start goes on with fewer, down to this many, raising grad_accum to keep the global batch; 0: not elastic");
-  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also shard the gradients (each bucket reduce-scattered as backward finishes it; not with pp); 0: replicate them");
+  f("zero", c.zero, "1: ZeRO-1, shard the AdamW moments over the data-parallel ranks; 2: ZeRO-2, also shard the gradients (each bucket reduce-scattered as backward finishes it; not with pp); 3: ZeRO-3, also shard the parameters (each block's all-gathered before its forward and backward; not with pp or MoE); 0: replicate them");
   f("bucket_mb", c.bucket_mb, "gradient bucket size in MiB: buckets are all-reduced while backward runs");
   f("grad_reduce", c.grad_reduce, "what the data-parallel gradient all-reduce moves: f32, or bf16 (half the bytes; every hop sums in f32; the averaged gradients are bf16-rounded; zero 0 only)");
   f("tp", c.tp, "tensor-parallel ranks per model replica (Megatron split of heads, MLP and vocabulary); divides the world size and n_head; batch_size stays per data-parallel rank");
@@ -283,7 +283,7 @@ void validate(const RunConfig& rc) {
   LOOM_CHECK(c.nproc >= 1, "nproc must be >= 1, got ", c.nproc);
   LOOM_CHECK(c.min_nproc >= 0 && c.min_nproc <= c.nproc, "min_nproc must be between 0 (not elastic) and nproc (",
              c.nproc, "), got ", c.min_nproc);
-  LOOM_CHECK(c.zero >= 0 && c.zero <= 2, "zero must be 0, 1 or 2, got ", c.zero);
+  LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "zero must be 0, 1, 2 or 3, got ", c.zero);
   LOOM_CHECK(c.bucket_mb > 0, "bucket_mb must be > 0, got ", c.bucket_mb);
   LOOM_CHECK(c.grad_reduce == GradReduce::kF32 || c.zero == 0, "--grad_reduce bf16 needs --zero 0: ZeRO ",
              c.zero, " reduce-scatters the gradients in f32");
@@ -308,6 +308,15 @@ void validate(const RunConfig& rc) {
              ": ZeRO-2 reduce-scatters each gradient bucket as soon as one backward has written "
              "it, but a pipeline stage sums its gradients over several micro-batches' backwards "
              "(split into B and W under zb1p); use --zero 1 with --pp");
+  LOOM_CHECK(c.zero != 3 || (c.pp == 1 && c.parallel == LayoutChoice::kManual),
+             "--zero 3 cannot be combined with ",
+             c.pp > 1 ? "--pp " + std::to_string(c.pp) : std::string("--parallel auto"),
+             ": ZeRO-3 gathers each block's parameters before its forward and its backward and "
+             "reduce-scatters its gradients as one backward finishes it, but a pipeline stage "
+             "runs several micro-batches' backwards (split into B and W under zb1p); use "
+             "--zero 1 with --pp");
+  LOOM_CHECK(c.zero != 3 || !rc.model.is_moe(), "--zero 3 cannot train a mixture-of-experts "
+             "model (moe_experts ", rc.model.moe_experts, "): use --zero 2 or lower");
   LOOM_CHECK(c.micro_batches >= 0, "micro_batches must be >= 0, got ", c.micro_batches);
   const int m = c.micro_batches > 0 ? c.micro_batches : c.pp;
   LOOM_CHECK(c.batch_size % m == 0, "micro_batches ", m, c.micro_batches > 0 ? "" : " (= pp)",

@@ -67,6 +67,12 @@ struct ChunkExecutor<T>::Impl {
     buf.resize(n);
     ++ws.allocations;
   }
+  // Before `unit` runs (a block's index among the shard's, or ParamGather::kEnds): its parameters
+  // put in place when the model does not hold them all (ZeRO-3), and the gather of `next`, the
+  // unit that runs after it, started.
+  void use(int unit, int next) const {
+    if (m.gather) m.gather->use(unit, next);
+  }
   // What the blocks of a forward or backward of s share.
   gpt_internal::BlockPass<T> pass(const S& s) const;
 

@@ -49,13 +49,17 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
   if (tok != nullptr) s.tokens.assign(tok, tok + N);
   if (s.have_targets) s.targets.assign(tgt, tgt + N);
   const BlockPass<T> p = pass(s);
-  if (tok != nullptr)
+  constexpr int kEnds = ParamGather::kEnds, kNone = ParamGather::kNone;
+  if (tok != nullptr) {
+    use(kEnds, lo < hi ? lo : kNone);
     embed(s, p);
-  else  // this rank's rows of the whole input
+  } else {  // this rank's rows of the whole input
     std::memcpy(s.resid0, input + p.first_row() * m.C,
                 static_cast<size_t>(p.local_rows()) * m.C * sizeof(T));
+  }
   const T* x = s.resid0;
   for (int l = 0; l < hi - lo; ++l) {
+    use(lo + l, lo + l + 1 < hi ? lo + l + 1 : with_head ? kEnds : kNone);
     // Trace: one event per block (named like the backward's "backward h.<l>" events).
     const double block_start = trace::enabled() ? trace::now_us() : -1;
     block_forward(p, m.block_id[lo + l], m.p.blocks[lo + l], s.blocks[l], x, s.resid_out[l],
@@ -65,7 +69,9 @@ T ChunkExecutor<T>::Impl::forward(S& s, const int32_t* tok, const T* input, cons
     x = s.resid_out[l];
   }
   if (s.stage_output) p.gather_rows(s.output(), s.stage_output);
-  return with_head ? head_forward(s, p) : T(0);
+  if (!with_head) return T(0);
+  use(kEnds, kNone);
+  return head_forward(s, p);
 }
 
 // Under tp each rank looks up the tokens of its vocabulary rows and the partial sums are reduced
@@ -154,12 +160,14 @@ void ChunkExecutor<T>::Impl::backward(S& s, T loss_scale, const T* doutput,
     if (on_ready && begin < end) on_ready(begin, end);
   };
   if (with_head) {
+    use(ParamGather::kEnds, hi > lo ? hi - 1 : ParamGather::kNone);
     head_backward(s, p, loss_scale);
     ready(m.head_begin, m.n_params);
   } else {  // this rank's rows of the output's gradient
     std::memcpy(ws.dres, doutput + p.first_row() * m.C, NlC * sizeof(T));
   }
   for (int l = hi - lo - 1; l >= 0; --l) {
+    use(lo + l, l > 0 ? lo + l - 1 : ParamGather::kNone);
     block_backward(p, m.block_id[lo + l], m.p.blocks[lo + l], m.g.blocks[lo + l], s.blocks[l],
                    l > 0 ? s.resid_out[l - 1] : s.resid0, weights);
     ready(m.p.blocks[lo + l].begin, m.p.blocks[lo + l].end);
@@ -194,6 +202,8 @@ void ChunkExecutor<T>::Impl::embedding_weights(S& s, const BlockPass<T>& p, cons
 template <typename T>
 void ChunkExecutor<T>::Impl::backward_weights(S& s) {
   LOOM_CHECK(s.weights_pending, "backward_weights: no backward_input is waiting for its weights");
+  LOOM_CHECK(!m.gather, "backward_weights: the split backward does not gather sharded parameters "
+             "(ZeRO-3 runs without pipeline parallelism)");
   s.weights_pending = false;
   const BlockPass<T> p = pass(s);
   for (int l = hi - lo - 1; l >= 0; --l)

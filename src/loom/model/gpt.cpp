@@ -42,8 +42,11 @@ template <typename T>
 int GPTModel<T>::local_vocab() const { return impl_->vocab.Vl; }
 
 template <typename T>
-void GPTModel<T>::init_weights(uint64_t seed) {
+void GPTModel<T>::init_weights(uint64_t seed, T* out) {
   Impl& m = *impl_;
+  T* const params = out != nullptr ? out : m.params.data();
+  LOOM_CHECK(params != nullptr, "init_weights: the parameters are bound elsewhere (bind_params); "
+             "pass the buffer to fill");
   Rng rng(seed);
   const double residual_std = 0.02 / std::sqrt(2.0 * m.cfg.n_layer);
   std::map<std::string, const ParamInfo*> mine;
@@ -61,12 +64,12 @@ void GPTModel<T>::init_weights(uint64_t seed) {
       const double std = ends_with("c_proj.weight") ? residual_std : 0.02;
       // Drawn straight into place when this rank holds the whole tensor.
       const bool in_place = local != nullptr && local->replicated();
-      T* w = in_place ? m.params.data() + local->offset : (whole.resize(info.numel), whole.data());
+      T* w = in_place ? params + local->offset : (whole.resize(info.numel), whole.data());
       for (size_t i = 0; i < info.numel; ++i) w[i] = static_cast<T>(std * rng.normal());
-      if (local != nullptr && !in_place) copy_from_whole(*local, whole.data(), m.params.data() + local->offset);
+      if (local != nullptr && !in_place) copy_from_whole(*local, whole.data(), params + local->offset);
     } else if (local != nullptr) {
       // LayerNorm gains start at 1; biases (including LayerNorm biases) at 0.
-      T* w = m.params.data() + local->offset;
+      T* w = params + local->offset;
       std::fill(w, w + local->numel, ends_with(".weight") ? T(1) : T(0));
     }
   }
@@ -102,6 +105,19 @@ void GPTModel<T>::bind_gradients(const std::vector<T*>& storage) {
   m.grad_storage = storage;
   m.g = gpt_internal::bind_tensors(m.grad_storage, m.layout, m.block_id, m.cfg);
   m.grads.resize(0);
+}
+
+template <typename T>
+void GPTModel<T>::bind_params(const std::vector<T*>& storage, ParamGather* gather) {
+  Impl& m = *impl_;
+  LOOM_CHECK(storage.size() == m.layout.size(), "bind_params: ", storage.size(),
+             " pointers for the ", m.layout.size(), " tensors of the layout");
+  for (size_t i = 0; i < storage.size(); ++i)
+    LOOM_CHECK(storage[i] != nullptr, "bind_params: no storage for ", m.layout[i].name);
+  LOOM_CHECK(gather != nullptr, "bind_params: no ParamGather to put the units' parameters in place");
+  m.p = gpt_internal::bind_tensors(storage, m.layout, m.block_id, m.cfg);
+  m.gather = gather;
+  m.params.resize(0);
 }
 
 template class GPTModel<float>;

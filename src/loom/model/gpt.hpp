@@ -23,6 +23,7 @@
 #include "loom/model/gpt_config.hpp"
 #include "loom/model/model_shard.hpp"
 #include "loom/model/moe/expert_parallel_group.hpp"
+#include "loom/model/param_gather.hpp"
 #include "loom/model/param_layout.hpp"
 #include "loom/model/tp_group.hpp"
 
@@ -48,6 +49,7 @@ class GPTModel {
   const ModelShard& shard() const;
   const std::vector<ParamInfo>& layout() const;
   size_t num_params() const;
+  // The flat parameter buffer, laid out by layout(); nullptr after bind_params.
   T* params();
   const T* params() const;
   // The flat gradient buffer, laid out like params(); nullptr after bind_gradients.
@@ -62,12 +64,18 @@ class GPTModel {
   // as backward finishes it. Called before training; without it the model is unchanged.
   void bind_gradients(const std::vector<T*>& storage);
   void zero_grad();
+  // Moves the parameters out of the model, as bind_gradients does the gradients: tensor
+  // layout()[i] is read at storage[i] from now on, and the flat buffer is freed. Tensors may share
+  // memory (ZeRO-3's working buffers hold one unit at a time): the executors call gather->use()
+  // before running each unit (param_gather.hpp), which puts its parameters there. `gather`
+  // must outlive the model. Called before training; without it the model is unchanged.
+  void bind_params(const std::vector<T*>& storage, ParamGather* gather);
 
   // GPT-2 initialisation from `seed`: weights N(0, 0.02), residual projections
   // (attn.c_proj.weight, mlp.c_proj.weight) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm gains 1.
   // Every shard draws the whole model's values and keeps its piece, so any layout starts from
-  // the same model.
-  void init_weights(uint64_t seed);
+  // the same model. Into `out` (n floats laid out by layout()) when given, else params().
+  void init_weights(uint64_t seed, T* out = nullptr);
 
   // Columns of the logits this rank computes: the whole vocabulary at tp 1, its vocab-parallel
   // slice otherwise.

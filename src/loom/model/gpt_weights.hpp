@@ -99,9 +99,10 @@ struct GPTModel<T>::Impl {
   size_t n_params = 0;
   size_t prefix_end = 0;  // [0, prefix_end): wte and wpe; [head_begin, n_params): ln_f
   size_t head_begin = 0;
-  AlignedBuffer<T> params, grads;  // grads: empty once bind_gradients has moved them
+  AlignedBuffer<T> params, grads;  // empty once bind_params / bind_gradients has moved them
   std::vector<T*> grad_storage;    // where each layout tensor's gradient lives
   gpt_internal::ModelTensors<T> p, g;  // views into params and grad_storage
+  ParamGather* gather = nullptr;       // puts a unit's parameters in place (bind_params)
   // The MoE blocks' MLP (nullptr: dense model): in training forwards and backwards with the
   // experts split over the ep group; under ep > 1 `moe_whole` runs every expert on this rank
   // for the forwards that are not collective (evaluation, generation).

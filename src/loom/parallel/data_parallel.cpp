@@ -1,5 +1,8 @@
 #include "loom/parallel/data_parallel.hpp"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "loom/core/check.hpp"
 #include "loom/optim/grad_clip.hpp"
 #include "loom/parallel/replica_check.hpp"
@@ -15,6 +18,26 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
       hp_(hp) {
   LOOM_CHECK(!opts.bf16_reduce || opts.zero == 0, "the bf16 gradient all-reduce needs ZeRO 0 (ZeRO ",
              opts.zero, " reduce-scatters the gradients in f32)");
+  if (comm_ && opts.zero == 3) {
+    // ZeRO-3: the parameters move into this rank's shard and the working buffers; gradients as
+    // ZeRO-2 with a bucket per backward slice, so the buckets are the parameters' partitions.
+    zero3_ = std::make_unique<Zero3Params>(*comm_, model.layout());
+    zero3_->load(model.params());
+    model.bind_params(zero3_->storage(), zero3_.get());
+    sharded_ = std::make_unique<ShardedGradients>(*comm_, model.layout(), /*bucket_bytes=*/1);
+    std::vector<FlatRange> buckets = sharded_->partitions();
+    std::sort(buckets.begin(), buckets.end(),
+              [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+    const auto& units = zero3_->partitions();
+    LOOM_CHECK(std::equal(buckets.begin(), buckets.end(), units.begin(), units.end(),
+                          [](const FlatRange& a, const FlatRange& b) {
+                            return a.begin == b.begin && a.end == b.end;
+                          }),
+               "ZeRO-3: the gradient buckets differ from the parameter partitions");
+    model.bind_gradients(sharded_->storage());
+    zero_.emplace(*comm_, model.layout(), hp, units);
+    return;
+  }
   if (comm_ && opts.zero == 2) {
     // ZeRO-2: the model's gradients move into the bucket pool (its flat buffer is freed); the
     // buckets are the partitions of the sharded optimizer.
@@ -39,7 +62,23 @@ DataParallel::DataParallel(comm::Communicator* comm, GPT& model, const AdamWPara
 }
 
 void DataParallel::check_identical_replicas() {
-  if (comm_) parallel::check_identical_replicas(*comm_, model_.params(), model_.num_params());
+  if (comm_ && !zero3_) parallel::check_identical_replicas(*comm_, model_.params(), model_.num_params());
+}
+
+void DataParallel::load_params(const std::function<void(float*)>& fill) {
+  if (!zero3_) {
+    fill(model_.params());
+    return;
+  }
+  std::vector<float> whole(model_.num_params());
+  fill(whole.data());
+  zero3_->load(whole.data());
+}
+
+const float* DataParallel::param(const ParamInfo& p, float* scratch) {
+  if (!zero3_) return model_.params() + p.offset;
+  zero3_->gather_tensor(p, scratch);
+  return scratch;
 }
 
 GPT::GradReadyFn DataParallel::backward_hook(bool last) {
@@ -81,6 +120,12 @@ double DataParallel::grad_sq_sum(FlatRange skip) {
 }
 
 void DataParallel::step(float lr, float clip) {
+  if (zero3_) {
+    zero_->step_shard(zero3_->shard(), gradient_shard(), lr, clip);
+    sharded_->clear();
+    zero3_->invalidate();
+    return;
+  }
   if (zero_) {
     zero_->step(model_.params(), gradient_shard(), lr, clip);
     if (sharded_) sharded_->clear();
@@ -91,6 +136,23 @@ void DataParallel::step(float lr, float clip) {
 
 size_t DataParallel::gradient_bytes() const {
   return sharded_ ? sharded_->bytes() : model_.num_params() * sizeof(float);
+}
+
+size_t DataParallel::parameter_bytes() const {
+  return zero3_ ? zero3_->bytes() : model_.num_params() * sizeof(float);
+}
+
+std::string DataParallel::gather_summary(double seconds) const {
+  if (!zero3_) return "";
+  const long n = zero3_->gathers(), hidden = zero3_->hidden_gathers();
+  const double wait = zero3_->wait_seconds();
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "ZeRO-3: %ld parameter gathers, %ld (%.0f%%) complete when their unit ran; %.2f s "
+                "waiting for them (%.1f%% of %.1f s)",
+                n, hidden, n > 0 ? 100.0 * hidden / n : 0.0, wait,
+                seconds > 0 ? 100 * wait / seconds : 0.0, seconds);
+  return line;
 }
 
 double DataParallel::sum(double x) { return comm_ ? allreduce_sum(*comm_, x) : x; }

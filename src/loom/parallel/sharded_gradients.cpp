@@ -28,6 +28,18 @@ std::set<size_t> slice_starts(const std::vector<ParamInfo>& layout) {
 
 }  // namespace
 
+std::vector<FlatRange> backward_slices(const std::vector<ParamInfo>& layout) {
+  const size_t count = layout.empty() ? 0 : layout.back().offset + layout.back().numel;
+  std::vector<FlatRange> out;
+  size_t begin = 0;
+  for (size_t start : slice_starts(layout)) {
+    if (start > begin) out.push_back({begin, start});
+    begin = start;
+  }
+  if (count > begin) out.push_back({begin, count});
+  return out;
+}
+
 size_t ShardedGradients::Plan::bytes() const {
   size_t elems = shard_elems;
   for (size_t n : buffer_elems) elems += n;

@@ -33,6 +33,10 @@
 
 namespace loom::parallel {
 
+// The slices GPT::backward reports through on_ready, in buffer order: the embedding (wte, wpe:
+// everything before the first block), each block, ln_f.
+std::vector<FlatRange> backward_slices(const std::vector<ParamInfo>& layout);
+
 class ShardedGradients {
  public:
   static constexpr int kPoolBuffers = 2;  // one written by backward while one is reduced

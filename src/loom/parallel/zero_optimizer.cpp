@@ -85,6 +85,13 @@ void ZeroOptimizer::step(float* params, const Shard& shard, float lr, float clip
   }
 }
 
+void ZeroOptimizer::step_shard(const Shard& params, const Shard& grads, float lr, float clip) {
+  LOOM_CHECK(params.size() == parts_.size() && grads.size() == parts_.size(), "ZeRO: ",
+             params.size(), " parameter and ", grads.size(), " gradient blocks for ",
+             parts_.size(), " partitions");
+  for (size_t k = 0; k < parts_.size(); ++k) parts_[k].opt.step(params[k], grads[k], lr, clip);
+}
+
 void ZeroOptimizer::gather_moments(bool second, FlatRange r, float* out) const {
   LOOM_CHECK(r.begin <= r.end && r.end <= count_, "ZeRO: moments of [", r.begin, ", ", r.end,
              ") outside the ", count_, " parameters");

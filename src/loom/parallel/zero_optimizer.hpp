@@ -1,9 +1,9 @@
 #pragma once
-// ZeRO stages 1 and 2: AdamW whose moments are sharded over the data-parallel ranks. The flat
+// ZeRO stages 1, 2 and 3: AdamW whose moments are sharded over the data-parallel ranks. The flat
 // buffer is cut into partitions: one (the whole buffer) for stage 1, the gradient buckets for
-// stage 2. In partition [b, e) rank r owns the flat range b + block_of(e - b, world, r)
-// (comm::block_of, the blocks reduce_scatter and allgather use on that partition), so its shard
-// is one block per partition. One step:
+// stages 2 and 3 (where the parameters are sharded too: step_shard). In partition [b, e) rank r
+// owns the flat range b + block_of(e - b, world, r) (comm::block_of, the blocks reduce_scatter
+// and allgather use on that partition), so its shard is one block per partition. One step:
 //   gradients   reduce-scatter (average) of each partition: rank r gets its blocks of the
 //               averaged gradient. Stage 1: reduce_gradients() on the model's flat buffer after
 //               backward; stage 2: ShardedGradients reduce-scatters each bucket while backward
@@ -52,6 +52,9 @@ class ZeroOptimizer {
   // Collective. Applies `clip` (1: none) to the shard's gradients, updates the shard of params,
   // then all-gathers params so every rank holds the whole updated model.
   void step(float* params, const Shard& shard, float lr, float clip);
+  // ZeRO-3: the same update on this rank's parameters only (params[k]: its block of partition
+  // k, as `grads`), which stay sharded: no all-gather. Not collective.
+  void step_shard(const Shard& params, const Shard& grads, float lr, float clip);
 
   // Collective: out[0, r.end - r.begin) <- the moments (m, or v when `second`) of flat range r
   // (e.g. one tensor), from every rank's shard: a checkpoint gathers one tensor at a time, with

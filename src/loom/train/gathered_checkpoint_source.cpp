@@ -6,21 +6,17 @@ namespace loom {
 
 const float* GatheredCheckpointSource::tensor(CheckpointTensor kind, const ParamInfo& whole_p,
                                               float* scratch) {
-  if (kind == CheckpointTensor::Param) {
-    parallel::gather_whole_tensor(tp_, local_layout_, params_, whole_p, scratch);
-  } else {
-    // The local tensor's moments alone, as a layout of one tensor at offset 0.
-    std::vector<ParamInfo> one;
-    const float* moments = nullptr;
-    for (const ParamInfo& p : local_layout_) {
-      if (p.name != whole_p.name) continue;
-      piece_.resize(p.numel);
-      moments = moments_(kind == CheckpointTensor::V, p, piece_.data());
-      one.push_back(p);
-      one.back().offset = 0;
-    }
-    parallel::gather_whole_tensor(tp_, one, moments, whole_p, scratch);
+  // The local tensor alone, as a layout of one tensor at offset 0.
+  std::vector<ParamInfo> one;
+  const float* piece = nullptr;
+  for (const ParamInfo& p : local_layout_) {
+    if (p.name != whole_p.name) continue;
+    piece_.resize(p.numel);
+    piece = pieces_(kind, p, piece_.data());
+    one.push_back(p);
+    one.back().offset = 0;
   }
+  parallel::gather_whole_tensor(tp_, one, piece, whole_p, scratch);
   if (gather_stages_) gather_stages_(whole_p, scratch);
   return scratch;
 }

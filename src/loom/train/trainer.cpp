@@ -183,7 +183,7 @@ struct Trainer::Impl {
       LOOM_CHECK(val_data->size() > 0, c.train.data_dir, ": the validation shards hold fewer than ",
                  c.train.seq_len + 1, " tokens (one window)");
     }
-    model.init_weights(c.train.seed);
+    dp.load_params([&](float* params) { model.init_weights(c.train.seed, params); });
     const size_t n = static_cast<size_t>(c.train.batch_size) * c.train.seq_len;
     inputs.resize(n);
     targets.resize(n);
@@ -200,12 +200,18 @@ struct Trainer::Impl {
     std::vector<size_t> mine;
     kernels::MatmulPrecisionScope autocast(precision);
     for (size_t k = rank; k < count; k += world) mine.push_back(k * data.size() / count);
-    for (size_t first = 0; first < mine.size(); first += B) {
-      const size_t rows = std::min(B, mine.size() - first);
-      for (size_t r = 0; r < rows; ++r)
-        data.get(mine[first + r], inputs.data() + r * T, targets.data() + r * T);
-      sum += rows * pipe.forward_only(inputs.data(), targets.data(), static_cast<int>(rows),
-                                      static_cast<int>(T));
+    // Every rank runs as many forwards as rank 0, which has the most windows (under ZeRO-3 each
+    // forward gathers parameters with the whole group): one short of windows runs window 0
+    // and leaves it out.
+    const size_t most = (count + world - 1) / world;
+    for (size_t first = 0; first < most; first += B) {
+      const size_t rows = first < mine.size() ? std::min(B, mine.size() - first) : 0;
+      for (size_t r = 0; r < std::max<size_t>(rows, 1); ++r)
+        data.get(rows > 0 ? mine[first + r] : 0, inputs.data() + r * T, targets.data() + r * T);
+      const double loss = pipe.forward_only(inputs.data(), targets.data(),
+                                            static_cast<int>(std::max<size_t>(rows, 1)),
+                                            static_cast<int>(T));
+      if (rows > 0) sum += rows * loss;
     }
     sum = pipe.sum_over_stages(sum);  // the loss is on the last stage
     return dp.sum(sum) / static_cast<double>(count);
@@ -218,7 +224,9 @@ struct Trainer::Impl {
     const auto whole_layout = gpt_param_layout(cfg.model);
     std::vector<float> whole(buffer_size(whole_layout));
     read(whole_layout, whole.data());
-    parallel::scatter_whole(model.layout(), whole.data(), whole_layout, model.params());
+    dp.load_params([&](float* params) {
+      parallel::scatter_whole(model.layout(), whole.data(), whole_layout, params);
+    });
   }
 
   AdamWParams adamw_params() const {
@@ -434,8 +442,11 @@ std::string Trainer::save() {
   // tensor assembled from the shards and the stages when the writer reaches it.
   const auto whole_layout = gpt_param_layout(m.cfg.model);
   GatheredCheckpointSource source(
-      m.mesh->tp(), m.model.layout(), m.model.params(),
-      [&](bool second, const ParamInfo& p, float* t) { return m.dp.moment(second, p, t); },
+      m.mesh->tp(), m.model.layout(),
+      [&](CheckpointTensor kind, const ParamInfo& p, float* t) {
+        return kind == CheckpointTensor::Param ? m.dp.param(p, t)
+                                               : m.dp.moment(kind == CheckpointTensor::V, p, t);
+      },
       m.dp.optimizer_step(),
       [&](const ParamInfo& p, float* t) { m.pipe.gather_stage_tensor(p, t); });
   if (m.world_rank == 0) return m.write_checkpoint(s, whole_layout, source);
@@ -557,8 +568,10 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     }
     const int64_t sample_freq = c.sample_freq == 0 ? c.eval_freq : c.sample_freq;
     if (due(m.step, sample_freq)) {
-      // Generation is collective over the tp (and pp) group: replica 0's ranks sample together.
-      const std::string text = m.rank == 0 ? sample() : "";
+      // Generation is collective over the tp (and pp) group: replica 0's ranks sample together
+      // (under ZeRO-3 every replica: its forwards gather parameters over the dp group; the
+      // samples are the same on all of them).
+      const std::string text = m.rank == 0 || !m.dp.replica_runs_alone() ? sample() : "";
       if (main) std::cout << "sample: " << text << std::endl;
     }
     if (due(m.step, c.save_freq) || last || stop_signal) {
@@ -581,6 +594,8 @@ bool Trainer::run_until_repartition(const Timer& elapsed) {
     // --rebalance: the new partition takes over from the checkpoint just saved.
     if (due(m.step, c.save_freq) && !last && m.rebalancer && m.rebalancer->pending()) return true;
   }
+  const std::string gathers = m.dp.gather_summary(elapsed.seconds());
+  if (main && !gathers.empty()) std::cout << gathers << std::endl;
   m.saver.wait();
   return false;
 }
