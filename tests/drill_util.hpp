@@ -84,13 +84,14 @@ inline bool wait_for_step(const std::string& metrics, int64_t step, double timeo
   return false;
 }
 
-// The pid of the child of `parent` that runs rank `rank` (its LOOM_RANK), or -1.
-inline pid_t rank_pid(pid_t parent, int rank) {
+// The pid of the child of `parent` that runs rank `rank` (its LOOM_RANK; under mpirun pass
+// "OMPI_COMM_WORLD_RANK"), or -1.
+inline pid_t rank_pid(pid_t parent, int rank, const std::string& variable = "LOOM_RANK") {
   std::ifstream children("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
   for (pid_t pid; children >> pid;) {
     std::ifstream env("/proc/" + std::to_string(pid) + "/environ");
     std::string all((std::istreambuf_iterator<char>(env)), {});
-    if (all.find(std::string("LOOM_RANK=") + std::to_string(rank) + '\0') != std::string::npos) return pid;
+    if (all.find(variable + "=" + std::to_string(rank) + '\0') != std::string::npos) return pid;
   }
   return -1;
 }

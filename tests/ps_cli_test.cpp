@@ -1,10 +1,12 @@
 // Parameter servers end to end (the real CLI, shm via --nproc, Open MPI via mpirun): sync mode
 // with 1 and 2 servers is all-reduce data parallelism at the same global batch (losses, final
 // parameters and moments); ssp keeps every applied gradient within its staleness bound with a
-// straggler present (and s = 0 is lock-step), while async is unbounded; bad layouts are refused
-// before any rank starts. Faults: ps_fault_test.cpp.
+// straggler present (and s = 0 is lock-step), while async is unbounded; the straggler knob slows
+// all-reduce data parallelism too; bad layouts are refused before any rank starts. Faults:
+// ps_fault_test.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -12,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "loom/train/checkpoint.hpp"
 #include "ps_test_util.hpp"
@@ -38,6 +41,33 @@ TEST_F(PsCli, SyncWithOneAndTwoServersMatchesAllReduceDataParallelism) {
     EXPECT_EQ(st["clock_staleness"], nlohmann::json({{"0", 40}})) << st.dump();
     EXPECT_EQ(st["update_staleness"], nlohmann::json({{"0", 40}})) << st.dump();
   }
+}
+
+// The median tokens/s of a run's steps (metrics.jsonl).
+double median_tokens_per_s(const std::string& metrics) {
+  std::vector<double> rates;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["type"] == "train") rates.push_back(j["tokens_per_s"].get<double>());
+  }
+  if (rates.empty()) return 0;
+  std::nth_element(rates.begin(), rates.begin() + rates.size() / 2, rates.end());
+  return rates[rates.size() / 2];
+}
+
+// The straggler knob without servers (bench ps's all-reduce row): every step of all-reduce data
+// parallelism waits for the slow rank (a 40x straggler makes the steps several times slower; the
+// margin covers a loaded machine), and the training is the same.
+TEST_F(PsCli, AllReduceWaitsForAStragglerEveryStepAndTrainsTheSame) {
+  const Result fast = train("dp", "--nproc 2 --batch_size 2");
+  ASSERT_EQ(fast.rc, 0) << fast.out;
+  const Result slow = train("dp_slow", "--nproc 2 --batch_size 2 --straggler 1:40");
+  ASSERT_EQ(slow.rc, 0) << slow.out;
+  expect_matches_reference("dp_slow");
+  const double fast_rate = median_tokens_per_s(dir_ / "dp/metrics.jsonl");
+  const double slow_rate = median_tokens_per_s(dir_ / "dp_slow/metrics.jsonl");
+  EXPECT_GT(fast_rate, 5 * slow_rate) << fast_rate << " tokens/s without, " << slow_rate << " with";
 }
 
 TEST_F(PsCli, MpirunSyncMatchesAllReduceAndSspKeepsItsBound) {
@@ -148,6 +178,7 @@ TEST_F(PsCli, BadLayoutsAreRefusedBeforeAnyRankStarts) {
       {"--nproc 3 --ps 1 --ps_mode ssp", "ps_mode ssp needs --staleness S"},
       {"--nproc 3 --ps 1 --straggler 0:3", "--straggler 0:3: rank 0 is not a worker; the workers are ranks 1..2"},
       {"--nproc 3 --ps 1 --straggler 1:x", "--straggler 1:x: expected RANK:FACTOR"},
+      {"--nproc 2 --straggler 2:3", "--straggler 2:3: rank 2 is not in the job; its ranks are 0..1"},
       {"--nproc 3 --ps 1 --ps_mode lazy", "--ps_mode must be sync, async or ssp, got 'lazy'"},
       {"--nproc 4 --ps 2 --tp 2", "--ps 2 cannot be combined with --tp 2"},
       {"--nproc 3 --ps 1 --zero 1", "cannot be combined with --tp 1, --pp 1 or --zero 1"},

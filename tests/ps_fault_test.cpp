@@ -1,8 +1,8 @@
-// Parameter servers under faults (the real CLI on shm, bounded in time): in async and ssp mode a
-// worker that dies (between messages or in the middle of its push) or hangs (SIGSTOP) is dropped,
-// named, and the job completes with the others; a server that dies (even in the middle of a
-// message) fails the job naming it, and `--resume auto` continues from its checkpoint; SIGTERM
-// (preemption) saves the current step and exits 0.
+// Parameter servers under faults (the real CLI on shm, and under mpirun; bounded in time): in
+// async and ssp mode a worker that dies (between messages or in the middle of its push) or hangs
+// (SIGSTOP) is dropped, named, and the job completes with the others; a server that dies (even in
+// the middle of a message) fails the job naming it, and `--resume auto` continues from its
+// checkpoint; SIGTERM (preemption) saves the current step and exits 0.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -85,6 +85,36 @@ TEST_F(PsFault, AWorkerDyingInTheMiddleOfItsPushIsDroppedAndTheJobCompletes) {
       << r.out;
   EXPECT_TRUE(fs::exists(dir_ / "cut_push/step_000120/model.safetensors")) << r.out;
   EXPECT_EQ(staleness_of("cut_push")["workers_lost"], nlohmann::json::array({3}));
+}
+
+// A hung worker under mpirun, which runs with --mca orte_enable_recovery 1 (without it mpirun
+// ends the whole job when a rank dies): the worker ranks' messages to the servers go over the
+// host's shared memory, where a silent rank is seen as on shm. The stopped worker is dropped
+// after the comm timeout and, once training is over, killed by server 0, since every rank's
+// MPI_Finalize would wait for it; the job completes and exits 0.
+TEST_F(PsFault, UnderMpirunAHungWorkerIsDroppedKilledAtTheEndAndTheJobCompletes) {
+  if (!testing::have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  const std::string out = dir_ / "mpi_hang";
+  testing::BackgroundJob job("LOOM_COMM_TIMEOUT=3 " + recovering_mpirun(4) +
+                                 long_job(out, 3000, "--ps 1 --ps_mode async --save_freq 0"),
+                             out + ".log");
+  // Once rank 2 has pushed (mpirun may start it late; its pushes tell server 0 its pid), well
+  // before the 3000 updates are done.
+  ASSERT_TRUE(job.wait_for_output("| worker rank 2", 120)) << job.output();
+  const pid_t victim = testing::rank_pid(job.pid(), 2, "OMPI_COMM_WORLD_RANK");
+  ASSERT_GT(victim, 0) << job.output();
+  kill(victim, SIGSTOP);
+  ASSERT_EQ(job.wait(180), 0) << job.output();
+  const std::string log = job.output();
+  EXPECT_NE(log.find("ps: worker rank 2 stopped answering (no push for 3 s, the comm timeout"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("ps: killed worker rank 2 (pid " + std::to_string(victim) +
+                     "), dropped but still running, so that mpirun can end the job"),
+            std::string::npos)
+      << log;
+  EXPECT_TRUE(fs::exists(out + "/step_003000/model.safetensors")) << log;
+  EXPECT_EQ(staleness_of("mpi_hang")["workers_lost"], nlohmann::json::array({2}));
 }
 
 TEST_F(PsFault, AKilledServerFailsTheJobNamingItAndItResumesFromItsCheckpoint) {

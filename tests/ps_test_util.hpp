@@ -35,6 +35,13 @@ class PsTest : public LayoutEquivalenceTest {
     for (const auto& [k, v] : histogram.items()) n += v.get<int64_t>();
     return n;
   }
+  // The start of a command line running Open MPI's mpirun over `np` ranks that go on when one
+  // dies (--mca orte_enable_recovery 1; without it mpirun ends the whole job).
+  static std::string recovering_mpirun(int np) {
+    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --allow-run-as-root "
+           "--oversubscribe --mca orte_enable_recovery 1 -np " +
+           std::to_string(np) + " ";
+  }
   // `loom train` arguments of a job long enough to be hit mid-run: `steps` updates at batch 1,
   // checkpoints every 10, into out_dir `out` (a path).
   std::string long_job(const std::string& out, int steps, const std::string& flags) const {

@@ -4,9 +4,11 @@
 // (sync `--steps` updates; async and ssp take workers x as many, one worker's batch each):
 // tokens/s of the whole job (start-up included) and its ratio to sync's in the same run (under
 // the same load), bytes moved per step, server 0's busy share (the part of its run not spent
-// waiting for a push, from the job's ps_staleness record) and the val loss of its final checkpoint
-// (`loom eval`). The straggler knob slows a ps worker only, so all-reduce dp has no slow row (its
-// pace with one is sync's: every step waits for the slowest rank).
+// waiting for a push), the least and the most any worker spent waiting for the servers' replies
+// (pulls, the ssp gate; both from the job's ps_staleness record) and the val loss of its final
+// checkpoint (`loom eval`). The straggler is the same worker in every row: --straggler names its
+// ps world rank, all-reduce dp (no servers) slows its rank minus --ps.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +35,7 @@ struct Row {
   std::string name, flags;
   int64_t steps;
   int64_t bytes_per_step;
+  int first_worker;  // world rank of the first worker (the ps rows: after the servers)
 };
 
 // Runs `cmd`, returning its output; an error with the output when it fails.
@@ -46,16 +49,31 @@ std::string run_command(const std::string& cmd) {
   return out;
 }
 
-// Server 0's busy share from a job's metrics.jsonl, or a negative number when it has none
-// (all-reduce dp).
-double busy_share(const std::string& dir) {
+// A job's ps_staleness record (metrics.jsonl), or null (all-reduce dp has none).
+nlohmann::json staleness_record(const std::string& dir) {
   std::ifstream in(dir + "/metrics.jsonl");
-  double share = -1;
+  nlohmann::json record;
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line);
-    if (j.value("type", "") == "ps_staleness") share = j.value("server_busy_share", -1.0);
+    if (j.value("type", "") == "ps_staleness") record = j;
   }
-  return share;
+  return record;
+}
+
+// "14%" of a share, "-" without one.
+std::string percent(double share) {
+  char text[16] = "-";
+  if (share >= 0) std::snprintf(text, sizeof text, "%.0f%%", 100 * share);
+  return text;
+}
+
+// "3-68%": the least and the most of the workers' wait shares; "-" without them.
+std::string wait_range(const nlohmann::json& shares) {
+  if (!shares.is_array() || shares.empty()) return "-";
+  const auto [least, most] = std::minmax_element(shares.begin(), shares.end());
+  char text[32];
+  std::snprintf(text, sizeof text, "%.0f-%.0f%%", 100 * least->get<double>(), 100 * most->get<double>());
+  return text;
 }
 
 int run(const Options& o) {
@@ -73,22 +91,23 @@ int run(const Options& o) {
   const std::string ps = " --nproc " + std::to_string(o.nproc) + " --ps " + std::to_string(o.ps);
   const int64_t many = static_cast<int64_t>(o.steps) * workers;
   const std::vector<Row> rows = {
-      {"ps sync", ps, o.steps, 2 * workers * p},  // first: the others' tokens/s are compared to it
-      {"all-reduce dp", " --nproc " + std::to_string(workers), o.steps, 2 * (workers - 1) * p},
-      {"ps ssp s=1", ps + " --ps_mode ssp --staleness 1", many, 2 * p},
-      {"ps ssp s=3", ps + " --ps_mode ssp --staleness 3", many, 2 * p},
-      {"ps async", ps + " --ps_mode async", many, 2 * p}};
+      {"ps sync", ps, o.steps, 2 * workers * p, o.ps},  // first: the others are compared to it
+      {"all-reduce dp", " --nproc " + std::to_string(workers), o.steps, 2 * (workers - 1) * p, 0},
+      {"ps ssp s=1", ps + " --ps_mode ssp --staleness 1", many, 2 * p, o.ps},
+      {"ps ssp s=3", ps + " --ps_mode ssp --staleness 3", many, 2 * p, o.ps},
+      {"ps async", ps + " --ps_mode async", many, 2 * p, o.ps}};
   std::printf("bench ps: %s, %d ranks (%d server(s), %d workers), batch %d x seq %d per worker step, "
               "%lld tokens per job\n",
               o.config.c_str(), o.nproc, o.ps, workers, o.batch_size, o.seq_len,
               static_cast<long long>(many) * o.batch_size * o.seq_len);
-  std::printf("%-16s %-10s %12s %10s %14s %12s %10s\n", "mode", "straggler", "tokens/s",
-              "vs sync", "MB per step", "server busy", "val loss");
+  std::printf("%-16s %-10s %12s %10s %14s %12s %12s %10s\n", "mode", "straggler", "tokens/s",
+              "vs sync", "MB per step", "server busy", "worker wait", "val loss");
   for (const bool slow : {false, true}) {
     double sync_tokens_per_s = 0;
     if (slow && straggler.rank < 0) continue;
     for (const Row& r : rows) {
-      if (slow && r.name == "all-reduce dp") continue;  // the straggler knob slows a ps worker
+      const std::string slow_rank = loom::straggler_text(
+          {straggler.rank - o.ps + r.first_worker, straggler.factor});
       const std::string dir = out + "/" + (slow ? "slow-" : "") + std::to_string(&r - rows.data());
       fs::remove_all(dir);
       const std::string train = self + " train --config " + o.config + " --data_dir " + o.data_dir +
@@ -98,7 +117,7 @@ int run(const Options& o) {
                                 std::to_string(o.batch_size) + " --seq_len " +
                                 std::to_string(o.seq_len) +
                                 " --threads 1 --eval_freq 0 --sample_freq -1 --save_freq 0" +
-                                (slow ? " --straggler " + o.straggler : "");
+                                (slow ? " --straggler " + slow_rank : "");
       const loom::Timer t;
       run_command(train);
       const double seconds = t.seconds();
@@ -110,13 +129,15 @@ int run(const Options& o) {
                  "bench ps: no loss in `loom eval` output:\n", eval);
       const double tokens_per_s = static_cast<double>(many) * o.batch_size * o.seq_len / seconds;
       if (r.name == "ps sync") sync_tokens_per_s = tokens_per_s;
-      const double busy = busy_share(dir);
-      char ratio[16] = "-", share[16] = "-";
+      const nlohmann::json record = staleness_record(dir);
+      char ratio[16] = "-";
       if (sync_tokens_per_s > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", tokens_per_s / sync_tokens_per_s);
-      if (busy >= 0) std::snprintf(share, sizeof share, "%.0f%%", 100 * busy);
-      std::printf("%-16s %-10s %12.0f %10s %14.3f %12s %10.4f\n", r.name.c_str(),
+      std::printf("%-16s %-10s %12.0f %10s %14.3f %12s %12s %10.4f\n", r.name.c_str(),
                   slow ? o.straggler.c_str() : "none", tokens_per_s, ratio,
-                  static_cast<double>(r.bytes_per_step) / 1e6, share, loss);
+                  static_cast<double>(r.bytes_per_step) / 1e6,
+                  percent(record.is_object() ? record.value("server_busy_share", -1.0) : -1).c_str(),
+                  wait_range(record.is_object() ? record["worker_wait_share"] : nlohmann::json()).c_str(),
+                  loss);
       std::fflush(stdout);
     }
   }

@@ -40,7 +40,11 @@ std::string straggler_text(const Straggler& s) {
 }
 
 void check_ps_world(const TrainConfig& c, int world) {
-  if (c.ps == 0) return;
+  if (c.ps == 0) {
+    LOOM_CHECK(c.straggler.rank < world, "--straggler ", straggler_text(c.straggler), ": rank ",
+               c.straggler.rank, " is not in the job; its ranks are 0..", world - 1);
+    return;
+  }
   LOOM_CHECK(c.ps < world, "--ps ", c.ps, " needs at least one worker: the job has ", world,
              " rank(s), so --ps must be below ", world, " (servers are ranks 0..ps-1)");
   LOOM_CHECK(c.straggler.rank < 0 || (c.straggler.rank >= c.ps && c.straggler.rank < world),
@@ -106,7 +110,7 @@ void visit_train_fields(C& c, F&& f) {
   f("ps", c.ps, "parameter servers: the first ps ranks hold the parameters (range-partitioned) and run AdamW, the others are workers that pull, compute and push; 0: all-reduce data parallelism");
   f("ps_mode", c.ps_mode, "with ps > 0: sync (= all-reduce data parallelism), async (each push applied as it arrives) or ssp (bounded staleness, see staleness); a step is one server update (sync: every worker's batch; async/ssp: one worker's)");
   f("staleness", c.staleness, "ps_mode ssp: a worker may begin step c only once every worker has pushed step c - staleness - 1 (0: lock-step); -1: not set");
-  f("straggler", c.straggler, "RANK:FACTOR: that worker's compute takes FACTOR times as long (for tests and benchmarks; LOOM_STRAGGLER too); empty: none");
+  f("straggler", c.straggler, "RANK:FACTOR: that rank's compute (under --ps a worker's) takes FACTOR times as long (for tests and benchmarks; LOOM_STRAGGLER too); empty: none");
 }
 
 const std::map<std::string, std::string>& model_help() {
@@ -218,7 +222,6 @@ void validate_ps(const TrainConfig& c) {
   if (c.ps == 0) {
     LOOM_CHECK(c.ps_mode == ps::Mode::kSync, "--ps_mode ", ps::mode_name(c.ps_mode),
                " needs parameter servers (--ps S > 0)");
-    LOOM_CHECK(c.straggler.rank < 0, "--straggler needs parameter servers (--ps S > 0): it slows a worker");
     return;
   }
   LOOM_CHECK(c.tp == 1 && c.pp == 1 && c.zero == 0, "--ps ", c.ps, " cannot be combined with --tp ",

@@ -27,8 +27,9 @@ const char* grad_reduce_name(GradReduce g);
 enum class LayoutChoice { kManual, kAuto };
 const char* layout_choice_name(LayoutChoice l);
 
-// --straggler RANK:FACTOR (or LOOM_STRAGGLER): that worker's compute takes FACTOR times as long
-// (it sleeps for the difference), for tests and benchmarks of the parameter-server modes.
+// --straggler RANK:FACTOR (or LOOM_STRAGGLER): that rank's compute (under --ps a worker's) takes
+// FACTOR times as long (it sleeps for the difference), for tests and benchmarks of the
+// parameter-server modes against all-reduce data parallelism (train/straggler_delay.hpp).
 struct Straggler {
   int rank = -1;  // -1: none
   double factor = 1;
@@ -102,7 +103,8 @@ struct TrainConfig {
 };
 
 // The parameter-server layout against the job's world size (known once the launcher is): ps
-// below the world, the straggler a worker. Errors name the flag, the value and what is valid.
+// below the world, the straggler a worker (without --ps: a rank of the job). Errors name the
+// flag, the value and what is valid.
 void check_ps_world(const TrainConfig& c, int world);
 
 struct RunConfig {

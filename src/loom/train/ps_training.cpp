@@ -1,12 +1,13 @@
 #include "loom/train/ps_training.hpp"
 
-#include <chrono>
+#include <signal.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <thread>
 
 #include "loom/core/check.hpp"
 #include "loom/core/rng.hpp"
@@ -25,6 +26,7 @@
 #include "loom/train/metrics_log.hpp"
 #include "loom/train/preemption.hpp"
 #include "loom/train/pretrained.hpp"
+#include "loom/train/straggler_delay.hpp"
 
 namespace loom {
 namespace fs = std::filesystem;
@@ -139,7 +141,8 @@ class ServerReport : public ps::ServerEvents {
                        {"update_staleness", server.update_staleness().to_json()},
                        {"clock_staleness", server.clock_staleness().to_json()},
                        {"workers_lost", lost},
-                       {"server_busy_share", server.busy_share()}});
+                       {"server_busy_share", server.busy_share()},
+                       {"worker_wait_share", server.worker_wait_shares()}});
     std::cout << "ps: staleness of the " << server.update_staleness().total()
               << " applied gradients: at most " << server.clock_staleness().max()
               << " steps of the slowest worker, " << server.update_staleness().max()
@@ -155,6 +158,31 @@ class ServerReport : public ps::ServerEvents {
   Timer elapsed_, since_last_;
   std::vector<int> lost_;
 };
+
+// Under mpirun: whether a rank that dies leaves the others running. mpirun ends the whole job
+// then unless it runs with --mca orte_enable_recovery 1, which it hands its ranks as
+// OMPI_MCA_orte_enable_recovery.
+bool mpirun_survives_lost_ranks() {
+  const char* v = std::getenv("OMPI_MCA_orte_enable_recovery");
+  if (v == nullptr) return false;
+  const std::string value = v;
+  return value == "1" || value == "true" || value == "t" || value == "yes" || value == "y" ||
+         value == "enabled";
+}
+
+// Under mpirun a dropped worker that is still running (stopped, hung) holds the job: every
+// rank's MPI_Finalize waits for it. Server 0 ends those on its host, as `loom launch` does.
+void end_dropped_workers(const comm::Communicator& world, const ps::ParameterServer& server) {
+  const comm::Hosts* hosts = world.hosts();
+  for (const auto& [rank, pid] : server.dropped_workers()) {
+    const bool here = hosts != nullptr && hosts->host_of[rank] == hosts->host_of[world.rank()];
+    // pid 0: it never pushed; kill(pid, 0) fails: it is gone already.
+    if (!here || pid <= 0 || kill(static_cast<pid_t>(pid), 0) != 0) continue;
+    kill(static_cast<pid_t>(pid), SIGKILL);
+    std::cout << "ps: killed worker rank " << rank << " (pid " << pid
+              << "), dropped but still running, so that mpirun can end the job" << std::endl;
+  }
+}
 
 ps::ServerConfig server_config(const TrainConfig& c) {
   ps::ServerConfig s;
@@ -225,12 +253,17 @@ void run_server(const RunConfig& cfg, comm::Communicator& world, const std::stri
               << (c.ps_mode == ps::Mode::kSsp ? " staleness " + std::to_string(c.staleness) : "")
               << " | model: " << cfg.model.num_params() << " parameters | batch " << c.batch_size
               << " x " << c.grad_accum << " sequences per worker step" << std::endl;
+    if (std::string(world.backend_name()) == "mpi" && c.ps_mode != ps::Mode::kSync &&
+        !mpirun_survives_lost_ranks())
+      std::cout << "ps: mpirun ends the whole job if a worker dies; run it with --mca "
+                   "orte_enable_recovery 1 to go on without the worker" << std::endl;
     if (c.eval_freq > 0 || c.sample_freq > 0)
       std::cout << "ps: evaluation and samples are not run under --ps (loom eval --checkpoint "
                 << c.out_dir << " evaluates the result)" << std::endl;
   }
   server.run();
   if (report) report->staleness(server);
+  if (main && std::string(world.backend_name()) == "mpi") end_dropped_workers(world, server);
 }
 
 void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::string& resume_dir) {
@@ -256,7 +289,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
   const size_t tokens = static_cast<size_t>(c.batch_size) * c.seq_len;
   std::vector<int32_t> inputs(tokens), targets(tokens);
   const kernels::MatmulPrecision precision = kernels::resolve_precision(c.precision);
-  const double slowdown = c.straggler.rank == world.rank() ? c.straggler.factor : 1.0;
+  const StragglerDelay straggler(c.straggler, world.rank());
   ps::PsWorker client(world, servers, n, c.ps_mode == ps::Mode::kSync);
   const PreemptionWatch preemption;  // a signal goes to the servers with the next push
   if (!client.pull(model.params())) return;
@@ -273,8 +306,7 @@ void run_worker(const RunConfig& cfg, comm::Communicator& world, const std::stri
         runner.backward(1.0f / static_cast<float>(c.grad_accum));
       }
     }
-    if (slowdown > 1)  // the straggler knob: this worker's compute takes `slowdown` times as long
-      std::this_thread::sleep_for(std::chrono::duration<double>(compute.seconds() * (slowdown - 1)));
+    straggler.after(compute.seconds());
     ps::PushHeader h;
     h.loss = loss / c.grad_accum;
     h.grad_norm = std::sqrt(grad_sq_sum(model.grads(), n));

@@ -37,6 +37,7 @@
 #include "loom/train/pretrained.hpp"
 #include "loom/train/metrics_log.hpp"
 #include "loom/train/step_progress.hpp"
+#include "loom/train/straggler_delay.hpp"
 #include "loom/train/preemption.hpp"
 
 namespace loom {
@@ -135,6 +136,7 @@ struct Trainer::Impl {
   bool resumed = false;
   std::vector<int32_t> inputs, targets;
   NanLossFault nan_fault = NanLossFault::from_env();
+  StragglerDelay straggler{cfg.train.straggler, world_rank};
   AsyncCheckpointer saver{[](const std::string& dir, double s) {
     std::cout << detail::concat("saved ", dir, " (written in the background in ", s, " s)\n") << std::flush;
   }};
@@ -356,6 +358,7 @@ StepStats Trainer::step() {
   // Forward and backward of all micro-batches at the run's precision; the weights are unchanged
   // until the optimizer step, so their bf16 copies are made once per step.
   std::optional<kernels::MatmulPrecisionScope> autocast(std::in_place, m.precision);
+  const Timer compute;
   moe::MoeStats moe;
   for (int a = 0; a < c.grad_accum; ++a) {
     // Every stage reads the same batch (stage 0 its tokens, the last its targets).
@@ -370,6 +373,7 @@ StepStats Trainer::step() {
     moe += m.pipe.moe_stats();
   }
   autocast.reset();
+  m.straggler.after(compute.seconds());
   if (m.nan_fault.hits(m.step + 1, m.world_rank)) s.loss = std::nan("");
   // A non-finite loss is not thrown here: its rank's peers would wait for it in the next
   // collective. The gradients (non-finite too) are reduced as usual; the loss sum below makes

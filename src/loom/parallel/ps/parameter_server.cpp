@@ -25,6 +25,8 @@ ParameterServer::ParameterServer(comm::Communicator& world, int servers,
       end_step_(config.max_steps),
       clocks_(world.size() - servers),
       waiting_(workers_, false),
+      dropped_(workers_, false),
+      pids_(workers_, 0),
       owes_since_(workers_),
       pulled_version_(workers_, 0),
       pulled_min_clock_(workers_, 0),
@@ -76,7 +78,9 @@ void ParameterServer::send_stop(int w) {
 void ParameterServer::retire(int w, const std::string& lost) {
   clocks_.retire(w);
   waiting_[w] = false;
-  if (!lost.empty() && events_ != nullptr) events_->worker_lost(worker_rank(w), step_, lost);
+  if (lost.empty()) return;
+  dropped_[w] = true;
+  if (events_ != nullptr) events_->worker_lost(worker_rank(w), step_, lost);
 }
 
 comm::Clock::time_point ParameterServer::hang_deadline() const {
@@ -126,6 +130,20 @@ void ParameterServer::apply_one(int w, const PushHeader& h) {
   if (events_ != nullptr)
     events_->updated({step_, h.loss, lr, h.grad_norm, clip != 1.0f, 1, worker_rank(w)});
   if (save_point()) snapshot(SnapshotKind::kPeriodic);
+}
+
+std::vector<double> ParameterServer::worker_wait_shares() const {
+  std::vector<double> shares;
+  for (const PushHeader& h : last_push_)
+    shares.push_back(h.elapsed_s > 0 ? h.waited_s / h.elapsed_s : 0.0);
+  return shares;
+}
+
+std::vector<ParameterServer::DroppedWorker> ParameterServer::dropped_workers() const {
+  std::vector<DroppedWorker> dropped;
+  for (int w = 0; w < workers_; ++w)
+    if (dropped_[w]) dropped.push_back({worker_rank(w), pids_[w]});
+  return dropped;
 }
 
 void ParameterServer::run() {
@@ -238,6 +256,7 @@ void ParameterServer::run_async() {
       release_waiting();
       continue;
     }
+    if (h.pid > 0) pids_[w] = h.pid;
     if (h.kind == PushKind::kBye) {
       retire(w);
       release_waiting();

@@ -100,6 +100,16 @@ class ParameterServer {
 
   // The share of run()'s time this server was not waiting for a worker's push (bench ps).
   double busy_share() const { return run_s_ > 0 ? 1.0 - idle_s_ / run_s_ : 0.0; }
+  // Per worker, the share of its time it waited for the servers' replies (pulls, the ssp gate),
+  // as its last push applied here reported it (bench ps); 0 for one that pushed nothing.
+  std::vector<double> worker_wait_shares() const;
+  // The workers dropped (gone, or silent: they may still be running), with the process id their
+  // pushes gave (0: none came).
+  struct DroppedWorker {
+    int world_rank;
+    int64_t pid;
+  };
+  std::vector<DroppedWorker> dropped_workers() const;
   const StalenessHistogram& update_staleness() const { return update_staleness_; }
   const StalenessHistogram& clock_staleness() const { return clock_staleness_; }
 
@@ -148,6 +158,8 @@ class ParameterServer {
   bool preempted_ = false;
   ClockTable clocks_;
   std::vector<bool> waiting_;              // ssp: pushed, not yet answered
+  std::vector<bool> dropped_;              // lost (retired with a reason)
+  std::vector<int64_t> pids_;              // each worker's process, from its pushes (0: none yet)
   std::vector<comm::Clock::time_point> owes_since_;  // when each worker was sent parameters
   std::vector<int64_t> pulled_version_;    // update count of the parameters each worker has
   std::vector<int64_t> pulled_min_clock_;  // the slowest active worker's pushes at that pull

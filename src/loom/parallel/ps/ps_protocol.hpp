@@ -25,6 +25,10 @@ struct PushHeader {
   double grad_norm = 0;   // global norm of the pushed gradient (async/ssp clip with it)
   uint64_t data_epoch = 0, data_samples = 0;  // the worker's loader position after the step
   std::array<uint64_t, 4> dropout_rng{};      // the worker's dropout stream after the step
+  // The worker's time so far (bench ps, the ps_staleness record): waiting for the servers' replies
+  // (pulls, and under ssp the gate) out of all of it, both up to its previous reply.
+  double waited_s = 0, elapsed_s = 0;
+  int64_t pid = 0;  // the worker's process (under mpirun server 0 ends a dropped one still running)
 };
 
 enum class ReplyStatus : uint32_t { kContinue = 1, kStop = 2 };

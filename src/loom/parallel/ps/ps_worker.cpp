@@ -1,5 +1,7 @@
 #include "loom/parallel/ps/ps_worker.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -53,10 +55,26 @@ bool PsWorker::receive_replies(float* params) {
   return false;
 }
 
-bool PsWorker::pull(float* params) { return receive_replies(params); }
+bool PsWorker::pull(float* params) {
+  const bool go_on = receive_replies(params);
+  waited_s_ = elapsed_s_ = since_start_.seconds();
+  return go_on;
+}
 
 bool PsWorker::push_pull(const float* grads, const PushHeader& h, float* params) {
   LOOM_CHECK(h.kind == PushKind::kPush, "ps: a push must be PushKind::kPush");
+  PushHeader timed = h;
+  timed.waited_s = waited_s_;
+  timed.elapsed_s = elapsed_s_;
+  timed.pid = getpid();
+  const double pushed_at = since_start_.seconds();
+  const bool go_on = exchange(grads, timed, params);
+  elapsed_s_ = since_start_.seconds();
+  waited_s_ += elapsed_s_ - pushed_at;
+  return go_on;
+}
+
+bool PsWorker::exchange(const float* grads, const PushHeader& h, float* params) {
   const int servers = static_cast<int>(ranges_.size());
   if (sync_) {
     for (int s = 0; s < servers; ++s) push_to(s, grads, h);

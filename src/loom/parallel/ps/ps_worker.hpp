@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loom/comm/communicator.hpp"
+#include "loom/core/timer.hpp"
 #include "loom/parallel/ps/cut_message_fault.hpp"
 #include "loom/parallel/ps/ps_protocol.hpp"
 #include "loom/parallel/ps/server_ranges.hpp"
@@ -24,14 +25,17 @@ class PsWorker {
   // The first pull: every server's range of the parameters into params (the whole buffer).
   // False when the servers say training is already over.
   bool pull(float* params);
-  // Pushes grads (the whole buffer; each server gets its range) with `h`, then pulls the
-  // parameters the servers answer with. False when a server says training is over (the servers
-  // that answered with parameters are told the worker stops).
+  // Pushes grads (the whole buffer; each server gets its range) with `h` (its waited_s,
+  // elapsed_s and pid filled in here), then pulls the parameters the servers answer with. False when a
+  // server says training is over (the servers that answered with parameters are told the worker
+  // stops).
   bool push_pull(const float* grads, const PushHeader& h, float* params);
 
  private:
   // Every server's reply; false if any said stop.
   bool receive_replies(float* params);
+  // push_pull's messages: the push to every server and their replies.
+  bool exchange(const float* grads, const PushHeader& h, float* params);
 
   // Waits for server s's reply for up to twice the comm timeout (in chunks, each a bounded
   // wait): the ssp gate may hold it while the server waits out a hung worker's timeout before
@@ -45,6 +49,8 @@ class PsWorker {
   std::vector<ParamRange> ranges_;
   bool sync_;
   CutMessageFault cut_ = CutMessageFault::from_env();
+  const Timer since_start_;
+  double waited_s_ = 0, elapsed_s_ = 0;  // up to the last reply
 };
 
 }  // namespace loom::ps
