@@ -107,9 +107,11 @@ TEST_F(ZeroThreeCli, RecomputeEqualsZeroZero) {
   expect_zero3_equals_zero0("selective", "--nproc 2 --batch_size 6 --recompute selective");
 }
 
-// dp 2 x tp 2: ZeRO-3 shards each tp rank's parameters over its dp group.
+// dp 2 x tp 2: ZeRO-3 shards each tp rank's parameters over its dp group; with sequence
+// parallelism over the tp ranks too.
 TEST_F(ZeroThreeCli, TensorParallelEqualsZeroZero) {
   expect_zero3_equals_zero0("dp2tp2", "--nproc 4 --tp 2 --batch_size 6");
+  expect_zero3_equals_zero0("dp2tp2sp", "--nproc 4 --tp 2 --batch_size 6 --sequence_parallel true");
 }
 
 TEST_F(ZeroThreeCli, MpirunEqualsZeroZero) {
